@@ -1,0 +1,52 @@
+# p2p-chat — the two commands are `make run` and `make test`; everything else is a building block.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint types imports unit integration migrate bench install clean
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@echo ">> creating $(VENV) and installing pinned dependencies"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(BIN)/p2p-chat migrate
+	@$(BIN)/p2p-chat serve
+
+migrate: $(STAMP)
+	@$(BIN)/p2p-chat migrate
+
+lint: $(STAMP)
+	@echo ">> ruff"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	@echo ">> mypy --strict"
+	@$(BIN)/mypy
+
+imports: $(STAMP)
+	@echo ">> import-linter"
+	@$(BIN)/lint-imports
+
+unit: $(STAMP)
+	@$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP)
+	@$(BIN)/python -m pytest tests/integration -q
+
+test: lint types imports
+	@echo ">> pytest"
+	@$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@echo "The benchmark suite arrives with the performance issue (#7); nothing to measure yet."
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

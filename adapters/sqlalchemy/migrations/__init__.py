@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQLAlchemy adapter, run through :mod:`adapters.sqlalchemy.migrate`."""

@@ -1,0 +1,124 @@
+"""Tables, and the imperative mapping of the domain classes onto them. Alembic uses this MetaData."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.orm import registry
+
+from domain.auth import Login, RefreshToken
+from domain.users import User
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+mapper_registry = registry(metadata=metadata)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Names are searched and ordered by ``name_key``: compare it by code point everywhere, as SQLite
+# does, rather than by the PostgreSQL database's (locale-dependent) default collation.
+NameKey = String(400).with_variant(String(400, collation="C"), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("name_key", NameKey, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("email_key", String(254), nullable=False, unique=True),
+    Column("phone_number", String(16), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=True),
+)
+
+logins = Table(
+    "logins",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("login_id", String(64), ForeignKey("logins.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("spent_at", UtcDateTime(), nullable=True),
+)
+
+# One row per direction: (user_id, contact_id) and (contact_id, user_id).
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("contact_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("blocker_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("blocked_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_blocks_blocked_id", "blocked_id"),
+)
+
+
+def start_mappers() -> None:
+    """Map the domain classes onto the tables, once per process (idempotent)."""
+    if mapper_registry.mappers:
+        return
+    mapper_registry.map_imperatively(User, users)
+    mapper_registry.map_imperatively(Login, logins)
+    mapper_registry.map_imperatively(RefreshToken, refresh_tokens)

@@ -1,0 +1,143 @@
+"""SQLAlchemy implementations of the account-side repositories (users, logins, contacts)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import CursorResult, and_, case, exists, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
+from application.ports import ContactRepository, LoginRepository, UserRepository
+from domain.auth import Login, RefreshToken
+from domain.errors import EmailTakenError, PhoneTakenError
+from domain.users import User
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def escape_like(text: str) -> str:
+    """``%``, ``_`` and the escape character itself match literally (used with ``escape='\\'``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _blocked_either_way(a: int, other_id_column: object) -> object:
+    return exists().where(
+        or_(
+            and_(blocks.c.blocker_id == a, blocks.c.blocked_id == other_id_column),
+            and_(blocks.c.blocker_id == other_id_column, blocks.c.blocked_id == a),
+        )
+    )
+
+
+class SqlAlchemyUserRepository(UserRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, user: User) -> None:
+        self._session.add(user)
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            text = str(exc.orig)
+            if "phone_number" in text:
+                raise PhoneTakenError() from exc
+            if "email_key" in text:
+                raise EmailTakenError() from exc
+            raise
+
+    async def get(self, user_id: int) -> User | None:
+        return await self._session.get(User, user_id)
+
+    async def get_by_email_key(self, email_key: str) -> User | None:
+        result = await self._session.execute(select(User).where(users.c.email_key == email_key))
+        return result.scalar_one_or_none()
+
+    async def get_by_phone(self, phone_number: str) -> User | None:
+        result = await self._session.execute(select(User).where(users.c.phone_number == phone_number))
+        return result.scalar_one_or_none()
+
+    async def search(
+        self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
+    ) -> list[User]:
+        exact = users.c.email_key == email_key
+        if phone_number is not None:
+            exact = or_(exact, users.c.phone_number == phone_number)
+        by_name = users.c.name_key.like(f"%{escape_like(name_key)}%", escape="\\")
+        blocked_me = exists().where(blocks.c.blocker_id == users.c.id, blocks.c.blocked_id == viewer_id)
+        stmt = (
+            select(User)
+            .where(or_(exact, by_name), users.c.id != viewer_id, ~blocked_me)
+            .order_by(case((exact, 0), else_=1), users.c.name_key, users.c.id)
+            .limit(limit)
+        )
+        return list((await self._session.execute(stmt)).scalars())
+
+
+class SqlAlchemyLoginRepository(LoginRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, login: Login) -> None:
+        self._session.add(login)
+        await self._session.flush()
+
+    async def get(self, login_id: str) -> Login | None:
+        return await self._session.get(Login, login_id)
+
+    async def active_ids_of(self, user_id: int) -> list[str]:
+        stmt = select(logins.c.id).where(logins.c.user_id == user_id, logins.c.revoked_at.is_(None))
+        return list((await self._session.execute(stmt)).scalars())
+
+    async def add_refresh(self, token: RefreshToken) -> None:
+        self._session.add(token)
+        await self._session.flush()
+
+    async def get_refresh(self, digest: str) -> RefreshToken | None:
+        return await self._session.get(RefreshToken, digest)
+
+    async def spend_refresh(self, digest: str, *, now: datetime) -> bool:
+        # A conditional update: of two concurrent requests only one sees ``spent_at IS NULL``.
+        stmt = (
+            update(refresh_tokens)
+            .where(refresh_tokens.c.digest == digest, refresh_tokens.c.spent_at.is_(None))
+            .values(spent_at=now)
+        )
+        result = cast("CursorResult[object]", await self._session.execute(stmt))
+        return result.rowcount == 1
+
+
+class SqlAlchemyContactRepository(ContactRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_pair(self, a: int, b: int) -> None:
+        present = await self._session.execute(
+            select(contacts.c.contact_id).where(contacts.c.user_id == a, contacts.c.contact_id == b)
+        )
+        if present.first() is None:
+            await self._session.execute(
+                insert(contacts), [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}]
+            )
+
+    async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
+        stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)
+        if after_id is not None:
+            stmt = stmt.where(users.c.id > after_id)
+        stmt = stmt.order_by(users.c.id).limit(limit)
+        return list((await self._session.execute(stmt)).scalars())
+
+    async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
+        ids = list(user_ids)
+        if not ids:
+            return set()
+        stmt = select(contacts.c.contact_id).where(
+            contacts.c.user_id == viewer_id,
+            contacts.c.contact_id.in_(ids),
+            ~_blocked_either_way(viewer_id, contacts.c.contact_id),  # type: ignore[operator]
+        )
+        return set((await self._session.execute(stmt)).scalars())

@@ -1,0 +1,47 @@
+"""The SQLAlchemy Unit of Work: one ``AsyncSession`` (one transaction) per ``async with``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self
+
+from adapters.sqlalchemy.repositories import (
+    SqlAlchemyContactRepository,
+    SqlAlchemyLoginRepository,
+    SqlAlchemyUserRepository,
+)
+from application.ports import UnitOfWork
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+class SqlAlchemyUnitOfWork(UnitOfWork):
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._session is not None:
+            raise RuntimeError("this unit of work is already in use")
+        session = self._session_factory()
+        self._session = session
+        self.users = SqlAlchemyUserRepository(session)
+        self.logins = SqlAlchemyLoginRepository(session)
+        self.contacts = SqlAlchemyContactRepository(session)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            # close() rolls back whatever was not committed and detaches the objects without
+            # expiring them, so use cases may read what they loaded after the block.
+            await session.close()
+
+    async def commit(self) -> None:
+        if self._session is None:
+            raise RuntimeError("commit outside of a unit of work")
+        await self._session.commit()

@@ -1,0 +1,318 @@
+"""Account use cases: register, log in, refresh, log out (one login or all), change password,
+and authenticate a bearer token. Each opens its own transactions; hashing happens outside them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from application.common import Principal, UnitOfWorkFactory
+from domain.auth import (
+    AttemptLimit,
+    Login,
+    LoginThrottle,
+    RefreshToken,
+    RefreshVerdict,
+    account_key,
+    address_key,
+    registration_key,
+)
+from domain.errors import (
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    LoginRevokedError,
+    PhoneTakenError,
+    RateLimitedError,
+    UserNotFoundError,
+)
+from domain.users import Registration, User, check_password, email_key
+
+if TYPE_CHECKING:
+    from application.ports import AttemptCounter, Clock, IdGenerator, PasswordHasher, TokenService, UnitOfWork
+
+REGISTRATION_WINDOW_S = 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    """A signed-in login: the user and a fresh access/refresh token pair."""
+
+    user: User
+    sid: str
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+class LoginIssuer:
+    """Starts logins and rotates their refresh tokens, inside the caller's transaction."""
+
+    def __init__(self, tokens: TokenService, ids: IdGenerator, refresh_ttl_s: int) -> None:
+        self._tokens = tokens
+        self._ids = ids
+        self._refresh_ttl_s = refresh_ttl_s
+
+    async def start(self, uow: UnitOfWork, user: User, clock: Clock) -> Session:
+        now = clock.now()
+        login = Login(id=self._ids.new_id(), user_id=user.uid, created_at=now)
+        await uow.logins.add(login)
+        return await self.rotate(uow, user, login, clock)
+
+    async def rotate(self, uow: UnitOfWork, user: User, login: Login, clock: Clock) -> Session:
+        now = clock.now()
+        raw = self._tokens.new_refresh_secret()
+        await uow.logins.add_refresh(
+            RefreshToken.issue(
+                digest=self._tokens.refresh_digest(raw), login_id=login.id, now=now, ttl_s=self._refresh_ttl_s
+            )
+        )
+        access = self._tokens.issue_access(user_id=user.uid, sid=login.id, now=now)
+        return Session(
+            user=user,
+            sid=login.id,
+            access_token=access.token,
+            expires_in=access.expires_in,
+            refresh_token=raw,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register:
+    name: str
+    email: str
+    phone_number: str
+    password: str
+    client_address: str
+
+
+class RegisterUser:
+    """Create an account and sign it in. Every attempt counts against the per-address hourly limit.
+
+    Raises InvalidInputError, EmailTakenError, PhoneTakenError, RateLimitedError, BusyError.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        issuer: LoginIssuer,
+        counter: AttemptCounter,
+        clock: Clock,
+        per_hour: int,
+    ) -> None:
+        self._uow, self._hasher, self._issuer = uow, hasher, issuer
+        self._counter, self._clock = counter, clock
+        self._limit = AttemptLimit(max_attempts=per_hour, window_s=REGISTRATION_WINDOW_S)
+
+    async def __call__(self, cmd: Register) -> Session:
+        now = self._clock.now()
+        window = await self._counter.hit(registration_key(cmd.client_address), now=now, window_s=self._limit.window_s)
+        if self._limit.exceeded_by(window, now):
+            raise RateLimitedError(window.retry_after_s(now, self._limit.window_s), "too many registrations")
+        data = Registration.parse(name=cmd.name, email=cmd.email, phone_number=cmd.phone_number, password=cmd.password)
+        async with self._uow() as uow:  # cheap early answer; the unique constraints decide races
+            if await uow.users.get_by_email_key(email_key(data.email)) is not None:
+                raise EmailTakenError()
+            if await uow.users.get_by_phone(data.phone_number) is not None:
+                raise PhoneTakenError()
+        password_hash = await self._hasher.hash(data.password)
+        async with self._uow() as uow:
+            user = User.register(data, password_hash=password_hash, now=self._clock.now())
+            await uow.users.add(user)
+            session = await self._issuer.start(uow, user, self._clock)
+            await uow.commit()
+        return session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Credentials:
+    email: str
+    password: str
+    client_address: str
+
+
+class LogIn:
+    """Check email and password and start a login.
+
+    Unknown email and wrong password raise the same InvalidCredentialsError after the same work
+    (a dummy hash is verified). Failures are counted per account and per client address; over
+    either limit every attempt raises RateLimitedError until the window closes, right password or not.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        issuer: LoginIssuer,
+        counter: AttemptCounter,
+        clock: Clock,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._uow, self._hasher, self._issuer = uow, hasher, issuer
+        self._counter, self._clock, self._throttle = counter, clock, throttle
+
+    async def __call__(self, cmd: Credentials) -> Session:
+        key = email_key(cmd.email)
+        keys = {
+            account_key(key): self._throttle.per_account,
+            address_key(cmd.client_address): self._throttle.per_address,
+        }
+        await check_attempts(self._counter, keys, self._clock)
+        async with self._uow() as uow:
+            user = await uow.users.get_by_email_key(key)
+        valid = await self._hasher.verify(cmd.password, user.password_hash if user else None)
+        if user is None or not valid:
+            await count_failure(self._counter, keys, self._clock)
+            raise InvalidCredentialsError()
+        await self._counter.reset(account_key(key))
+        async with self._uow() as uow:
+            session = await self._issuer.start(uow, user, self._clock)
+            await uow.commit()
+        return session
+
+
+async def check_attempts(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
+    now = clock.now()
+    for key, limit in limits.items():
+        limit.check(await counter.get(key, now=now, window_s=limit.window_s), now)
+
+
+async def count_failure(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
+    now = clock.now()
+    for key, limit in limits.items():
+        await counter.hit(key, now=now, window_s=limit.window_s)
+
+
+class RefreshLogin:
+    """Exchange a refresh token for a new pair (rotation). A spent token presented again revokes
+    its whole login. Raises InvalidTokenError (and LoginRevokedError for a revoked login)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService, issuer: LoginIssuer, clock: Clock) -> None:
+        self._uow, self._tokens, self._issuer, self._clock = uow, tokens, issuer, clock
+
+    async def __call__(self, raw_refresh_token: str) -> Session:
+        digest = self._tokens.refresh_digest(raw_refresh_token)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            token = await uow.logins.get_refresh(digest)
+            if token is None:
+                raise RefreshToken.rejected()
+            login = await uow.logins.get(token.login_id)
+            verdict = token.judge(login, now)
+            if verdict is RefreshVerdict.ROTATE and not await uow.logins.spend_refresh(digest, now=now):
+                verdict = RefreshVerdict.REVOKE_LOGIN  # a concurrent request spent it: that is reuse too
+            if verdict is RefreshVerdict.REVOKE_LOGIN and login is not None:
+                login.revoke(now)
+                await uow.commit()
+            if verdict is not RefreshVerdict.ROTATE or login is None:
+                raise RefreshToken.rejected()
+            user = await uow.users.get(login.user_id)
+            if user is None:
+                raise RefreshToken.rejected()
+            session = await self._issuer.rotate(uow, user, login, self._clock)
+            await uow.commit()
+        return session
+
+
+class Authenticate:
+    """Turn a bearer access token into a :class:`Principal`; the token's login must be active.
+
+    Raises InvalidTokenError or LoginRevokedError.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService, clock: Clock) -> None:
+        self._uow, self._tokens, self._clock = uow, tokens, clock
+
+    async def __call__(self, token: str) -> Principal:
+        claims = self._tokens.verify_access(token, now=self._clock.now())
+        async with self._uow() as uow:
+            login = await uow.logins.get(claims.sid)
+        if login is None or login.user_id != claims.user_id:
+            raise LoginRevokedError()
+        login.ensure_active()
+        return Principal(user_id=claims.user_id, sid=claims.sid)
+
+
+class LogOut:
+    """Revoke the caller's login: its refresh token and every access token with its ``sid``."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
+
+    async def __call__(self, principal: Principal) -> list[str]:
+        async with self._uow() as uow:
+            login = await uow.logins.get(principal.sid)
+            if login is not None:
+                login.revoke(self._clock.now())
+            await uow.commit()
+        return [principal.sid]
+
+
+class LogOutEverywhere:
+    """Revoke every login of the caller. Returns the revoked login ids."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
+
+    async def __call__(self, principal: Principal) -> list[str]:
+        return await revoke_logins(self._uow, self._clock, principal.user_id, keep=None)
+
+
+async def revoke_logins(uow_factory: UnitOfWorkFactory, clock: Clock, user_id: int, keep: str | None) -> list[str]:
+    now = clock.now()
+    revoked: list[str] = []
+    async with uow_factory() as uow:
+        for sid in await uow.logins.active_ids_of(user_id):
+            login = await uow.logins.get(sid)
+            if login is not None and sid != keep:
+                login.revoke(now)
+                revoked.append(sid)
+        await uow.commit()
+    return revoked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordChange:
+    principal: Principal
+    current_password: str
+    new_password: str
+
+
+class ChangePassword:
+    """Replace the caller's password after checking the current one, and revoke every other login.
+
+    A wrong current password counts as a failed login of the account (so a stolen access token
+    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        counter: AttemptCounter,
+        clock: Clock,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._uow, self._hasher, self._counter = uow, hasher, counter
+        self._clock, self._throttle = clock, throttle
+
+    async def __call__(self, cmd: PasswordChange) -> list[str]:
+        new_password = check_password(cmd.new_password, "newPassword")
+        async with self._uow() as uow:
+            user = await uow.users.get(cmd.principal.user_id)
+        if user is None:
+            raise UserNotFoundError(cmd.principal.user_id)
+        limits = {account_key(user.email_key): self._throttle.per_account}
+        await check_attempts(self._counter, limits, self._clock)
+        if not await self._hasher.verify(cmd.current_password, user.password_hash):
+            await count_failure(self._counter, limits, self._clock)
+            raise InvalidInputError.of("currentPassword", "is not your current password")
+        new_hash = await self._hasher.hash(new_password)
+        async with self._uow() as uow:
+            stored = await uow.users.get(user.uid)
+            if stored is None:
+                raise UserNotFoundError(user.uid)
+            stored.change_password_hash(new_hash)
+            await uow.commit()
+        return await revoke_logins(self._uow, self._clock, user.uid, keep=cmd.principal.sid)

@@ -1,0 +1,42 @@
+"""Small pieces shared by the use cases: the authenticated principal, pages, limits, UoW factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from application.ports import UnitOfWork
+from domain.errors import InvalidInputError
+
+T = TypeVar("T")
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+"""Makes a fresh :class:`UnitOfWork`; use cases open one per transaction, so they are safe to share."""
+
+PAGE_DEFAULT, PAGE_MAX = 50, 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """The authenticated caller: a user and the login (``sid``) the token belongs to."""
+
+    user_id: int
+    sid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list; ``next_after`` is the key to continue from, or None."""
+
+    items: list[T]
+    next_after: int | None
+
+
+def page_limit(limit: int | None, *, default: int = PAGE_DEFAULT, maximum: int = PAGE_MAX) -> int:
+    """The page size to use; ``None`` → ``default``; outside 1..maximum → InvalidInputError."""
+    if limit is None:
+        return default
+    if not 1 <= limit <= maximum:
+        raise InvalidInputError.of("limit", f"must be between 1 and {maximum}")
+    return limit

@@ -1,0 +1,170 @@
+"""Driven ports: what the use cases need from the outside world, as ``typing.Protocol``s.
+
+Adapters implement them (``adapters/``); the composition root (``entrypoints/container.py``)
+chooses which. Use cases own transactions through :class:`UnitOfWork`; nothing here commits on
+its own unless it says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+    from types import TracebackType
+
+    from domain.auth import AttemptWindow, Login, RefreshToken
+    from domain.users import User
+
+
+class Clock(Protocol):
+    """The only source of time for the core. Returns aware UTC datetimes."""
+
+    def now(self) -> datetime: ...
+
+
+class IdGenerator(Protocol):
+    """Opaque, unique, roughly time-ordered string ids (logins, messages, token ids)."""
+
+    def new_id(self) -> str: ...
+
+
+class PasswordHasher(Protocol):
+    """Slow, salted password hashing that never blocks the event loop.
+
+    Both methods wait a bounded time for one of a fixed number of hashing slots and raise
+    :class:`domain.errors.BusyError` when none frees up.
+    """
+
+    async def hash(self, raw: str) -> str: ...
+
+    async def verify(self, raw: str, hashed: str | None) -> bool:
+        """``hashed=None`` verifies against a dummy hash and returns False, so an unknown account
+        costs the same time as a wrong password."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: int
+    sid: str
+    jti: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedAccess:
+    token: str
+    expires_at: datetime
+    expires_in: int
+
+
+class TokenService(Protocol):
+    """Access tokens (signed, short-lived) and refresh-token secrets (opaque, stored as digests)."""
+
+    def issue_access(self, *, user_id: int, sid: str, now: datetime) -> IssuedAccess: ...
+
+    def verify_access(self, token: str, *, now: datetime) -> AccessClaims:
+        """Raise :class:`domain.errors.InvalidTokenError` for anything but a valid, unexpired token."""
+        ...
+
+    def new_refresh_secret(self) -> str: ...
+
+    def refresh_digest(self, raw: str) -> str: ...
+
+
+class AttemptCounter(Protocol):
+    """Fixed-window attempt counters shared by every process of the deployment."""
+
+    async def get(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow | None:
+        """The open window of ``key`` (``None`` when there is none or it has closed)."""
+        ...
+
+    async def hit(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow:
+        """Count one attempt atomically and return the window including it."""
+        ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+class UserRepository(Protocol):
+    """Accounts. ``add`` assigns the id and raises ``EmailTakenError``/``PhoneTakenError``."""
+
+    async def add(self, user: User) -> None: ...
+
+    async def get(self, user_id: int) -> User | None: ...
+
+    async def get_by_email_key(self, email_key: str) -> User | None: ...
+
+    async def get_by_phone(self, phone_number: str) -> User | None: ...
+
+    async def search(
+        self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
+    ) -> list[User]:
+        """Users whose ``name_key`` contains ``name_key`` literally, whose email key equals
+        ``email_key`` or whose number equals ``phone_number``; ordered exact email/phone match
+        first, then by name, then id; excluding the viewer and users who blocked the viewer."""
+        ...
+
+
+class LoginRepository(Protocol):
+    """Logins (``sid``) and their refresh tokens (digests only)."""
+
+    async def add(self, login: Login) -> None: ...
+
+    async def get(self, login_id: str) -> Login | None: ...
+
+    async def active_ids_of(self, user_id: int) -> list[str]: ...
+
+    async def add_refresh(self, token: RefreshToken) -> None: ...
+
+    async def get_refresh(self, digest: str) -> RefreshToken | None: ...
+
+    async def spend_refresh(self, digest: str, *, now: datetime) -> bool:
+        """Mark the token spent if it is not yet; False when another request spent it first."""
+        ...
+
+
+class ContactRepository(Protocol):
+    """Who are contacts (each sent the other a non-withheld message) and who blocked whom."""
+
+    async def add_pair(self, a: int, b: int) -> None:
+        """Record that ``a`` and ``b`` are contacts (idempotent, symmetric)."""
+        ...
+
+    async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
+        """The user's contacts ordered by id, above ``after_id``."""
+        ...
+
+    async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
+        """Those of ``user_ids`` whose presence ``viewer_id`` may see: contacts, no block either way."""
+        ...
+
+
+class PresenceRegistry(Protocol):
+    """Who is online. Only the server decides it; reads here never reveal anything by themselves."""
+
+    async def online_among(self, user_ids: Iterable[int]) -> set[int]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. ``async with uow:`` opens it, :meth:`commit` ends it, leaving rolls back.
+
+    An instance may be reused one transaction after another but never by two tasks at once.
+    """
+
+    users: UserRepository
+    logins: LoginRepository
+    contacts: ContactRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...

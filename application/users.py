@@ -1,0 +1,132 @@
+"""User use cases: own profile, rename, look up one user, list contacts, search.
+
+Other users are returned as :class:`domain.users.UserCard` — never email, phone or hash — with
+presence filled in only where the viewer may see it (contacts, no block either way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from application.common import Page, Principal, UnitOfWorkFactory, page_limit
+from domain.errors import InvalidInputError, UserNotFoundError
+from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from application.ports import PresenceRegistry, UnitOfWork
+
+SEARCH_QUERY_MIN, SEARCH_QUERY_MAX = 2, 100
+SEARCH_DEFAULT, SEARCH_MAX = 20, 50
+
+
+class CardMaker:
+    """Builds what a viewer may see of other users (presence only where visible)."""
+
+    def __init__(self, presence: PresenceRegistry) -> None:
+        self._presence = presence
+
+    async def cards(self, uow: UnitOfWork, viewer_id: int, users: Sequence[User]) -> list[UserCard]:
+        ids = [u.uid for u in users]
+        visible = await uow.contacts.visible_among(viewer_id, ids) if ids else set()
+        online = await self._presence.online_among(visible) if visible else set()
+        return [self._card(u, u.uid in visible, u.uid in online) for u in users]
+
+    @staticmethod
+    def _card(user: User, visible: bool, online: bool) -> UserCard:
+        if not visible:
+            return UserCard(id=user.uid, name=user.name)
+        return UserCard(id=user.uid, name=user.name, online=online, last_seen_at=None if online else user.last_seen_at)
+
+
+class GetProfile:
+    """The caller's own account, including email and phone number."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, principal: Principal) -> User:
+        async with self._uow() as uow:
+            user = await uow.users.get(principal.user_id)
+        if user is None:
+            raise UserNotFoundError(principal.user_id)
+        return user
+
+
+class RenameUser:
+    """Change the caller's display name (trimmed, 1–100 characters)."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, principal: Principal, name: str) -> User:
+        async with self._uow() as uow:
+            user = await uow.users.get(principal.user_id)
+            if user is None:
+                raise UserNotFoundError(principal.user_id)
+            user.rename(name)
+            await uow.commit()
+        return user
+
+
+class GetUser:
+    """One user as the viewer may see them. Raises UserNotFoundError."""
+
+    def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
+        self._uow, self._cards = uow, cards
+
+    async def __call__(self, viewer: Principal, user_id: int) -> UserCard:
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise UserNotFoundError(user_id)
+            (card,) = await self._cards.cards(uow, viewer.user_id, [user])
+        return card
+
+
+class ListContacts:
+    """The caller's contacts, by id, keyset-paginated."""
+
+    def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
+        self._uow, self._cards = uow, cards
+
+    async def __call__(self, viewer: Principal, *, limit: int | None, after_id: int | None) -> Page[UserCard]:
+        size = page_limit(limit)
+        async with self._uow() as uow:
+            users = await uow.contacts.list_contacts(viewer.user_id, after_id=after_id, limit=size + 1)
+            more = len(users) > size
+            cards = await self._cards.cards(uow, viewer.user_id, users[:size])
+        return Page(items=cards, next_after=cards[-1].id if more else None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchQuery:
+    viewer: Principal
+    query: str
+    limit: int | None = None
+
+
+class SearchUsers:
+    """Find users by name substring, exact email or exact phone number (contract §5)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
+        self._uow, self._cards = uow, cards
+
+    async def __call__(self, cmd: SearchQuery) -> list[UserCard]:
+        query = cmd.query.strip()
+        if not SEARCH_QUERY_MIN <= len(query) <= SEARCH_QUERY_MAX:
+            raise InvalidInputError.of(
+                "query", f"must be {SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming"
+            )
+        size = page_limit(cmd.limit, default=SEARCH_DEFAULT, maximum=SEARCH_MAX)
+        async with self._uow() as uow:
+            users = await uow.users.search(
+                viewer_id=cmd.viewer.user_id,
+                name_key=name_key(query),
+                email_key=email_key(query),
+                phone_number=try_normalise_phone(query),
+                limit=size,
+            )
+            return await self._cards.cards(uow, cmd.viewer.user_id, users)

@@ -1,0 +1,146 @@
+"""Authentication rules: logins (sessions, ``sid``), refresh-token rotation, and the attempt limits.
+
+A *login* is one successful sign-in on one device. Access tokens carry its id (``sid``); its
+refresh tokens are opaque, stored only as digests, single use. Presenting a spent refresh token
+again means it leaked, so the whole login is revoked. Attempt limits use fixed windows that start
+at the first counted attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from domain.errors import InvalidTokenError, LoginRevokedError, RateLimitedError
+
+
+@dataclass(eq=False, kw_only=True)
+class Login:
+    """One signed-in device of a user. Revocation is final."""
+
+    id: str
+    user_id: int
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self, now: datetime) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = now
+
+    def ensure_active(self) -> None:
+        if self.revoked_at is not None:
+            raise LoginRevokedError()
+
+
+class RefreshVerdict(Enum):
+    """What presenting a refresh token means."""
+
+    ROTATE = "rotate"  # valid: spend it and issue the next one
+    REVOKE_LOGIN = "revoke_login"  # already spent: it leaked, end the whole login
+    REJECT = "reject"  # expired or its login is gone
+
+
+@dataclass(eq=False, kw_only=True)
+class RefreshToken:
+    """A stored refresh token (its digest only)."""
+
+    digest: str
+    login_id: str
+    issued_at: datetime
+    expires_at: datetime
+    spent_at: datetime | None = None
+
+    @classmethod
+    def issue(cls, *, digest: str, login_id: str, now: datetime, ttl_s: int) -> RefreshToken:
+        return cls(digest=digest, login_id=login_id, issued_at=now, expires_at=now + timedelta(seconds=ttl_s))
+
+    def judge(self, login: Login | None, now: datetime) -> RefreshVerdict:
+        if login is None or not login.active:
+            return RefreshVerdict.REJECT
+        if self.spent_at is not None:
+            return RefreshVerdict.REVOKE_LOGIN
+        if now >= self.expires_at:
+            return RefreshVerdict.REJECT
+        return RefreshVerdict.ROTATE
+
+    @staticmethod
+    def rejected() -> InvalidTokenError:
+        return InvalidTokenError("invalid, expired or already used refresh token")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptWindow:
+    """A fixed counting window: ``count`` attempts since ``started_at``."""
+
+    count: int
+    started_at: datetime
+
+    def ends_at(self, window_s: int) -> datetime:
+        return self.started_at + timedelta(seconds=window_s)
+
+    def is_open(self, now: datetime, window_s: int) -> bool:
+        return now < self.ends_at(window_s)
+
+    def after_one_more(self, now: datetime, window_s: int) -> AttemptWindow:
+        """The window after counting one attempt at ``now`` (a closed window starts afresh)."""
+        if self.is_open(now, window_s):
+            return AttemptWindow(count=self.count + 1, started_at=self.started_at)
+        return AttemptWindow(count=1, started_at=now)
+
+    def retry_after_s(self, now: datetime, window_s: int) -> int:
+        return max(1, math.ceil((self.ends_at(window_s) - now).total_seconds()))
+
+
+def first_attempt(now: datetime) -> AttemptWindow:
+    return AttemptWindow(count=1, started_at=now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptLimit:
+    """At most ``max_attempts`` per ``window_s`` seconds for one key."""
+
+    max_attempts: int
+    window_s: int
+
+    def check(self, window: AttemptWindow | None, now: datetime) -> None:
+        """Raise :class:`RateLimitedError` while ``window`` is open and already full."""
+        if window is not None and window.is_open(now, self.window_s) and window.count >= self.max_attempts:
+            raise RateLimitedError(window.retry_after_s(now, self.window_s))
+
+    def exceeded_by(self, window: AttemptWindow, now: datetime) -> bool:
+        """True when ``window`` (that already counts the current attempt) is over the limit."""
+        return window.is_open(now, self.window_s) and window.count > self.max_attempts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginThrottle:
+    """Failed-login limits: per account, and 4× that per client address, in one window."""
+
+    max_failures: int
+    window_s: int
+
+    @property
+    def per_account(self) -> AttemptLimit:
+        return AttemptLimit(max_attempts=self.max_failures, window_s=self.window_s)
+
+    @property
+    def per_address(self) -> AttemptLimit:
+        return AttemptLimit(max_attempts=4 * self.max_failures, window_s=self.window_s)
+
+
+def account_key(email_key: str) -> str:
+    return f"login:account:{email_key}"
+
+
+def address_key(address: str) -> str:
+    return f"login:address:{address}"
+
+
+def registration_key(address: str) -> str:
+    return f"register:address:{address}"

@@ -1,0 +1,97 @@
+"""The composition root: the only module that knows every adapter and wires them to the use cases."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from adapters.auth.passwords import Argon2PasswordHasher
+from adapters.auth.tokens import PyJwtTokenService
+from adapters.memory.counters import InMemoryAttemptCounter
+from adapters.memory.presence import InMemoryPresenceRegistry
+from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
+from adapters.sqlalchemy.orm import start_mappers
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from adapters.system.clock import SystemClock
+from adapters.system.ids import Uuid7Ids
+from application.accounts import (
+    Authenticate,
+    ChangePassword,
+    LogIn,
+    LoginIssuer,
+    LogOut,
+    LogOutEverywhere,
+    RefreshLogin,
+    RegisterUser,
+)
+from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
+from domain.auth import LoginThrottle
+from entrypoints.settings import Settings
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    mappers = providers.Resource(start_mappers)
+    engine = providers.Singleton(
+        create_engine, settings.provided.database_url, sqlite_synchronous=settings.provided.sqlite_synchronous
+    )
+    session_factory = providers.Singleton(make_sessionmaker, engine=engine)
+    uow = providers.Factory(SqlAlchemyUnitOfWork, session_factory=session_factory)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(Uuid7Ids)
+    password_hasher = providers.Singleton(Argon2PasswordHasher, concurrency=settings.provided.hash_concurrency)
+    tokens = providers.Singleton(
+        PyJwtTokenService,
+        secret=settings.provided.secret,
+        access_ttl_s=settings.provided.access_token_ttl_s,
+        ids=ids,
+    )
+    attempts = providers.Singleton(InMemoryAttemptCounter)
+    presence = providers.Singleton(InMemoryPresenceRegistry)
+
+    throttle = providers.Singleton(
+        LoginThrottle,
+        max_failures=settings.provided.login_max_failures,
+        window_s=settings.provided.login_window_s,
+    )
+    issuer = providers.Singleton(
+        LoginIssuer, tokens=tokens, ids=ids, refresh_ttl_s=settings.provided.refresh_token_ttl_s
+    )
+    cards = providers.Singleton(CardMaker, presence=presence)
+
+    register_user = providers.Singleton(
+        RegisterUser,
+        uow=uow.provider,
+        hasher=password_hasher,
+        issuer=issuer,
+        counter=attempts,
+        clock=clock,
+        per_hour=settings.provided.register_per_hour,
+    )
+    log_in = providers.Singleton(
+        LogIn,
+        uow=uow.provider,
+        hasher=password_hasher,
+        issuer=issuer,
+        counter=attempts,
+        clock=clock,
+        throttle=throttle,
+    )
+    refresh_login = providers.Singleton(RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock)
+    authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
+    log_out = providers.Singleton(LogOut, uow=uow.provider, clock=clock)
+    log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock)
+    change_password = providers.Singleton(
+        ChangePassword,
+        uow=uow.provider,
+        hasher=password_hasher,
+        counter=attempts,
+        clock=clock,
+        throttle=throttle,
+    )
+    get_profile = providers.Singleton(GetProfile, uow=uow.provider)
+    rename_user = providers.Singleton(RenameUser, uow=uow.provider)
+    get_user = providers.Singleton(GetUser, uow=uow.provider, cards=cards)
+    list_contacts = providers.Singleton(ListContacts, uow=uow.provider, cards=cards)
+    search_users = providers.Singleton(SearchUsers, uow=uow.provider, cards=cards)

@@ -1,0 +1,40 @@
+"""Operational endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from entrypoints.http.schemas import Health
+
+log = logging.getLogger("p2p_chat.ops")
+
+ReadinessChecks = dict[str, Callable[[], Awaitable[None]]]
+CHECK_TIMEOUT_S = 2.0
+
+
+@get("/health", tags=["ops"], summary="Liveness: the process answers")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@get("/ready", tags=["ops"], summary="Readiness: the database (and Redis, when configured) answer")
+async def ready(readiness_checks: NamedDependency[ReadinessChecks]) -> Response[Health]:
+    results: dict[str, str] = {}
+    for name, check in readiness_checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+            results[name] = "ok"
+        except Exception as exc:  # a readiness probe reports every failure, whatever it is
+            log.warning("readiness check %s failed: %r", name, exc)
+            results[name] = "unavailable"
+    ok = all(v == "ok" for v in results.values())
+    return Response(
+        Health(status="ok" if ok else "unavailable", checks=results),
+        status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
+    )

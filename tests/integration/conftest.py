@@ -1,0 +1,117 @@
+"""Fixtures shared by every integration test: one fresh database per test, on SQLite and PostgreSQL.
+
+* ``backend`` — ``"sqlite"`` or ``"postgres"`` (test ids the same); postgres tests carry the
+  ``postgres`` marker, so ``-m "not postgres"`` deselects them.
+* ``database_url`` — an empty database: a file ``chat.db`` under ``tmp_path``, or a uniquely
+  named database created on the server named by ``CHAT_TEST_POSTGRES_URL`` and dropped afterwards.
+  When PostgreSQL is unreachable its tests are skipped, or fail when ``CI=true``.
+* ``migrated_url`` — ``database_url`` migrated to the head revision.
+* ``session_factory`` — an ``async_sessionmaker`` over ``create_engine(migrated_url)`` with the
+  mappers started; the engine is disposed afterwards.
+* ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
+from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.orm import start_mappers
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")]
+
+# The outcome of the one reachability probe per session, by server URL: "" when reachable,
+# otherwise why not.
+_postgres_problems: dict[str, str] = {}
+
+
+def postgres_server_url() -> str:
+    return os.environ.get("CHAT_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+async def _admin_execute(server_url: str, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE/DROP DATABASE need that)."""
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _require_postgres(server_url: str) -> None:
+    """Skip (or, with ``CI=true``, fail) unless the PostgreSQL server answers; probed once."""
+    if server_url not in _postgres_problems:
+        try:
+            await _admin_execute(server_url, "SELECT 1")
+        except Exception as exc:  # whatever the failure, the server is not usable
+            _postgres_problems[server_url] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        else:
+            _postgres_problems[server_url] = ""
+    if problem := _postgres_problems[server_url]:
+        reason = (
+            f"PostgreSQL not reachable at {make_url(server_url).render_as_string(hide_password=True)} "
+            f"({problem}); set CHAT_TEST_POSTGRES_URL or run with CI=true to require it"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/chat.db"
+        return
+    server_url = postgres_server_url()
+    await _require_postgres(server_url)
+    name = f"chat_test_{uuid.uuid4().hex}"
+    await _admin_execute(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin_execute(
+            server_url,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "  # noqa: S608
+            "AND pid <> pg_backend_pid()",
+            f'DROP DATABASE IF EXISTS "{name}"',
+        )
+
+
+@pytest.fixture
+async def migrated_url(database_url: str) -> str:
+    await upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def session_factory(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    start_mappers()
+    engine = create_engine(migrated_url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
+    return lambda: SqlAlchemyUnitOfWork(session_factory)

@@ -1,0 +1,190 @@
+"""The packaged Alembic migrations, on SQLite and PostgreSQL: stairway, revision checks, no drift."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.engine import Connection
+
+from adapters.sqlalchemy import orm
+from adapters.sqlalchemy.engine import create_engine
+from adapters.sqlalchemy.migrate import (
+    SchemaNotCurrentError,
+    alembic_config,
+    current_revision,
+    downgrade,
+    ensure_current,
+    head_revision,
+    upgrade,
+)
+
+TABLES = {"users", "logins", "refresh_tokens", "contacts", "blocks"}
+
+
+async def table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def schema_drift(url: str) -> list[Any]:
+    """What autogenerate would change to make the database match ``orm.metadata``."""
+
+    def compare(conn: Connection) -> list[Any]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, orm.metadata))
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(compare)
+    finally:
+        await engine.dispose()
+
+
+def test_history_is_one_linear_chain_starting_at_0001() -> None:
+    assert head_revision() == "0001"
+
+
+async def test_stairway_upgrade_downgrade_upgrade(database_url: str) -> None:
+    assert await table_names(database_url) == set()
+
+    await upgrade(database_url)
+    assert await table_names(database_url) == TABLES | {"alembic_version"}
+    assert await current_revision(database_url) == head_revision()
+
+    await downgrade(database_url, "base")
+    assert await table_names(database_url) - {"alembic_version"} == set()
+    assert await current_revision(database_url) is None
+
+    await upgrade(database_url)
+    assert await table_names(database_url) == TABLES | {"alembic_version"}
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
+    await upgrade(migrated_url)
+    assert await current_revision(migrated_url) == head_revision()
+
+
+async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0001: run `p2p-chat migrate`") as caught:
+        await ensure_current(database_url)
+    assert caught.value.current is None
+    assert caught.value.head == head_revision()
+
+
+async def test_a_database_behind_head_is_not_current(database_url: str) -> None:
+    await upgrade(database_url)
+    await downgrade(database_url, "base")
+    with pytest.raises(SchemaNotCurrentError, match="run `p2p-chat migrate`"):
+        await ensure_current(database_url)
+
+
+async def test_a_migrated_database_is_current(migrated_url: str) -> None:
+    await ensure_current(migrated_url)
+
+
+async def test_migrated_schema_matches_the_orm_metadata(migrated_url: str) -> None:
+    assert await schema_drift(migrated_url) == []
+
+
+async def test_an_unmigrated_schema_differs_from_the_orm_metadata(database_url: str) -> None:
+    """Guards the drift check itself: it does see missing tables."""
+    drift = await schema_drift(database_url)
+    assert {diff[1].name for diff in drift if diff[0] == "add_table"} == TABLES
+
+
+async def test_constraint_and_index_names_follow_the_naming_convention(migrated_url: str) -> None:
+    def names(conn: Connection) -> dict[str, set[str | None]]:
+        inspector = inspect(conn)
+        found: dict[str, set[str | None]] = {}
+        for table in TABLES:
+            found[table] = {
+                inspector.get_pk_constraint(table)["name"],
+                *(fk["name"] for fk in inspector.get_foreign_keys(table)),
+                *(uq["name"] for uq in inspector.get_unique_constraints(table)),
+                *(ix["name"] for ix in inspector.get_indexes(table) if not ix["name"].startswith("sqlite_")),
+            }
+        return found
+
+    engine = create_engine(migrated_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(names)
+    finally:
+        await engine.dispose()
+
+    assert found == {
+        "users": {"pk_users", "uq_users_email_key", "uq_users_phone_number"},
+        "logins": {"pk_logins", "fk_logins_user_id", "ix_logins_user_id"},
+        "refresh_tokens": {"pk_refresh_tokens", "fk_refresh_tokens_login_id", "ix_refresh_tokens_login_id"},
+        "contacts": {"pk_contacts", "fk_contacts_user_id", "fk_contacts_contact_id"},
+        "blocks": {"pk_blocks", "fk_blocks_blocker_id", "fk_blocks_blocked_id", "ix_blocks_blocked_id"},
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_column_types(migrated_url: str) -> None:
+    """BIGINT ids, aware timestamps, and names compared by code point whatever the server's locale."""
+
+    def columns(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
+        inspector = inspect(conn)
+        return {(t, c["name"]): c for t in TABLES for c in inspector.get_columns(t)}
+
+    engine = create_engine(migrated_url)
+    try:
+        async with engine.connect() as conn:
+            cols = await conn.run_sync(columns)
+    finally:
+        await engine.dispose()
+
+    for key in [("users", "id"), ("logins", "user_id"), ("contacts", "contact_id"), ("blocks", "blocked_id")]:
+        assert type(cols[key]["type"]).__name__ == "BIGINT", key
+    for key in [("users", "created_at"), ("refresh_tokens", "expires_at"), ("blocks", "created_at")]:
+        assert getattr(cols[key]["type"], "timezone", False) is True, key
+    assert cols["users", "name_key"]["type"].collation == "C"
+
+
+async def test_sqlite_migration_runs_inside_the_engines_begin_immediate(tmp_path: Any) -> None:
+    """The SQLite engine issues its own ``BEGIN IMMEDIATE``; the DDL must run in that transaction
+    (not in autocommit mode, not in a nested ``BEGIN``) and be committed at the end."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/chat.db"
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        await upgrade(url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+    begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
+    creates = [i for i, s in enumerate(statements) if s.startswith("CREATE TABLE")]
+    assert [statements[i] for i in begins] == ["BEGIN IMMEDIATE"]
+    assert creates and begins[0] < min(creates)
+    # Committed: a fresh engine sees the schema at head.
+    assert await current_revision(url) == head_revision()
+    assert TABLES <= await table_names(url)
+
+
+async def test_env_py_connects_by_itself_without_a_shared_connection(database_url: str) -> None:
+    """Plain Alembic usage (only ``sqlalchemy.url`` set): env.py builds its own async engine."""
+    config = alembic_config(url=database_url)
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await current_revision(database_url) == head_revision()
+    await asyncio.to_thread(command.downgrade, config, "base")
+    assert await current_revision(database_url) is None
