@@ -46,10 +46,11 @@ def serve(settings: Settings) -> int:
     except SchemaNotCurrentError as exc:
         print(f"p2p-chat: {exc}", file=sys.stderr)
         return 2
+    workers = f"{settings.workers} worker{'s' if settings.workers > 1 else ''}"
+    presence = "redis" if settings.redis_url else "in-memory"
     print(
         f"p2p-chat serving on http://{settings.host}:{settings.port} "
-        f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, database {_redacted(settings.database_url)}, "
-        f"presence {'redis' if settings.redis_url else 'in-memory'})",
+        f"({workers}, database {_redacted(settings.database_url)}, presence {presence})",
         flush=True,
     )
     uvicorn.run(

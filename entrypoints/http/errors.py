@@ -79,12 +79,13 @@ def domain_error_to_problem(_: Request[Any, Any, Any], exc: DomainError) -> Resp
 
 
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = []
-    for item in extra:
-        if isinstance(item, dict):
-            errors.append(FieldError(field=str(item.get("key") or "body"), message=str(item.get("message", ""))))
-    return errors
+    extra = [item for item in exc.extra if isinstance(item, dict)] if isinstance(exc.extra, list) else []
+    return [FieldError(field=_field_name(item.get("key")), message=str(item.get("message", ""))) for item in extra]
+
+
+def _field_name(key: object) -> str:
+    # Litestar names the request body after the handler parameter ("data"); clients know it as the body.
+    return "body" if key in (None, "", "data") else str(key)
 
 
 def http_error_to_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:

@@ -47,7 +47,9 @@ def make_container(settings: Settings, *, cheap_hashing: bool = True) -> Contain
 def serve(container: Container, *, startup_timeout_s: float = 15.0) -> Iterator[str]:
     """Serve the real app on 127.0.0.1 (a free port) until the block ends; yields the base URL."""
     app = create_app(container)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=1_048_576)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=1_048_576, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

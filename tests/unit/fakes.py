@@ -37,6 +37,9 @@ from domain.users import Registration, User
 EPOCH = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 """Where every :class:`FixedClock` starts unless told otherwise."""
 
+SEED_PASSWORD = "correct horse"
+"""The password of users made by :meth:`InMemoryStore.seed_user`."""
+
 
 # --------------------------------------------------------------------------------------------
 # Time and ids
@@ -241,7 +244,7 @@ class InMemoryStore:
         *,
         email: str | None = None,
         phone_number: str | None = None,
-        password: str = "correct horse",
+        password: str = SEED_PASSWORD,
         last_seen_at: datetime | None = None,
         created_at: datetime = EPOCH,
     ) -> User:

@@ -146,9 +146,7 @@ def test_attempt_after_the_window_closed_starts_a_new_window() -> None:
     ("elapsed", "retry_after"),
     [(0, 60), (0.001, 60), (0.999, 60), (1, 59), (30.5, 30), (59.9, 1), (60, 1), (500, 1)],
 )
-def test_retry_after_is_the_rest_of_the_window_rounded_up_and_at_least_one(
-    elapsed: float, retry_after: int
-) -> None:
+def test_retry_after_is_the_rest_of_the_window_rounded_up_and_at_least_one(elapsed: float, retry_after: int) -> None:
     assert first_attempt(T0).retry_after_s(T0 + at(elapsed), 60) == retry_after
 
 

@@ -148,4 +148,3 @@ async def test_phone_taken_while_hashing_is_still_refused_by_the_store(world: Wo
 def _seed_concurrent(world: World, *, email: str | None = None, phone_number: str | None = None) -> None:
     """Another request commits an account while this one is hashing."""
     world.store.seed_user("Concurrent", email=email, phone_number=phone_number)
-

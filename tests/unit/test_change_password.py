@@ -1,0 +1,130 @@
+"""ChangePassword: the current password guards it, failures count, other logins end."""
+
+from __future__ import annotations
+
+import pytest
+
+from application.accounts import PasswordChange, Session
+from domain.errors import (
+    AuthenticationError,
+    BusyError,
+    FieldProblem,
+    InvalidCredentialsError,
+    InvalidInputError,
+    LoginRevokedError,
+    RateLimitedError,
+    UserNotFoundError,
+)
+from tests.unit.fakes import FakePasswordHasher
+from tests.unit.harness import PASSWORD, World, principal_of
+
+NEW_PASSWORD = "battery staple"
+
+
+def change(session: Session, current: str = PASSWORD, new: str = NEW_PASSWORD) -> PasswordChange:
+    return PasswordChange(principal=principal_of(session), current_password=current, new_password=new)
+
+
+def stored_password(world: World, session: Session) -> str:
+    return FakePasswordHasher.reveal(world.store.user(session.user.uid).password_hash)
+
+
+async def test_wrong_current_password_is_invalid_input_and_changes_nothing(world: World) -> None:
+    session = await world.sign_up("Ada")
+    commits = world.store.commits
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.change_password(change(session, current="not my password"))
+
+    assert [p.field for p in caught.value.problems] == ["currentPassword"]
+    assert stored_password(world, session) == PASSWORD
+    assert world.store.commits == commits
+
+
+async def test_wrong_current_password_counts_as_a_failed_login_of_the_account() -> None:
+    world = World(max_failures=3)
+    session = await world.sign_up("Ada", email="ada@example.com")
+    for _ in range(3):
+        with pytest.raises(InvalidInputError):
+            await world.change_password(change(session, current="guess"))
+
+    with pytest.raises(RateLimitedError):
+        await world.change_password(change(session))
+    with pytest.raises(RateLimitedError):
+        await world.sign_in("ada@example.com")
+    assert stored_password(world, session) == PASSWORD
+
+
+async def test_too_short_new_password_is_invalid_input_on_new_password(world: World) -> None:
+    session = await world.sign_up("Ada")
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.change_password(change(session, new="short"))
+
+    assert [p.field for p in caught.value.problems] == ["newPassword"]
+    assert stored_password(world, session) == PASSWORD
+
+
+async def test_whitespace_only_new_password_is_refused(world: World) -> None:
+    session = await world.sign_up("Ada")
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.change_password(change(session, new=" " * 10))
+
+    assert caught.value.problems == (FieldProblem("newPassword", "must not be only whitespace"),)
+
+
+async def test_change_replaces_the_password_and_revokes_every_other_login(world: World) -> None:
+    current = await world.sign_up("Ada", email="ada@example.com")
+    others = [await world.sign_in("ada@example.com") for _ in range(2)]
+
+    revoked = await world.change_password(change(current))
+
+    assert sorted(revoked) == sorted(s.sid for s in others)
+    assert stored_password(world, current) == NEW_PASSWORD
+    assert await world.authenticate(current.access_token) == principal_of(current)
+    await world.refresh(current.refresh_token)
+    for other in others:
+        with pytest.raises(LoginRevokedError):
+            await world.authenticate(other.access_token)
+        with pytest.raises(AuthenticationError):
+            await world.refresh(other.refresh_token)
+
+
+async def test_after_a_change_only_the_new_password_logs_in(world: World) -> None:
+    session = await world.sign_up("Ada", email="ada@example.com")
+    await world.change_password(change(session))
+
+    with pytest.raises(InvalidCredentialsError):
+        await world.sign_in("ada@example.com", PASSWORD)
+    assert (await world.sign_in("ada@example.com", NEW_PASSWORD)).user.uid == session.user.uid
+
+
+async def test_change_leaves_other_users_logins_alone(world: World) -> None:
+    ada = await world.sign_up("Ada")
+    bob = await world.sign_up("Bob")
+
+    await world.change_password(change(ada))
+
+    assert await world.authenticate(bob.access_token) == principal_of(bob)
+
+
+async def test_busy_hasher_propagates_and_changes_nothing(world: World) -> None:
+    current = await world.sign_up("Ada", email="ada@example.com")
+    other = await world.sign_in("ada@example.com")
+    world.hasher.busy = True
+
+    with pytest.raises(BusyError):
+        await world.change_password(change(current))
+
+    world.hasher.busy = False
+    assert stored_password(world, current) == PASSWORD
+    assert await world.authenticate(other.access_token) == principal_of(other)
+
+
+async def test_change_for_a_vanished_user_is_not_found(world: World) -> None:
+    session = await world.sign_up("Ada")
+    del world.store.data.users[session.user.uid]
+
+    with pytest.raises(UserNotFoundError):
+        await world.change_password(change(session))

@@ -1,0 +1,228 @@
+"""GetProfile, RenameUser, GetUser and ListContacts: what a caller sees of themselves and others."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from application.common import Principal
+from domain.errors import FieldProblem, InvalidInputError, UserNotFoundError
+from domain.users import UserCard
+from tests.unit.fakes import EPOCH
+from tests.unit.harness import World
+
+LAST_SEEN = EPOCH - timedelta(hours=3)
+
+
+def me(world: World, name: str = "Me") -> Principal:
+    user = world.store.seed_user(name)
+    return Principal(user_id=user.uid, sid="sid-of-" + name)
+
+
+# --- GetProfile -------------------------------------------------------------------------------
+
+
+async def test_profile_is_the_callers_own_account_with_email_and_phone(world: World) -> None:
+    ada = world.store.seed_user("Ada", email="Ada@Example.com", phone_number="+14155550100")
+
+    profile = await world.get_profile(Principal(user_id=ada.uid, sid="s"))
+
+    assert (profile.id, profile.name) == (ada.uid, "Ada")
+    assert (profile.email, profile.phone_number) == ("Ada@Example.com", "+14155550100")
+
+
+async def test_profile_of_a_vanished_user_is_not_found(world: World) -> None:
+    with pytest.raises(UserNotFoundError):
+        await world.get_profile(Principal(user_id=404, sid="s"))
+
+
+# --- RenameUser -------------------------------------------------------------------------------
+
+
+async def test_rename_trims_and_is_committed(world: World) -> None:
+    caller = me(world, "Ada")
+
+    renamed = await world.rename(caller, "  Ada Lovelace  ")
+
+    assert renamed.name == "Ada Lovelace"
+    stored = world.store.user(caller.user_id)
+    assert (stored.name, stored.name_key) == ("Ada Lovelace", "ada lovelace")
+    assert world.store.commits == 1
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "Ada\x00", "Ada\nLovelace"])
+async def test_invalid_rename_is_invalid_input_on_name_and_changes_nothing(world: World, name: str) -> None:
+    caller = me(world, "Ada")
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.rename(caller, name)
+
+    assert [p.field for p in caught.value.problems] == ["name"]
+    assert world.store.user(caller.user_id).name == "Ada"
+    assert world.store.commits == 0
+
+
+async def test_rename_accepts_100_characters(world: World) -> None:
+    caller = me(world, "Ada")
+
+    assert (await world.rename(caller, "é" * 100)).name == "é" * 100
+
+
+async def test_rename_of_a_vanished_user_is_not_found(world: World) -> None:
+    with pytest.raises(UserNotFoundError):
+        await world.rename(Principal(user_id=404, sid="s"), "Ghost")
+
+
+# --- GetUser ----------------------------------------------------------------------------------
+
+
+async def test_unknown_user_is_not_found(world: World) -> None:
+    caller = me(world)
+
+    with pytest.raises(UserNotFoundError) as caught:
+        await world.get_user(caller, 404)
+
+    assert caught.value.user_id == 404
+
+
+async def test_stranger_is_shown_without_presence_even_when_online(world: World) -> None:
+    caller = me(world)
+    stranger = world.store.seed_user("Stranger", last_seen_at=LAST_SEEN)
+    world.presence.online.add(stranger.uid)
+
+    card = await world.get_user(caller, stranger.uid)
+
+    assert card == UserCard(id=stranger.uid, name="Stranger", online=None, last_seen_at=None)
+    assert world.presence.asked == []  # presence of a non-contact is not even looked up
+
+
+async def test_online_contact_is_shown_online_without_last_seen(world: World) -> None:
+    caller = me(world)
+    friend = world.store.seed_user("Friend", last_seen_at=LAST_SEEN)
+    world.store.connect(caller.user_id, friend.uid)
+    world.presence.online.add(friend.uid)
+
+    card = await world.get_user(caller, friend.uid)
+
+    assert card == UserCard(id=friend.uid, name="Friend", online=True, last_seen_at=None)
+
+
+async def test_offline_contact_is_shown_offline_with_last_seen(world: World) -> None:
+    caller = me(world)
+    friend = world.store.seed_user("Friend", last_seen_at=LAST_SEEN)
+    world.store.connect(caller.user_id, friend.uid)
+
+    card = await world.get_user(caller, friend.uid)
+
+    assert card == UserCard(id=friend.uid, name="Friend", online=False, last_seen_at=LAST_SEEN)
+
+
+@pytest.mark.parametrize("direction", ["caller blocked friend", "friend blocked caller"])
+async def test_a_block_either_way_hides_a_contacts_presence(world: World, direction: str) -> None:
+    caller = me(world)
+    friend = world.store.seed_user("Friend", last_seen_at=LAST_SEEN)
+    world.store.connect(caller.user_id, friend.uid)
+    world.presence.online.add(friend.uid)
+    if direction == "caller blocked friend":
+        world.store.block(caller.user_id, friend.uid)
+    else:
+        world.store.block(friend.uid, caller.user_id)
+
+    card = await world.get_user(caller, friend.uid)
+
+    assert card == UserCard(id=friend.uid, name="Friend", online=None, last_seen_at=None)
+
+
+# --- ListContacts -----------------------------------------------------------------------------
+
+
+def seed_contacts(world: World, caller: Principal, count: int) -> list[int]:
+    ids = [world.store.seed_user(f"Contact {i}").uid for i in range(count)]
+    for uid in reversed(ids):  # insertion order must not matter
+        world.store.connect(caller.user_id, uid)
+    return ids
+
+
+async def test_contacts_are_listed_by_id_and_strangers_are_not(world: World) -> None:
+    caller = me(world)
+    world.store.seed_user("Stranger")
+    ids = seed_contacts(world, caller, 3)
+    other = world.store.seed_user("Someone else's friend")
+    world.store.connect(ids[0], other.uid)
+
+    page = await world.list_contacts(caller, limit=None, after_id=None)
+
+    assert [card.id for card in page.items] == ids
+    assert page.next_after is None
+
+
+async def test_contacts_are_paginated_by_keyset(world: World) -> None:
+    caller = me(world)
+    ids = seed_contacts(world, caller, 5)
+
+    first = await world.list_contacts(caller, limit=2, after_id=None)
+    second = await world.list_contacts(caller, limit=2, after_id=first.next_after)
+    third = await world.list_contacts(caller, limit=2, after_id=second.next_after)
+
+    assert ([c.id for c in first.items], first.next_after) == (ids[:2], ids[1])
+    assert ([c.id for c in second.items], second.next_after) == (ids[2:4], ids[3])
+    assert ([c.id for c in third.items], third.next_after) == (ids[4:], None)
+
+
+async def test_last_full_page_has_no_next_key(world: World) -> None:
+    caller = me(world)
+    ids = seed_contacts(world, caller, 4)
+
+    page = await world.list_contacts(caller, limit=2, after_id=ids[1])
+
+    assert ([c.id for c in page.items], page.next_after) == (ids[2:], None)
+
+
+async def test_contacts_page_defaults_to_50(world: World) -> None:
+    caller = me(world)
+    ids = seed_contacts(world, caller, 51)
+
+    page = await world.list_contacts(caller, limit=None, after_id=None)
+
+    assert len(page.items) == 50
+    assert page.next_after == ids[49]
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+async def test_contacts_page_size_may_be_1_to_100(world: World, limit: int) -> None:
+    caller = me(world)
+    seed_contacts(world, caller, 2)
+
+    page = await world.list_contacts(caller, limit=limit, after_id=None)
+
+    assert len(page.items) == min(limit, 2)
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 101])
+async def test_contacts_page_size_outside_1_to_100_is_invalid_input(world: World, limit: int) -> None:
+    caller = me(world)
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.list_contacts(caller, limit=limit, after_id=None)
+
+    assert caught.value.problems == (FieldProblem("limit", "must be between 1 and 100"),)
+
+
+async def test_contacts_show_presence_except_across_a_block(world: World) -> None:
+    caller = me(world)
+    online, offline, blocked = seed_contacts(world, caller, 3)
+    world.presence.online |= {online, blocked}
+    world.store.block(blocked, caller.user_id)
+
+    page = await world.list_contacts(caller, limit=None, after_id=None)
+
+    assert [(c.id, c.online) for c in page.items] == [(online, True), (offline, False), (blocked, None)]
+
+
+async def test_no_contacts_gives_an_empty_page(world: World) -> None:
+    caller = me(world)
+
+    page = await world.list_contacts(caller, limit=None, after_id=None)
+
+    assert (page.items, page.next_after) == ([], None)
