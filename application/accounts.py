@@ -173,9 +173,16 @@ class LogIn:
 
 
 async def check_attempts(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
+    """Raise RateLimitedError if any limit is full, with the longest wait among the full ones."""
     now = clock.now()
+    refusals: list[RateLimitedError] = []
     for key, limit in limits.items():
-        limit.check(await counter.get(key, now=now, window_s=limit.window_s), now)
+        try:
+            limit.check(await counter.get(key, now=now, window_s=limit.window_s), now)
+        except RateLimitedError as exc:
+            refusals.append(exc)
+    if refusals:
+        raise max(refusals, key=lambda exc: exc.retry_after_s)
 
 
 async def count_failure(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
@@ -186,7 +193,7 @@ async def count_failure(counter: AttemptCounter, limits: dict[str, AttemptLimit]
 
 class RefreshLogin:
     """Exchange a refresh token for a new pair (rotation). A spent token presented again revokes
-    its whole login. Raises InvalidTokenError (and LoginRevokedError for a revoked login)."""
+    its whole login. Raises InvalidTokenError for every refusal (unknown, expired, spent, revoked)."""
 
     def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService, issuer: LoginIssuer, clock: Clock) -> None:
         self._uow, self._tokens, self._issuer, self._clock = uow, tokens, issuer, clock

@@ -8,6 +8,7 @@ searched through a stored ``casefold()`` (``name_key``) so every database agrees
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,17 +21,19 @@ NAME_MIN, NAME_MAX = 1, 100
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 EMAIL_MAX = 254
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-_PHONE_STRIP = str.maketrans("", "", " -.()")
+_PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
+# Explicit direction embeddings, overrides and isolates: they let a name display as another.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _PHONE = re.compile(r"\+[0-9]{8,15}")
 
 
 def normalise_name(raw: str, field: str = "name") -> str:
-    """A display name, trimmed; 1–100 code points; no control characters."""
+    """A display name, trimmed; 1–100 code points; no control or text-direction characters."""
     name = raw.strip()
     if not NAME_MIN <= len(name) <= NAME_MAX:
         raise InvalidInputError.of(field, f"must be {NAME_MIN}–{NAME_MAX} characters after trimming")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise InvalidInputError.of(field, "must not contain control characters")
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
+        raise InvalidInputError.of(field, "must not contain control or text-direction characters")
     return name
 
 
@@ -53,8 +56,8 @@ def email_key(email: str) -> str:
 
 
 def normalise_phone(raw: str, field: str = "phoneNumber") -> str:
-    """Spaces and ``-.()`` removed, a leading ``00`` becomes ``+``; then ``+`` and 8–15 digits."""
-    phone = raw.translate(_PHONE_STRIP)
+    """White space and ``-.()`` removed, a leading ``00`` becomes ``+``; then ``+`` and 8–15 digits."""
+    phone = _PHONE_SEPARATORS.sub("", raw)
     if phone.startswith("00"):
         phone = "+" + phone[2:]
     if _PHONE.fullmatch(phone) is None:

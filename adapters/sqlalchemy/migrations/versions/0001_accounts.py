@@ -49,9 +49,7 @@ def upgrade() -> None:
         sa.Column("user_id", ID, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_logins_user_id"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_logins_user_id"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_logins")),
     )
     op.create_index(op.f("ix_logins_user_id"), "logins", ["user_id"])
@@ -73,12 +71,8 @@ def upgrade() -> None:
         "contacts",
         sa.Column("user_id", ID, nullable=False),
         sa.Column("contact_id", ID, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_contacts_user_id"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
-            ["contact_id"], ["users.id"], name=op.f("fk_contacts_contact_id"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_contacts_user_id"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["contact_id"], ["users.id"], name=op.f("fk_contacts_contact_id"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", "contact_id", name=op.f("pk_contacts")),
     )
     op.create_table(
@@ -86,12 +80,8 @@ def upgrade() -> None:
         sa.Column("blocker_id", ID, nullable=False),
         sa.Column("blocked_id", ID, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["blocker_id"], ["users.id"], name=op.f("fk_blocks_blocker_id"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
-            ["blocked_id"], ["users.id"], name=op.f("fk_blocks_blocked_id"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["blocker_id"], ["users.id"], name=op.f("fk_blocks_blocker_id"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["blocked_id"], ["users.id"], name=op.f("fk_blocks_blocked_id"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("blocker_id", "blocked_id", name=op.f("pk_blocks")),
     )
     op.create_index(op.f("ix_blocks_blocked_id"), "blocks", ["blocked_id"])

@@ -1,0 +1,53 @@
+"""The import-linter contracts are real: a planted violation in a copy of the tree breaks them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+PACKAGES = ("domain", "application", "adapters", "entrypoints")
+
+
+def copy_tree(target: Path) -> None:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
+
+
+def lint(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
+    copy_tree(tmp_path)
+    result = lint(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BROKEN" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "contract"),
+    [
+        ("domain/users.py", "import sqlalchemy  # planted\n", "Core is framework-free BROKEN"),
+        ("application/users.py", "import adapters.sqlalchemy.orm  # planted\n", "Hexagonal layers BROKEN"),
+        ("domain/auth.py", "import time  # planted\n", "Domain has no application knowledge and does no I/O BROKEN"),
+        ("adapters/auth/tokens.py", "import adapters.sqlalchemy.orm  # planted\n", "Driven adapters are independent BROKEN"),
+    ],
+)
+def test_a_planted_violation_breaks_its_contract(tmp_path: Path, module: str, planted: str, contract: str) -> None:
+    copy_tree(tmp_path)
+    path = tmp_path / module
+    source = path.read_text()
+    marker = "from __future__ import annotations\n"
+    path.write_text(source.replace(marker, marker + planted, 1))
+    result = lint(tmp_path)
+    assert result.returncode != 0
+    assert contract in result.stdout, result.stdout
