@@ -102,6 +102,8 @@ class UserRepository(Protocol):
 
     async def get_by_phone(self, phone_number: str) -> User | None: ...
 
+    async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]: ...
+
     async def search(
         self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
     ) -> list[User]:
@@ -145,6 +147,129 @@ class ContactRepository(Protocol):
         ...
 
 
+class BlockRepository(Protocol):
+    """Who blocked whom. Blocking is directional; its effects (withholding, hidden presence) are not."""
+
+    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool: ...
+
+    async def either_way(self, a: int, b: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationState:
+    """One user's view of one conversation."""
+
+    peer_id: int
+    last_seq: int  # the conversation's highest seq (withheld messages included)
+    read_seq: int  # how far this user has read
+    peer_read_seq: int  # how far the peer has read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationSummary:
+    """A row of the conversation list: the last message this user may see, and counters."""
+
+    state: ConversationState
+    last_message: Message
+    unread_count: int
+    cursor: str
+
+
+class ConversationRepository(Protocol):
+    """Per-conversation sequence and per-user state (read pointer, last visible message)."""
+
+    async def next_seq(self, pair: Pair) -> int:
+        """Reserve the next ``seq`` of the conversation (creating it), atomically for concurrent writers."""
+        ...
+
+    async def record_message(self, message: Message) -> bool:
+        """Update both users' state for a stored message: the sender's last message always, the
+        recipient's unless withheld. Returns True when this message made the two users contacts
+        (each has now sent the other a non-withheld message, and had not before)."""
+        ...
+
+    async def state(self, user_id: int, peer_id: int) -> ConversationState | None: ...
+
+    async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None: ...
+
+    async def summaries(self, user_id: int, *, before: str | None, limit: int) -> list[ConversationSummary]:
+        """Conversations with a message visible to ``user_id``, most recent first, below the keyset
+        ``before`` (a ``cursor`` of an earlier summary)."""
+        ...
+
+
+class MessageRepository(Protocol):
+    """Stored messages. Ordering of pending messages is storage order."""
+
+    async def by_client_id(self, sender_id: int, client_msg_id: str) -> Message | None: ...
+
+    async def add(self, message: Message) -> None:
+        """Store a message; raises :class:`DuplicateMessageError` when ``(sender, clientMsgId)`` exists."""
+        ...
+
+    async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
+        """The oldest pending (not withheld, not delivered) messages to ``recipient_id``, in storage order."""
+        ...
+
+    async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]: ...
+
+    async def mark_delivered(self, recipient_id: int, ids: Iterable[str], *, now: datetime) -> list[Delivered]:
+        """Mark delivered those of ``ids`` addressed to ``recipient_id``, not withheld and not yet
+        delivered; return exactly those (the newly delivered)."""
+        ...
+
+    async def mark_read(self, recipient_id: int, pair: Pair, up_to_seq: int, *, now: datetime) -> list[Delivered]:
+        """Mark read (and delivered, where not yet) every visible message to ``recipient_id`` in the
+        conversation with ``seq <= up_to_seq``; return the newly *delivered* ones."""
+        ...
+
+    async def history(
+        self, viewer_id: int, pair: Pair, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        """Up to ``limit`` messages visible to ``viewer_id``: with ``after`` the lowest seqs above it
+        (ascending); otherwise the highest seqs below ``before`` (or overall), descending."""
+        ...
+
+
+class DuplicateMessageError(Exception):
+    """A message with the same ``(sender, clientMsgId)`` is already stored (a concurrent resend)."""
+
+
+class Subscriber(Protocol):
+    """One live connection as the fan-out sees it. ``deliver`` must not block or raise."""
+
+    @property
+    def connection_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def sid(self) -> str: ...
+
+    def deliver(self, event: Event) -> None: ...
+
+
+class Notifier(Protocol):
+    """Fan-out of events to users' live connections (everywhere in the deployment).
+
+    Fire-and-forget, called only after commit, never blocks. Delivery to a connection is at most
+    once; the durable store plus re-push make messages at least once.
+    """
+
+    def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None: ...
+
+
+class ConnectionHub(Protocol):
+    """Where live connections of this process register to receive what :class:`Notifier` publishes."""
+
+    def attach(self, subscriber: Subscriber) -> None: ...
+
+    def detach(self, subscriber: Subscriber) -> None: ...
+
+    def connections_of(self, user_id: int) -> list[Subscriber]: ...
+
+
 class PresenceRegistry(Protocol):
     """Who is online. Only the server decides it; reads here never reveal anything by themselves."""
 
@@ -160,6 +285,9 @@ class UnitOfWork(Protocol):
     users: UserRepository
     logins: LoginRepository
     contacts: ContactRepository
+    blocks: BlockRepository
+    conversations: ConversationRepository
+    messages: MessageRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -38,8 +38,12 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
     [
         ("domain/users.py", "import sqlalchemy  # planted\n", "Core is framework-free BROKEN"),
         ("application/users.py", "import adapters.sqlalchemy.orm  # planted\n", "Hexagonal layers BROKEN"),
-        ("domain/auth.py", "import time  # planted\n", "Domain has no application knowledge and does no I/O BROKEN"),
-        ("adapters/auth/tokens.py", "import adapters.sqlalchemy.orm  # planted\n", "Driven adapters are independent BROKEN"),
+        ("domain/auth.py", "import time  # planted\n", "Domain is pure BROKEN"),
+        (
+            "adapters/auth/tokens.py",
+            "import adapters.sqlalchemy.orm  # planted\n",
+            "Driven adapters are independent BROKEN",
+        ),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tmp_path: Path, module: str, planted: str, contract: str) -> None:

@@ -1,0 +1,117 @@
+"""Messages and conversations: the pair, the per-conversation sequence, body rules, withholding.
+
+A conversation is the unordered pair of its two users, stored as ``(low, high)``. Messages get a
+per-conversation ``seq`` (1, 2, 3 …) when they are stored; within a conversation ``seq`` order is
+commit order. A message to a user who blocked the sender is stored *withheld*: only its sender
+ever sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.errors import InvalidInputError
+
+CLIENT_MSG_ID_MAX = 64
+BATCH_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """The unordered pair of a conversation's users, as ``(low, high)``."""
+
+    low: int
+    high: int
+
+    @classmethod
+    def of(cls, a: int, b: int) -> Pair:
+        if a == b:
+            raise InvalidInputError.of("to", "you cannot send messages to yourself")
+        return cls(a, b) if a < b else cls(b, a)
+
+    def other(self, user_id: int) -> int:
+        return self.high if user_id == self.low else self.low
+
+
+def check_body(body: str, max_chars: int) -> str:
+    """1–``max_chars`` code points with at least one non-white-space character; stored as sent."""
+    if not 1 <= len(body) <= max_chars:
+        raise InvalidInputError.of("message", f"must be 1–{max_chars} characters")
+    if not body.strip():
+        raise InvalidInputError.of("message", "must contain a non-white-space character")
+    return body
+
+
+def check_client_msg_id(client_msg_id: str) -> str:
+    if not 1 <= len(client_msg_id) <= CLIENT_MSG_ID_MAX:
+        raise InvalidInputError.of("clientMsgId", f"must be 1–{CLIENT_MSG_ID_MAX} characters")
+    return client_msg_id
+
+
+def check_batch(ids: list[str], field: str = "ids") -> list[str]:
+    if not 1 <= len(ids) <= BATCH_MAX:
+        raise InvalidInputError.of(field, f"must hold 1–{BATCH_MAX} ids")
+    return ids
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A stored message as the store returns it (immutable snapshot)."""
+
+    id: str
+    seq: int
+    sender_id: int
+    recipient_id: int
+    body: str
+    client_msg_id: str
+    created_at: datetime
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None
+    withheld: bool = False
+
+    @property
+    def pair(self) -> Pair:
+        return Pair.of(self.sender_id, self.recipient_id)
+
+    def visible_to(self, user_id: int) -> bool:
+        if user_id == self.sender_id:
+            return True
+        return user_id == self.recipient_id and not self.withheld
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """A message about to be stored; the store assigns ``seq``."""
+
+    id: str
+    sender_id: int
+    recipient_id: int
+    body: str
+    client_msg_id: str
+    created_at: datetime
+    withheld: bool
+
+    def stored(self, seq: int) -> Message:
+        return Message(
+            id=self.id,
+            seq=seq,
+            sender_id=self.sender_id,
+            recipient_id=self.recipient_id,
+            body=self.body,
+            client_msg_id=self.client_msg_id,
+            created_at=self.created_at,
+            withheld=self.withheld,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadPointer:
+    """How far a user has read one conversation; it only moves forward and never past the end."""
+
+    seq: int = 0
+
+    def advance(self, up_to_seq: int, last_seq: int) -> ReadPointer | None:
+        """The new pointer, or None when ``up_to_seq`` would not move it forward."""
+        target = min(max(up_to_seq, 0), last_seq)
+        return ReadPointer(seq=target) if target > self.seq else None
