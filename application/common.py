@@ -27,10 +27,19 @@ class Principal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Page(Generic[T]):
-    """One page of a keyset-paginated list; ``next_after`` is the key to continue from, or None."""
+    """One page of a keyset-paginated list; ``next_cursor`` continues it (None: no more)."""
 
     items: list[T]
-    next_after: int | None
+    next_cursor: str | None
+
+
+def parse_id_cursor(cursor: str | None) -> int | None:
+    """Cursors are opaque to clients; for id-ordered lists they are the last id of the page."""
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidInputError.of("cursor", "is not a cursor this server issued")
+    return int(cursor)
 
 
 def page_limit(limit: int | None, *, default: int = PAGE_DEFAULT, maximum: int = PAGE_MAX) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from domain.messages import Message
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from domain.messages import Message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

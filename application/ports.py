@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
+    from application.events import Event
     from domain.auth import AttemptWindow, Login, RefreshToken
+    from domain.delivery import Delivered
+    from domain.messages import Message, Pair
     from domain.users import User
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import Page, Principal, UnitOfWorkFactory, page_limit
+from application.common import Page, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
 
@@ -92,13 +92,14 @@ class ListContacts:
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
 
-    async def __call__(self, viewer: Principal, *, limit: int | None, after_id: int | None) -> Page[UserCard]:
+    async def __call__(self, viewer: Principal, *, limit: int | None, cursor: str | None) -> Page[UserCard]:
         size = page_limit(limit)
+        after_id = parse_id_cursor(cursor)
         async with self._uow() as uow:
             users = await uow.contacts.list_contacts(viewer.user_id, after_id=after_id, limit=size + 1)
             more = len(users) > size
             cards = await self._cards.cards(uow, viewer.user_id, users[:size])
-        return Page(items=cards, next_after=cards[-1].id if more else None)
+        return Page(items=cards, next_cursor=str(cards[-1].id) if more else None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,11 +13,14 @@ Pure decisions; the use cases and the WebSocket edge perform them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from domain.messages import Message
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime, timedelta
+
+    from domain.messages import Message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,9 +9,12 @@ ever sees it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from domain.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 CLIENT_MSG_ID_MAX = 64
 BATCH_MAX = 100

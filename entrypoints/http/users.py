@@ -12,15 +12,6 @@ from domain.errors import InvalidInputError
 from entrypoints.http.schemas import ProfileOut, RenameIn, UserPage, UserPublic
 
 
-def parse_cursor(cursor: str | None) -> int | None:
-    """Cursors are opaque to clients; today they are the last id of the previous page."""
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise InvalidInputError.of("cursor", "is not a cursor this server issued")
-    return int(cursor)
-
-
 class UsersController(Controller):
     path = "/users"
     tags = ["users"]
@@ -54,9 +45,8 @@ class UsersController(Controller):
                 raise InvalidInputError.of("cursor", "search results come in one page; cursor is not supported")
             found = await search_users(SearchQuery(viewer=principal, query=q, limit=limit))
             return UserPage(items=[UserPublic.of(c) for c in found], next_cursor=None)
-        page = await list_contacts(principal, limit=limit, after_id=parse_cursor(cursor))
-        next_cursor = None if page.next_after is None else str(page.next_after)
-        return UserPage(items=[UserPublic.of(c) for c in page.items], next_cursor=next_cursor)
+        page = await list_contacts(principal, limit=limit, cursor=cursor)
+        return UserPage(items=[UserPublic.of(c) for c in page.items], next_cursor=page.next_cursor)
 
     @get("/{user_id:int}", summary="One user as you may see them")
     async def one(

@@ -1,0 +1,282 @@
+"""Messaging use cases: send, acknowledge, read, drain pending, history, conversation list.
+
+Each commits its own transaction and publishes events only after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from application.common import Page, UnitOfWorkFactory, page_limit
+from application.events import MessageDelivered, MessageReceived, MessagesRead
+from application.ports import Clock, ConversationState, DuplicateMessageError, IdGenerator, Notifier
+from domain.delivery import Delivered, fanout_of, receipts_by_sender
+from domain.errors import InvalidInputError, NotFoundError, UserNotFoundError
+from domain.messages import (
+    BATCH_MAX,
+    Message,
+    NewMessage,
+    Pair,
+    ReadPointer,
+    check_batch,
+    check_body,
+    check_client_msg_id,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from application.users import CardMaker
+    from domain.users import UserCard
+
+
+def publish_receipts(notifier: Notifier, delivered: list[Delivered], now: datetime) -> None:
+    """``messageDelivered`` to each sender for their newly delivered messages."""
+    for sender_id, ids in receipts_by_sender(delivered).items():
+        recipient = next(d.recipient_id for d in delivered if d.sender_id == sender_id)
+        notifier.publish(sender_id, MessageDelivered(ids=tuple(ids), to=recipient, delivered_at=now))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    sender_id: int
+    to: int
+    body: str
+    client_msg_id: str
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    message: Message
+    duplicate: bool
+    became_contacts: bool = False
+
+
+class SendMessage:
+    """Store a message once per ``(sender, clientMsgId)`` and fan it out after the commit.
+
+    A resend of a stored ``clientMsgId`` returns the stored message (``duplicate``) and delivers
+    nothing. A message to a user who blocked the sender is stored withheld and reaches only the
+    sender's other connections. Raises InvalidInputError, UserNotFoundError.
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock, ids: IdGenerator, max_body_chars: int
+    ) -> None:
+        self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
+        self._max_body_chars = max_body_chars
+
+    async def __call__(self, cmd: Send) -> SendResult:
+        check_client_msg_id(cmd.client_msg_id)
+        try:
+            result = await self._store(cmd)
+        except DuplicateMessageError:  # a concurrent resend won the race: answer with its message
+            result = await self._existing(cmd)
+        if not result.duplicate:
+            fanout = fanout_of(result.message, cmd.connection_id)
+            event = MessageReceived(message=result.message)
+            if fanout.recipient is not None:
+                self._notifier.publish(fanout.recipient, event)
+            self._notifier.publish(fanout.sender, event, skip_connection=fanout.skip_connection)
+        return result
+
+    async def _existing(self, cmd: Send) -> SendResult:
+        async with self._uow() as uow:
+            existing = await uow.messages.by_client_id(cmd.sender_id, cmd.client_msg_id)
+        if existing is None:
+            raise RuntimeError("duplicate reported but no stored message found")
+        return SendResult(message=existing, duplicate=True)
+
+    async def _store(self, cmd: Send) -> SendResult:
+        async with self._uow() as uow:
+            existing = await uow.messages.by_client_id(cmd.sender_id, cmd.client_msg_id)
+            if existing is not None:
+                return SendResult(message=existing, duplicate=True)
+            body = check_body(cmd.body, self._max_body_chars)
+            pair = Pair.of(cmd.sender_id, cmd.to)
+            if await uow.users.get(cmd.to) is None:
+                raise UserNotFoundError(cmd.to)
+            withheld = await uow.blocks.is_blocked(blocker_id=cmd.to, blocked_id=cmd.sender_id)
+            draft = NewMessage(
+                id=self._ids.new_id(),
+                sender_id=cmd.sender_id,
+                recipient_id=cmd.to,
+                body=body,
+                client_msg_id=cmd.client_msg_id,
+                created_at=self._clock.now(),
+                withheld=withheld,
+            )
+            message = draft.stored(await uow.conversations.next_seq(pair))
+            await uow.messages.add(message)
+            became_contacts = await uow.conversations.record_message(message)
+            if became_contacts:
+                await uow.contacts.add_pair(cmd.sender_id, cmd.to)
+            await uow.commit()
+        return SendResult(message=message, duplicate=False, became_contacts=became_contacts)
+
+
+class AcknowledgeDelivery:
+    """A device confirms it has these messages. Idempotent; ids not addressed to the user are
+    ignored. The senders hear ``messageDelivered`` for the newly delivered ids only."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock) -> None:
+        self._uow, self._notifier, self._clock = uow, notifier, clock
+
+    async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
+        check_batch(ids)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            delivered = await uow.messages.mark_delivered(user_id, dict.fromkeys(ids), now=now)
+            await uow.commit()
+        publish_receipts(self._notifier, delivered, now)
+        return delivered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Read:
+    reader_id: int
+    peer_id: int
+    up_to_seq: int
+    connection_id: str | None = None
+
+
+class MarkRead:
+    """Move the reader's pointer forward (never back, never past the end), deliver and read every
+    message up to it; tell the peer and the reader's other connections. Returns the new pointer,
+    or None when nothing moved (no events then). Raises NotFoundError for an unknown conversation."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock) -> None:
+        self._uow, self._notifier, self._clock = uow, notifier, clock
+
+    async def __call__(self, cmd: Read) -> int | None:
+        if cmd.up_to_seq < 0:
+            raise InvalidInputError.of("upToSeq", "must be 0 or more")
+        pair = Pair.of(cmd.reader_id, cmd.peer_id)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            state = await uow.conversations.state(cmd.reader_id, cmd.peer_id)
+            if state is None:
+                raise NotFoundError(f"no conversation with user {cmd.peer_id}")
+            moved = ReadPointer(seq=state.read_seq).advance(cmd.up_to_seq, state.last_seq)
+            if moved is None:
+                return None
+            await uow.conversations.set_read_seq(cmd.reader_id, cmd.peer_id, moved.seq)
+            delivered = await uow.messages.mark_read(cmd.reader_id, pair, moved.seq, now=now)
+            await uow.commit()
+        publish_receipts(self._notifier, delivered, now)
+        self._notifier.publish(
+            cmd.peer_id, MessagesRead(by=cmd.reader_id, peer_id=cmd.reader_id, up_to_seq=moved.seq, read_at=now)
+        )
+        self._notifier.publish(
+            cmd.reader_id,
+            MessagesRead(by=cmd.reader_id, peer_id=cmd.peer_id, up_to_seq=moved.seq, read_at=now),
+            skip_connection=cmd.connection_id,
+        )
+        return moved.seq
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    messages: list[Message]
+    more: bool
+
+
+class PendingFor:
+    """The oldest pending messages of a user (at most 100), and whether more remain."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, user_id: int, limit: int = BATCH_MAX) -> Batch:
+        async with self._uow() as uow:
+            found = await uow.messages.pending_for(user_id, limit=limit + 1)
+        return Batch(messages=found[:limit], more=len(found) > limit)
+
+
+class StillPending:
+    """Which of these messages to the user are still pending (no device acknowledged them)."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, user_id: int, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        async with self._uow() as uow:
+            return await uow.messages.still_pending(user_id, ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryQuery:
+    viewer_id: int
+    peer_id: int
+    before: int | None = None
+    after: int | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryPage:
+    items: list[Message]  # ascending by seq
+    has_more: bool  # more exist in the direction of travel
+
+
+class History:
+    """One page of a conversation, ascending by ``seq``: the newest page, the page just below
+    ``before`` or just above ``after``. Withheld messages only appear to their sender."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, q: HistoryQuery) -> HistoryPage:
+        if q.before is not None and q.after is not None:
+            raise InvalidInputError.of("before", "give before or after, not both")
+        if (q.before is not None and q.before < 1) or (q.after is not None and q.after < 0):
+            raise InvalidInputError.of("before" if q.before is not None else "after", "is not a valid seq")
+        size = page_limit(q.limit)
+        pair = Pair.of(q.viewer_id, q.peer_id)
+        async with self._uow() as uow:
+            if await uow.users.get(q.peer_id) is None:
+                raise UserNotFoundError(q.peer_id)
+            found = await uow.messages.history(q.viewer_id, pair, before=q.before, after=q.after, limit=size + 1)
+        page = found[:size]
+        items = page if q.after is not None else list(reversed(page))
+        return HistoryPage(items=items, has_more=len(found) > size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationView:
+    peer: UserCard
+    last_message: Message
+    unread_count: int
+    state: ConversationState
+    cursor: str
+
+
+class ListConversations:
+    """The user's conversations, most recent visible message first, keyset-paginated."""
+
+    def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
+        self._uow, self._cards = uow, cards
+
+    async def __call__(self, viewer_id: int, *, limit: int | None, cursor: str | None) -> Page[ConversationView]:
+        size = page_limit(limit)
+        async with self._uow() as uow:
+            rows = await uow.conversations.summaries(viewer_id, before=cursor, limit=size + 1)
+            page = rows[:size]
+            users = await uow.users.get_many(r.state.peer_id for r in page)
+            cards = {c.id: c for c in await self._cards.cards(uow, viewer_id, list(users.values()))}
+        views = [
+            ConversationView(
+                peer=cards[r.state.peer_id],
+                last_message=r.last_message,
+                unread_count=r.unread_count,
+                state=r.state,
+                cursor=r.cursor,
+            )
+            for r in page
+            if r.state.peer_id in cards
+        ]
+        return Page(items=views, next_cursor=page[-1].cursor if len(rows) > size else None)
