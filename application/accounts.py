@@ -238,7 +238,7 @@ class Authenticate:
         if login is None or login.user_id != claims.user_id:
             raise LoginRevokedError()
         login.ensure_active()
-        return Principal(user_id=claims.user_id, sid=claims.sid)
+        return Principal(user_id=claims.user_id, sid=claims.sid, expires_at=claims.expires_at)
 
 
 class LogOut:

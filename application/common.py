@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from application.ports import UnitOfWork
 from domain.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 T = TypeVar("T")
 
@@ -19,10 +22,12 @@ PAGE_DEFAULT, PAGE_MAX = 50, 100
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:
-    """The authenticated caller: a user and the login (``sid``) the token belongs to."""
+    """The authenticated caller: a user, the login (``sid``) the token belongs to, and when the
+    token expires (None where no token is involved)."""
 
     user_id: int
     sid: str
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,9 +22,12 @@ from domain.errors import InvalidTokenError
 from entrypoints.container import Container
 from entrypoints.http.auth import AuthController
 from entrypoints.http.client import client_address, parse_networks
+from entrypoints.http.conversations import ConversationsController
 from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.ops import ReadinessChecks, health, ready
 from entrypoints.http.users import UsersController
+from entrypoints.ws.connection import CLOSE_GOING_AWAY, Services
+from entrypoints.ws.handler import LiveConnections, make_ws_handler, redelivery_sweep
 
 log = logging.getLogger("p2p_chat")
 T = TypeVar("T")
@@ -61,15 +65,38 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
     async def provide_checks() -> ReadinessChecks:
         return {"database": check_database}
 
+    live = LiveConnections()
+    services = Services(
+        settings=settings,
+        clock=container.clock(),
+        hub=container.fanout(),
+        authenticate=container.authenticate(),
+        send_message=container.send_message(),
+        acknowledge=container.acknowledge(),
+        mark_read=container.mark_read(),
+        pending_for=container.pending_for(),
+        still_pending=container.still_pending(),
+        search_users=container.search_users(),
+    )
+    allowed_origins = set(settings.cors_origins)
+
+    def origin_allowed(origin: str | None) -> bool:
+        return not allowed_origins or origin is None or origin in allowed_origins
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         container.init_resources()
         if check_schema:
             await ensure_current(settings.database_url)
         log.info("p2p-chat ready (database %s)", container.engine().url.render_as_string(hide_password=True))
+        sweeper = asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2)))
         try:
             yield
         finally:
+            sweeper.cancel()
+            for connection in live.snapshot():
+                connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
+            await asyncio.gather(sweeper, return_exceptions=True)
             await container.engine().dispose()
             container.shutdown_resources()
 
@@ -79,7 +106,14 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         else None
     )
     return Litestar(
-        route_handlers=[AuthController, UsersController, health, ready],
+        route_handlers=[
+            AuthController,
+            UsersController,
+            ConversationsController,
+            health,
+            ready,
+            make_ws_handler(services, live, container.ids(), origin_allowed),
+        ],
         dependencies={
             "principal": Provide(provide_principal),
             "client_ip": Provide(provide_client_ip),
@@ -95,6 +129,8 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
             "get_user": _singleton(container.get_user),
             "list_contacts": _singleton(container.list_contacts),
             "search_users": _singleton(container.search_users),
+            "list_conversations": _singleton(container.list_conversations),
+            "history": _singleton(container.history),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -15,6 +15,7 @@ from adapters.sqlalchemy.migrate import (
     upgrade,
 )
 from entrypoints.logs import configure_logging
+from entrypoints.server import uvicorn_options
 from entrypoints.settings import Settings, SettingsError, load_settings
 
 
@@ -59,9 +60,7 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level=settings.log_level,
-        ws_max_size=1_048_576,
-        proxy_headers=False,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -7,6 +7,7 @@ from dependency_injector import containers, providers
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.auth.tokens import PyJwtTokenService
 from adapters.memory.counters import InMemoryAttemptCounter
+from adapters.memory.fanout import InMemoryFanout
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
 from adapters.sqlalchemy.orm import start_mappers
@@ -22,6 +23,15 @@ from application.accounts import (
     LogOutEverywhere,
     RefreshLogin,
     RegisterUser,
+)
+from application.messaging import (
+    AcknowledgeDelivery,
+    History,
+    ListConversations,
+    MarkRead,
+    PendingFor,
+    SendMessage,
+    StillPending,
 )
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
@@ -49,6 +59,7 @@ class Container(containers.DeclarativeContainer):
     )
     attempts = providers.Singleton(InMemoryAttemptCounter)
     presence = providers.Singleton(InMemoryPresenceRegistry)
+    fanout = providers.Singleton(InMemoryFanout)  # the Notifier and the ConnectionHub of this process
 
     throttle = providers.Singleton(
         LoginThrottle,
@@ -95,3 +106,18 @@ class Container(containers.DeclarativeContainer):
     get_user = providers.Singleton(GetUser, uow=uow.provider, cards=cards)
     list_contacts = providers.Singleton(ListContacts, uow=uow.provider, cards=cards)
     search_users = providers.Singleton(SearchUsers, uow=uow.provider, cards=cards)
+
+    send_message = providers.Singleton(
+        SendMessage,
+        uow=uow.provider,
+        notifier=fanout,
+        clock=clock,
+        ids=ids,
+        max_body_chars=settings.provided.max_body_chars,
+    )
+    acknowledge = providers.Singleton(AcknowledgeDelivery, uow=uow.provider, notifier=fanout, clock=clock)
+    mark_read = providers.Singleton(MarkRead, uow=uow.provider, notifier=fanout, clock=clock)
+    pending_for = providers.Singleton(PendingFor, uow=uow.provider)
+    still_pending = providers.Singleton(StillPending, uow=uow.provider)
+    history = providers.Singleton(History, uow=uow.provider)
+    list_conversations = providers.Singleton(ListConversations, uow=uow.provider, cards=cards)

@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redelivery_s: PositiveFloat = 10.0
     heartbeat_s: PositiveFloat = 20.0
     presence_ttl_s: PositiveFloat = 30.0
+    auth_timeout_s: PositiveFloat = 5.0
     rate_msg_per_s: PositiveFloat = 20.0
     rate_msg_burst: Positive = 50
     login_max_failures: Positive = 5

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -16,7 +17,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import registry
 
@@ -112,6 +117,60 @@ blocks = Table(
     Column("blocked_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_blocks_blocked_id", "blocked_id"),
+)
+
+# Messages are Core rows (``domain.messages.Message`` is a frozen snapshot, built by hand).
+# ``pos`` is the storage order; ``(low_id, high_id, seq)`` orders a conversation and serves history.
+messages = Table(
+    "messages",
+    metadata,
+    Column("pos", Id, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("low_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("high_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("sender_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("client_msg_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Column("read_at", UtcDateTime(), nullable=True),
+    Column("withheld", Boolean(), nullable=False),
+    UniqueConstraint("low_id", "high_id", "seq"),
+    UniqueConstraint("sender_id", "client_msg_id"),
+)
+
+# The pending messages of a recipient in storage order. The predicate is written the way each
+# dialect renders ``delivered_at IS NULL AND NOT withheld`` in queries, so both planners use it.
+Index(
+    "ix_messages_recipient_id_pos",
+    messages.c.recipient_id,
+    messages.c.pos,
+    sqlite_where=text("delivered_at IS NULL AND withheld = 0"),
+    postgresql_where=text("delivered_at IS NULL AND NOT withheld"),
+)
+
+# One row per conversation: the highest ``seq`` handed out (withheld messages included).
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("low_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("high_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_seq", Integer(), nullable=False),
+)
+
+# One row per user and conversation: the read pointer, whether the user has sent the peer a
+# message that was not withheld, and the last message visible to the user (the conversation list).
+conversation_members = Table(
+    "conversation_members",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("peer_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("read_seq", Integer(), nullable=False, server_default=text("0")),
+    Column("has_sent", Boolean(), nullable=False, server_default=false()),
+    Column("last_message_pos", BigInteger(), nullable=True),
+    Index("ix_conversation_members_user_id_last_message_pos", "user_id", "last_message_pos"),
 )
 
 

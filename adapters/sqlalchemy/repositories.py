@@ -1,4 +1,4 @@
-"""SQLAlchemy implementations of the account-side repositories (users, logins, contacts)."""
+"""SQLAlchemy implementations of the account-side repositories (users, logins, contacts, blocks)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import CursorResult, and_, case, exists, insert, or_, select, up
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
-from application.ports import ContactRepository, LoginRepository, UserRepository
+from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
 from domain.users import User
@@ -52,6 +52,13 @@ class SqlAlchemyUserRepository(UserRepository):
 
     async def get(self, user_id: int) -> User | None:
         return await self._session.get(User, user_id)
+
+    async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        result = await self._session.execute(select(User).where(users.c.id.in_(ids)))
+        return {user.uid: user for user in result.scalars()}
 
     async def get_by_email_key(self, email_key: str) -> User | None:
         result = await self._session.execute(select(User).where(users.c.email_key == email_key))
@@ -141,3 +148,23 @@ class SqlAlchemyContactRepository(ContactRepository):
             ~_blocked_either_way(viewer_id, contacts.c.contact_id),  # type: ignore[operator]
         )
         return set((await self._session.execute(stmt)).scalars())
+
+
+class SqlAlchemyBlockRepository(BlockRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool:
+        stmt = select(exists().where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id))
+        return bool((await self._session.execute(stmt)).scalar_one())
+
+    async def either_way(self, a: int, b: int) -> bool:
+        stmt = select(
+            exists().where(
+                or_(
+                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
+                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
+                )
+            )
+        )
+        return bool((await self._session.execute(stmt)).scalar_one())

@@ -16,6 +16,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from adapters.auth.passwords import Argon2PasswordHasher
 from entrypoints.app import create_app
 from entrypoints.container import Container
+from entrypoints.server import uvicorn_options
 from entrypoints.settings import Settings, load_settings
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
@@ -47,9 +48,8 @@ def make_container(settings: Settings, *, cheap_hashing: bool = True) -> Contain
 def serve(container: Container, *, startup_timeout_s: float = 15.0) -> Iterator[str]:
     """Serve the real app on 127.0.0.1 (a free port) until the block ends; yields the base URL."""
     app = create_app(container)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=1_048_576, proxy_headers=False
-    )
+    options = {**uvicorn_options(container.settings()), "log_level": "warning"}
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, event, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event, insert, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
@@ -25,7 +27,9 @@ from adapters.sqlalchemy.migrate import (
     upgrade,
 )
 
-TABLES = {"users", "logins", "refresh_tokens", "contacts", "blocks"}
+ACCOUNT_TABLES = {"users", "logins", "refresh_tokens", "contacts", "blocks"}
+MESSAGING_TABLES = {"messages", "conversations", "conversation_members"}
+TABLES = ACCOUNT_TABLES | MESSAGING_TABLES
 
 
 async def table_names(url: str) -> set[str]:
@@ -53,7 +57,9 @@ async def schema_drift(url: str) -> list[Any]:
 
 
 def test_history_is_one_linear_chain_starting_at_0001() -> None:
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
+    script = ScriptDirectory.from_config(alembic_config())
+    assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [("0002", "0001"), ("0001", None)]
 
 
 async def test_stairway_upgrade_downgrade_upgrade(database_url: str) -> None:
@@ -72,6 +78,57 @@ async def test_stairway_upgrade_downgrade_upgrade(database_url: str) -> None:
     assert await current_revision(database_url) == head_revision()
 
 
+async def test_messaging_revision_upgrades_and_downgrades_over_existing_accounts(database_url: str) -> None:
+    await upgrade(database_url, "0001")
+    assert await table_names(database_url) == ACCOUNT_TABLES | {"alembic_version"}
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(orm.users).values(
+                    name="Ann",
+                    name_key="ann",
+                    email="ann@example.com",
+                    email_key="ann@example.com",
+                    phone_number="+14155550001",
+                    password_hash="x",
+                    created_at=datetime(2026, 11, 24, tzinfo=UTC),
+                )
+            )
+    finally:
+        await engine.dispose()
+
+    await upgrade(database_url)
+    assert await table_names(database_url) == TABLES | {"alembic_version"}
+    assert await current_revision(database_url) == "0002"
+
+    await downgrade(database_url, "0001")
+    assert await table_names(database_url) == ACCOUNT_TABLES | {"alembic_version"}
+    assert await current_revision(database_url) == "0001"
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(orm.users.c.name))).scalars().all() == ["Ann"]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_pending_index_is_partial(migrated_url: str) -> None:
+    def pending_index(conn: Connection) -> dict[str, Any]:
+        found = [ix for ix in inspect(conn).get_indexes("messages") if ix["name"] == "ix_messages_recipient_id_pos"]
+        return dict(found[0].get("dialect_options", {}))
+
+    engine = create_engine(migrated_url)
+    try:
+        async with engine.connect() as conn:
+            options = await conn.run_sync(pending_index)
+    finally:
+        await engine.dispose()
+    where = " ".join(str(v) for k, v in options.items() if k.endswith("_where")).lower()
+    assert "delivered_at is null" in where
+    assert "withheld" in where
+
+
 async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
     await upgrade(migrated_url)
     assert await current_revision(migrated_url) == head_revision()
@@ -79,7 +136,7 @@ async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
 
 async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
     assert await current_revision(database_url) is None
-    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0001: run `p2p-chat migrate`") as caught:
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0002: run `p2p-chat migrate`") as caught:
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()
@@ -132,6 +189,24 @@ async def test_constraint_and_index_names_follow_the_naming_convention(migrated_
         "refresh_tokens": {"pk_refresh_tokens", "fk_refresh_tokens_login_id", "ix_refresh_tokens_login_id"},
         "contacts": {"pk_contacts", "fk_contacts_user_id", "fk_contacts_contact_id"},
         "blocks": {"pk_blocks", "fk_blocks_blocker_id", "fk_blocks_blocked_id", "ix_blocks_blocked_id"},
+        "messages": {
+            "pk_messages",
+            "fk_messages_low_id",
+            "fk_messages_high_id",
+            "fk_messages_sender_id",
+            "fk_messages_recipient_id",
+            "uq_messages_id",
+            "uq_messages_low_id",
+            "uq_messages_sender_id",
+            "ix_messages_recipient_id_pos",
+        },
+        "conversations": {"pk_conversations", "fk_conversations_low_id", "fk_conversations_high_id"},
+        "conversation_members": {
+            "pk_conversation_members",
+            "fk_conversation_members_user_id",
+            "fk_conversation_members_peer_id",
+            "ix_conversation_members_user_id_last_message_pos",
+        },
     }
 
 
@@ -151,9 +226,25 @@ async def test_postgres_column_types(migrated_url: str) -> None:
     finally:
         await engine.dispose()
 
-    for key in [("users", "id"), ("logins", "user_id"), ("contacts", "contact_id"), ("blocks", "blocked_id")]:
+    for key in [
+        ("users", "id"),
+        ("logins", "user_id"),
+        ("contacts", "contact_id"),
+        ("blocks", "blocked_id"),
+        ("messages", "pos"),
+        ("messages", "sender_id"),
+        ("conversations", "high_id"),
+        ("conversation_members", "last_message_pos"),
+    ]:
         assert type(cols[key]["type"]).__name__ == "BIGINT", key
-    for key in [("users", "created_at"), ("refresh_tokens", "expires_at"), ("blocks", "created_at")]:
+    for key in [
+        ("users", "created_at"),
+        ("refresh_tokens", "expires_at"),
+        ("blocks", "created_at"),
+        ("messages", "created_at"),
+        ("messages", "delivered_at"),
+        ("messages", "read_at"),
+    ]:
         assert getattr(cols[key]["type"], "timezone", False) is True, key
     assert getattr(cols["users", "name_key"]["type"], "collation", None) == "C"
 

@@ -10,20 +10,30 @@ works on a copy of the :class:`InMemoryStore` taken when it opens and publishes 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from application.events import Event
 from application.ports import (
     AccessClaims,
     AttemptCounter,
+    BlockRepository,
     Clock,
     ContactRepository,
+    ConversationRepository,
+    ConversationState,
+    ConversationSummary,
+    DuplicateMessageError,
     IdGenerator,
     IssuedAccess,
     LoginRepository,
+    MessageRepository,
+    Notifier,
     PasswordHasher,
     PresenceRegistry,
     TokenService,
@@ -31,7 +41,9 @@ from application.ports import (
     UserRepository,
 )
 from domain.auth import AttemptWindow, Login, RefreshToken, first_attempt
-from domain.errors import BusyError, EmailTakenError, InvalidTokenError, PhoneTakenError
+from domain.delivery import Delivered
+from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
+from domain.messages import Message, Pair
 from domain.users import Registration, User
 
 EPOCH = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -202,19 +214,80 @@ class FakePresence(PresenceRegistry):
 
 
 # --------------------------------------------------------------------------------------------
+# Fan-out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Published:
+    """One call of :meth:`RecordingNotifier.publish`, with the store's state at that moment:
+    how many commits had happened and whether a unit of work was open."""
+
+    user_id: int
+    event: Event
+    skip_connection: str | None
+    commits: int
+    in_transaction: bool
+
+
+class RecordingNotifier(Notifier):
+    """Records every publication in order; tells nobody."""
+
+    def __init__(self, store: InMemoryStore | None = None) -> None:
+        self._store = store
+        self.published: list[Published] = []
+
+    def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
+        self.published.append(
+            Published(
+                user_id=user_id,
+                event=event,
+                skip_connection=skip_connection,
+                commits=self._store.commits if self._store is not None else 0,
+                in_transaction=self._store is not None and self._store.open_units > 0,
+            )
+        )
+
+    @property
+    def calls(self) -> list[tuple[int, Event, str | None]]:
+        """``(user_id, event, skip_connection)`` of every publication, in order."""
+        return [(p.user_id, p.event, p.skip_connection) for p in self.published]
+
+    def events_to(self, user_id: int) -> list[Event]:
+        return [p.event for p in self.published if p.user_id == user_id]
+
+    def clear(self) -> None:
+        self.published.clear()
+
+
+# --------------------------------------------------------------------------------------------
 # The store, its repositories and the unit of work
+
+
+@dataclass
+class ConversationRow:
+    """One user's state of one conversation: the read pointer and the storage position of the
+    last message this user may see (None until there is one)."""
+
+    read_seq: int = 0
+    last_visible: int | None = None
 
 
 @dataclass
 class StoreData:
     """Everything the database would hold. ``contacts`` are unordered pairs; ``blocks`` are
-    ``(blocker, blocked)``."""
+    ``(blocker, blocked)``; ``messages`` are in storage order (a message's index is its storage
+    position); ``seqs`` is the last ``seq`` reserved per conversation; ``conversations`` is keyed
+    ``(user, peer)``; ``sent_visible`` holds ``(sender, recipient)`` of every non-withheld message."""
 
     users: dict[int, User] = field(default_factory=dict)
     logins: dict[str, Login] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
     contacts: set[frozenset[int]] = field(default_factory=set)
     blocks: set[tuple[int, int]] = field(default_factory=set)
+    messages: list[Message] = field(default_factory=list)
+    seqs: dict[Pair, int] = field(default_factory=dict)
+    conversations: dict[tuple[int, int], ConversationRow] = field(default_factory=dict)
+    sent_visible: set[tuple[int, int]] = field(default_factory=set)
 
 
 class InMemoryStore:
@@ -222,11 +295,19 @@ class InMemoryStore:
 
     User ids come from a sequence that, like a database sequence, is not rolled back.
     The ``seed_*``/``connect``/``block`` helpers write committed state directly (test setup).
+
+    Test hooks: ``fail_commit`` (raised by every commit while set, which then publishes nothing)
+    and ``before_message_add`` (awaited once, by the next ``messages.add``, before it checks for
+    duplicates — a place to let a "concurrent" transaction commit). ``open_units`` counts the
+    units of work currently open.
     """
 
     def __init__(self) -> None:
         self.data = StoreData()
         self.commits = 0
+        self.open_units = 0
+        self.fail_commit: Exception | None = None
+        self.before_message_add: Callable[[], Awaitable[None]] | None = None
         self._last_user_id = 0
         self._seeded = 0
 
@@ -273,6 +354,18 @@ class InMemoryStore:
 
     def block(self, blocker: int, blocked: int) -> None:
         self.data.blocks.add((blocker, blocked))
+
+    def unblock(self, blocker: int, blocked: int) -> None:
+        self.data.blocks.discard((blocker, blocked))
+
+    def message(self, message_id: str) -> Message:
+        """The committed state of one message."""
+        return next(m for m in self.data.messages if m.id == message_id)
+
+    def messages_between(self, a: int, b: int) -> list[Message]:
+        """The committed messages of one conversation, in storage order."""
+        pair = Pair.of(a, b)
+        return [m for m in self.data.messages if m.pair == pair]
 
 
 def _check_unique(data: StoreData, user: User) -> None:
@@ -322,6 +415,10 @@ class InMemoryUserRepository(UserRepository):
 
     async def get_by_phone(self, phone_number: str) -> User | None:
         return next((u for u in self._txn.data.users.values() if u.phone_number == phone_number), None)
+
+    async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
+        users = self._txn.data.users
+        return {uid: users[uid] for uid in user_ids if uid in users}
 
     async def search(
         self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
@@ -408,6 +505,198 @@ class InMemoryContactRepository(ContactRepository):
         }
 
 
+class InMemoryBlockRepository(BlockRepository):
+    def __init__(self, txn: _Transaction) -> None:
+        self._txn = txn
+
+    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool:
+        return (blocker_id, blocked_id) in self._txn.data.blocks
+
+    async def either_way(self, a: int, b: int) -> bool:
+        blocks = self._txn.data.blocks
+        return (a, b) in blocks or (b, a) in blocks
+
+
+_CURSOR = re.compile(r"at-([0-9]{1,9})")
+
+
+def conversation_cursor(position: int) -> str:
+    """The cursor :class:`InMemoryConversationRepository` issues for a storage position."""
+    return f"at-{position}"
+
+
+class InMemoryConversationRepository(ConversationRepository):
+    """Conversations as the port describes them; ``summaries`` are ordered by the storage position
+    of each conversation's last visible message, which is also what the cursor holds. A cursor it
+    did not issue is an InvalidInputError on ``cursor``."""
+
+    def __init__(self, txn: _Transaction) -> None:
+        self._txn = txn
+
+    async def next_seq(self, pair: Pair) -> int:
+        seqs = self._txn.data.seqs
+        seqs[pair] = seqs.get(pair, 0) + 1
+        return seqs[pair]
+
+    async def record_message(self, message: Message) -> bool:
+        data = self._txn.data
+        position = _position_of(data, message.id)
+        sender, recipient = message.sender_id, message.recipient_id
+        data.conversations.setdefault((sender, recipient), ConversationRow()).last_visible = position
+        if message.withheld:
+            return False
+        data.conversations.setdefault((recipient, sender), ConversationRow()).last_visible = position
+        before = (recipient, sender) in data.sent_visible and (sender, recipient) in data.sent_visible
+        data.sent_visible.add((sender, recipient))
+        return not before and (recipient, sender) in data.sent_visible
+
+    async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
+        data = self._txn.data
+        row = data.conversations.get((user_id, peer_id))
+        if row is None or row.last_visible is None:
+            return None
+        peer_row = data.conversations.get((peer_id, user_id))
+        return ConversationState(
+            peer_id=peer_id,
+            last_seq=data.seqs.get(Pair.of(user_id, peer_id), 0),
+            read_seq=row.read_seq,
+            peer_read_seq=peer_row.read_seq if peer_row is not None else 0,
+        )
+
+    async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None:
+        row = self._txn.data.conversations.get((user_id, peer_id))
+        if row is None:
+            raise LookupError(f"user {user_id} has no conversation with {peer_id}")
+        row.read_seq = seq
+
+    async def summaries(self, user_id: int, *, before: str | None, limit: int) -> list[ConversationSummary]:
+        data = self._txn.data
+        below = _parse_cursor(before)
+        rows = sorted(
+            (
+                (row.last_visible, peer_id)
+                for (owner, peer_id), row in data.conversations.items()
+                if owner == user_id and row.last_visible is not None and (below is None or row.last_visible < below)
+            ),
+            reverse=True,
+        )
+        found: list[ConversationSummary] = []
+        for position, peer_id in rows[:limit]:
+            state = await self.state(user_id, peer_id)
+            if state is None:  # pragma: no cover - rows above all have a visible message
+                raise AssertionError("summary without state")
+            unread = sum(
+                1
+                for m in data.messages
+                if m.recipient_id == user_id and m.sender_id == peer_id and not m.withheld and m.seq > state.read_seq
+            )
+            found.append(
+                ConversationSummary(
+                    state=state,
+                    last_message=data.messages[position],
+                    unread_count=unread,
+                    cursor=conversation_cursor(position),
+                )
+            )
+        return found
+
+
+def _position_of(data: StoreData, message_id: str) -> int:
+    for position, message in enumerate(data.messages):
+        if message.id == message_id:
+            return position
+    raise LookupError(f"message {message_id} is not stored")
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise InvalidInputError.of("cursor", "is not a cursor this server issued")
+    return int(match.group(1))
+
+
+class InMemoryMessageRepository(MessageRepository):
+    """Messages in storage order. ``(sender, clientMsgId)`` is unique against this transaction and
+    against what others committed meanwhile (like a unique index); so are ids and ``(pair, seq)``."""
+
+    def __init__(self, txn: _Transaction) -> None:
+        self._txn = txn
+
+    async def by_client_id(self, sender_id: int, client_msg_id: str) -> Message | None:
+        return next(
+            (m for m in self._txn.data.messages if m.sender_id == sender_id and m.client_msg_id == client_msg_id),
+            None,
+        )
+
+    async def add(self, message: Message) -> None:
+        store = self._txn.store
+        hook, store.before_message_add = store.before_message_add, None
+        if hook is not None:
+            await hook()
+        for existing in (*self._txn.data.messages, *store.data.messages):
+            if existing.sender_id == message.sender_id and existing.client_msg_id == message.client_msg_id:
+                raise DuplicateMessageError(message.client_msg_id)
+            if existing.id == message.id:
+                raise ValueError(f"duplicate message id {message.id}")
+        for existing in self._txn.data.messages:
+            if existing.pair == message.pair and existing.seq == message.seq:
+                raise ValueError(f"duplicate seq {message.seq} in {message.pair}")
+        self._txn.data.messages.append(message)
+
+    async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
+        pending = (m for m in self._txn.data.messages if _pending(m, recipient_id))
+        return [m for _, m in zip(range(limit), pending, strict=False)]
+
+    async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:
+        wanted = set(ids)
+        return {m.id for m in self._txn.data.messages if m.id in wanted and _pending(m, recipient_id)}
+
+    async def mark_delivered(self, recipient_id: int, ids: Iterable[str], *, now: datetime) -> list[Delivered]:
+        wanted = set(ids)
+        return self._update(
+            lambda m: m.id in wanted and _pending(m, recipient_id),
+            lambda m: dataclasses.replace(m, delivered_at=now),
+        )
+
+    async def mark_read(self, recipient_id: int, pair: Pair, up_to_seq: int, *, now: datetime) -> list[Delivered]:
+        def matches(m: Message) -> bool:
+            return m.recipient_id == recipient_id and not m.withheld and m.pair == pair and m.seq <= up_to_seq
+
+        return self._update(
+            matches,
+            lambda m: dataclasses.replace(m, delivered_at=m.delivered_at or now, read_at=m.read_at or now),
+        )
+
+    def _update(self, matches: Callable[[Message], bool], change: Callable[[Message], Message]) -> list[Delivered]:
+        messages = self._txn.data.messages
+        delivered: list[Delivered] = []
+        for position, message in enumerate(messages):
+            if not matches(message):
+                continue
+            if message.delivered_at is None:
+                delivered.append(
+                    Delivered(id=message.id, sender_id=message.sender_id, recipient_id=message.recipient_id)
+                )
+            messages[position] = change(message)
+        return delivered
+
+    async def history(
+        self, viewer_id: int, pair: Pair, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        visible = sorted(
+            (m for m in self._txn.data.messages if m.pair == pair and m.visible_to(viewer_id)), key=lambda m: m.seq
+        )
+        if after is not None:
+            return [m for m in visible if m.seq > after][:limit]
+        return [m for m in reversed(visible) if before is None or m.seq < before][:limit]
+
+
+def _pending(message: Message, recipient_id: int) -> bool:
+    return message.recipient_id == recipient_id and not message.withheld and message.delivered_at is None
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Snapshot on enter, publish on commit, drop on exit.
 
@@ -426,19 +715,27 @@ class FakeUnitOfWork(UnitOfWork):
         self.users = InMemoryUserRepository(txn)
         self.logins = InMemoryLoginRepository(txn)
         self.contacts = InMemoryContactRepository(txn)
+        self.blocks = InMemoryBlockRepository(txn)
+        self.conversations = InMemoryConversationRepository(txn)
+        self.messages = InMemoryMessageRepository(txn)
 
     async def __aenter__(self) -> Self:
         if self._txn.open:
             raise RuntimeError("this unit of work is already in use")
         self._bind(_Transaction(self._store, copy.deepcopy(self._store.data)))
+        self._store.open_units += 1
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._txn.open:
+            self._store.open_units -= 1
         self._txn.close()
 
     async def commit(self) -> None:
+        if self._store.fail_commit is not None:
+            raise self._store.fail_commit
         self._store.data = copy.deepcopy(self._txn.data)
         self._store.commits += 1
         self.commits += 1

@@ -1,0 +1,22 @@
+"""How uvicorn runs the app: one place for the CLI and the tests, so both serve alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from entrypoints.settings import Settings
+
+WS_MAX_FRAME_BYTES = 1_048_576  # larger frames are closed with 1009 by the protocol layer
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+        # WebSocket pings every heartbeat; no pong within another heartbeat closes with 1011.
+        "ws_ping_interval": settings.heartbeat_s,
+        "ws_ping_timeout": settings.heartbeat_s,
+        # The client address comes from CHAT_TRUSTED_PROXIES only (entrypoints/http/client.py).
+        "proxy_headers": False,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": 10,
+    }

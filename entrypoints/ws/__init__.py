@@ -1,0 +1,1 @@
+"""The WebSocket edge: frame protocol, one connection's lifecycle, the route handler."""

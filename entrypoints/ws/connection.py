@@ -1,0 +1,330 @@
+"""One authenticated WebSocket: reading and dispatching frames, a bounded outbound queue written
+by its own task, in-flight tracking for re-pushes, offline batches, token expiry and re-auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from litestar import WebSocket
+
+from application.accounts import Authenticate
+from application.common import Principal
+from application.events import Event, LoginsRevoked, MessageReceived
+from application.messaging import (
+    AcknowledgeDelivery,
+    MarkRead,
+    PendingFor,
+    Read,
+    Send,
+    SendMessage,
+    StillPending,
+)
+from application.ports import Clock, ConnectionHub
+from application.users import SearchQuery, SearchUsers
+from domain.delivery import InFlight
+from domain.errors import (
+    AuthenticationError,
+    BusyError,
+    DomainError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+)
+from entrypoints.settings import Settings
+from entrypoints.wire import iso_ms
+from entrypoints.ws import protocol as p
+
+log = logging.getLogger("p2p_chat.ws")
+
+# WebSocket close codes (contract §3.4).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_RESTART = 1012
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_REVOKED = 4403
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_RATE_LIMITED = 4429
+CLOSE_TOO_MANY_CONNECTIONS = 4430
+
+OUTBOX_LIMIT = 1000  # frames queued for one connection before it is a slow consumer
+
+_ERROR_CODES: list[tuple[type[DomainError], str]] = [
+    (InvalidInputError, "bad_request"),
+    (NotFoundError, "not_found"),
+    (ForbiddenError, "forbidden"),
+    (RateLimitedError, "rate_limited"),
+    (BusyError, "internal"),
+    (DomainError, "bad_request"),
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """What a connection needs: the use cases, the hub, the clock and the settings."""
+
+    settings: Settings
+    clock: Clock
+    hub: ConnectionHub
+    authenticate: Authenticate
+    send_message: SendMessage
+    acknowledge: AcknowledgeDelivery
+    mark_read: MarkRead
+    pending_for: PendingFor
+    still_pending: StillPending
+    search_users: SearchUsers
+
+
+class Connection:
+    """A live, authenticated connection. Implements :class:`application.ports.Subscriber`."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
+        self._socket = socket
+        self._services = services
+        self._principal = principal
+        self._connection_id = connection_id
+        settings = services.settings
+        self.inflight = InFlight(redelivery=timedelta(seconds=settings.redelivery_s))
+        self._outbox: deque[str] = deque()
+        self._wakeup = asyncio.Event()
+        self._started = False
+        self._held: list[str] = []  # frames published before ``ready`` + ``offlineMessages`` went out
+        self._closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._max_frame_bytes = settings.max_frame_bytes
+
+    # -- Subscriber ---------------------------------------------------------------------------
+
+    @property
+    def connection_id(self) -> str:
+        return self._connection_id
+
+    @property
+    def user_id(self) -> int:
+        return self._principal.user_id
+
+    @property
+    def sid(self) -> str:
+        return self._principal.sid
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, LoginsRevoked):
+            if self.sid in event.sids:
+                self.close_soon(CLOSE_REVOKED, "login revoked")
+            return
+        if isinstance(event, MessageReceived) and event.message.recipient_id == self.user_id:
+            self.inflight.record_push([event.message.id], self._services.clock.now())
+        frame = p.frame_of(event)
+        if frame is not None:
+            self._enqueue(p.encode(frame))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Ask the connection to close with ``code`` (the first request wins)."""
+        if not self._closing.done():
+            self._closing.set_result((code, reason))
+
+    async def run(self) -> None:
+        """Send ``ready`` and the first offline batch, then serve until the socket ends or a close
+        is requested; always detaches from the hub."""
+        hub = self._services.hub
+        hub.attach(self)
+        self._schedule_expiry()
+        tasks: list[asyncio.Future[Any]] = []
+        try:
+            self._send_now(self._ready())
+            await self._send_batch()
+            self._started = True
+            for text in self._held:
+                self._enqueue(text)
+            self._held.clear()
+            tasks = [asyncio.ensure_future(self._read_loop()), asyncio.ensure_future(self._write_loop())]
+            await asyncio.wait([*tasks, self._closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hub.detach(self)
+            if self._expiry is not None:
+                self._expiry.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("connection %s failed", self._connection_id, exc_info=exc)
+                self.close_soon(CLOSE_INTERNAL, "unexpected server error")
+        if self._closing.done():
+            code, reason = self._closing.result()
+            await close_quietly(self._socket, code, reason)
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._principal.expires_at is None:
+            return
+        delay = (self._principal.expires_at - self._services.clock.now()).total_seconds()
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, delay), self.close_soon, CLOSE_UNAUTHENTICATED, "token expired")
+
+    def _ready(self, ref: str | None = None) -> p.Ready:
+        return p.Ready(
+            ref=ref,
+            user_id=self.user_id,
+            connection_id=self._connection_id,
+            server_time=iso_ms(self._services.clock.now()),
+            heartbeat_s=self._services.settings.heartbeat_s,
+        )
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _send_now(self, frame: p.ServerFrame) -> None:
+        """Queue a frame even before start-up completes (``ready``, ``offlineMessages``)."""
+        self._outbox.append(p.encode(frame))
+        self._wakeup.set()
+
+    def _enqueue(self, text: str) -> None:
+        if not self._started:
+            self._held.append(text)
+            return
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")
+            return
+        self._outbox.append(text)
+        self._wakeup.set()
+
+    def reply(self, frame: p.ServerFrame) -> None:
+        self._enqueue(p.encode(frame))
+
+    def error(self, ref: str | None, code: str, message: str) -> None:
+        self.reply(p.ErrorFrame(ref=ref, code=code, message=message))
+
+    async def _write_loop(self) -> None:
+        while True:
+            while not self._outbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._socket.send_text(self._outbox.popleft())
+
+    # -- offline batches and re-pushes ---------------------------------------------------------
+
+    async def _send_batch(self) -> None:
+        batch = await self._services.pending_for(self.user_id)
+        self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
+        self._send_now(p.OfflineMessages(messages=[p.WireMessage.of(m) for m in batch.messages], more=batch.more))
+
+    async def redeliver(self) -> None:
+        """Re-push what this connection was given but has not acknowledged within the interval;
+        forget what another device acknowledged; start the next batch when one is due."""
+        due = self.inflight.due_for_repush(self._services.clock.now())
+        if due:
+            still = await self._services.still_pending(self.user_id, due)
+            self.inflight.settle(set(due) - still)
+            if still:
+                self.inflight.record_push(still, self._services.clock.now())
+                # Re-pushes are plain messageReceived frames; clients dedupe by id.
+                for message in await self._pending_messages(still):
+                    self._enqueue(p.encode(p.MessageReceivedFrame.of(message)))
+        if self.inflight.next_batch_due():
+            await self._send_batch()
+
+    async def _pending_messages(self, ids: set[str]) -> list[Any]:
+        batch = await self._services.pending_for(self.user_id, limit=max(len(ids), 1) + 100)
+        return [m for m in batch.messages if m.id in ids]
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await self._socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if not isinstance(text, str):
+                self.error(None, "bad_request", "binary frames are not supported; send JSON text frames")
+                continue
+            if len(text) * 4 > self._max_frame_bytes and len(text.encode()) > self._max_frame_bytes:
+                self.error(None, "too_large", f"frame larger than {self._max_frame_bytes} bytes")
+                continue
+            await self.handle(text)
+
+    async def handle(self, text: str) -> None:
+        try:
+            frame = p.decode_client(text)
+        except p.FrameError as exc:
+            self.error(exc.ref, exc.code, exc.message)
+            return
+        try:
+            await self._dispatch(frame)
+        except AuthenticationError:
+            self.close_soon(CLOSE_UNAUTHENTICATED, "authentication failed")
+        except DomainError as exc:
+            code = next(c for cls, c in _ERROR_CODES if isinstance(exc, cls))
+            self.error(frame.ref, code, exc.message)
+        except Exception:
+            log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
+            self.error(frame.ref, "internal", "unexpected server error")
+
+    async def _dispatch(self, frame: p.ClientMessage) -> None:
+        s = self._services
+        match frame:
+            case p.SendMessage(to=to, message=body, client_msg_id=client_msg_id, ref=ref):
+                result = await s.send_message(
+                    Send(
+                        sender_id=self.user_id,
+                        to=to,
+                        body=body,
+                        client_msg_id=client_msg_id,
+                        connection_id=self._connection_id,
+                    )
+                )
+                m = result.message
+                self.reply(
+                    p.MessageAck(
+                        ref=ref,
+                        client_msg_id=m.client_msg_id,
+                        id=m.id,
+                        seq=m.seq,
+                        to=m.recipient_id,
+                        timestamp=iso_ms(m.created_at),
+                    )
+                )
+            case p.AckMessages(ids=ids):
+                await s.acknowledge(self.user_id, ids)
+                self.inflight.settle(ids)
+                if self.inflight.next_batch_due():
+                    await self._send_batch()
+            case p.MarkRead(peer_id=peer_id, up_to_seq=up_to_seq):
+                await s.mark_read(
+                    Read(
+                        reader_id=self.user_id, peer_id=peer_id, up_to_seq=up_to_seq, connection_id=self._connection_id
+                    )
+                )
+            case p.SearchUsers(query=query, limit=limit, ref=ref):
+                cards = await s.search_users(SearchQuery(viewer=self._principal, query=query, limit=limit))
+                self.reply(p.SearchResults(ref=ref, query=query, users=[p.UserPublicFrame.of(c) for c in cards]))
+            case p.Ping(ref=ref):
+                self.reply(p.Pong(ref=ref))
+            case p.Auth(token=token, ref=ref):
+                principal = await s.authenticate(token)
+                if principal.user_id != self.user_id:
+                    self.close_soon(CLOSE_UNAUTHENTICATED, "a token of another user")
+                    return
+                self._principal = principal
+                self._schedule_expiry()
+                self.reply(self._ready(ref))
+            case p.Typing() | p.GetOnlineUsers():
+                raise ForbiddenError("not available yet")
+
+
+async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    try:
+        await socket.close(code=code, reason=reason)
+    except Exception:  # the peer may already be gone; closing is best effort
+        log.debug("close %s on a finished socket", code)

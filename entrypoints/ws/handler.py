@@ -1,0 +1,133 @@
+"""``GET /ws``: handshake checks, first-frame (or subprotocol) authentication, caps, then one
+:class:`Connection` per socket. Also the process-wide re-push sweep and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from litestar import WebSocket, websocket
+from litestar.handlers import WebsocketRouteHandler
+
+from application.common import Principal
+from application.ports import IdGenerator
+from domain.errors import AuthenticationError
+from entrypoints.ws import protocol as p
+from entrypoints.ws.connection import (
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_REVOKED,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHENTICATED,
+    Connection,
+    Services,
+    close_quietly,
+)
+
+log = logging.getLogger("p2p_chat.ws")
+
+BEARER = "bearer"
+
+
+class LiveConnections:
+    """This process's connections, for caps, the re-push sweep and shutdown."""
+
+    def __init__(self) -> None:
+        self._all: set[Connection] = set()
+        self._per_user: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def count_of(self, user_id: int) -> int:
+        return self._per_user.get(user_id, 0)
+
+    def add(self, connection: Connection) -> None:
+        self._all.add(connection)
+        self._per_user[connection.user_id] = self._per_user.get(connection.user_id, 0) + 1
+
+    def remove(self, connection: Connection) -> None:
+        if connection in self._all:
+            self._all.discard(connection)
+            left = self._per_user[connection.user_id] - 1
+            if left:
+                self._per_user[connection.user_id] = left
+            else:
+                del self._per_user[connection.user_id]
+
+    def snapshot(self) -> list[Connection]:
+        return list(self._all)
+
+
+def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
+    """The token offered as subprotocols ``bearer, <token>`` (browsers cannot set headers)."""
+    offered = [s.strip() for s in socket.scope.get("subprotocols") or []]
+    if BEARER not in offered:
+        return None
+    others = [s for s in offered if s != BEARER]
+    return others[0] if others else ""
+
+
+async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) -> str | int:
+    """The token of the first frame, or the close code to use instead."""
+    try:
+        message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
+    except TimeoutError:
+        return CLOSE_AUTH_TIMEOUT
+    text = message.get("text") if message["type"] == "websocket.receive" else None
+    if text is None:
+        return CLOSE_UNAUTHENTICATED
+    try:
+        frame = p.decode_client(text)
+    except p.FrameError:
+        return CLOSE_UNAUTHENTICATED
+    return frame.token if isinstance(frame, p.Auth) else CLOSE_UNAUTHENTICATED
+
+
+def make_ws_handler(
+    services: Services, live: LiveConnections, ids: IdGenerator, origin_allowed: Callable[[str | None], bool]
+) -> WebsocketRouteHandler:
+    settings = services.settings
+
+    @websocket("/ws")
+    async def ws(socket: WebSocket[Any, Any, Any]) -> None:
+        if not origin_allowed(socket.headers.get("origin")):
+            await socket.close(code=CLOSE_REVOKED, reason="origin not allowed")  # before accept: HTTP 403
+            return
+        offered = bearer_subprotocol_token(socket)
+        await socket.accept(subprotocols=BEARER if offered is not None else None)
+        token = offered if offered is not None else await first_frame_token(socket, settings.auth_timeout_s)
+        if isinstance(token, int):
+            await close_quietly(socket, token, "authentication required")
+            return
+        try:
+            principal: Principal = await services.authenticate(token)
+        except AuthenticationError:
+            await close_quietly(socket, CLOSE_UNAUTHENTICATED, "invalid, expired or revoked token")
+            return
+        if (
+            live.count_of(principal.user_id) >= settings.max_connections_per_user
+            or len(live) >= settings.max_connections
+        ):
+            await close_quietly(socket, CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
+            return
+        connection = Connection(socket, services, principal, ids.new_id())
+        live.add(connection)
+        try:
+            await connection.run()
+        finally:
+            live.remove(connection)
+
+    return ws
+
+
+async def redelivery_sweep(live: LiveConnections, interval_s: float) -> None:
+    """Forever: give every connection its re-push turn, ``interval_s`` apart."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for connection in live.snapshot():
+            try:
+                await connection.redeliver()
+            except Exception:  # one failing connection must not stop the sweep for the others
+                log.exception("re-push failed for connection %s", connection.connection_id)

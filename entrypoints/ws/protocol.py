@@ -1,0 +1,246 @@
+"""WebSocket frames: one tagged union for client frames (one decoder), typed server frames (one
+encoder). Keys and ``type`` values are camelCase. Every client frame may carry ``ref``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from application.events import Event, LoginsRevoked, MessageDelivered, MessageReceived, MessagesRead
+from domain.messages import Message
+from domain.users import UserCard
+from entrypoints.wire import iso_ms, iso_ms_or_none
+
+Ref = Annotated[str, msgspec.Meta(max_length=64)]
+UserId = Annotated[int, msgspec.Meta(ge=1)]
+MessageId = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class ClientFrame(
+    msgspec.Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, frozen=True, kw_only=True
+):
+    ref: Ref | None = None
+
+
+class Auth(ClientFrame, frozen=True, kw_only=True, tag="auth"):
+    token: Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+class SendMessage(ClientFrame, frozen=True, kw_only=True, tag="sendMessage"):
+    to: UserId
+    message: str
+    client_msg_id: str
+    from_: Any = msgspec.field(default=None, name="from")  # sent by the original's clients; ignored
+
+
+class AckMessages(ClientFrame, frozen=True, kw_only=True, tag="ackMessages"):
+    ids: list[MessageId]
+
+
+class MarkRead(ClientFrame, frozen=True, kw_only=True, tag="markRead"):
+    peer_id: UserId
+    up_to_seq: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Typing(ClientFrame, frozen=True, kw_only=True, tag="typing"):
+    to: UserId
+    is_typing: bool
+
+
+class SearchUsers(ClientFrame, frozen=True, kw_only=True, tag="searchUsers"):
+    query: Annotated[str, msgspec.Meta(max_length=1000)]
+    limit: int | None = None
+
+
+class GetOnlineUsers(ClientFrame, frozen=True, kw_only=True, tag="getOnlineUsers"):
+    user_ids: Annotated[list[UserId], msgspec.Meta(max_length=100)] | None = None
+
+
+class Ping(ClientFrame, frozen=True, kw_only=True, tag="ping"):
+    pass
+
+
+ClientMessage = Auth | SendMessage | AckMessages | MarkRead | Typing | SearchUsers | GetOnlineUsers | Ping
+CLIENT_TYPES = frozenset(
+    cls.__struct_config__.tag
+    for cls in (Auth, SendMessage, AckMessages, MarkRead, Typing, SearchUsers, GetOnlineUsers, Ping)
+)
+
+
+class _Envelope(msgspec.Struct):
+    """What is still readable of a frame that failed validation (to answer with its ``ref``)."""
+
+    type: Any = None
+    ref: Any = None
+
+
+class FrameError(Exception):
+    """A client frame that cannot be used; ``code`` is ``bad_request`` or ``unknown_type``."""
+
+    def __init__(self, code: str, message: str, ref: str | None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.ref = code, message, ref
+
+
+_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+def decode_client(data: str | bytes) -> ClientMessage:
+    """Decode one client frame or raise :class:`FrameError` (with the frame's ``ref`` if readable)."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        try:
+            envelope = _envelope.decode(data)
+        except msgspec.DecodeError:
+            raise FrameError("bad_request", f"not a JSON object: {exc}", None) from None
+        ref = envelope.ref if isinstance(envelope.ref, str) and len(envelope.ref) <= 64 else None
+        if isinstance(envelope.type, str) and envelope.type not in CLIENT_TYPES:
+            raise FrameError("unknown_type", f"unknown frame type {envelope.type[:64]!r}", ref) from None
+        raise FrameError("bad_request", str(exc), ref) from None
+
+
+# ---- server frames -------------------------------------------------------------------------
+
+
+class ServerFrame(msgspec.Struct, tag_field="type", rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    pass
+
+
+class WireMessage(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """A message as history, offline batches and the HTTP API show it."""
+
+    id: str
+    seq: int
+    from_: int = msgspec.field(name="from")
+    to: int
+    message: str
+    client_msg_id: str
+    timestamp: str
+    delivered_at: str | None
+    read_at: str | None
+
+    @classmethod
+    def of(cls, m: Message) -> WireMessage:
+        return cls(
+            id=m.id,
+            seq=m.seq,
+            from_=m.sender_id,
+            to=m.recipient_id,
+            message=m.body,
+            client_msg_id=m.client_msg_id,
+            timestamp=iso_ms(m.created_at),
+            delivered_at=iso_ms_or_none(m.delivered_at),
+            read_at=iso_ms_or_none(m.read_at),
+        )
+
+
+class Ready(ServerFrame, frozen=True, kw_only=True, tag="ready"):
+    ref: str | None = None
+    user_id: int
+    connection_id: str
+    server_time: str
+    heartbeat_s: float
+
+
+class OfflineMessages(ServerFrame, frozen=True, kw_only=True, tag="offlineMessages"):
+    messages: list[WireMessage]
+    more: bool
+
+
+class MessageAck(ServerFrame, frozen=True, kw_only=True, tag="messageAck"):
+    ref: str | None = None
+    client_msg_id: str
+    id: str
+    seq: int
+    to: int
+    timestamp: str
+
+
+class MessageReceivedFrame(ServerFrame, frozen=True, kw_only=True, tag="messageReceived"):
+    id: str
+    seq: int
+    from_: int = msgspec.field(name="from")
+    to: int
+    message: str
+    client_msg_id: str
+    timestamp: str
+
+    @classmethod
+    def of(cls, m: Message) -> MessageReceivedFrame:
+        return cls(
+            id=m.id,
+            seq=m.seq,
+            from_=m.sender_id,
+            to=m.recipient_id,
+            message=m.body,
+            client_msg_id=m.client_msg_id,
+            timestamp=iso_ms(m.created_at),
+        )
+
+
+class MessageDeliveredFrame(ServerFrame, frozen=True, kw_only=True, tag="messageDelivered"):
+    ids: list[str]
+    to: int
+    delivered_at: str
+
+
+class MessagesReadFrame(ServerFrame, frozen=True, kw_only=True, tag="messagesRead"):
+    by: int
+    peer_id: int
+    up_to_seq: int
+    read_at: str
+
+
+class UserPublicFrame(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    id: int
+    name: str
+    online: bool | None
+    last_seen_at: str | None
+
+    @classmethod
+    def of(cls, card: UserCard) -> UserPublicFrame:
+        return cls(id=card.id, name=card.name, online=card.online, last_seen_at=iso_ms_or_none(card.last_seen_at))
+
+
+class SearchResults(ServerFrame, frozen=True, kw_only=True, tag="searchResults"):
+    ref: str | None = None
+    query: str
+    users: list[UserPublicFrame]
+
+
+class OnlineUsers(ServerFrame, frozen=True, kw_only=True, tag="onlineUsers"):
+    ref: str | None = None
+    user_ids: list[int]
+
+
+class Pong(ServerFrame, frozen=True, kw_only=True, tag="pong"):
+    ref: str | None = None
+
+
+class ErrorFrame(ServerFrame, frozen=True, kw_only=True, tag="error"):
+    ref: str | None = None
+    code: str
+    message: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: ServerFrame) -> str:
+    return _encoder.encode(frame).decode()
+
+
+def frame_of(event: Event) -> ServerFrame | None:
+    """The frame that carries an event to a client (None for control events)."""
+    match event:
+        case MessageReceived(message=message):
+            return MessageReceivedFrame.of(message)
+        case MessageDelivered(ids=ids, to=to, delivered_at=at):
+            return MessageDeliveredFrame(ids=list(ids), to=to, delivered_at=iso_ms(at))
+        case MessagesRead(by=by, peer_id=peer_id, up_to_seq=seq, read_at=at):
+            return MessagesReadFrame(by=by, peer_id=peer_id, up_to_seq=seq, read_at=iso_ms(at))
+        case LoginsRevoked():
+            return None
