@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from application.common import Principal, UnitOfWorkFactory
+from application.events import LoginsRevoked
 from domain.auth import (
     AttemptLimit,
     Login,
@@ -29,7 +30,17 @@ from domain.errors import (
 from domain.users import Registration, User, check_password, email_key
 
 if TYPE_CHECKING:
-    from application.ports import AttemptCounter, Clock, IdGenerator, PasswordHasher, TokenService, UnitOfWork
+    from datetime import datetime
+
+    from application.ports import (
+        AttemptCounter,
+        Clock,
+        IdGenerator,
+        Notifier,
+        PasswordHasher,
+        TokenService,
+        UnitOfWork,
+    )
 
 REGISTRATION_WINDOW_S = 3600
 
@@ -191,16 +202,32 @@ async def count_failure(counter: AttemptCounter, limits: dict[str, AttemptLimit]
         await counter.hit(key, now=now, window_s=limit.window_s)
 
 
+def publish_revoked(notifier: Notifier, user_id: int, sids: list[str]) -> None:
+    """After the commit: the connections of these logins close (4403), on every process."""
+    if sids:
+        notifier.publish(user_id, LoginsRevoked(sids=frozenset(sids)))
+
+
 class RefreshLogin:
     """Exchange a refresh token for a new pair (rotation). A spent token presented again revokes
-    its whole login. Raises InvalidTokenError for every refusal (unknown, expired, spent, revoked)."""
+    its whole login (committed, then its connections hear :class:`LoginsRevoked`). Raises
+    InvalidTokenError for every refusal (unknown, expired, spent, revoked)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService, issuer: LoginIssuer, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, tokens: TokenService, issuer: LoginIssuer, clock: Clock, notifier: Notifier
+    ) -> None:
         self._uow, self._tokens, self._issuer, self._clock = uow, tokens, issuer, clock
+        self._notifier = notifier
 
     async def __call__(self, raw_refresh_token: str) -> Session:
-        digest = self._tokens.refresh_digest(raw_refresh_token)
-        now = self._clock.now()
+        outcome = await self._exchange(self._tokens.refresh_digest(raw_refresh_token), self._clock.now())
+        if isinstance(outcome, Login):  # reuse: the login was revoked (committed)
+            publish_revoked(self._notifier, outcome.user_id, [outcome.id])
+            raise RefreshToken.rejected()
+        return outcome
+
+    async def _exchange(self, digest: str, now: datetime) -> Session | Login:
+        """The next session, or the login that this reuse just revoked; raises for other refusals."""
         async with self._uow() as uow:
             token = await uow.logins.get_refresh(digest)
             if token is None:
@@ -212,6 +239,7 @@ class RefreshLogin:
             if verdict is RefreshVerdict.REVOKE_LOGIN and login is not None:
                 login.revoke(now)
                 await uow.commit()
+                return login
             if verdict is not RefreshVerdict.ROTATE or login is None:
                 raise RefreshToken.rejected()
             user = await uow.users.get(login.user_id)
@@ -242,28 +270,37 @@ class Authenticate:
 
 
 class LogOut:
-    """Revoke the caller's login: its refresh token and every access token with its ``sid``."""
+    """Revoke the caller's login: its refresh token and every access token with its ``sid``.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow, self._clock = uow, clock
+    Commits, then (if the login was still active) its connections hear :class:`LoginsRevoked`.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, notifier: Notifier) -> None:
+        self._uow, self._clock, self._notifier = uow, clock, notifier
 
     async def __call__(self, principal: Principal) -> list[str]:
+        revoked: list[str] = []
         async with self._uow() as uow:
             login = await uow.logins.get(principal.sid)
-            if login is not None:
+            if login is not None and login.user_id == principal.user_id and login.active:
                 login.revoke(self._clock.now())
+                revoked.append(login.id)
             await uow.commit()
+        publish_revoked(self._notifier, principal.user_id, revoked)
         return [principal.sid]
 
 
 class LogOutEverywhere:
-    """Revoke every login of the caller. Returns the revoked login ids."""
+    """Revoke every login of the caller; commits, then their connections hear
+    :class:`LoginsRevoked`. Returns the revoked login ids."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow, self._clock = uow, clock
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, notifier: Notifier) -> None:
+        self._uow, self._clock, self._notifier = uow, clock, notifier
 
     async def __call__(self, principal: Principal) -> list[str]:
-        return await revoke_logins(self._uow, self._clock, principal.user_id, keep=None)
+        revoked = await revoke_logins(self._uow, self._clock, principal.user_id, keep=None)
+        publish_revoked(self._notifier, principal.user_id, revoked)
+        return revoked
 
 
 async def revoke_logins(uow_factory: UnitOfWorkFactory, clock: Clock, user_id: int, keep: str | None) -> list[str]:
@@ -290,7 +327,8 @@ class ChangePassword:
     """Replace the caller's password after checking the current one, and revoke every other login.
 
     A wrong current password counts as a failed login of the account (so a stolen access token
-    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``.
+    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``. After the
+    commit the revoked logins' connections hear :class:`LoginsRevoked`. Returns their ids.
     """
 
     def __init__(
@@ -300,9 +338,10 @@ class ChangePassword:
         counter: AttemptCounter,
         clock: Clock,
         throttle: LoginThrottle,
+        notifier: Notifier,
     ) -> None:
         self._uow, self._hasher, self._counter = uow, hasher, counter
-        self._clock, self._throttle = clock, throttle
+        self._clock, self._throttle, self._notifier = clock, throttle, notifier
 
     async def __call__(self, cmd: PasswordChange) -> list[str]:
         new_password = check_password(cmd.new_password, "newPassword")
@@ -322,4 +361,6 @@ class ChangePassword:
                 raise UserNotFoundError(user.uid)
             stored.change_password_hash(new_hash)
             await uow.commit()
-        return await revoke_logins(self._uow, self._clock, user.uid, keep=cmd.principal.sid)
+        revoked = await revoke_logins(self._uow, self._clock, user.uid, keep=cmd.principal.sid)
+        publish_revoked(self._notifier, user.uid, revoked)
+        return revoked

@@ -18,6 +18,7 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 """Makes a fresh :class:`UnitOfWork`; use cases open one per transaction, so they are safe to share."""
 
 PAGE_DEFAULT, PAGE_MAX = 50, 100
+MAX_ID = 2**63 - 1  # ids and sequence numbers are signed 64-bit integers in every store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,7 +43,7 @@ def parse_id_cursor(cursor: str | None) -> int | None:
     """Cursors are opaque to clients; for id-ordered lists they are the last id of the page."""
     if cursor is None:
         return None
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > MAX_ID:
         raise InvalidInputError.of("cursor", "is not a cursor this server issued")
     return int(cursor)
 

@@ -42,4 +42,27 @@ class LoginsRevoked:
     sids: frozenset[str]
 
 
-Event = MessageReceived | MessageDelivered | MessagesRead | LoginsRevoked
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserOnline:
+    """``user_id`` came online (sent only to users who may see their presence)."""
+
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserOffline:
+    """``user_id`` went offline; ``last_seen_at`` is when their last connection closed."""
+
+    user_id: int
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Typing:
+    """``from_id`` started or stopped typing to the receiver. Ephemeral: never stored."""
+
+    from_id: int
+    is_typing: bool
+
+
+Event = MessageReceived | MessageDelivered | MessagesRead | LoginsRevoked | UserOnline | UserOffline | Typing

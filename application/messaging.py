@@ -8,9 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import Page, UnitOfWorkFactory, page_limit
-from application.events import MessageDelivered, MessageReceived, MessagesRead
-from application.ports import Clock, ConversationState, DuplicateMessageError, IdGenerator, Notifier
+from application.common import MAX_ID, Page, UnitOfWorkFactory, page_limit
+from application.events import MessageDelivered, MessageReceived, MessagesRead, UserOnline
+from application.ports import (
+    Clock,
+    ConversationState,
+    DuplicateMessageError,
+    IdGenerator,
+    Notifier,
+    PresenceRegistry,
+)
 from domain.delivery import Delivered, fanout_of, receipts_by_sender
 from domain.errors import InvalidInputError, NotFoundError, UserNotFoundError
 from domain.messages import (
@@ -59,19 +66,29 @@ class SendMessage:
 
     A resend of a stored ``clientMsgId`` returns the stored message (``duplicate``) and delivers
     nothing. A message to a user who blocked the sender is stored withheld and reaches only the
-    sender's other connections. Raises InvalidInputError, UserNotFoundError.
+    sender's other connections. When the message makes the two users contacts (and no block
+    exists either way), each of them that is online is announced to the other with ``userOnline``
+    (contract §2), after the message itself. Raises InvalidInputError, UserNotFoundError.
     """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock, ids: IdGenerator, max_body_chars: int
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: Notifier,
+        presence: PresenceRegistry,
+        clock: Clock,
+        ids: IdGenerator,
+        max_body_chars: int,
     ) -> None:
-        self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
+        self._uow, self._notifier, self._presence = uow, notifier, presence
+        self._clock, self._ids = clock, ids
         self._max_body_chars = max_body_chars
 
     async def __call__(self, cmd: Send) -> SendResult:
         check_client_msg_id(cmd.client_msg_id)
+        introduce = False  # they became contacts and may see each other's presence (no block)
         try:
-            result = await self._store(cmd)
+            result, introduce = await self._store(cmd)
         except DuplicateMessageError:  # a concurrent resend won the race: answer with its message
             result = await self._existing(cmd)
         if not result.duplicate:
@@ -80,7 +97,16 @@ class SendMessage:
             if fanout.recipient is not None:
                 self._notifier.publish(fanout.recipient, event)
             self._notifier.publish(fanout.sender, event, skip_connection=fanout.skip_connection)
+        if introduce:
+            await self._introduce(cmd.sender_id, cmd.to)
         return result
+
+    async def _introduce(self, a: int, b: int) -> None:
+        """New contacts: each hears ``userOnline`` of the other if the other is online."""
+        online = await self._presence.online_among((a, b))
+        for user_id, audience in ((a, b), (b, a)):
+            if user_id in online:
+                self._notifier.publish(audience, UserOnline(user_id=user_id))
 
     async def _existing(self, cmd: Send) -> SendResult:
         async with self._uow() as uow:
@@ -89,11 +115,12 @@ class SendMessage:
             raise RuntimeError("duplicate reported but no stored message found")
         return SendResult(message=existing, duplicate=True)
 
-    async def _store(self, cmd: Send) -> SendResult:
+    async def _store(self, cmd: Send) -> tuple[SendResult, bool]:
+        """The result, and whether the two users must be introduced (:meth:`_introduce`)."""
         async with self._uow() as uow:
             existing = await uow.messages.by_client_id(cmd.sender_id, cmd.client_msg_id)
             if existing is not None:
-                return SendResult(message=existing, duplicate=True)
+                return SendResult(message=existing, duplicate=True), False
             body = check_body(cmd.body, self._max_body_chars)
             pair = Pair.of(cmd.sender_id, cmd.to)
             if await uow.users.get(cmd.to) is None:
@@ -111,10 +138,12 @@ class SendMessage:
             message = draft.stored(await uow.conversations.next_seq(pair))
             await uow.messages.add(message)
             became_contacts = await uow.conversations.record_message(message)
+            introduce = False
             if became_contacts:
                 await uow.contacts.add_pair(cmd.sender_id, cmd.to)
+                introduce = not await uow.blocks.either_way(cmd.sender_id, cmd.to)
             await uow.commit()
-        return SendResult(message=message, duplicate=False, became_contacts=became_contacts)
+        return SendResult(message=message, duplicate=False, became_contacts=became_contacts), introduce
 
 
 class AcknowledgeDelivery:
@@ -151,8 +180,8 @@ class MarkRead:
         self._uow, self._notifier, self._clock = uow, notifier, clock
 
     async def __call__(self, cmd: Read) -> int | None:
-        if cmd.up_to_seq < 0:
-            raise InvalidInputError.of("upToSeq", "must be 0 or more")
+        if not 0 <= cmd.up_to_seq <= MAX_ID:
+            raise InvalidInputError.of("upToSeq", "is not a valid seq")
         pair = Pair.of(cmd.reader_id, cmd.peer_id)
         now = self._clock.now()
         async with self._uow() as uow:
@@ -233,8 +262,9 @@ class History:
     async def __call__(self, q: HistoryQuery) -> HistoryPage:
         if q.before is not None and q.after is not None:
             raise InvalidInputError.of("before", "give before or after, not both")
-        if (q.before is not None and q.before < 1) or (q.after is not None and q.after < 0):
-            raise InvalidInputError.of("before" if q.before is not None else "after", "is not a valid seq")
+        for name, value, lowest in (("before", q.before, 1), ("after", q.after, 0)):
+            if value is not None and not lowest <= value <= MAX_ID:
+                raise InvalidInputError.of(name, "is not a valid seq")
         size = page_limit(q.limit)
         pair = Pair.of(q.viewer_id, q.peer_id)
         async with self._uow() as uow:

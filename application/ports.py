@@ -107,6 +107,10 @@ class UserRepository(Protocol):
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]: ...
 
+    async def set_last_seen(self, user_id: int, at: datetime) -> None:
+        """Record when the user was last online (a no-op for an unknown user)."""
+        ...
+
     async def search(
         self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
     ) -> list[User]:
@@ -149,6 +153,11 @@ class ContactRepository(Protocol):
         """Those of ``user_ids`` whose presence ``viewer_id`` may see: contacts, no block either way."""
         ...
 
+    async def visible_contact_ids(self, user_id: int) -> list[int]:
+        """The user's contacts with no block either way, ordered by id: who sees the user's
+        presence, so whom presence events about the user go to."""
+        ...
+
 
 class BlockRepository(Protocol):
     """Who blocked whom. Blocking is directional; its effects (withholding, hidden presence) are not."""
@@ -156,6 +165,18 @@ class BlockRepository(Protocol):
     async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool: ...
 
     async def either_way(self, a: int, b: int) -> bool: ...
+
+    async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
+        """Record that ``blocker_id`` blocked ``blocked_id`` (idempotent: an existing block is kept as is)."""
+        ...
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None:
+        """Remove that block if there is one (idempotent)."""
+        ...
+
+    async def blocked_by(self, blocker_id: int) -> list[User]:
+        """The users ``blocker_id`` blocked, ordered by id."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,9 +295,40 @@ class ConnectionHub(Protocol):
 
 
 class PresenceRegistry(Protocol):
-    """Who is online. Only the server decides it; reads here never reveal anything by themselves."""
+    """Who is online, decided by the server only, with the rules of :mod:`domain.presence`.
 
-    async def online_among(self, user_ids: Iterable[int]) -> set[int]: ...
+    A user is online from their first live connection until the last one closed and a grace period
+    passed without a reconnect; each transition is reported exactly once. The in-memory adapter
+    applies the rules in one process; the Redis adapter must implement the same semantics
+    atomically across processes: :meth:`connect` returns True in exactly one process for a
+    user coming online, :meth:`settle` reports a user going offline in exactly one process
+    deployment-wide, and a crashed process's connections expire (per-process heartbeat with a TTL)
+    so they do not keep their users online forever. Nothing here publishes events or touches the
+    database; the use cases of :mod:`application.presence` do that. Reads never reveal anything by
+    themselves — callers filter by visibility first.
+    """
+
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+        """Register a live connection (idempotent per id); True iff this made the user come online.
+
+        A reconnect while the user's leave is unsettled cancels it and returns False.
+        """
+        ...
+
+    async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
+        """Forget a connection (unknown ids are ignored); closing the last one starts the grace
+        period at ``now``."""
+        ...
+
+    async def settle(self, *, now: datetime, grace_s: float) -> list[tuple[int, datetime]]:
+        """Mark offline every user whose last connection closed at least ``grace_s`` before ``now``
+        with no reconnect since, and return them with their ``last_seen_at`` (when that connection
+        closed). Each such transition is returned once, deployment-wide, in no particular order."""
+        ...
+
+    async def online_among(self, user_ids: Iterable[int]) -> set[int]:
+        """Those of ``user_ids`` that are online (including a leave whose grace is unsettled)."""
+        ...
 
 
 class UnitOfWork(Protocol):

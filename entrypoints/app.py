@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from adapters.sqlalchemy.health import ping
+from adapters.sqlalchemy.health import count_pending, ping
 from adapters.sqlalchemy.migrate import ensure_current
 from application.common import Principal
 from domain.errors import InvalidTokenError
@@ -24,10 +24,12 @@ from entrypoints.http.auth import AuthController
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
 from entrypoints.http.errors import EXCEPTION_HANDLERS
-from entrypoints.http.ops import ReadinessChecks, health, ready
+from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
+from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
+from entrypoints.metrics import Metrics
 from entrypoints.ws.connection import CLOSE_GOING_AWAY, Services
-from entrypoints.ws.handler import LiveConnections, make_ws_handler, redelivery_sweep
+from entrypoints.ws.handler import LiveConnections, make_ws_handler, presence_sweep, redelivery_sweep
 
 log = logging.getLogger("p2p_chat")
 T = TypeVar("T")
@@ -65,7 +67,21 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
     async def provide_checks() -> ReadinessChecks:
         return {"database": check_database}
 
+    async def metrics_source() -> bytes:
+        try:
+            metrics.pending.set(await count_pending(container.engine()))
+        except Exception:  # the scrape still answers; the gauge keeps its last value
+            log.warning("could not count pending messages for /metrics")
+        return metrics.render()
+
+    async def provide_metrics_source() -> MetricsSource:
+        return metrics_source
+
+    async def provide_metrics_token() -> str:
+        return settings.metrics_token or ""
+
     live = LiveConnections()
+    metrics = Metrics()
     services = Services(
         settings=settings,
         clock=container.clock(),
@@ -77,6 +93,11 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         pending_for=container.pending_for(),
         still_pending=container.still_pending(),
         search_users=container.search_users(),
+        connect=container.connect(),
+        disconnect=container.disconnect(),
+        visible_online=container.visible_online(),
+        relay_typing=container.relay_typing(),
+        metrics=metrics,
     )
     allowed_origins = set(settings.cors_origins)
 
@@ -89,14 +110,18 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         if check_schema:
             await ensure_current(settings.database_url)
         log.info("p2p-chat ready (database %s)", container.engine().url.render_as_string(hide_password=True))
-        sweeper = asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2)))
+        sweepers = [
+            asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2))),
+            asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4))),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for sweeper in sweepers:
+                sweeper.cancel()
             for connection in live.snapshot():
                 connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
-            await asyncio.gather(sweeper, return_exceptions=True)
+            await asyncio.gather(*sweepers, return_exceptions=True)
             await container.engine().dispose()
             container.shutdown_resources()
 
@@ -112,12 +137,18 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
             ConversationsController,
             health,
             ready,
+            metrics_endpoint,
             make_ws_handler(services, live, container.ids(), origin_allowed),
         ],
         dependencies={
             "principal": Provide(provide_principal),
             "client_ip": Provide(provide_client_ip),
             "readiness_checks": Provide(provide_checks),
+            "metrics_source": Provide(provide_metrics_source),
+            "metrics_token": Provide(provide_metrics_token),
+            "block_user": _singleton(container.block_user),
+            "unblock_user": _singleton(container.unblock_user),
+            "list_blocked": _singleton(container.list_blocked),
             "register_user": _singleton(container.register_user),
             "log_in": _singleton(container.log_in),
             "refresh_login": _singleton(container.refresh_login),

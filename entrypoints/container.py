@@ -33,6 +33,8 @@ from application.messaging import (
     SendMessage,
     StillPending,
 )
+from application.presence import Connect, Disconnect, SettlePresence, VisibleOnline
+from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
 from entrypoints.settings import Settings
@@ -89,10 +91,12 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         throttle=throttle,
     )
-    refresh_login = providers.Singleton(RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock)
+    refresh_login = providers.Singleton(
+        RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
+    )
     authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
-    log_out = providers.Singleton(LogOut, uow=uow.provider, clock=clock)
-    log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock)
+    log_out = providers.Singleton(LogOut, uow=uow.provider, clock=clock, notifier=fanout)
+    log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
     change_password = providers.Singleton(
         ChangePassword,
         uow=uow.provider,
@@ -111,6 +115,7 @@ class Container(containers.DeclarativeContainer):
         SendMessage,
         uow=uow.provider,
         notifier=fanout,
+        presence=presence,
         clock=clock,
         ids=ids,
         max_body_chars=settings.provided.max_body_chars,
@@ -121,3 +126,19 @@ class Container(containers.DeclarativeContainer):
     still_pending = providers.Singleton(StillPending, uow=uow.provider)
     history = providers.Singleton(History, uow=uow.provider)
     list_conversations = providers.Singleton(ListConversations, uow=uow.provider, cards=cards)
+
+    connect = providers.Singleton(Connect, uow=uow.provider, presence=presence, notifier=fanout, clock=clock)
+    disconnect = providers.Singleton(Disconnect, presence=presence, clock=clock)
+    settle_presence = providers.Singleton(
+        SettlePresence,
+        uow=uow.provider,
+        presence=presence,
+        notifier=fanout,
+        clock=clock,
+        grace_s=settings.provided.offline_grace_s,
+    )
+    visible_online = providers.Singleton(VisibleOnline, uow=uow.provider, presence=presence)
+    block_user = providers.Singleton(BlockUser, uow=uow.provider, clock=clock)
+    unblock_user = providers.Singleton(UnblockUser, uow=uow.provider)
+    list_blocked = providers.Singleton(ListBlocked, uow=uow.provider)
+    relay_typing = providers.Singleton(RelayTyping, uow=uow.provider, notifier=fanout)

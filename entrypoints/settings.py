@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_timeout_s: PositiveFloat = 5.0
     rate_msg_per_s: PositiveFloat = 20.0
     rate_msg_burst: Positive = 50
+    rate_close_after_s: Positive = 10  # seconds of refusals in a row before 4429 (tests shorten it)
     login_max_failures: Positive = 5
     login_window_s: Positive = 900
     register_per_hour: Positive = 20

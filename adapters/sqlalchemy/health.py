@@ -14,3 +14,10 @@ async def ping(engine: AsyncEngine) -> None:
     """Raise if the database cannot answer ``SELECT 1``."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+async def count_pending(engine: AsyncEngine) -> int:
+    """How many messages no device has acknowledged yet (withheld ones are never pending)."""
+    async with engine.connect() as conn:
+        result = await conn.execute(text("SELECT count(*) FROM messages WHERE delivered_at IS NULL AND NOT withheld"))
+        return int(result.scalar_one())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import CursorResult, and_, case, exists, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
+from adapters.sqlalchemy.upsert import upsert
 from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
@@ -59,6 +60,9 @@ class SqlAlchemyUserRepository(UserRepository):
             return {}
         result = await self._session.execute(select(User).where(users.c.id.in_(ids)))
         return {user.uid: user for user in result.scalars()}
+
+    async def set_last_seen(self, user_id: int, at: datetime) -> None:
+        await self._session.execute(update(users).where(users.c.id == user_id).values(last_seen_at=at))
 
     async def get_by_email_key(self, email_key: str) -> User | None:
         result = await self._session.execute(select(User).where(users.c.email_key == email_key))
@@ -149,6 +153,17 @@ class SqlAlchemyContactRepository(ContactRepository):
         )
         return set((await self._session.execute(stmt)).scalars())
 
+    async def visible_contact_ids(self, user_id: int) -> list[int]:
+        stmt = (
+            select(contacts.c.contact_id)
+            .where(
+                contacts.c.user_id == user_id,
+                ~_blocked_either_way(user_id, contacts.c.contact_id),  # type: ignore[operator]
+            )
+            .order_by(contacts.c.contact_id)
+        )
+        return list((await self._session.execute(stmt)).scalars())
+
 
 class SqlAlchemyBlockRepository(BlockRepository):
     def __init__(self, session: AsyncSession) -> None:
@@ -168,3 +183,27 @@ class SqlAlchemyBlockRepository(BlockRepository):
             )
         )
         return bool((await self._session.execute(stmt)).scalar_one())
+
+    async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
+        if blocker_id == blocked_id:
+            raise ValueError("a user cannot block themself")
+        stmt = (
+            upsert(self._session, blocks)
+            .values(blocker_id=blocker_id, blocked_id=blocked_id, created_at=now)
+            .on_conflict_do_nothing(index_elements=["blocker_id", "blocked_id"])
+        )
+        await self._session.execute(stmt)
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None:
+        await self._session.execute(
+            delete(blocks).where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id)
+        )
+
+    async def blocked_by(self, blocker_id: int) -> list[User]:
+        stmt = (
+            select(User)
+            .join(blocks, blocks.c.blocked_id == users.c.id)
+            .where(blocks.c.blocker_id == blocker_id)
+            .order_by(users.c.id)
+        )
+        return list((await self._session.execute(stmt)).scalars())

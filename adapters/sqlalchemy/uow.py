@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
+from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
+    SqlAlchemyBlockRepository,
     SqlAlchemyContactRepository,
     SqlAlchemyLoginRepository,
     SqlAlchemyUserRepository,
@@ -30,6 +32,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.users = SqlAlchemyUserRepository(session)
         self.logins = SqlAlchemyLoginRepository(session)
         self.contacts = SqlAlchemyContactRepository(session)
+        self.blocks = SqlAlchemyBlockRepository(session)
+        self.conversations = SqlAlchemyConversationRepository(session)
+        self.messages = SqlAlchemyMessageRepository(session)
         return self
 
     async def __aexit__(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from entrypoints.http.schemas import Health
@@ -38,3 +41,17 @@ async def ready(readiness_checks: NamedDependency[ReadinessChecks]) -> Response[
         Health(status="ok" if ok else "unavailable", checks=results),
         status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
+
+
+MetricsSource = Callable[[], Awaitable[bytes]]
+
+
+@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain")
+async def metrics(
+    request: Request[Any, Any, Any], metrics_source: NamedDependency[MetricsSource], metrics_token: NamedDependency[str]
+) -> Response[bytes]:
+    if metrics_token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
+            raise NotAuthorizedException("metrics need the bearer token of CHAT_METRICS_TOKEN")
+    return Response(await metrics_source(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -93,6 +93,10 @@ class UserPage(msgspec.Struct, frozen=True, rename="camel"):
     next_cursor: str | None
 
 
+class BlockedPage(msgspec.Struct, frozen=True):
+    items: list[UserPublic]
+
+
 class FieldError(msgspec.Struct, frozen=True):
     field: str
     message: str

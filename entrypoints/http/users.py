@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, patch
+from litestar import Controller, delete, get, patch, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from application.common import Principal
+from application.social import BlockUser, ListBlocked, UnblockUser
 from application.users import GetProfile, GetUser, ListContacts, RenameUser, SearchQuery, SearchUsers
 from domain.errors import InvalidInputError
-from entrypoints.http.schemas import ProfileOut, RenameIn, UserPage, UserPublic
+from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage, UserPublic
 
 
 class UsersController(Controller):
@@ -56,3 +58,21 @@ class UsersController(Controller):
         get_user: NamedDependency[GetUser],
     ) -> UserPublic:
         return UserPublic.of(await get_user(principal, user_id))
+
+    @put("/{user_id:int}/block", status_code=HTTP_204_NO_CONTENT, summary="Block a user (idempotent)")
+    async def block(
+        self, user_id: FromPath[int], principal: NamedDependency[Principal], block_user: NamedDependency[BlockUser]
+    ) -> None:
+        await block_user(principal.user_id, user_id)
+
+    @delete("/{user_id:int}/block", status_code=HTTP_204_NO_CONTENT, summary="Unblock a user (idempotent)")
+    async def unblock(
+        self, user_id: FromPath[int], principal: NamedDependency[Principal], unblock_user: NamedDependency[UnblockUser]
+    ) -> None:
+        await unblock_user(principal.user_id, user_id)
+
+    @get("/me/blocked", summary="The users you blocked")
+    async def blocked(
+        self, principal: NamedDependency[Principal], list_blocked: NamedDependency[ListBlocked]
+    ) -> BlockedPage:
+        return BlockedPage(items=[UserPublic.of(c) for c in await list_blocked(principal.user_id)])

@@ -14,7 +14,7 @@ from litestar import WebSocket
 
 from application.accounts import Authenticate
 from application.common import Principal
-from application.events import Event, LoginsRevoked, MessageReceived
+from application.events import Event, LoginsRevoked, MessageReceived, Typing
 from application.messaging import (
     AcknowledgeDelivery,
     MarkRead,
@@ -25,6 +25,8 @@ from application.messaging import (
     StillPending,
 )
 from application.ports import Clock, ConnectionHub
+from application.presence import Connect, Disconnect, VisibleOnline
+from application.social import RelayTyping
 from application.users import SearchQuery, SearchUsers
 from domain.delivery import InFlight
 from domain.errors import (
@@ -36,6 +38,8 @@ from domain.errors import (
     NotFoundError,
     RateLimitedError,
 )
+from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
+from entrypoints.metrics import Metrics
 from entrypoints.settings import Settings
 from entrypoints.wire import iso_ms
 from entrypoints.ws import protocol as p
@@ -55,6 +59,8 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4430
 
 OUTBOX_LIMIT = 1000  # frames queued for one connection before it is a slow consumer
+# Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
+OTHER, EPHEMERAL, MESSAGE = 0, 1, 2
 
 _ERROR_CODES: list[tuple[type[DomainError], str]] = [
     (InvalidInputError, "bad_request"),
@@ -80,6 +86,11 @@ class Services:
     pending_for: PendingFor
     still_pending: StillPending
     search_users: SearchUsers
+    connect: Connect
+    disconnect: Disconnect
+    visible_online: VisibleOnline
+    relay_typing: RelayTyping
+    metrics: Metrics
 
 
 class Connection:
@@ -92,10 +103,15 @@ class Connection:
         self._connection_id = connection_id
         settings = services.settings
         self.inflight = InFlight(redelivery=timedelta(seconds=settings.redelivery_s))
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
         self._wakeup = asyncio.Event()
         self._started = False
-        self._held: list[str] = []  # frames published before ``ready`` + ``offlineMessages`` went out
+        self._held: list[tuple[str, int, Any]] = []  # published before ``ready`` + ``offlineMessages``
+        self._messages = TokenBucket(rate=settings.rate_msg_per_s, burst=settings.rate_msg_burst)
+        self._typing = quarter_of(self._messages)
+        self._search = quarter_of(self._messages)
+        self._refusals = RefusalStreak(seconds=settings.rate_close_after_s)
+        self._errors = ErrorWindow()
         self._closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._expiry: asyncio.TimerHandle | None = None
         self._max_frame_bytes = settings.max_frame_bytes
@@ -119,11 +135,14 @@ class Connection:
             if self.sid in event.sids:
                 self.close_soon(CLOSE_REVOKED, "login revoked")
             return
+        stamp = None
+        kind = EPHEMERAL if isinstance(event, Typing) else OTHER
         if isinstance(event, MessageReceived) and event.message.recipient_id == self.user_id:
             self.inflight.record_push([event.message.id], self._services.clock.now())
+            kind, stamp = MESSAGE, event.message.created_at
         frame = p.frame_of(event)
         if frame is not None:
-            self._enqueue(p.encode(frame))
+            self._enqueue(p.encode(frame), kind, stamp)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -137,19 +156,23 @@ class Connection:
         is requested; always detaches from the hub."""
         hub = self._services.hub
         hub.attach(self)
+        self._services.metrics.connections.inc()
         self._schedule_expiry()
         tasks: list[asyncio.Future[Any]] = []
         try:
+            await self._services.connect(self.user_id, self._connection_id)
             self._send_now(self._ready())
             await self._send_batch()
             self._started = True
-            for text in self._held:
-                self._enqueue(text)
+            for held in self._held:
+                self._enqueue(*held)
             self._held.clear()
             tasks = [asyncio.ensure_future(self._read_loop()), asyncio.ensure_future(self._write_loop())]
             await asyncio.wait([*tasks, self._closing], return_when=asyncio.FIRST_COMPLETED)
         finally:
             hub.detach(self)
+            self._services.metrics.connections.dec()
+            await self._services.disconnect(self.user_id, self._connection_id)
             if self._expiry is not None:
                 self._expiry.cancel()
             for task in tasks:
@@ -186,31 +209,51 @@ class Connection:
 
     def _send_now(self, frame: p.ServerFrame) -> None:
         """Queue a frame even before start-up completes (``ready``, ``offlineMessages``)."""
-        self._outbox.append(p.encode(frame))
+        self._outbox.append((p.encode(frame), OTHER, None))
         self._wakeup.set()
 
-    def _enqueue(self, text: str) -> None:
+    def _enqueue(self, text: str, kind: int = OTHER, stamp: Any = None) -> None:
+        """Queue a frame; over the bound drop ephemeral frames first, then close 4008."""
         if not self._started:
-            self._held.append(text)
+            self._held.append((text, kind, stamp))
             return
         if len(self._outbox) >= OUTBOX_LIMIT:
-            self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")
-            return
-        self._outbox.append(text)
+            metrics = self._services.metrics
+            if kind == EPHEMERAL:
+                metrics.dropped_ephemeral.inc()
+                return
+            kept = deque(item for item in self._outbox if item[1] != EPHEMERAL)
+            metrics.dropped_ephemeral.inc(len(self._outbox) - len(kept))
+            self._outbox = kept
+            if len(self._outbox) >= OUTBOX_LIMIT:
+                if not self._closing.done():
+                    metrics.slow_consumer_closes.inc()
+                self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
+                return
+        self._outbox.append((text, kind, stamp))
         self._wakeup.set()
 
     def reply(self, frame: p.ServerFrame) -> None:
         self._enqueue(p.encode(frame))
 
     def error(self, ref: str | None, code: str, message: str) -> None:
+        """Answer with an ``error`` frame; over 20 (rate limits aside) in 10 s closes 1008."""
+        self._services.metrics.rejected_frames.labels(code).inc()
         self.reply(p.ErrorFrame(ref=ref, code=code, message=message))
+        if code != "rate_limited" and self._errors.record(asyncio.get_running_loop().time()):
+            self.close_soon(CLOSE_POLICY, "too many errors")
 
     async def _write_loop(self) -> None:
+        metrics, clock = self._services.metrics, self._services.clock
         while True:
             while not self._outbox:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            await self._socket.send_text(self._outbox.popleft())
+            text, kind, stamp = self._outbox.popleft()
+            await self._socket.send_text(text)
+            if kind == MESSAGE:
+                metrics.messages_out.inc()
+                metrics.delivery_latency.observe(max(0.0, (clock.now() - stamp).total_seconds()))
 
     # -- offline batches and re-pushes ---------------------------------------------------------
 
@@ -230,7 +273,7 @@ class Connection:
                 self.inflight.record_push(still, self._services.clock.now())
                 # Re-pushes are plain messageReceived frames; clients dedupe by id.
                 for message in await self._pending_messages(still):
-                    self._enqueue(p.encode(p.MessageReceivedFrame.of(message)))
+                    self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)
         if self.inflight.next_batch_due():
             await self._send_batch()
 
@@ -260,6 +303,8 @@ class Connection:
         except p.FrameError as exc:
             self.error(exc.ref, exc.code, exc.message)
             return
+        if not self._within_rate(frame):
+            return
         try:
             await self._dispatch(frame)
         except AuthenticationError:
@@ -270,6 +315,27 @@ class Connection:
         except Exception:
             log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
             self.error(frame.ref, "internal", "unexpected server error")
+
+    def _within_rate(self, frame: p.ClientMessage) -> bool:
+        """Spend a token of the frame's bucket; refuse with ``rate_limited`` (and close 4429 after
+        refusals in every second of the configured streak)."""
+        match frame:
+            case p.SendMessage():
+                bucket, name = self._messages, "message"
+            case p.Typing():
+                bucket, name = self._typing, "typing"
+            case p.SearchUsers():
+                bucket, name = self._search, "search"
+            case _:
+                return True
+        now = asyncio.get_running_loop().time()
+        if bucket.take(now):
+            return True
+        self._services.metrics.rate_limited.labels(name).inc()
+        self.error(frame.ref, "rate_limited", f"too many {name} frames; slow down")
+        if self._refusals.refused(now):
+            self.close_soon(CLOSE_RATE_LIMITED, "rate limited for too long")
+        return False
 
     async def _dispatch(self, frame: p.ClientMessage) -> None:
         s = self._services
@@ -319,8 +385,11 @@ class Connection:
                 self._principal = principal
                 self._schedule_expiry()
                 self.reply(self._ready(ref))
-            case p.Typing() | p.GetOnlineUsers():
-                raise ForbiddenError("not available yet")
+            case p.Typing(to=to, is_typing=is_typing):
+                await s.relay_typing(self.user_id, to, is_typing)
+            case p.GetOnlineUsers(user_ids=user_ids, ref=ref):
+                online = await s.visible_online(self.user_id, user_ids)
+                self.reply(p.OnlineUsers(ref=ref, user_ids=online))
 
 
 async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:

@@ -13,6 +13,7 @@ from litestar.handlers import WebsocketRouteHandler
 
 from application.common import Principal
 from application.ports import IdGenerator
+from application.presence import SettlePresence
 from domain.errors import AuthenticationError
 from entrypoints.ws import protocol as p
 from entrypoints.ws.connection import (
@@ -131,3 +132,13 @@ async def redelivery_sweep(live: LiveConnections, interval_s: float) -> None:
                 await connection.redeliver()
             except Exception:  # one failing connection must not stop the sweep for the others
                 log.exception("re-push failed for connection %s", connection.connection_id)
+
+
+async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:
+    """Forever: settle users whose grace period after their last connection has passed."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await settle()
+        except Exception:  # a failed round (database hiccup) is retried on the next tick
+            log.exception("presence settling failed")

@@ -7,13 +7,25 @@ from typing import Annotated, Any
 
 import msgspec
 
-from application.events import Event, LoginsRevoked, MessageDelivered, MessageReceived, MessagesRead
+from application.common import MAX_ID
+from application.events import (
+    Event,
+    LoginsRevoked,
+    MessageDelivered,
+    MessageReceived,
+    MessagesRead,
+    UserOffline,
+    UserOnline,
+)
+from application.events import (
+    Typing as TypingEvent,
+)
 from domain.messages import Message
 from domain.users import UserCard
 from entrypoints.wire import iso_ms, iso_ms_or_none
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
-UserId = Annotated[int, msgspec.Meta(ge=1)]
+UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 MessageId = Annotated[str, msgspec.Meta(max_length=64)]
 
 
@@ -40,7 +52,7 @@ class AckMessages(ClientFrame, frozen=True, kw_only=True, tag="ackMessages"):
 
 class MarkRead(ClientFrame, frozen=True, kw_only=True, tag="markRead"):
     peer_id: UserId
-    up_to_seq: Annotated[int, msgspec.Meta(ge=0)]
+    up_to_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 class Typing(ClientFrame, frozen=True, kw_only=True, tag="typing"):
@@ -220,6 +232,20 @@ class Pong(ServerFrame, frozen=True, kw_only=True, tag="pong"):
     ref: str | None = None
 
 
+class UserOnlineFrame(ServerFrame, frozen=True, kw_only=True, tag="userOnline"):
+    user_id: int
+
+
+class UserOfflineFrame(ServerFrame, frozen=True, kw_only=True, tag="userOffline"):
+    user_id: int
+    last_seen_at: str
+
+
+class TypingFrame(ServerFrame, frozen=True, kw_only=True, tag="typing"):
+    from_: int = msgspec.field(name="from")
+    is_typing: bool
+
+
 class ErrorFrame(ServerFrame, frozen=True, kw_only=True, tag="error"):
     ref: str | None = None
     code: str
@@ -242,5 +268,11 @@ def frame_of(event: Event) -> ServerFrame | None:
             return MessageDeliveredFrame(ids=list(ids), to=to, delivered_at=iso_ms(at))
         case MessagesRead(by=by, peer_id=peer_id, up_to_seq=seq, read_at=at):
             return MessagesReadFrame(by=by, peer_id=peer_id, up_to_seq=seq, read_at=iso_ms(at))
+        case UserOnline(user_id=user_id):
+            return UserOnlineFrame(user_id=user_id)
+        case UserOffline(user_id=user_id, last_seen_at=at):
+            return UserOfflineFrame(user_id=user_id, last_seen_at=iso_ms(at))
+        case TypingEvent(from_id=from_id, is_typing=is_typing):
+            return TypingFrame(from_=from_id, is_typing=is_typing)
         case LoginsRevoked():
             return None

@@ -28,6 +28,15 @@ def close_code(exc: ConnectionClosed) -> int:
     return exc.rcvd.code if exc.rcvd is not None else -1
 
 
+async def read_until_closed(ws: ClientConnection, within: float = 10) -> int:
+    """Read (and discard) until the server closes; return its close code."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout=within)
+    except ConnectionClosed as exc:
+        return close_code(exc)
+
+
 @dataclass
 class Account:
     id: int
@@ -95,11 +104,7 @@ class Client:
 
     async def closed_with(self, within: float = 10) -> int:
         """Read until the server closes; return the close code."""
-        try:
-            while True:
-                await asyncio.wait_for(self.ws.recv(), timeout=within)
-        except ConnectionClosed as exc:
-            return close_code(exc)
+        return await read_until_closed(self.ws, within)
 
     async def close(self) -> None:
         await self.ws.close()

@@ -44,6 +44,7 @@ from domain.auth import AttemptWindow, Login, RefreshToken, first_attempt
 from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
 from domain.messages import Message, Pair
+from domain.presence import UserPresence, presence_visible
 from domain.users import Registration, User
 
 EPOCH = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -201,11 +202,39 @@ class InMemoryAttemptCounter(AttemptCounter):
 
 
 class FakePresence(PresenceRegistry):
-    """A set of online user ids; records which ids it was asked about."""
+    """The set of online user ids, moved by the rules of :class:`domain.presence.UserPresence`.
+
+    ``connect``/``disconnect``/``settle`` run the domain state machine per user and add to or
+    remove from ``online`` on its transitions; tests may also put ids into ``online`` directly
+    (online without a connection, which no settle ever removes). Records which ids
+    ``online_among`` was asked about.
+    """
 
     def __init__(self, online: Iterable[int] = ()) -> None:
         self.online = set(online)
         self.asked: list[set[int]] = []
+        self.states: dict[int, UserPresence] = {}
+
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+        state = self.states.setdefault(user_id, UserPresence(user_id=user_id))
+        came_online = state.connect(connection_id, now=now)
+        if came_online:
+            self.online.add(user_id)
+        return came_online
+
+    async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
+        state = self.states.get(user_id)
+        if state is not None:
+            state.disconnect(connection_id, now=now)
+
+    async def settle(self, *, now: datetime, grace_s: float) -> list[tuple[int, datetime]]:
+        gone: list[tuple[int, datetime]] = []
+        for user_id, state in sorted(self.states.items()):
+            last_seen_at = state.settle(now=now, grace=timedelta(seconds=grace_s))
+            if last_seen_at is not None:
+                self.online.discard(user_id)
+                gone.append((user_id, last_seen_at))
+        return gone
 
     async def online_among(self, user_ids: Iterable[int]) -> set[int]:
         ids = set(user_ids)
@@ -420,6 +449,11 @@ class InMemoryUserRepository(UserRepository):
         users = self._txn.data.users
         return {uid: users[uid] for uid in user_ids if uid in users}
 
+    async def set_last_seen(self, user_id: int, at: datetime) -> None:
+        user = self._txn.data.users.get(user_id)
+        if user is not None:
+            user.last_seen_at = at
+
     async def search(
         self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
     ) -> list[User]:
@@ -495,14 +529,19 @@ class InMemoryContactRepository(ContactRepository):
         return [data.users[uid] for uid in ids[:limit]]
 
     async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
+        return {uid for uid in user_ids if self._visible(viewer_id, uid)}
+
+    async def visible_contact_ids(self, user_id: int) -> list[int]:
         data = self._txn.data
-        return {
-            uid
-            for uid in user_ids
-            if frozenset((viewer_id, uid)) in data.contacts
-            and (viewer_id, uid) not in data.blocks
-            and (uid, viewer_id) not in data.blocks
-        }
+        contacts = (other for pair in data.contacts if user_id in pair for other in pair if other != user_id)
+        return sorted(uid for uid in contacts if self._visible(user_id, uid))
+
+    def _visible(self, a: int, b: int) -> bool:
+        data = self._txn.data
+        return presence_visible(
+            contacts=a != b and frozenset((a, b)) in data.contacts,
+            blocked_either_way=(a, b) in data.blocks or (b, a) in data.blocks,
+        )
 
 
 class InMemoryBlockRepository(BlockRepository):
@@ -515,6 +554,18 @@ class InMemoryBlockRepository(BlockRepository):
     async def either_way(self, a: int, b: int) -> bool:
         blocks = self._txn.data.blocks
         return (a, b) in blocks or (b, a) in blocks
+
+    async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
+        if blocker_id == blocked_id:
+            raise ValueError("a user cannot block themself")
+        self._txn.data.blocks.add((blocker_id, blocked_id))
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None:
+        self._txn.data.blocks.discard((blocker_id, blocked_id))
+
+    async def blocked_by(self, blocker_id: int) -> list[User]:
+        data = self._txn.data
+        return [data.users[uid] for uid in sorted(b for a, b in data.blocks if a == blocker_id)]
 
 
 _CURSOR = re.compile(r"at-([0-9]{1,9})")
@@ -551,23 +602,23 @@ class InMemoryConversationRepository(ConversationRepository):
         return not before and (recipient, sender) in data.sent_visible
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
+        """None until the conversation has a message (like the SQL adapter, also for a recipient who
+        was only sent withheld ones)."""
         data = self._txn.data
-        row = data.conversations.get((user_id, peer_id))
-        if row is None or row.last_visible is None:
+        if user_id == peer_id or (last_seq := data.seqs.get(Pair.of(user_id, peer_id))) is None:
             return None
+        row = data.conversations.get((user_id, peer_id))
         peer_row = data.conversations.get((peer_id, user_id))
         return ConversationState(
             peer_id=peer_id,
-            last_seq=data.seqs.get(Pair.of(user_id, peer_id), 0),
-            read_seq=row.read_seq,
+            last_seq=last_seq,
+            read_seq=row.read_seq if row is not None else 0,
             peer_read_seq=peer_row.read_seq if peer_row is not None else 0,
         )
 
     async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None:
-        row = self._txn.data.conversations.get((user_id, peer_id))
-        if row is None:
-            raise LookupError(f"user {user_id} has no conversation with {peer_id}")
-        row.read_seq = seq
+        """Sets the pointer as told (backwards too, so a use case that moved it back would show)."""
+        self._txn.data.conversations.setdefault((user_id, peer_id), ConversationRow()).read_seq = seq
 
     async def summaries(self, user_id: int, *, before: str | None, limit: int) -> list[ConversationSummary]:
         data = self._txn.data

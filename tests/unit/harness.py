@@ -16,8 +16,23 @@ from application.accounts import (
     Session,
 )
 from application.common import Principal
+from application.messaging import (
+    AcknowledgeDelivery,
+    History,
+    ListConversations,
+    MarkRead,
+    PendingFor,
+    Read,
+    Send,
+    SendMessage,
+    SendResult,
+    StillPending,
+)
+from application.presence import Connect, Disconnect, SettlePresence, VisibleOnline
+from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
+from domain.messages import Message
 from tests.unit.fakes import (
     FakePasswordHasher,
     FakePresence,
@@ -25,6 +40,7 @@ from tests.unit.fakes import (
     FixedClock,
     InMemoryAttemptCounter,
     InMemoryStore,
+    RecordingNotifier,
     SequentialIds,
 )
 
@@ -44,6 +60,8 @@ class World:
         registrations_per_hour: int = 100,
         access_ttl_s: int = 900,
         refresh_ttl_s: int = 86_400,
+        max_body_chars: int = 20,
+        grace_s: float = 3,
     ) -> None:
         self.store = InMemoryStore()
         self.clock = FixedClock()
@@ -52,26 +70,45 @@ class World:
         self.tokens = FakeTokenService(access_ttl_s=access_ttl_s)
         self.counter = InMemoryAttemptCounter()
         self.presence = FakePresence()
+        self.notifier = RecordingNotifier(self.store)
         self.throttle = LoginThrottle(max_failures=max_failures, window_s=login_window_s)
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self.max_body_chars = max_body_chars
+        self.grace_s = grace_s
         self._phones = 0
+        self._client_msg_ids = 0
 
         uow = self.store.unit_of_work
         issuer = LoginIssuer(self.tokens, self.ids, refresh_ttl_s)
         self.register = RegisterUser(uow, self.hasher, issuer, self.counter, self.clock, registrations_per_hour)
         self.log_in = LogIn(uow, self.hasher, issuer, self.counter, self.clock, self.throttle)
-        self.refresh = RefreshLogin(uow, self.tokens, issuer, self.clock)
+        self.refresh = RefreshLogin(uow, self.tokens, issuer, self.clock, self.notifier)
         self.authenticate = Authenticate(uow, self.tokens, self.clock)
-        self.log_out = LogOut(uow, self.clock)
-        self.log_out_everywhere = LogOutEverywhere(uow, self.clock)
-        self.change_password = ChangePassword(uow, self.hasher, self.counter, self.clock, self.throttle)
-        cards = CardMaker(self.presence)
+        self.log_out = LogOut(uow, self.clock, self.notifier)
+        self.log_out_everywhere = LogOutEverywhere(uow, self.clock, self.notifier)
+        self.change_password = ChangePassword(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
+        self.cards = cards = CardMaker(self.presence)
         self.get_profile = GetProfile(uow)
         self.rename = RenameUser(uow)
         self.get_user = GetUser(uow, cards)
         self.list_contacts = ListContacts(uow, cards)
         self.search = SearchUsers(uow, cards)
+        self.send_message = SendMessage(uow, self.notifier, self.presence, self.clock, self.ids, max_body_chars)
+        self.acknowledge = AcknowledgeDelivery(uow, self.notifier, self.clock)
+        self.mark_read = MarkRead(uow, self.notifier, self.clock)
+        self.pending_for = PendingFor(uow)
+        self.still_pending = StillPending(uow)
+        self.history = History(uow)
+        self.list_conversations = ListConversations(uow, cards)
+        self.connect = Connect(uow, self.presence, self.notifier, self.clock)
+        self.disconnect = Disconnect(self.presence, self.clock)
+        self.settle_presence = SettlePresence(uow, self.presence, self.notifier, self.clock, grace_s)
+        self.visible_online = VisibleOnline(uow, self.presence)
+        self.block_user = BlockUser(uow, self.clock)
+        self.unblock_user = UnblockUser(uow)
+        self.list_blocked = ListBlocked(uow)
+        self.relay_typing = RelayTyping(uow, self.notifier)
 
     def registration(
         self,
@@ -102,6 +139,53 @@ class World:
     async def sign_in(self, email: str, password: str = PASSWORD, address: str = ADDRESS) -> Session:
         return await self.log_in(Credentials(email=email, password=password, client_address=address))
 
+    def seed_users(self, *names: str) -> list[int]:
+        """Committed users with these names; their ids."""
+        return [self.store.seed_user(name).uid for name in names]
+
+    def next_client_msg_id(self) -> str:
+        self._client_msg_ids += 1
+        return f"c{self._client_msg_ids}"
+
+    async def send(
+        self,
+        sender: int,
+        to: int,
+        body: str = "hi",
+        *,
+        client_msg_id: str | None = None,
+        connection: str | None = None,
+    ) -> SendResult:
+        """Send through :class:`SendMessage` with a fresh ``clientMsgId`` unless one is given."""
+        return await self.send_message(
+            Send(
+                sender_id=sender,
+                to=to,
+                body=body,
+                client_msg_id=client_msg_id if client_msg_id is not None else self.next_client_msg_id(),
+                connection_id=connection,
+            )
+        )
+
+    async def exchange(self, a: int, b: int, count: int) -> list[Message]:
+        """``count`` messages alternating a→b, b→a, …; the stored messages in order."""
+        sent: list[Message] = []
+        for i in range(count):
+            sender, to = (a, b) if i % 2 == 0 else (b, a)
+            sent.append((await self.send(sender, to, f"m{i + 1}")).message)
+        return sent
+
+    async def read(self, reader: int, peer: int, up_to_seq: int, *, connection: str | None = None) -> int | None:
+        return await self.mark_read(Read(reader_id=reader, peer_id=peer, up_to_seq=up_to_seq, connection_id=connection))
+
 
 def principal_of(session: Session) -> Principal:
+    """The principal of a session, as use cases take it (no token expiry)."""
     return Principal(user_id=session.user.uid, sid=session.sid)
+
+
+def login_of(who: Principal | Session) -> tuple[int, str]:
+    """Which user and which login (``sid``), ignoring a principal's token expiry."""
+    if isinstance(who, Session):
+        return (who.user.uid, who.sid)
+    return (who.user_id, who.sid)

@@ -16,7 +16,7 @@ from domain.errors import (
     UserNotFoundError,
 )
 from tests.unit.fakes import FakePasswordHasher
-from tests.unit.harness import PASSWORD, World, principal_of
+from tests.unit.harness import PASSWORD, World, login_of, principal_of
 
 NEW_PASSWORD = "battery staple"
 
@@ -82,7 +82,7 @@ async def test_change_replaces_the_password_and_revokes_every_other_login(world:
 
     assert sorted(revoked) == sorted(s.sid for s in others)
     assert stored_password(world, current) == NEW_PASSWORD
-    assert await world.authenticate(current.access_token) == principal_of(current)
+    assert login_of(await world.authenticate(current.access_token)) == login_of(current)
     await world.refresh(current.refresh_token)
     for other in others:
         with pytest.raises(LoginRevokedError):
@@ -106,7 +106,7 @@ async def test_change_leaves_other_users_logins_alone(world: World) -> None:
 
     await world.change_password(change(ada))
 
-    assert await world.authenticate(bob.access_token) == principal_of(bob)
+    assert login_of(await world.authenticate(bob.access_token)) == login_of(bob)
 
 
 async def test_busy_hasher_propagates_and_changes_nothing(world: World) -> None:
@@ -119,7 +119,7 @@ async def test_busy_hasher_propagates_and_changes_nothing(world: World) -> None:
 
     world.hasher.busy = False
     assert stored_password(world, current) == PASSWORD
-    assert await world.authenticate(other.access_token) == principal_of(other)
+    assert login_of(await world.authenticate(other.access_token)) == login_of(other)
 
 
 async def test_change_for_a_vanished_user_is_not_found(world: World) -> None:

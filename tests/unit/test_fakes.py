@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from application.ports import TokenService
+from application.events import LoginsRevoked
+from application.ports import ConversationState, DuplicateMessageError, TokenService
 from domain.auth import AttemptWindow, Login, RefreshToken
-from domain.errors import BusyError, EmailTakenError, InvalidTokenError, PhoneTakenError
+from domain.delivery import Delivered
+from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
+from domain.messages import Message, Pair
 from domain.users import Registration, User
 from tests.unit.fakes import (
     EPOCH,
@@ -17,8 +22,34 @@ from tests.unit.fakes import (
     FixedClock,
     InMemoryAttemptCounter,
     InMemoryStore,
+    RecordingNotifier,
     SequentialIds,
 )
+
+
+def msg(
+    mid: str, seq: int, sender: int, recipient: int, *, client_msg_id: str | None = None, withheld: bool = False
+) -> Message:
+    return Message(
+        id=mid,
+        seq=seq,
+        sender_id=sender,
+        recipient_id=recipient,
+        body="b",
+        client_msg_id=client_msg_id if client_msg_id is not None else "c-" + mid,
+        created_at=EPOCH,
+        withheld=withheld,
+    )
+
+
+async def store_message(store: InMemoryStore, message: Message) -> bool:
+    """Reserve the seq, add and record ``message`` as the use case does; commit; return record_message's answer."""
+    async with store.unit_of_work() as uow:
+        assert await uow.conversations.next_seq(message.pair) == message.seq
+        await uow.messages.add(message)
+        became = await uow.conversations.record_message(message)
+        await uow.commit()
+    return became
 
 
 def new_user(name: str, email: str, phone: str) -> User:
@@ -178,6 +209,23 @@ async def test_contacts_are_symmetric_and_visibility_needs_no_block_either_way()
     assert from_friend == {me}
 
 
+async def test_visible_contact_ids_are_the_contacts_without_a_block_by_id() -> None:
+    store = InMemoryStore()
+    me, a, blocked, blocker, b, stranger = (store.seed_user(n).uid for n in ["Me", "A", "Bd", "Br", "B", "S"])
+    for other in (b, blocked, blocker, a):
+        store.connect(me, other)
+    store.block(me, blocked)
+    store.block(blocker, me)
+
+    async with store.unit_of_work() as uow:
+        mine = await uow.contacts.visible_contact_ids(me)
+        of_blocked = await uow.contacts.visible_contact_ids(blocked)
+        of_stranger = await uow.contacts.visible_contact_ids(stranger)
+
+    assert mine == [a, b]
+    assert (of_blocked, of_stranger) == ([], [])
+
+
 # --- the small fakes --------------------------------------------------------------------------
 
 
@@ -246,3 +294,242 @@ async def test_fake_presence_answers_only_about_the_ids_asked() -> None:
 
     assert await presence.online_among([2, 3]) == {2}
     assert presence.asked == [{2, 3}]
+
+
+async def test_fake_presence_follows_the_domain_rules() -> None:
+    presence = FakePresence()
+    later = EPOCH + timedelta(seconds=10)
+
+    assert await presence.connect(1, "a", now=EPOCH) is True
+    assert await presence.connect(1, "b", now=EPOCH) is False
+    await presence.disconnect(1, "a", now=EPOCH)
+    await presence.disconnect(1, "b", now=later)
+    await presence.disconnect(2, "x", now=later)  # unknown user: ignored
+    assert await presence.settle(now=later + timedelta(seconds=2), grace_s=3) == []
+    assert await presence.online_among([1]) == {1}
+    assert await presence.settle(now=later + timedelta(seconds=3), grace_s=3) == [(1, later)]
+    assert await presence.settle(now=later + timedelta(seconds=9), grace_s=3) == []
+    assert await presence.online_among([1]) == set()
+
+
+# --- users, blocks ----------------------------------------------------------------------------
+
+
+async def test_get_many_returns_the_users_found_by_id() -> None:
+    store = InMemoryStore()
+    ada, bob = store.seed_user("Ada"), store.seed_user("Bob")
+    async with store.unit_of_work() as uow:
+        found = await uow.users.get_many([bob.uid, 404, ada.uid])
+        none = await uow.users.get_many([])
+
+    assert {uid: user.name for uid, user in found.items()} == {ada.uid: "Ada", bob.uid: "Bob"}
+    assert none == {}
+
+
+async def test_blocks_are_directional_and_either_way_sees_both() -> None:
+    store = InMemoryStore()
+    store.block(1, 2)
+    async with store.unit_of_work() as uow:
+        assert await uow.blocks.is_blocked(blocker_id=1, blocked_id=2)
+        assert not await uow.blocks.is_blocked(blocker_id=2, blocked_id=1)
+        assert await uow.blocks.either_way(1, 2)
+        assert await uow.blocks.either_way(2, 1)
+        assert not await uow.blocks.either_way(1, 3)
+    store.unblock(1, 2)
+    async with store.unit_of_work() as uow:
+        assert not await uow.blocks.either_way(1, 2)
+
+
+async def test_block_and_unblock_are_idempotent_and_rolled_back_without_commit() -> None:
+    store = InMemoryStore()
+    ada, bob, cleo = (store.seed_user(n).uid for n in ["Ada", "Bob", "Cleo"])
+    async with store.unit_of_work() as uow:
+        await uow.blocks.block(ada, cleo, now=EPOCH)
+        await uow.blocks.block(ada, bob, now=EPOCH)
+        await uow.blocks.block(ada, bob, now=EPOCH)
+        await uow.blocks.block(cleo, ada, now=EPOCH)
+        listed = [u.uid for u in await uow.blocks.blocked_by(ada)]
+    assert listed == [bob, cleo]
+    assert store.data.blocks == set()  # not committed
+
+    async with store.unit_of_work() as uow:
+        await uow.blocks.block(ada, bob, now=EPOCH)
+        await uow.blocks.unblock(ada, cleo)  # no such block
+        await uow.commit()
+    async with store.unit_of_work() as uow:
+        await uow.blocks.unblock(ada, bob)
+        await uow.blocks.unblock(ada, bob)
+        await uow.commit()
+
+    assert store.data.blocks == set()
+    async with store.unit_of_work() as uow:
+        assert await uow.blocks.blocked_by(ada) == []
+
+
+async def test_set_last_seen_updates_a_user_and_ignores_unknown_ones() -> None:
+    store = InMemoryStore()
+    ada = store.seed_user("Ada").uid
+    async with store.unit_of_work() as uow:
+        await uow.users.set_last_seen(ada, EPOCH)
+        await uow.users.set_last_seen(404, EPOCH)
+        await uow.commit()
+
+    assert store.user(ada).last_seen_at == EPOCH
+
+
+# --- messages and conversations ---------------------------------------------------------------
+
+
+async def test_seqs_are_per_conversation_and_rolled_back_with_the_transaction() -> None:
+    store = InMemoryStore()
+    async with store.unit_of_work() as uow:
+        assert [await uow.conversations.next_seq(Pair.of(1, 2)) for _ in range(2)] == [1, 2]
+        assert await uow.conversations.next_seq(Pair.of(3, 1)) == 1
+        await uow.messages.add(msg("m1", 1, 1, 2))
+
+    assert (store.data.seqs, store.data.messages) == ({}, [])
+    assert await store_message(store, msg("m1", 1, 2, 1)) is False
+    assert store.data.seqs == {Pair(1, 2): 1}
+
+
+async def test_a_client_msg_id_is_unique_per_sender_also_against_concurrent_commits() -> None:
+    store = InMemoryStore()
+    await store_message(store, msg("m1", 1, 1, 2, client_msg_id="c"))
+
+    async with store.unit_of_work() as uow:
+        await uow.messages.add(msg("m2", 2, 2, 1, client_msg_id="c"))  # another sender
+        with pytest.raises(DuplicateMessageError):
+            await uow.messages.add(msg("m3", 3, 1, 2, client_msg_id="c"))
+
+    async with store.unit_of_work() as uow:
+        assert await uow.messages.by_client_id(1, "c") == store.message("m1")
+        # a concurrent transaction commits the same (sender, clientMsgId) after this one opened
+        await store_message(store, msg("m4", 1, 5, 6, client_msg_id="x"))
+        assert await uow.messages.by_client_id(5, "x") is None
+        with pytest.raises(DuplicateMessageError):
+            await uow.messages.add(msg("m5", 1, 5, 7, client_msg_id="x"))
+
+
+async def test_the_before_message_add_hook_runs_once() -> None:
+    store = InMemoryStore()
+    calls: list[int] = []
+
+    async def hook() -> None:
+        calls.append(store.open_units)
+
+    store.before_message_add = hook
+    await store_message(store, msg("m1", 1, 1, 2))
+    await store_message(store, msg("m2", 2, 1, 2))
+
+    assert calls == [1]
+    assert store.before_message_add is None
+
+
+async def test_record_message_says_when_two_users_first_became_contacts() -> None:
+    store = InMemoryStore()
+    answers = [
+        await store_message(store, msg("m1", 1, 1, 2)),
+        await store_message(store, msg("m2", 2, 2, 1, withheld=True)),
+        await store_message(store, msg("m3", 3, 1, 2)),
+        await store_message(store, msg("m4", 4, 2, 1)),
+        await store_message(store, msg("m5", 5, 2, 1)),
+        await store_message(store, msg("m6", 6, 1, 2)),
+    ]
+
+    assert answers == [False, False, False, True, False, False]
+
+
+async def test_conversation_state_exists_for_both_users_once_the_conversation_has_a_message() -> None:
+    store = InMemoryStore()
+    await store_message(store, msg("m1", 1, 1, 2, withheld=True))
+    async with store.unit_of_work() as uow:
+        sender = await uow.conversations.state(1, 2)
+        recipient = await uow.conversations.state(2, 1)
+        stranger = await uow.conversations.state(1, 3)
+        await uow.conversations.set_read_seq(2, 1, 1)
+        after_read = await uow.conversations.state(1, 2)
+        listed = await uow.conversations.summaries(2, before=None, limit=10)
+
+    assert sender == ConversationState(peer_id=2, last_seq=1, read_seq=0, peer_read_seq=0)
+    assert recipient == ConversationState(peer_id=1, last_seq=1, read_seq=0, peer_read_seq=0)
+    assert stranger is None
+    assert after_read == ConversationState(peer_id=2, last_seq=1, read_seq=0, peer_read_seq=1)
+    assert listed == []  # nothing visible to the recipient
+
+
+async def test_summaries_follow_the_last_visible_message_and_reject_foreign_cursors() -> None:
+    store = InMemoryStore()
+    await store_message(store, msg("a", 1, 1, 2))
+    await store_message(store, msg("b", 1, 3, 1))
+    await store_message(store, msg("c", 2, 2, 1))
+    async with store.unit_of_work() as uow:
+        rows = await uow.conversations.summaries(1, before=None, limit=10)
+        after_first = await uow.conversations.summaries(1, before=rows[0].cursor, limit=10)
+        for cursor in ("", "2", "at-", "at-x", "at-1 "):
+            with pytest.raises(InvalidInputError):
+                await uow.conversations.summaries(1, before=cursor, limit=10)
+
+    assert [(r.state.peer_id, r.last_message.id, r.unread_count) for r in rows] == [(2, "c", 1), (3, "b", 1)]
+    assert [r.state.peer_id for r in after_first] == [3]
+
+
+async def test_message_queries_follow_the_port() -> None:
+    store = InMemoryStore()
+    for message in (
+        msg("a1", 1, 1, 2),
+        msg("w2", 2, 1, 2, withheld=True),
+        msg("b3", 3, 2, 1),
+        msg("c1", 1, 3, 2),
+        msg("a4", 4, 1, 2),
+    ):
+        await store_message(store, message)
+    later = EPOCH.replace(minute=5)
+    async with store.unit_of_work() as uow:
+        pending = [m.id for m in await uow.messages.pending_for(2, limit=10)]
+        first_two = [m.id for m in await uow.messages.pending_for(2, limit=2)]
+        still = await uow.messages.still_pending(2, ["a1", "w2", "b3", "c1", "zz"])
+        delivered = await uow.messages.mark_delivered(2, ["c1", "w2", "b3", "c1"], now=later)
+        again = await uow.messages.mark_delivered(2, ["c1"], now=later)
+        read = await uow.messages.mark_read(2, Pair.of(1, 2), 3, now=later)
+        newest = [m.seq for m in await uow.messages.history(2, Pair.of(1, 2), before=None, after=None, limit=2)]
+        older = [m.seq for m in await uow.messages.history(1, Pair.of(1, 2), before=3, after=None, limit=5)]
+        newer = [m.seq for m in await uow.messages.history(1, Pair.of(1, 2), before=None, after=1, limit=2)]
+
+    assert pending == ["a1", "c1", "a4"]
+    assert first_two == ["a1", "c1"]
+    assert still == {"a1", "c1"}
+    assert delivered == [Delivered(id="c1", sender_id=3, recipient_id=2)]
+    assert again == []
+    assert read == [Delivered(id="a1", sender_id=1, recipient_id=2)]
+    assert (newest, older, newer) == ([4, 3], [2, 1], [2, 3])
+    assert store.data.messages[0].read_at is None  # not committed
+
+
+async def test_a_failing_commit_publishes_nothing_and_the_unit_of_work_closes() -> None:
+    store = InMemoryStore()
+    store.fail_commit = OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        await store_message(store, msg("m1", 1, 1, 2))
+
+    assert (store.data.messages, store.commits, store.open_units) == ([], 0, 0)
+
+
+# --- notifier ---------------------------------------------------------------------------------
+
+
+async def test_recording_notifier_keeps_order_skip_and_the_moment_of_publication() -> None:
+    store = InMemoryStore()
+    notifier = RecordingNotifier(store)
+    first, second = LoginsRevoked(sids=frozenset({"s1"})), LoginsRevoked(sids=frozenset({"s2"}))
+
+    async with store.unit_of_work() as uow:
+        notifier.publish(1, first)
+        await uow.commit()
+    notifier.publish(2, second, skip_connection="conn")
+
+    assert notifier.calls == [(1, first, None), (2, second, "conn")]
+    assert [(p.commits, p.in_transaction) for p in notifier.published] == [(0, True), (1, False)]
+    assert notifier.events_to(2) == [second]
+    notifier.clear()
+    assert notifier.published == []

@@ -6,7 +6,7 @@ import pytest
 
 from domain.auth import account_key, address_key
 from domain.errors import BusyError, InvalidCredentialsError, RateLimitedError
-from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, principal_of
+from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, login_of
 
 
 async def test_right_password_starts_a_new_login(world: World) -> None:
@@ -16,7 +16,7 @@ async def test_right_password_starts_a_new_login(world: World) -> None:
 
     assert session.user.uid == registered.user.uid
     assert session.sid != registered.sid
-    assert await world.authenticate(session.access_token) == principal_of(session)
+    assert login_of(await world.authenticate(session.access_token)) == login_of(session)
     assert world.store.data.logins[session.sid].active
 
 

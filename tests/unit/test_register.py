@@ -6,7 +6,7 @@ import pytest
 
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, PhoneTakenError, RateLimitedError
 from tests.unit.fakes import FakePasswordHasher
-from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, principal_of
+from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, login_of
 
 
 async def test_registration_stores_the_normalised_account_and_signs_it_in(world: World) -> None:
@@ -29,7 +29,7 @@ async def test_registration_issues_working_access_and_refresh_tokens(world: Worl
     session = await world.sign_up("Ada")
 
     assert session.expires_in == world.access_ttl_s
-    assert await world.authenticate(session.access_token) == principal_of(session)
+    assert login_of(await world.authenticate(session.access_token)) == login_of(session)
     assert world.store.data.logins[session.sid].user_id == session.user.uid
     refreshed = await world.refresh(session.refresh_token)
     assert refreshed.sid == session.sid

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from application.common import Principal
 from domain.errors import AuthenticationError, InvalidTokenError, LoginRevokedError
-from tests.unit.harness import World, principal_of
+from tests.unit.fakes import EPOCH
+from tests.unit.harness import World, login_of, principal_of
 
 # --- RefreshLogin -----------------------------------------------------------------------------
 
@@ -21,7 +24,7 @@ async def test_refresh_rotates_to_a_new_pair_for_the_same_login(world: World) ->
     assert second.user.uid == first.user.uid
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
-    assert await world.authenticate(second.access_token) == principal_of(first)
+    assert login_of(await world.authenticate(second.access_token)) == login_of(first)
     spent = world.store.data.refresh_tokens[world.tokens.refresh_digest(first.refresh_token)]
     assert spent.spent_at == world.clock.now()
 
@@ -58,7 +61,7 @@ async def test_reuse_revokes_only_that_login_of_the_user(world: World) -> None:
     with pytest.raises(InvalidTokenError):
         await world.refresh(first.refresh_token)
 
-    assert await world.authenticate(other_device.access_token) == principal_of(other_device)
+    assert login_of(await world.authenticate(other_device.access_token)) == login_of(other_device)
     await world.refresh(other_device.refresh_token)
 
 
@@ -107,10 +110,13 @@ async def test_refresh_of_a_logged_out_login_is_rejected(world: World) -> None:
 # --- Authenticate -----------------------------------------------------------------------------
 
 
-async def test_valid_access_token_gives_its_user_and_login(world: World) -> None:
+async def test_valid_access_token_gives_its_user_login_and_expiry(world: World) -> None:
     session = await world.sign_up("Ada")
+    world.clock.advance(30)
 
-    assert await world.authenticate(session.access_token) == Principal(user_id=session.user.uid, sid=session.sid)
+    assert await world.authenticate(session.access_token) == Principal(
+        user_id=session.user.uid, sid=session.sid, expires_at=EPOCH + timedelta(seconds=world.access_ttl_s)
+    )
 
 
 async def test_access_token_is_rejected_from_its_expiry_on() -> None:
@@ -169,7 +175,7 @@ async def test_log_out_revokes_this_login_only(world: World) -> None:
         await world.authenticate(phone.access_token)
     with pytest.raises(AuthenticationError):
         await world.refresh(phone.refresh_token)
-    assert await world.authenticate(laptop.access_token) == principal_of(laptop)
+    assert login_of(await world.authenticate(laptop.access_token)) == login_of(laptop)
 
 
 async def test_log_out_twice_keeps_the_first_revocation(world: World) -> None:
@@ -200,7 +206,7 @@ async def test_log_out_everywhere_revokes_every_login_of_the_user(world: World) 
             await world.authenticate(session.access_token)
         with pytest.raises(AuthenticationError):
             await world.refresh(session.refresh_token)
-    assert await world.authenticate(bob.access_token) == principal_of(bob)
+    assert login_of(await world.authenticate(bob.access_token)) == login_of(bob)
 
 
 async def test_log_out_everywhere_reports_only_logins_it_revoked(world: World) -> None:

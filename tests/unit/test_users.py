@@ -151,42 +151,54 @@ async def test_contacts_are_listed_by_id_and_strangers_are_not(world: World) -> 
     other = world.store.seed_user("Someone else's friend")
     world.store.connect(ids[0], other.uid)
 
-    page = await world.list_contacts(caller, limit=None, after_id=None)
+    page = await world.list_contacts(caller, limit=None, cursor=None)
 
     assert [card.id for card in page.items] == ids
-    assert page.next_after is None
+    assert page.next_cursor is None
 
 
 async def test_contacts_are_paginated_by_keyset(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 5)
 
-    first = await world.list_contacts(caller, limit=2, after_id=None)
-    second = await world.list_contacts(caller, limit=2, after_id=first.next_after)
-    third = await world.list_contacts(caller, limit=2, after_id=second.next_after)
+    first = await world.list_contacts(caller, limit=2, cursor=None)
+    second = await world.list_contacts(caller, limit=2, cursor=first.next_cursor)
+    third = await world.list_contacts(caller, limit=2, cursor=second.next_cursor)
 
-    assert ([c.id for c in first.items], first.next_after) == (ids[:2], ids[1])
-    assert ([c.id for c in second.items], second.next_after) == (ids[2:4], ids[3])
-    assert ([c.id for c in third.items], third.next_after) == (ids[4:], None)
+    assert ([c.id for c in first.items], first.next_cursor) == (ids[:2], str(ids[1]))
+    assert ([c.id for c in second.items], second.next_cursor) == (ids[2:4], str(ids[3]))
+    assert ([c.id for c in third.items], third.next_cursor) == (ids[4:], None)
 
 
-async def test_last_full_page_has_no_next_key(world: World) -> None:
+async def test_last_full_page_has_no_next_cursor(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 4)
 
-    page = await world.list_contacts(caller, limit=2, after_id=ids[1])
+    page = await world.list_contacts(caller, limit=2, cursor=str(ids[1]))
 
-    assert ([c.id for c in page.items], page.next_after) == (ids[2:], None)
+    assert ([c.id for c in page.items], page.next_cursor) == (ids[2:], None)
+
+
+async def test_a_contact_added_after_a_page_was_served_still_shows_on_a_later_page(world: World) -> None:
+    caller = me(world)
+    ids = seed_contacts(world, caller, 3)
+    first = await world.list_contacts(caller, limit=2, cursor=None)
+    late = world.store.seed_user("Late")
+    world.store.connect(caller.user_id, late.uid)
+
+    second = await world.list_contacts(caller, limit=2, cursor=first.next_cursor)
+
+    assert [c.id for c in second.items] == [ids[2], late.uid]
 
 
 async def test_contacts_page_defaults_to_50(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 51)
 
-    page = await world.list_contacts(caller, limit=None, after_id=None)
+    page = await world.list_contacts(caller, limit=None, cursor=None)
 
     assert len(page.items) == 50
-    assert page.next_after == ids[49]
+    assert page.next_cursor == str(ids[49])
 
 
 @pytest.mark.parametrize("limit", [1, 100])
@@ -194,7 +206,7 @@ async def test_contacts_page_size_may_be_1_to_100(world: World, limit: int) -> N
     caller = me(world)
     seed_contacts(world, caller, 2)
 
-    page = await world.list_contacts(caller, limit=limit, after_id=None)
+    page = await world.list_contacts(caller, limit=limit, cursor=None)
 
     assert len(page.items) == min(limit, 2)
 
@@ -204,9 +216,20 @@ async def test_contacts_page_size_outside_1_to_100_is_invalid_input(world: World
     caller = me(world)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.list_contacts(caller, limit=limit, after_id=None)
+        await world.list_contacts(caller, limit=limit, cursor=None)
 
     assert caught.value.problems == (FieldProblem("limit", "must be between 1 and 100"),)
+
+
+@pytest.mark.parametrize("cursor", ["", "abc", "-1", "1.5", " 7", "7 ", "1" * 20])
+async def test_a_cursor_the_server_did_not_issue_is_invalid_input_on_cursor(world: World, cursor: str) -> None:
+    caller = me(world)
+    seed_contacts(world, caller, 2)
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.list_contacts(caller, limit=None, cursor=cursor)
+
+    assert [p.field for p in caught.value.problems] == ["cursor"]
 
 
 async def test_contacts_show_presence_except_across_a_block(world: World) -> None:
@@ -215,7 +238,7 @@ async def test_contacts_show_presence_except_across_a_block(world: World) -> Non
     world.presence.online |= {online, blocked}
     world.store.block(blocked, caller.user_id)
 
-    page = await world.list_contacts(caller, limit=None, after_id=None)
+    page = await world.list_contacts(caller, limit=None, cursor=None)
 
     assert [(c.id, c.online) for c in page.items] == [(online, True), (offline, False), (blocked, None)]
 
@@ -223,6 +246,6 @@ async def test_contacts_show_presence_except_across_a_block(world: World) -> Non
 async def test_no_contacts_gives_an_empty_page(world: World) -> None:
     caller = me(world)
 
-    page = await world.list_contacts(caller, limit=None, after_id=None)
+    page = await world.list_contacts(caller, limit=None, cursor=None)
 
-    assert (page.items, page.next_after) == ([], None)
+    assert (page.items, page.next_cursor) == ([], None)

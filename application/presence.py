@@ -1,0 +1,125 @@
+"""Presence use cases: connections coming and going, settling offline users, and who is online.
+
+The rules live in :mod:`domain.presence` and, per deployment, behind the
+:class:`~application.ports.PresenceRegistry`. Presence events (``userOnline``/``userOffline``) go
+only to the user's contacts with no block either way (contract §6), after any commit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from application.common import MAX_ID
+from application.events import UserOffline, UserOnline
+from domain.errors import InvalidInputError
+from domain.messages import BATCH_MAX
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from application.common import UnitOfWorkFactory
+    from application.ports import Clock, Notifier, PresenceRegistry
+
+ONLINE_QUERY_MAX = BATCH_MAX
+"""At most this many ids per ``getOnlineUsers``."""
+
+
+class Connect:
+    """A live, authenticated connection of a user opened. Returns True iff the user came online;
+    then each contact who may see the user's presence hears ``userOnline`` once.
+
+    Reads contacts only when the user came online; commits nothing; raises nothing of its own.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, presence: PresenceRegistry, notifier: Notifier, clock: Clock) -> None:
+        self._uow, self._presence, self._notifier, self._clock = uow, presence, notifier, clock
+
+    async def __call__(self, user_id: int, connection_id: str) -> bool:
+        came_online = await self._presence.connect(user_id, connection_id, now=self._clock.now())
+        if came_online:
+            async with self._uow() as uow:
+                audience = await uow.contacts.visible_contact_ids(user_id)
+            event = UserOnline(user_id=user_id)
+            for contact_id in audience:
+                self._notifier.publish(contact_id, event)
+        return came_online
+
+
+class Disconnect:
+    """A connection of a user closed. Publishes nothing: going offline is decided later, by
+    :class:`SettlePresence`, once the grace period has passed without a reconnect."""
+
+    def __init__(self, presence: PresenceRegistry, clock: Clock) -> None:
+        self._presence, self._clock = presence, clock
+
+    async def __call__(self, user_id: int, connection_id: str) -> None:
+        await self._presence.disconnect(user_id, connection_id, now=self._clock.now())
+
+
+class SettlePresence:
+    """Run periodically: users whose grace period has passed go offline. For those, ``lastSeenAt``
+    is stored (one transaction, committed here) and then their visible contacts hear
+    ``userOffline``. Returns the users that went offline with their ``last_seen_at``.
+
+    The registry reports each transition once; if the commit fails the exception propagates and
+    that batch's events are not published (contacts learn the state from their next lookup).
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, presence: PresenceRegistry, notifier: Notifier, clock: Clock, grace_s: float
+    ) -> None:
+        self._uow, self._presence, self._notifier, self._clock = uow, presence, notifier, clock
+        self._grace_s = grace_s
+
+    async def __call__(self) -> list[tuple[int, datetime]]:
+        gone = await self._presence.settle(now=self._clock.now(), grace_s=self._grace_s)
+        if not gone:
+            return gone
+        audiences: dict[int, list[int]] = {}
+        async with self._uow() as uow:
+            for user_id, last_seen_at in gone:
+                await uow.users.set_last_seen(user_id, last_seen_at)
+                audiences[user_id] = await uow.contacts.visible_contact_ids(user_id)
+            await uow.commit()
+        for user_id, last_seen_at in gone:
+            event = UserOffline(user_id=user_id, last_seen_at=last_seen_at)
+            for contact_id in audiences[user_id]:
+                self._notifier.publish(contact_id, event)
+        return gone
+
+
+class VisibleOnline:
+    """``getOnlineUsers``: who is online among ``user_ids`` (at most 100), or among the viewer's
+    contacts when None — only users whose presence the viewer may see, never the viewer.
+
+    Given ids keep their order (duplicates dropped); contacts come by id. Raises InvalidInputError
+    on ``userIds`` for more than 100 ids or an id that cannot be a user id. Reads only.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, presence: PresenceRegistry) -> None:
+        self._uow, self._presence = uow, presence
+
+    async def __call__(self, viewer_id: int, user_ids: list[int] | None) -> list[int]:
+        wanted = None if user_ids is None else self._check(viewer_id, user_ids)
+        if wanted == []:
+            return []
+        async with self._uow() as uow:
+            if wanted is None:
+                candidates = await uow.contacts.visible_contact_ids(viewer_id)
+            else:
+                visible = await uow.contacts.visible_among(viewer_id, wanted)
+                candidates = [uid for uid in wanted if uid in visible]
+        candidates = [uid for uid in candidates if uid != viewer_id]
+        if not candidates:
+            return []
+        online = await self._presence.online_among(candidates)
+        return [uid for uid in candidates if uid in online]
+
+    @staticmethod
+    def _check(viewer_id: int, user_ids: list[int]) -> list[int]:
+        """The ids to look at: valid, distinct, in the given order, without the viewer."""
+        if len(user_ids) > ONLINE_QUERY_MAX:
+            raise InvalidInputError.of("userIds", f"must hold at most {ONLINE_QUERY_MAX} ids")
+        if any(not 1 <= uid <= MAX_ID for uid in user_ids):
+            raise InvalidInputError.of("userIds", "must hold positive user ids")
+        return [uid for uid in dict.fromkeys(user_ids) if uid != viewer_id]

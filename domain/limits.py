@@ -1,0 +1,66 @@
+"""Per-connection limits as pure arithmetic on a monotonic time in seconds passed in.
+
+* :class:`TokenBucket` — ``rate`` tokens per second up to ``burst``; one frame costs one token.
+* :class:`RefusalStreak` — a connection refused in every second of ``seconds`` consecutive
+  seconds must be closed; one second without a refusal ends the streak.
+* :class:`ErrorWindow` — more than ``max_errors`` errors within ``window_s`` seconds is abuse.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(kw_only=True)
+class TokenBucket:
+    rate: float
+    burst: int
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; False means the frame is over the limit."""
+        if self.tokens < 0:  # first use: a full bucket
+            self.tokens, self.updated = float(self.burst), now
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def quarter_of(bucket: TokenBucket) -> TokenBucket:
+    """The bucket for ``typing`` and ``searchUsers``: rate and burst a quarter of the message bucket's, rounded up."""
+    return TokenBucket(rate=math.ceil(bucket.rate / 4), burst=math.ceil(bucket.burst / 4))
+
+
+@dataclass(kw_only=True)
+class RefusalStreak:
+    seconds: int = 10
+    first_second: int = 0
+    last_second: int | None = None
+
+    def refused(self, now: float) -> bool:
+        """Record a refusal at ``now``; True when the streak now spans ``seconds`` seconds."""
+        second = math.floor(now)
+        if self.last_second is None or second > self.last_second + 1:
+            self.first_second = second  # a second without refusals ended the previous streak
+        self.last_second = second
+        return second - self.first_second + 1 >= self.seconds
+
+
+@dataclass(kw_only=True)
+class ErrorWindow:
+    max_errors: int = 20
+    window_s: float = 10.0
+    times: deque[float] = field(default_factory=deque)
+
+    def record(self, now: float) -> bool:
+        """Record an error; True when more than ``max_errors`` happened within the window."""
+        self.times.append(now)
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        return len(self.times) > self.max_errors

@@ -1,0 +1,789 @@
+"""The SQLAlchemy message store (messages, conversations, blocks) on SQLite and PostgreSQL.
+
+Same test bodies on both backends; concurrent writers each have their own unit of work (their own
+connection and transaction), the way concurrent ``sendMessage`` frames do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.memory.presence import InMemoryPresenceRegistry
+from adapters.sqlalchemy.orm import blocks, contacts, messages
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from application.events import Event
+from application.messaging import Send, SendMessage
+from application.ports import ConversationState, DuplicateMessageError
+from domain.delivery import Delivered
+from domain.errors import InvalidInputError
+from domain.messages import Message, NewMessage, Pair
+from domain.users import User, email_key, name_key
+
+UowFactory = Callable[[], SqlAlchemyUnitOfWork]
+Sessions = async_sessionmaker[AsyncSession]
+
+NOW = datetime(2026, 11, 24, 5, 20, 21, 89_000, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+_numbers = itertools.count(14155550100)
+
+
+async def add_users(uow_factory: UowFactory, *names: str) -> list[int]:
+    """Store one user per name in one transaction; their ids in the same order."""
+    stored: list[User] = []
+    async with uow_factory() as uow:
+        for name in names:
+            number = next(_numbers)
+            email = f"{name.casefold()}.{number}@example.com"
+            user = User(
+                name=name,
+                name_key=name_key(name),
+                email=email,
+                email_key=email_key(email),
+                phone_number=f"+{number}",
+                password_hash="$argon2id$not-a-real-hash",
+                created_at=NOW,
+            )
+            await uow.users.add(user)
+            stored.append(user)
+        await uow.commit()
+    return [user.uid for user in stored]
+
+
+async def send(
+    uow_factory: UowFactory,
+    sender: int,
+    to: int,
+    body: str = "hi",
+    *,
+    client_msg_id: str | None = None,
+    withheld: bool | None = None,
+    hold_s: float = 0.0,
+) -> tuple[Message, bool]:
+    """What ``SendMessage`` does in its transaction; the stored message and whether the two just
+    became contacts. ``withheld=None`` asks the store whether ``to`` blocked ``sender``."""
+    client_msg_id = client_msg_id or uuid.uuid4().hex
+    async with uow_factory() as uow:
+        existing = await uow.messages.by_client_id(sender, client_msg_id)
+        if existing is not None:
+            return existing, False
+        if withheld is None:
+            withheld = await uow.blocks.is_blocked(blocker_id=to, blocked_id=sender)
+        draft = NewMessage(
+            id=str(uuid.uuid4()),
+            sender_id=sender,
+            recipient_id=to,
+            body=body,
+            client_msg_id=client_msg_id,
+            created_at=NOW,
+            withheld=withheld,
+        )
+        message = draft.stored(await uow.conversations.next_seq(Pair.of(sender, to)))
+        await uow.messages.add(message)
+        became_contacts = await uow.conversations.record_message(message)
+        if became_contacts:
+            await uow.contacts.add_pair(sender, to)
+        await asyncio.sleep(hold_s)  # keep the transaction open while the others try
+        await uow.commit()
+    return message, became_contacts
+
+
+async def history(
+    uow_factory: UowFactory,
+    viewer: int,
+    peer: int,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> list[Message]:
+    async with uow_factory() as uow:
+        return await uow.messages.history(viewer, Pair.of(viewer, peer), before=before, after=after, limit=limit)
+
+
+async def seqs(uow_factory: UowFactory, viewer: int, peer: int, **window: int) -> list[int]:
+    return [m.seq for m in await history(uow_factory, viewer, peer, **window)]
+
+
+async def pending(uow_factory: UowFactory, recipient: int, limit: int = 100) -> list[Message]:
+    async with uow_factory() as uow:
+        return await uow.messages.pending_for(recipient, limit=limit)
+
+
+async def block(session_factory: Sessions, blocker_id: int, blocked_id: int) -> None:
+    async with session_factory() as session:
+        await session.execute(insert(blocks).values(blocker_id=blocker_id, blocked_id=blocked_id, created_at=NOW))
+        await session.commit()
+
+
+async def count(session_factory: Sessions, table: object, *where: object) -> int:
+    async with session_factory() as session:
+        stmt = select(func.count()).select_from(table).where(*where)  # type: ignore[arg-type]
+        return int((await session.execute(stmt)).scalar_one())
+
+
+async def state(uow_factory: UowFactory, user_id: int, peer_id: int) -> ConversationState | None:
+    async with uow_factory() as uow:
+        return await uow.conversations.state(user_id, peer_id)
+
+
+# --- sequence numbers and storage ---------------------------------------------------------------
+
+
+async def test_seq_counts_from_one_per_conversation_and_the_message_reads_back(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    sent = [
+        (await send(uow_factory, s, t, f"m{i}", client_msg_id=f"c{i}"))[0]
+        for i, (s, t) in enumerate([(ann, bob), (bob, ann), (ann, cid), (ann, bob), (cid, ann), (bob, ann)])
+    ]
+    assert [m.seq for m in sent] == [1, 2, 1, 3, 2, 4]
+    assert await seqs(uow_factory, ann, bob) == [4, 3, 2, 1]
+    assert await seqs(uow_factory, cid, ann) == [2, 1]
+    assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=4, read_seq=0, peer_read_seq=0)
+    assert await state(uow_factory, bob, cid) is None
+
+    async with uow_factory() as uow:
+        loaded = await uow.messages.by_client_id(ann, "c3")
+        assert await uow.messages.by_client_id(bob, "c3") is None
+        assert await uow.messages.by_client_id(ann, "nope") is None
+    assert loaded == sent[3]
+    assert loaded == Message(
+        id=sent[3].id,
+        seq=3,
+        sender_id=ann,
+        recipient_id=bob,
+        body="m3",
+        client_msg_id="c3",
+        created_at=NOW,
+        delivered_at=None,
+        read_at=None,
+        withheld=False,
+    )
+    assert loaded.created_at.tzinfo is not None
+
+
+async def test_bodies_are_stored_as_sent(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    body = "  Grüße 👋🏽\n\tzweite Zeile \u200b" + "x" * 4000
+    message, _ = await send(uow_factory, ann, bob, body)
+    (loaded,) = await history(uow_factory, bob, ann)
+    assert loaded.body == body
+    assert loaded == message
+
+
+async def test_twenty_concurrent_senders_get_seqs_one_to_twenty(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    results = await asyncio.gather(
+        *(send(uow_factory, *((ann, bob) if i % 2 else (bob, ann)), f"m{i}", hold_s=0.02) for i in range(20))
+    )
+
+    assert sorted(m.seq for m, _ in results) == list(range(1, 21))
+    assert await seqs(uow_factory, ann, bob, after=0) == list(range(1, 21))
+    assert sum(became for _, became in results) == 1
+    assert await state(uow_factory, bob, ann) == ConversationState(
+        peer_id=ann, last_seq=20, read_seq=0, peer_read_seq=0
+    )
+    # Storage order follows seq within the conversation: pending messages come out in seq order.
+    for recipient in (ann, bob):
+        got = [m.seq for m in await pending(uow_factory, recipient)]
+        assert got == sorted(got)
+        assert len(got) == 10
+
+
+async def test_concurrent_senders_in_several_conversations_count_independently(uow_factory: UowFactory) -> None:
+    hub, *others = await add_users(uow_factory, "Hub", "A", "B", "C", "D")
+    results = await asyncio.gather(
+        *(send(uow_factory, hub, others[i % 4], f"m{i}", hold_s=0.01) for i in range(20)),
+        *(send(uow_factory, others[i % 4], hub, f"r{i}", hold_s=0.01) for i in range(8)),
+    )
+    by_peer: dict[int, list[int]] = {}
+    for message, _ in results:
+        by_peer.setdefault(message.pair.other(hub), []).append(message.seq)
+    assert {peer: sorted(s) for peer, s in by_peer.items()} == {peer: list(range(1, 8)) for peer in others}
+    assert sum(became for _, became in results) == 4
+
+
+async def test_add_refuses_a_second_message_with_the_same_sender_and_client_id(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    first, _ = await send(uow_factory, ann, bob, client_msg_id="same")
+    await send(uow_factory, bob, ann, client_msg_id="same")  # another sender: fine
+    await send(uow_factory, ann, cid, client_msg_id="other")
+
+    again = Message(
+        id=str(uuid.uuid4()),
+        seq=99,
+        sender_id=ann,
+        recipient_id=cid,
+        body="again",
+        client_msg_id="same",
+        created_at=NOW,
+    )
+    async with uow_factory() as uow:
+        with pytest.raises(DuplicateMessageError):
+            await uow.messages.add(again)
+    assert await count(session_factory, messages, messages.c.client_msg_id == "same") == 2
+
+    # Other integrity problems are not reported as duplicates.
+    unknown_recipient = Message(
+        id=str(uuid.uuid4()), seq=1, sender_id=ann, recipient_id=bob + 1000, body="x", client_msg_id="x", created_at=NOW
+    )
+    async with uow_factory() as uow:
+        with pytest.raises(IntegrityError):
+            await uow.messages.add(unknown_recipient)
+    async with uow_factory() as uow:
+        assert await uow.messages.by_client_id(ann, "same") == first
+
+
+async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+
+    async def store_once() -> Message | None:
+        """Both writers skip the ``by_client_id`` check, so both reach the insert."""
+        async with uow_factory() as uow:
+            message = NewMessage(
+                id=str(uuid.uuid4()),
+                sender_id=ann,
+                recipient_id=bob,
+                body="hello",
+                client_msg_id="raced",
+                created_at=NOW,
+                withheld=False,
+            ).stored(await uow.conversations.next_seq(Pair.of(ann, bob)))
+            try:
+                await uow.messages.add(message)
+            except DuplicateMessageError:
+                return None
+            await uow.conversations.record_message(message)
+            await asyncio.sleep(0.1)
+            await uow.commit()
+        return message
+
+    outcomes = await asyncio.gather(store_once(), store_once())
+    stored = [m for m in outcomes if m is not None]
+    assert len(stored) == 1
+    assert stored[0].seq == 1
+    assert await count(session_factory, messages) == 1
+    # The loser's transaction was rolled back, its seq with it: no gap.
+    nxt, _ = await send(uow_factory, bob, ann)
+    assert nxt.seq == 2
+
+
+async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    published: list[tuple[int, Event]] = []
+
+    class Notifier:
+        def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
+            published.append((user_id, event))
+
+    class Clock:
+        def now(self) -> datetime:
+            return NOW
+
+    class Ids:
+        def new_id(self) -> str:
+            return str(uuid.uuid4())
+
+    send_message = SendMessage(
+        uow=uow_factory,
+        notifier=Notifier(),
+        presence=InMemoryPresenceRegistry(),
+        clock=Clock(),
+        ids=Ids(),
+        max_body_chars=4000,
+    )
+    cmd = Send(sender_id=ann, to=bob, body="once", client_msg_id="cm-1")
+    results = await asyncio.gather(*(send_message(cmd) for _ in range(4)))
+
+    assert sorted(r.duplicate for r in results) == [False, True, True, True]
+    assert len({r.message.id for r in results}) == 1
+    assert results[0].message.seq == 1
+    assert len(published) == 2  # the recipient and the sender's other connections, once
+    assert [m.body for m in await history(uow_factory, bob, ann)] == ["once"]
+
+
+# --- withheld messages ----------------------------------------------------------------------------
+
+
+async def test_withheld_messages_reach_only_their_sender(uow_factory: UowFactory, session_factory: Sessions) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    await send(uow_factory, ann, bob, "before the block")
+    await block(session_factory, bob, ann)  # Bob blocked Ann: her messages to him are withheld
+    withheld, became = await send(uow_factory, ann, bob, "withheld")
+    assert withheld.withheld
+    assert not became
+    assert withheld.seq == 2
+    allowed, _ = await send(uow_factory, bob, ann, "Bob may still write")
+    assert not allowed.withheld
+
+    assert [m.body for m in await pending(uow_factory, bob)] == ["before the block"]
+    assert [m.seq for m in await history(uow_factory, bob, ann)] == [3, 1]
+    assert [m.seq for m in await history(uow_factory, ann, bob)] == [3, 2, 1]
+    first = (await history(uow_factory, bob, ann))[1]
+    async with uow_factory() as uow:
+        assert await uow.messages.still_pending(bob, [withheld.id]) == set()
+        assert await uow.messages.mark_delivered(bob, [withheld.id], now=LATER) == []
+        assert await uow.messages.mark_read(bob, Pair.of(ann, bob), 3, now=LATER) == [
+            Delivered(id=first.id, sender_id=ann, recipient_id=bob)
+        ]
+        await uow.commit()
+    (stored,) = [m for m in await history(uow_factory, ann, bob) if m.id == withheld.id]
+    assert (stored.delivered_at, stored.read_at) == (None, None)
+    # Not unread for Bob, and the withheld message is not his last message.
+    async with uow_factory() as uow:
+        (bobs,) = await uow.conversations.summaries(bob, before=None, limit=10)
+        (anns,) = await uow.conversations.summaries(ann, before=None, limit=10)
+    assert bobs.last_message.id == allowed.id
+    assert bobs.unread_count == 1  # "before the block" only (the read pointer has not moved)
+    assert anns.last_message.id == allowed.id
+    assert anns.state.last_seq == bobs.state.last_seq == 3
+
+
+async def test_a_conversation_of_only_withheld_messages_is_not_listed_for_the_recipient(
+    uow_factory: UowFactory,
+) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    message, _ = await send(uow_factory, ann, bob, withheld=True)
+    async with uow_factory() as uow:
+        assert await uow.conversations.summaries(bob, before=None, limit=10) == []
+        (summary,) = await uow.conversations.summaries(ann, before=None, limit=10)
+    assert summary.last_message == message
+    assert summary.unread_count == 0
+    assert await pending(uow_factory, bob) == []
+    assert await history(uow_factory, bob, ann) == []
+
+
+# --- contacts through record_message ------------------------------------------------------------
+
+
+async def test_record_message_reports_new_contacts_exactly_once(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    flow = [(ann, bob), (ann, bob), (bob, ann), (bob, ann), (ann, bob)]
+    assert [(await send(uow_factory, s, t))[1] for s, t in flow] == [False, False, True, False, False]
+    assert await count(session_factory, contacts) == 2
+
+    # Withheld messages never count: Cid's message to Ann is withheld, so Ann answering is not enough.
+    assert (await send(uow_factory, cid, ann, withheld=True))[1] is False
+    assert (await send(uow_factory, ann, cid))[1] is False
+    assert (await send(uow_factory, ann, cid))[1] is False
+    assert (await send(uow_factory, cid, ann, withheld=True))[1] is False
+    assert (await send(uow_factory, cid, ann))[1] is True
+    assert (await send(uow_factory, cid, ann))[1] is False
+    assert await count(session_factory, contacts) == 4
+
+
+async def test_first_messages_in_both_directions_at_once_make_contacts_once(uow_factory: UowFactory) -> None:
+    pairs = await add_users(uow_factory, *(f"U{i}" for i in range(10)))
+    # Five pairs in turn, each pair's two first messages at the same time.
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        results = await asyncio.gather(send(uow_factory, a, b, hold_s=0.05), send(uow_factory, b, a, hold_s=0.05))
+        assert sorted(became for _, became in results) == [False, True]
+
+
+async def test_record_message_racing_in_both_directions_sees_the_other_side(uow_factory: UowFactory) -> None:
+    """Without ``next_seq`` serialising them, and with both member rows already there (from a
+    withheld message): two messages in opposite directions recorded at the same time."""
+    users = await add_users(uow_factory, *(f"U{i}" for i in range(6)))
+    for a, b in zip(users[::2], users[1::2], strict=True):
+        await send(uow_factory, a, b, withheld=True)
+        racing: list[Message] = []
+        async with uow_factory() as uow:
+            for sender, to in [(a, b), (b, a)]:
+                message = Message(
+                    id=str(uuid.uuid4()),
+                    seq=await uow.conversations.next_seq(Pair.of(a, b)),
+                    sender_id=sender,
+                    recipient_id=to,
+                    body="hi",
+                    client_msg_id=uuid.uuid4().hex,
+                    created_at=NOW,
+                )
+                await uow.messages.add(message)
+                racing.append(message)
+            await uow.commit()
+
+        async def record(message: Message) -> bool:
+            async with uow_factory() as uow:
+                became = await uow.conversations.record_message(message)
+                await asyncio.sleep(0.05)
+                await uow.commit()
+            return became
+
+        assert sorted(await asyncio.gather(*(record(m) for m in racing))) == [False, True]
+
+
+# --- pending, delivery and read -----------------------------------------------------------------
+
+
+async def test_pending_is_in_storage_order_and_limited(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    order = [(ann, "a1"), (cid, "c1"), (ann, "a2"), (cid, "c2"), (cid, "c3"), (ann, "a3")]
+    for sender, body in order:
+        await send(uow_factory, sender, bob, body)
+    await send(uow_factory, bob, ann, "to ann")
+
+    assert [m.body for m in await pending(uow_factory, bob)] == [body for _, body in order]
+    assert [m.body for m in await pending(uow_factory, bob, limit=4)] == ["a1", "c1", "a2", "c2"]
+    assert [m.body for m in await pending(uow_factory, ann)] == ["to ann"]
+    assert await pending(uow_factory, cid) == []
+
+    first_two = await pending(uow_factory, bob, limit=2)
+    async with uow_factory() as uow:
+        await uow.messages.mark_delivered(bob, [m.id for m in first_two], now=LATER)
+        await uow.commit()
+    assert [m.body for m in await pending(uow_factory, bob, limit=2)] == ["a2", "c2"]
+
+
+async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_order(
+    uow_factory: UowFactory,
+) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    to_bob = [(await send(uow_factory, s, bob, f"m{i}"))[0] for i, s in enumerate([ann, cid, ann, cid])]
+    to_cid, _ = await send(uow_factory, ann, cid)
+    withheld, _ = await send(uow_factory, ann, bob, withheld=True)
+    ids = [m.id for m in to_bob]
+
+    async with uow_factory() as uow:
+        assert await uow.messages.still_pending(bob, [*ids, to_cid.id, "unknown"]) == set(ids)
+        first = await uow.messages.mark_delivered(bob, [ids[2], ids[0]], now=NOW)
+        await uow.commit()
+    assert first == [
+        Delivered(id=ids[2], sender_id=ann, recipient_id=bob),
+        Delivered(id=ids[0], sender_id=ann, recipient_id=bob),
+    ]
+
+    async with uow_factory() as uow:
+        again = await uow.messages.mark_delivered(
+            bob, [ids[3], ids[0], to_cid.id, withheld.id, "unknown", ids[1], ids[3]], now=LATER
+        )
+        assert await uow.messages.mark_delivered(bob, [], now=LATER) == []
+        await uow.commit()
+    assert again == [
+        Delivered(id=ids[3], sender_id=cid, recipient_id=bob),
+        Delivered(id=ids[1], sender_id=cid, recipient_id=bob),
+    ]
+
+    async with uow_factory() as uow:
+        assert await uow.messages.mark_delivered(bob, ids, now=LATER) == []
+        assert await uow.messages.still_pending(bob, ids) == set()
+        assert await uow.messages.still_pending(cid, [to_cid.id]) == {to_cid.id}
+        assert await uow.messages.still_pending(cid, []) == set()
+    delivered_at = {m.id: m.delivered_at for m in await history(uow_factory, bob, ann)}
+    assert delivered_at == {ids[0]: NOW, ids[2]: NOW}
+    assert {m.id: m.delivered_at for m in await history(uow_factory, bob, cid)} == {ids[1]: LATER, ids[3]: LATER}
+
+
+async def test_concurrent_acknowledgements_deliver_each_message_once(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    ids = [(await send(uow_factory, ann, bob))[0].id for _ in range(5)]
+
+    async def ack() -> list[Delivered]:
+        async with uow_factory() as uow:
+            delivered = await uow.messages.mark_delivered(bob, ids, now=NOW)
+            await asyncio.sleep(0.05)
+            await uow.commit()
+        return delivered
+
+    results = await asyncio.gather(*(ack() for _ in range(4)))
+    assert sorted(len(r) for r in results) == [0, 0, 0, 5]
+
+
+async def test_acknowledgements_and_reads_racing_deliver_each_message_once(uow_factory: UowFactory) -> None:
+    """Two devices: one acknowledges (ids in any order), the other reads, at the same time."""
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    sent = [(await send(uow_factory, ann, bob))[0] for _ in range(30)]
+    ids = [m.id for m in sent]
+
+    async def ack(order: list[str]) -> list[Delivered]:
+        async with uow_factory() as uow:
+            delivered = await uow.messages.mark_delivered(bob, order, now=NOW)
+            await asyncio.sleep(0.02)
+            await uow.commit()
+        return delivered
+
+    async def read(up_to_seq: int) -> list[Delivered]:
+        async with uow_factory() as uow:
+            delivered = await uow.messages.mark_read(bob, Pair.of(ann, bob), up_to_seq, now=LATER)
+            await asyncio.sleep(0.02)
+            await uow.commit()
+        return delivered
+
+    results = await asyncio.gather(
+        ack(list(reversed(ids))), read(30), ack(ids[::2] + ids[1::2]), read(15), ack(sorted(ids))
+    )
+    delivered = [d.id for result in results for d in result]
+    assert sorted(delivered) == sorted(ids)
+    assert await pending(uow_factory, bob) == []
+    assert all(m.read_at is None or m.read_at == LATER for m in await history(uow_factory, bob, ann))
+
+
+async def test_mark_read_reads_and_delivers_up_to_seq_and_returns_the_newly_delivered(
+    uow_factory: UowFactory,
+) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    flow = [(ann, bob), (ann, bob), (bob, ann), (ann, bob), (ann, bob), (ann, bob)]  # seqs 1..6
+    sent = [(await send(uow_factory, s, t))[0] for s, t in flow]
+    async with uow_factory() as uow:
+        await uow.messages.mark_delivered(bob, [sent[0].id], now=NOW)  # seq 1 acknowledged earlier
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        delivered = await uow.messages.mark_read(bob, Pair.of(ann, bob), 4, now=LATER)
+        await uow.commit()
+    assert delivered == [Delivered(id=sent[i].id, sender_id=ann, recipient_id=bob) for i in (1, 3)]
+
+    by_seq = {m.seq: m for m in await history(uow_factory, ann, bob)}
+    assert [(by_seq[s].delivered_at, by_seq[s].read_at) for s in range(1, 7)] == [
+        (NOW, LATER),
+        (LATER, LATER),
+        (None, None),  # Bob's own message: Ann has not read it
+        (LATER, LATER),
+        (None, None),
+        (None, None),
+    ]
+    async with uow_factory() as uow:
+        assert await uow.messages.mark_read(bob, Pair.of(ann, bob), 4, now=LATER + timedelta(hours=1)) == []
+        assert await uow.messages.mark_read(ann, Pair.of(ann, bob), 6, now=LATER) == [
+            Delivered(id=sent[2].id, sender_id=bob, recipient_id=ann)
+        ]
+        await uow.commit()
+    assert (await history(uow_factory, bob, ann, after=1, limit=1))[0].read_at == LATER
+    assert [m.seq for m in await pending(uow_factory, bob)] == [5, 6]
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+async def test_history_pages_newest_first_below_before_and_oldest_first_above_after(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    for i in range(7):
+        await send(uow_factory, *((ann, bob) if i % 3 else (bob, ann)), f"m{i + 1}")
+    await send(uow_factory, ann, cid)
+
+    assert await seqs(uow_factory, ann, bob, limit=3) == [7, 6, 5]
+    assert await seqs(uow_factory, bob, ann, before=5, limit=3) == [4, 3, 2]
+    assert await seqs(uow_factory, ann, bob, before=2, limit=3) == [1]
+    assert await seqs(uow_factory, ann, bob, before=1, limit=3) == []
+    assert await seqs(uow_factory, ann, bob, after=0, limit=3) == [1, 2, 3]
+    assert await seqs(uow_factory, ann, bob, after=2, limit=3) == [3, 4, 5]
+    assert await seqs(uow_factory, ann, bob, after=6, limit=3) == [7]
+    assert await seqs(uow_factory, ann, bob, after=7, limit=3) == []
+    assert [m.body for m in await history(uow_factory, bob, ann, after=5)] == ["m6", "m7"]
+    assert await seqs(uow_factory, bob, cid) == []
+
+
+async def test_history_skips_withheld_messages_only_for_the_recipient(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    for withheld in [False, True, True, False, True, False]:
+        await send(uow_factory, ann, bob, withheld=withheld)
+    assert await seqs(uow_factory, bob, ann, limit=2) == [6, 4]
+    assert await seqs(uow_factory, bob, ann, before=4, limit=2) == [1]
+    assert await seqs(uow_factory, bob, ann, after=1, limit=2) == [4, 6]
+    assert await seqs(uow_factory, ann, bob, limit=2) == [6, 5]
+    assert await seqs(uow_factory, ann, bob, after=1, limit=2) == [2, 3]
+
+
+# --- conversation state and the conversation list ----------------------------------------------
+
+
+async def test_read_seq_only_moves_forward_and_both_sides_see_it(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    for _ in range(5):
+        await send(uow_factory, ann, bob)
+
+    async with uow_factory() as uow:
+        await uow.conversations.set_read_seq(bob, ann, 3)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.conversations.set_read_seq(bob, ann, 2)  # never backwards
+        await uow.conversations.set_read_seq(ann, bob, 5)
+        await uow.commit()
+
+    assert await state(uow_factory, bob, ann) == ConversationState(peer_id=ann, last_seq=5, read_seq=3, peer_read_seq=5)
+    assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=5, read_seq=5, peer_read_seq=3)
+
+
+async def test_set_read_seq_creates_the_members_row_when_missing(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    async with uow_factory() as uow:
+        await uow.conversations.next_seq(Pair.of(ann, bob))  # a conversation without member rows
+        await uow.conversations.set_read_seq(bob, ann, 1)
+        await uow.commit()
+    assert await state(uow_factory, bob, ann) == ConversationState(peer_id=ann, last_seq=1, read_seq=1, peer_read_seq=0)
+    assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=1, read_seq=0, peer_read_seq=1)
+
+
+async def test_summaries_list_the_most_recent_conversations_first_with_unread_counts(
+    uow_factory: UowFactory,
+) -> None:
+    me, ann, bob, cid, dan = await add_users(uow_factory, "Me", "Ann", "Bob", "Cid", "Dan")
+    await send(uow_factory, ann, me, "ann 1")
+    await send(uow_factory, bob, me, "bob 1")
+    await send(uow_factory, me, cid, "to cid")
+    await send(uow_factory, ann, me, "ann 2")
+    await send(uow_factory, ann, me, "ann 3")
+    await send(uow_factory, me, bob, "to bob")
+    await send(uow_factory, dan, ann, "not mine")
+    await send(uow_factory, dan, me, "dan withheld", withheld=True)
+    async with uow_factory() as uow:
+        await uow.conversations.set_read_seq(me, ann, 1)
+        await uow.conversations.set_read_seq(cid, me, 1)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        rows = await uow.conversations.summaries(me, before=None, limit=10)
+    assert [(r.state.peer_id, r.last_message.body, r.unread_count) for r in rows] == [
+        (bob, "to bob", 1),
+        (ann, "ann 3", 2),
+        (cid, "to cid", 0),
+    ]
+    assert [r.state for r in rows] == [
+        ConversationState(peer_id=bob, last_seq=2, read_seq=0, peer_read_seq=0),
+        ConversationState(peer_id=ann, last_seq=3, read_seq=1, peer_read_seq=0),
+        ConversationState(peer_id=cid, last_seq=1, read_seq=0, peer_read_seq=1),
+    ]
+    assert rows[1].last_message == (await history(uow_factory, me, ann, limit=1))[0]
+
+    # Pages by cursor.
+    async with uow_factory() as uow:
+        first = await uow.conversations.summaries(me, before=None, limit=2)
+        second = await uow.conversations.summaries(me, before=first[-1].cursor, limit=2)
+        third = await uow.conversations.summaries(me, before=second[-1].cursor, limit=2)
+    assert [r.state.peer_id for r in first] == [bob, ann]
+    assert [r.state.peer_id for r in second] == [cid]
+    assert third == []
+    assert [r.cursor for r in first + second] == [r.cursor for r in rows]
+
+    # Reading and new messages move things.
+    async with uow_factory() as uow:
+        await uow.conversations.set_read_seq(me, ann, 3)
+        await uow.conversations.set_read_seq(me, bob, 1)
+        await uow.commit()
+    await send(uow_factory, cid, me, "cid answers")
+    async with uow_factory() as uow:
+        rows = await uow.conversations.summaries(me, before=None, limit=10)
+        dans = await uow.conversations.summaries(dan, before=None, limit=10)
+    assert [(r.state.peer_id, r.unread_count) for r in rows] == [(cid, 1), (bob, 0), (ann, 0)]
+    # Dan sees his withheld message to me; I never see that conversation.
+    assert [(r.state.peer_id, r.last_message.body) for r in dans] == [(me, "dan withheld"), (ann, "not mine")]
+
+
+async def test_summaries_reject_a_malformed_cursor(uow_factory: UowFactory) -> None:
+    (me,) = await add_users(uow_factory, "Me")
+    async with uow_factory() as uow:
+        for cursor in ["", "abc", "-1", "1.5", " 1", "١٢", "9" * 20, str(2**63)]:
+            with pytest.raises(InvalidInputError) as caught:
+                await uow.conversations.summaries(me, before=cursor, limit=10)
+            assert caught.value.problems[0].field == "cursor"
+        assert await uow.conversations.summaries(me, before="0", limit=10) == []
+        assert await uow.conversations.summaries(me, before=str(2**63 - 1), limit=10) == []
+
+
+# --- users and blocks ---------------------------------------------------------------------------
+
+
+async def test_get_many_returns_the_known_users_by_id(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    async with uow_factory() as uow:
+        found = await uow.users.get_many(iter([cid, ann, ann, cid + 1000]))
+        assert await uow.users.get_many([]) == {}
+    assert {uid: u.name for uid, u in found.items()} == {ann: "Ann", cid: "Cid"}
+    assert bob not in found
+
+
+async def test_blocks_are_directional_and_either_way_sees_both(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    await block(session_factory, ann, bob)
+    async with uow_factory() as uow:
+        assert await uow.blocks.is_blocked(blocker_id=ann, blocked_id=bob) is True
+        assert await uow.blocks.is_blocked(blocker_id=bob, blocked_id=ann) is False
+        assert await uow.blocks.either_way(ann, bob) is True
+        assert await uow.blocks.either_way(bob, ann) is True
+        assert await uow.blocks.either_way(ann, cid) is False
+        assert await uow.blocks.is_blocked(blocker_id=cid, blocked_id=ann) is False
+
+
+async def test_block_is_idempotent_unblock_removes_it_and_blocked_by_lists_by_id(uow_factory: UowFactory) -> None:
+    ann, bob, cid, dan = await add_users(uow_factory, "Ann", "Bob", "Cid", "Dan")
+    async with uow_factory() as uow:
+        await uow.blocks.block(ann, dan, now=NOW)
+        await uow.blocks.block(ann, bob, now=NOW)
+        await uow.blocks.block(cid, ann, now=NOW)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.blocks.block(ann, bob, now=LATER)  # kept as is
+        with pytest.raises(ValueError, match="themself"):
+            await uow.blocks.block(ann, ann, now=NOW)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert [u.uid for u in await uow.blocks.blocked_by(ann)] == [bob, dan]
+        assert [u.uid for u in await uow.blocks.blocked_by(bob)] == []
+        await uow.blocks.unblock(ann, dan)
+        await uow.blocks.unblock(ann, dan)
+        await uow.blocks.unblock(dan, ann)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert [u.name for u in await uow.blocks.blocked_by(ann)] == ["Bob"]
+        assert await uow.blocks.is_blocked(blocker_id=ann, blocked_id=dan) is False
+        assert await uow.blocks.either_way(ann, cid) is True
+
+
+async def test_visible_contact_ids_are_contacts_without_a_block_by_id(uow_factory: UowFactory) -> None:
+    me, ann, bob, cid, dan = await add_users(uow_factory, "Me", "Ann", "Bob", "Cid", "Dan")
+    async with uow_factory() as uow:
+        for other in (dan, bob, ann, cid):
+            await uow.contacts.add_pair(me, other)
+        await uow.blocks.block(me, bob, now=NOW)
+        await uow.blocks.block(cid, me, now=NOW)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.contacts.visible_contact_ids(me) == [ann, dan]
+        assert await uow.contacts.visible_contact_ids(ann) == [me]
+        assert await uow.contacts.visible_contact_ids(bob) == []
+
+
+async def test_set_last_seen_updates_the_user_and_ignores_unknown_ids(uow_factory: UowFactory) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    async with uow_factory() as uow:
+        await uow.users.set_last_seen(ann, LATER)
+        await uow.users.set_last_seen(bob + 1000, LATER)
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.users.get_many([ann, bob])
+    assert (found[ann].last_seen_at, found[bob].last_seen_at) == (LATER, None)
+
+
+# --- the schema serves the queries --------------------------------------------------------------
+
+
+async def test_the_pending_query_uses_the_partial_index(backend: str, session_factory: Sessions) -> None:
+    pending_query = (
+        select(messages.c.id)
+        .where(messages.c.recipient_id == 1, and_(messages.c.delivered_at.is_(None), ~messages.c.withheld))
+        .order_by(messages.c.pos)
+        .limit(10)
+    )
+    async with session_factory() as session:
+        compiled = pending_query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        if backend == "sqlite":
+            plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
+        else:
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = (await session.execute(text(f"EXPLAIN {compiled}"))).all()
+    assert "ix_messages_recipient_id_pos" in " ".join(str(row) for row in plan)

@@ -1,0 +1,174 @@
+"""One socket cannot hurt the others: rate limits, error floods, caps, slow consumers, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from tests.integration.chat import Chat, close_code, read_until_closed, running_chat
+
+LIMITS = {
+    "CHAT_RATE_MSG_PER_S": "2",
+    "CHAT_RATE_MSG_BURST": "4",
+    "CHAT_RATE_CLOSE_AFTER_S": "2",
+    "CHAT_MAX_CONNECTIONS_PER_USER": "3",
+}
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+async def chat(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork]) -> AsyncIterator[Chat]:
+    async with running_chat(migrated_url, uow_factory, LIMITS) as value:
+        yield value
+
+
+async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat: Chat) -> None:
+    ann, bob = await chat.account("Ann"), await chat.account("Bob")
+    a = await chat.connect(ann)
+    replies = [await a.send_message(bob.id, f"m{i}", f"flood-{i}") for i in range(8)]
+    kinds = [r["type"] for r in replies]
+    assert kinds[:4] == ["messageAck"] * 4
+    refused = [r for r in replies if r["type"] == "error"]
+    assert refused
+    assert {r["code"] for r in refused} == {"rate_limited"}
+    stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
+    assert len(stored["items"]) == len(replies) - len(refused)  # refused sends were not stored
+
+    async def keep_flooding() -> int:
+        try:
+            for i in range(10_000):
+                await a.send(type="sendMessage", to=bob.id, message="x", clientMsgId=f"more-{i}")
+                await asyncio.sleep(0.05)
+        except ConnectionClosed as exc:
+            return close_code(exc)
+        return -1
+
+    flood = asyncio.create_task(keep_flooding())
+    assert await a.closed_with(within=10) == 4429
+    await flood
+
+
+async def test_typing_has_its_own_smaller_bucket(chat: Chat) -> None:
+    ann, bob = await chat.account("Ann"), await chat.account("Bob")
+    a = await chat.connect(ann)
+    for _ in range(3):
+        await a.send(type="typing", to=bob.id, isTyping=True)
+    errors = [f for f in await a.barrier() if f["type"] == "error"]
+    assert [e["code"] for e in errors] == ["rate_limited"]  # burst ceil(4/4) = 1, rate ceil(2/4) = 1/s
+    assert (await a.send_message(bob.id, "messages are unaffected"))["type"] == "messageAck"
+
+
+async def test_more_than_twenty_bad_frames_in_ten_seconds_close_1008(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    a = await chat.connect(ann)
+    for _ in range(21):
+        await a.send_raw("not json")
+    assert await a.closed_with() == 1008
+
+
+async def test_one_connection_over_the_per_user_cap_is_closed_4430(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    kept = [await chat.connect(ann) for _ in range(3)]
+    ws = await chat.open()
+    await ws.send(json.dumps({"type": "auth", "token": ann.access_token}))
+    assert await read_until_closed(ws) == 4430
+    assert await kept[0].barrier() == []
+
+
+async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(chat: Chat) -> None:
+    ann, bob, cid = await chat.account("Ann"), await chat.account("Bob"), await chat.account("Cid")
+    # bob's socket never reads: no client-side buffering beyond the kernel's
+    slow_ws = await chat.open(max_queue=1)
+    await slow_ws.send(json.dumps({"type": "auth", "token": bob.access_token}))
+    c = await chat.connect(cid)
+    senders = [await chat.connect(ann) for _ in range(2)]
+    body = "y" * 3000
+    sent_ids: list[str] = []
+
+    async def pump(k: int) -> None:
+        for _ in range(400):
+            reply = await senders[k].send_message(bob.id, body)
+            if reply["type"] == "messageAck":
+                sent_ids.append(str(reply["id"]))
+
+    async def other_traffic() -> int:
+        ok = 0
+        for _ in range(20):
+            if (await c.send_message(ann.id, "life goes on"))["type"] == "messageAck":
+                ok += 1
+        return ok
+
+    pumping = asyncio.gather(pump(0), pump(1))
+    assert await other_traffic() == 20  # the others' traffic keeps flowing meanwhile
+    await pumping
+    # only now does bob read: the server has closed the socket for being slow
+    assert await read_until_closed(slow_ws) == 4008
+
+    bob_again = await chat.connect(bob)
+    got = [m["id"] for m in bob_again.offline["messages"]]
+    while bob_again.offline["more"] or got == []:
+        await bob_again.send(type="ackMessages", ids=got[-100:])
+        batch = await bob_again.expect("offlineMessages")
+        got.extend(m["id"] for m in batch["messages"])
+        if not batch["more"]:
+            break
+    assert set(sent_ids) <= set(got)
+
+
+async def test_metrics_move_with_traffic(chat: Chat) -> None:
+    ann, bob = await chat.account("Ann"), await chat.account("Bob")
+
+    async def scrape() -> dict[str, float]:
+        text = (await chat.http.get("/metrics")).text
+        values = {}
+        for line in text.splitlines():
+            match = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
+            if match:
+                values[match.group(1)] = float(match.group(2))
+        return values
+
+    before = await scrape()
+    for name in (
+        "chat_connections",
+        "chat_messages_in_total",
+        "chat_messages_out_total",
+        "chat_delivery_latency_seconds_count",
+        "chat_pending_messages",
+        "chat_slow_consumer_closes_total",
+    ):
+        assert name in before, name
+    a, b = await chat.connect(ann), await chat.connect(bob)
+    ack = await a.send_message(bob.id, "counted")
+    await b.expect("messageReceived")
+    await a.send_raw("not json")
+    await a.expect("error")
+    for _ in range(6):
+        await a.send_message(bob.id, "flood")
+    after = await scrape()
+    assert after["chat_connections"] == before["chat_connections"] + 2
+    assert after["chat_messages_in_total"] >= before["chat_messages_in_total"] + 1
+    assert after["chat_messages_out_total"] >= before["chat_messages_out_total"] + 1
+    assert after["chat_delivery_latency_seconds_count"] >= 1
+    assert after["chat_pending_messages"] >= 1
+    assert after['chat_rejected_frames_total{code="bad_request"}'] >= 1
+    assert after['chat_rate_limited_total{bucket="message"}'] >= 1
+    await b.send(type="ackMessages", ids=[ack["id"]])
+    await b.barrier()
+
+
+async def test_metrics_can_require_a_token(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork]) -> None:
+    async with running_chat(migrated_url, uow_factory, {"CHAT_METRICS_TOKEN": "s3cret"}) as chat:
+        assert (await chat.http.get("/metrics")).status_code == 401
+        ok = await chat.http.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert "chat_connections" in ok.text
