@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from datetime import datetime  # noqa: TC003 - Principal's fields are resolved at run time by the web edge
+from typing import Generic, TypeVar
 
 from application.ports import UnitOfWork
 from domain.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 T = TypeVar("T")
 

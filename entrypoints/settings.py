@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: Positive = 15_000
     max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1_048_576)] = 65_536
     max_body_chars: Positive = 4000
+    max_queued_frames: Annotated[int, msgspec.Meta(ge=10)] = 1000  # per connection, before 4008
     max_http_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 65_536
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()

@@ -58,7 +58,6 @@ CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4430
 
-OUTBOX_LIMIT = 1000  # frames queued for one connection before it is a slow consumer
 # Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
 OTHER, EPHEMERAL, MESSAGE = 0, 1, 2
 
@@ -115,6 +114,7 @@ class Connection:
         self._closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._expiry: asyncio.TimerHandle | None = None
         self._max_frame_bytes = settings.max_frame_bytes
+        self._max_queued = settings.max_queued_frames  # frames queued before it is a slow consumer
 
     # -- Subscriber ---------------------------------------------------------------------------
 
@@ -217,7 +217,7 @@ class Connection:
         if not self._started:
             self._held.append((text, kind, stamp))
             return
-        if len(self._outbox) >= OUTBOX_LIMIT:
+        if len(self._outbox) >= self._max_queued:
             metrics = self._services.metrics
             if kind == EPHEMERAL:
                 metrics.dropped_ephemeral.inc()
@@ -225,7 +225,7 @@ class Connection:
             kept = deque(item for item in self._outbox if item[1] != EPHEMERAL)
             metrics.dropped_ephemeral.inc(len(self._outbox) - len(kept))
             self._outbox = kept
-            if len(self._outbox) >= OUTBOX_LIMIT:
+            if len(self._outbox) >= self._max_queued:
                 if not self._closing.done():
                     metrics.slow_consumer_closes.inc()
                 self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -85,44 +86,42 @@ async def test_one_connection_over_the_per_user_cap_is_closed_4430(chat: Chat) -
     assert await kept[0].barrier() == []
 
 
-async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(chat: Chat) -> None:
-    ann, bob, cid = await chat.account("Ann"), await chat.account("Bob"), await chat.account("Cid")
-    # bob's socket never reads: no client-side buffering beyond the kernel's
-    slow_ws = await chat.open(max_queue=1)
-    await slow_ws.send(json.dumps({"type": "auth", "token": bob.access_token}))
-    c = await chat.connect(cid)
-    senders = [await chat.connect(ann) for _ in range(2)]
-    body = "y" * 3000
-    sent_ids: list[str] = []
+async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(
+    migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork]
+) -> None:
+    env = {"CHAT_MAX_QUEUED_FRAMES": "20", "CHAT_RATE_MSG_PER_S": "10000", "CHAT_RATE_MSG_BURST": "10000"}
+    async with running_chat(migrated_url, uow_factory, env) as chat:
+        ann, bob, cid = await chat.account("Ann"), await chat.account("Bob"), await chat.account("Cid")
+        # bob's socket never reads, and its kernel receive buffer is tiny
+        sock = socket.create_connection(("127.0.0.1", int(chat.base_url.rsplit(":", 1)[1])))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow_ws = await chat.open(sock=sock, max_queue=1)
+        await slow_ws.send(json.dumps({"type": "auth", "token": bob.access_token}))
+        a, c = await chat.connect(ann), await chat.connect(cid)
+        sent_ids: list[str] = []
 
-    async def pump(k: int) -> None:
-        for _ in range(400):
-            reply = await senders[k].send_message(bob.id, body)
-            if reply["type"] == "messageAck":
-                sent_ids.append(str(reply["id"]))
+        async def slow_consumer_closes() -> float:
+            text = (await chat.http.get("/metrics")).text
+            return float(re.findall(r"^chat_slow_consumer_closes_total (\S+)$", text, re.M)[0])
 
-    async def other_traffic() -> int:
-        ok = 0
-        for _ in range(20):
-            if (await c.send_message(ann.id, "life goes on"))["type"] == "messageAck":
-                ok += 1
-        return ok
+        for _ in range(40):  # bounded: at most 4,000 messages of 4,000 characters
+            for _ in range(100):
+                sent_ids.append(str((await a.send_message(bob.id, "y" * 4000))["id"]))  # noqa: PERF401
+            assert (await c.send_message(ann.id, "life goes on"))["type"] == "messageAck"
+            if await slow_consumer_closes() >= 1:
+                break
+        assert await slow_consumer_closes() == 1
+        assert await read_until_closed(slow_ws) == 4008
 
-    pumping = asyncio.gather(pump(0), pump(1))
-    assert await other_traffic() == 20  # the others' traffic keeps flowing meanwhile
-    await pumping
-    # only now does bob read: the server has closed the socket for being slow
-    assert await read_until_closed(slow_ws) == 4008
-
-    bob_again = await chat.connect(bob)
-    got = [m["id"] for m in bob_again.offline["messages"]]
-    while bob_again.offline["more"] or got == []:
-        await bob_again.send(type="ackMessages", ids=got[-100:])
-        batch = await bob_again.expect("offlineMessages")
-        got.extend(m["id"] for m in batch["messages"])
-        if not batch["more"]:
-            break
-    assert set(sent_ids) <= set(got)
+        bob_again = await chat.connect(bob)
+        batch, got = bob_again.offline, list[object]()
+        while True:
+            got.extend(m["id"] for m in batch["messages"])
+            if not batch["more"]:
+                break
+            await bob_again.send(type="ackMessages", ids=[m["id"] for m in batch["messages"]])
+            batch = await bob_again.expect("offlineMessages")
+        assert got == sent_ids  # every one of them, in order, once
 
 
 async def test_metrics_move_with_traffic(chat: Chat) -> None:

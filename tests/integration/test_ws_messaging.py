@@ -10,7 +10,7 @@ import pytest
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from tests.integration.chat import Chat, Client, running_chat
 
-FAST = {"CHAT_REDELIVERY_S": "0.4"}
+FAST = {"CHAT_REDELIVERY_S": "0.4", "CHAT_RATE_MSG_PER_S": "10000", "CHAT_RATE_MSG_BURST": "10000"}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from tests.integration.chat import Account, Chat, Client, running_chat
 
-GRACE = {"CHAT_OFFLINE_GRACE_S": "0.4"}
+GRACE = {"CHAT_OFFLINE_GRACE_S": "0.4", "CHAT_RATE_MSG_PER_S": "10000", "CHAT_RATE_MSG_BURST": "10000"}
 
 
 @pytest.fixture
