@@ -104,6 +104,7 @@ class Container(containers.DeclarativeContainer):
         counter=attempts,
         clock=clock,
         throttle=throttle,
+        notifier=fanout,
     )
     get_profile = providers.Singleton(GetProfile, uow=uow.provider)
     rename_user = providers.Singleton(RenameUser, uow=uow.provider)

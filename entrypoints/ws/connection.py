@@ -351,6 +351,8 @@ class Connection:
                     )
                 )
                 m = result.message
+                if not result.duplicate:
+                    s.metrics.messages_in.inc()
                 self.reply(
                     p.MessageAck(
                         ref=ref,

@@ -111,3 +111,77 @@ def test_served_process_registers_logs_in_and_shows_the_profile(server: str, tmp
     secret = tmp_path / "data" / "jwt_secret"
     assert secret.exists()
     assert secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_sigterm_during_traffic_keeps_every_acked_message_and_closes_sockets(tmp_path: Path) -> None:
+    """A real server process under load gets SIGTERM: acked messages are all stored, the sockets
+    are closed 1001/1012 and the process exits within a few seconds."""
+    import asyncio
+    import json
+    import sqlite3
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    env = cli_env(tmp_path, CHAT_PORT=str(free_port()), CHAT_RATE_MSG_PER_S="100000", CHAT_RATE_MSG_BURST="100000")
+    assert run(["migrate"], env, tmp_path).returncode == 0
+    process = subprocess.Popen([*CLI, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{env['CHAT_PORT']}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.05)
+
+        def account(n: int) -> dict[str, str]:
+            body = {
+                "name": f"U{n}",
+                "email": f"u{n}@example.com",
+                "phoneNumber": f"+4420794600{n:02d}",
+                "password": "p" * 10,
+            }
+            response = httpx.post(f"{base}/auth/register", json=body)
+            assert response.status_code == 201
+            data: dict[str, str] = response.json()
+            return data
+
+        sender, receiver = account(1), account(2)
+        acked: list[str] = []
+        close_codes: list[int] = []
+
+        async def traffic() -> None:
+            async with connect(base.replace("http", "ws") + "/ws") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": sender["access_token"]}))
+                try:
+                    for i in range(100_000):
+                        await ws.send(
+                            json.dumps(
+                                {"type": "sendMessage", "to": receiver["id"], "message": "m", "clientMsgId": f"c{i}"}
+                            )
+                        )
+                        while True:
+                            frame = json.loads(await ws.recv())
+                            if frame["type"] == "messageAck":
+                                acked.append(frame["id"])
+                                break
+                        if len(acked) == 50:
+                            process.send_signal(signal.SIGTERM)
+                except ConnectionClosed as exc:
+                    close_codes.append(exc.rcvd.code if exc.rcvd else -1)
+
+        started = time.monotonic()
+        asyncio.run(traffic())
+        process.wait(timeout=15)
+        assert time.monotonic() - started < 15
+        assert close_codes in ([1001], [1012])
+        assert len(acked) >= 50
+        with sqlite3.connect(tmp_path / "data" / "chat.db") as db:
+            stored = {row[0] for row in db.execute("SELECT id FROM messages")}
+        assert set(acked) <= stored
+    finally:
+        if process.poll() is None:
+            process.kill()

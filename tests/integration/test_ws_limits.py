@@ -65,7 +65,10 @@ async def test_typing_has_its_own_smaller_bucket(chat: Chat) -> None:
     for _ in range(3):
         await a.send(type="typing", to=bob.id, isTyping=True)
     errors = [f for f in await a.barrier() if f["type"] == "error"]
-    assert [e["code"] for e in errors] == ["rate_limited"]  # burst ceil(4/4) = 1, rate ceil(2/4) = 1/s
+    # burst ceil(4/4) = 1 and rate ceil(2/4) = 1/s: of three quick frames one or two are refused
+    # (the message bucket, burst 4, would refuse none)
+    assert 1 <= len(errors) <= 2
+    assert {e["code"] for e in errors} == {"rate_limited"}
     assert (await a.send_message(bob.id, "messages are unaffected"))["type"] == "messageAck"
 
 
@@ -111,7 +114,9 @@ async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(
             if await slow_consumer_closes() >= 1:
                 break
         assert await slow_consumer_closes() == 1
-        assert await read_until_closed(slow_ws) == 4008
+        # the close frame queues behind what the kernel already buffers; closing may take the
+        # protocol's close timeout (10 s) when the client reads slowly
+        assert await read_until_closed(slow_ws, within=30) == 4008
 
         bob_again = await chat.connect(bob)
         batch, got = bob_again.offline, list[object]()
