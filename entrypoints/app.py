@@ -42,6 +42,18 @@ def _singleton(provider: Callable[[], T]) -> Provide:
     return Provide(resolve, use_cache=True)
 
 
+async def heartbeat_loop(container: Container, interval_s: float) -> None:
+    """Scale-out mode: keep this process's presence liveness key fresh, so that if the process
+    dies its connections expire after ``CHAT_PRESENCE_TTL_S``."""
+    presence, clock = container.presence(), container.clock()
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await presence.heartbeat(now=clock.now())
+        except Exception:  # Redis may be restarting; the next beat retries
+            log.warning("presence heartbeat failed", exc_info=True)
+
+
 def bearer_token(request: Request[Any, Any, Any]) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -64,7 +76,12 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
     async def check_database() -> None:
         await ping(container.engine())
 
+    async def check_redis() -> None:
+        await container.redis().ping()
+
     async def provide_checks() -> ReadinessChecks:
+        if settings.mode == "redis":
+            return {"database": check_database, "redis": check_redis}
         return {"database": check_database}
 
     async def metrics_source() -> bytes:
@@ -81,7 +98,7 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         return settings.metrics_token or ""
 
     live = LiveConnections()
-    metrics = Metrics()
+    metrics = Metrics(multiprocess_mode=settings.workers > 1)
     services = Services(
         settings=settings,
         clock=container.clock(),
@@ -98,6 +115,7 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         visible_online=container.visible_online(),
         relay_typing=container.relay_typing(),
         metrics=metrics,
+        repush_from_store=settings.mode == "redis",
     )
     allowed_origins = set(settings.cors_origins)
 
@@ -109,11 +127,21 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
         container.init_resources()
         if check_schema:
             await ensure_current(settings.database_url)
-        log.info("p2p-chat ready (database %s)", container.engine().url.render_as_string(hide_password=True))
+        scaled = settings.mode == "redis"
+        if scaled:
+            await container.presence().heartbeat(now=container.clock().now())
+            await container.fanout().start()
+        log.info(
+            "p2p-chat ready (database %s, %s presence and fan-out)",
+            container.engine().url.render_as_string(hide_password=True),
+            settings.mode,
+        )
         sweepers = [
             asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2))),
             asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4))),
         ]
+        if scaled:
+            sweepers.append(asyncio.create_task(heartbeat_loop(container, max(0.05, settings.presence_ttl_s / 3))))
         try:
             yield
         finally:
@@ -122,8 +150,12 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
             for connection in live.snapshot():
                 connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
+            if scaled:
+                await container.fanout().stop()
+                await container.redis().aclose()
             await container.engine().dispose()
             container.shutdown_resources()
+            metrics.process_exited()
 
     cors = (
         CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 
 from adapters.sqlalchemy.engine import ensure_sqlite_directory
 from adapters.sqlalchemy.migrate import (
@@ -47,6 +49,9 @@ def serve(settings: Settings) -> int:
     except SchemaNotCurrentError as exc:
         print(f"p2p-chat: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        # Every worker writes its metrics here; /metrics on any worker sums them (entrypoints/metrics.py).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="p2p-chat-metrics-")
     workers = f"{settings.workers} worker{'s' if settings.workers > 1 else ''}"
     presence = "redis" if settings.redis_url else "in-memory"
     print(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from redis.asyncio import Redis
 
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.auth.tokens import PyJwtTokenService
 from adapters.memory.counters import InMemoryAttemptCounter
 from adapters.memory.fanout import InMemoryFanout
 from adapters.memory.presence import InMemoryPresenceRegistry
+from adapters.redis.counters import RedisAttemptCounter
+from adapters.redis.fanout import RedisFanout
+from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
@@ -40,6 +44,13 @@ from domain.auth import LoginThrottle
 from entrypoints.settings import Settings
 
 
+def connect_redis(url: str | None) -> Redis:
+    if url is None:
+        raise RuntimeError("CHAT_REDIS_URL is not set")
+    client: Redis = Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5)
+    return client
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -59,9 +70,31 @@ class Container(containers.DeclarativeContainer):
         access_ttl_s=settings.provided.access_token_ttl_s,
         ids=ids,
     )
-    attempts = providers.Singleton(InMemoryAttemptCounter)
-    presence = providers.Singleton(InMemoryPresenceRegistry)
-    fanout = providers.Singleton(InMemoryFanout)  # the Notifier and the ConnectionHub of this process
+    # One process: memory adapters. Several (CHAT_REDIS_URL set): the same ports over Redis.
+    mode = providers.Callable(lambda s: s.mode, settings)
+    process_id = providers.Singleton(lambda ids: ids.new_id(), ids)
+    redis = providers.Singleton(connect_redis, settings.provided.redis_url)
+    attempts = providers.Selector(
+        mode,
+        memory=providers.Singleton(InMemoryAttemptCounter),
+        redis=providers.Singleton(RedisAttemptCounter, redis, prefix=settings.provided.redis_prefix),
+    )
+    presence = providers.Selector(
+        mode,
+        memory=providers.Singleton(InMemoryPresenceRegistry),
+        redis=providers.Singleton(
+            RedisPresenceRegistry,
+            redis,
+            process_id=process_id,
+            ttl_s=settings.provided.presence_ttl_s,
+            prefix=settings.provided.redis_prefix,
+        ),
+    )
+    fanout = providers.Selector(  # the Notifier and the ConnectionHub of this process
+        mode,
+        memory=providers.Singleton(InMemoryFanout),
+        redis=providers.Singleton(RedisFanout, redis, prefix=settings.provided.redis_prefix),
+    )
 
     throttle = providers.Singleton(
         LoginThrottle,

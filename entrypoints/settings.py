@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "sqlite+aiosqlite:///./data/chat.db"
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str | None = None
+    redis_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "chat"
     env: Literal["dev", "prod"] = "dev"
     jwt_secret: str | None = None
     workers: Positive = 1
@@ -60,6 +61,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def mode(self) -> str:
+        """``redis`` when presence, fan-out and counters are shared through Redis, else ``memory``."""
+        return "redis" if self.redis_url else "memory"
 
     @property
     def secret(self) -> str:

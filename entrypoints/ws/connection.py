@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import WebSocket
@@ -39,6 +40,7 @@ from domain.errors import (
     RateLimitedError,
 )
 from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
+from domain.messages import Message
 from entrypoints.metrics import Metrics
 from entrypoints.settings import Settings
 from entrypoints.wire import iso_ms
@@ -90,6 +92,7 @@ class Services:
     visible_online: VisibleOnline
     relay_typing: RelayTyping
     metrics: Metrics
+    repush_from_store: bool = False
 
 
 class Connection:
@@ -102,6 +105,8 @@ class Connection:
         self._connection_id = connection_id
         settings = services.settings
         self.inflight = InFlight(redelivery=timedelta(seconds=settings.redelivery_s))
+        self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
+        self._connected_at = services.clock.now()
         self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
         self._wakeup = asyncio.Event()
         self._started = False
@@ -138,7 +143,7 @@ class Connection:
         stamp = None
         kind = EPHEMERAL if isinstance(event, Typing) else OTHER
         if isinstance(event, MessageReceived) and event.message.recipient_id == self.user_id:
-            self.inflight.record_push([event.message.id], self._services.clock.now())
+            self._pushed([event.message])
             kind, stamp = MESSAGE, event.message.created_at
         frame = p.frame_of(event)
         if frame is not None:
@@ -257,29 +262,57 @@ class Connection:
 
     # -- offline batches and re-pushes ---------------------------------------------------------
 
+    def _pushed(self, messages: list[Message]) -> None:
+        now = self._services.clock.now()
+        self.inflight.record_push([m.id for m in messages], now)
+        for m in messages:
+            self._unacked[m.id] = m
+
+    def _settled(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        self.inflight.settle(ids)
+        for message_id in ids:
+            self._unacked.pop(message_id, None)
+
     async def _send_batch(self) -> None:
         batch = await self._services.pending_for(self.user_id)
         self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
+        self._pushed(batch.messages)
         self._send_now(p.OfflineMessages(messages=[p.WireMessage.of(m) for m in batch.messages], more=batch.more))
+
+    def _push(self, message: Message) -> None:
+        self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)
 
     async def redeliver(self) -> None:
         """Re-push what this connection was given but has not acknowledged within the interval;
-        forget what another device acknowledged; start the next batch when one is due."""
-        due = self.inflight.due_for_repush(self._services.clock.now())
+        forget what another device acknowledged; start the next batch when one is due. With
+        ``repush_from_store`` (several processes) also push pending messages that arrived while
+        connected but never reached this connection (pub/sub is at-most-once)."""
+        now = self._services.clock.now()
+        due = self.inflight.due_for_repush(now)
         if due:
             still = await self._services.still_pending(self.user_id, due)
-            self.inflight.settle(set(due) - still)
-            if still:
-                self.inflight.record_push(still, self._services.clock.now())
-                # Re-pushes are plain messageReceived frames; clients dedupe by id.
-                for message in await self._pending_messages(still):
-                    self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)
+            self._settled(set(due) - still)
+            again = [self._unacked[i] for i in due if i in still and i in self._unacked]
+            self._pushed(again)
+            for message in again:  # plain messageReceived frames; clients dedupe by id
+                self._push(message)
+        if self._services.repush_from_store:
+            await self._catch_up(now)
         if self.inflight.next_batch_due():
             await self._send_batch()
 
-    async def _pending_messages(self, ids: set[str]) -> list[Any]:
-        batch = await self._services.pending_for(self.user_id, limit=max(len(ids), 1) + 100)
-        return [m for m in batch.messages if m.id in ids]
+    async def _catch_up(self, now: datetime) -> None:
+        cutoff = now - self.inflight.redelivery
+        batch = await self._services.pending_for(self.user_id)
+        missed = [
+            m
+            for m in batch.messages
+            if m.id not in self.inflight.pushed and self._connected_at <= m.created_at <= cutoff
+        ]
+        self._pushed(missed)
+        for message in missed:
+            self._push(message)
 
     # -- inbound ------------------------------------------------------------------------------
 
@@ -365,7 +398,7 @@ class Connection:
                 )
             case p.AckMessages(ids=ids):
                 await s.acknowledge(self.user_id, ids)
-                self.inflight.settle(ids)
+                self._settled(ids)
                 if self.inflight.next_batch_due():
                     await self._send_batch()
             case p.MarkRead(peer_id=peer_id, up_to_seq=up_to_seq):

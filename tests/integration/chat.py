@@ -114,8 +114,8 @@ class Client:
 class Chat:
     base_url: str
     http: httpx.AsyncClient
-    container: Container
-    uow: Callable[[], SqlAlchemyUnitOfWork]
+    container: Container | None = None  # None for a server in another process
+    uow: Callable[[], SqlAlchemyUnitOfWork] | None = None
 
     @property
     def ws_url(self) -> str:
