@@ -169,7 +169,7 @@ class RedisPresenceRegistry(PresenceRegistry):
             k.processes,
             k.process_alive(self._process_id),
         ]
-        args = [user_id, connection_id, self._process_id, epoch_us(now), self._ttl_ms, k.base]
+        args: list[str | int] = [user_id, connection_id, self._process_id, epoch_us(now), self._ttl_ms, k.base]
         return int(await self._connect(keys=keys, args=args)) == 1
 
     async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
@@ -180,7 +180,8 @@ class RedisPresenceRegistry(PresenceRegistry):
     async def settle(self, *, now: datetime, grace_s: float) -> list[tuple[int, datetime]]:
         k = self.keys
         cutoff = now - timedelta(seconds=grace_s)  # left_at <= cutoff  <=>  now >= left_at + grace
-        reply = await self._settle(keys=[k.processes, k.online, k.leaving], args=[k.base, epoch_us(now), epoch_us(cutoff)])
+        args: list[str | int] = [k.base, epoch_us(now), epoch_us(cutoff)]
+        reply = await self._settle(keys=[k.processes, k.online, k.leaving], args=args)
         flat = [text(item) for item in reply]
         return [(int(uid), from_epoch_us(round(float(left)))) for uid, left in zip(flat[::2], flat[1::2], strict=True)]
 

@@ -9,6 +9,10 @@
 * ``session_factory`` — an ``async_sessionmaker`` over ``create_engine(migrated_url)`` with the
   mappers started; the engine is disposed afterwards.
 * ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``.
+* ``redis_url`` — the Redis server named by ``CHAT_TEST_REDIS_URL`` (probed once per session with
+  PING; unreachable → skipped, or failed when ``CI=true``). Tests using it carry the ``redis`` marker.
+* ``redis_client`` — a ``redis.asyncio.Redis`` on ``redis_url``, closed afterwards. Tests share the
+  server: each uses its own key prefix and deletes its keys.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -115,3 +121,59 @@ async def session_factory(migrated_url: str) -> AsyncIterator[async_sessionmaker
 @pytest.fixture
 def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
     return lambda: SqlAlchemyUnitOfWork(session_factory)
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# The outcome of the one PING per session, by server URL: "" when reachable, otherwise why not.
+_redis_problems: dict[str, str] = {}
+
+
+def redis_server_url() -> str:
+    return os.environ.get("CHAT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _require_redis(url: str) -> None:
+    """Skip (or, with ``CI=true``, fail) unless the Redis server answers PING; probed once."""
+    if url not in _redis_problems:
+        client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await client.ping()
+        except Exception as exc:  # whatever the failure, the server is not usable
+            _redis_problems[url] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        else:
+            _redis_problems[url] = ""
+        finally:
+            await client.aclose()
+    if problem := _redis_problems[url]:
+        reason = (
+            f"Redis not reachable at {_without_password(url)} ({problem}); "
+            "set CHAT_TEST_REDIS_URL or run with CI=true to require it"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    url = redis_server_url()
+    await _require_redis(url)
+    return url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -55,35 +55,41 @@ class Node:
 
 
 @contextmanager
-def start_node(env: dict[str, str], cwd: Path) -> Iterator[Node]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "entrypoints.cli", "serve"],
-        env={**env, "CHAT_PORT": str(port)},
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+def start_nodes(count: int, env: dict[str, str], cwd: Path) -> Iterator[list[Node]]:
+    """Start ``count`` server processes at once and wait until each is ready."""
+    nodes = []
+    for _ in range(count):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "entrypoints.cli", "serve"],
+            env={**env, "CHAT_PORT": str(port)},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        nodes.append(Node(process, f"http://127.0.0.1:{port}"))
     try:
-        while True:
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server on {base} did not come up")
-            time.sleep(0.05)
-        yield Node(process, base)
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            while True:
+                try:
+                    if httpx.get(f"{node.base_url}/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if node.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server on {node.base_url} did not come up")
+                time.sleep(0.05)
+        yield nodes
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        for node in nodes:
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for node in nodes:
             try:
-                process.wait(timeout=15)
+                node.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                node.process.kill()
 
 
 @dataclass
@@ -108,7 +114,7 @@ async def cluster_of(migrated_url: str, redis_url: str, tmp_path: Path) -> Async
             **TIMINGS,
         }
     )
-    with start_node(env, tmp_path) as n1, start_node(env, tmp_path) as n2:
+    with start_nodes(2, env, tmp_path) as (n1, n2):
         async with (
             httpx.AsyncClient(base_url=n1.base_url, timeout=30) as h1,
             httpx.AsyncClient(base_url=n2.base_url, timeout=30) as h2,
@@ -202,8 +208,10 @@ async def test_delivery_survives_killed_redis_connections(cluster: Cluster) -> N
         acked.append(str((await a.send_message(bob.id, f"before-{i}"))["id"]))  # noqa: PERF401
     killer = aioredis.Redis.from_url(cluster.redis_url)
     try:
-        await killer.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        await killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        await killer.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+        await killer.execute_command(  # type: ignore[no-untyped-call]
+            "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+        )
     finally:
         await killer.aclose()
     for i in range(20):
@@ -216,7 +224,7 @@ async def test_delivery_survives_killed_redis_connections(cluster: Cluster) -> N
         if frame["type"] == "messageReceived":
             seen.add(str(frame["id"]))
         elif frame["type"] == "offlineMessages":
-            seen.update(str(m["id"]) for m in frame["messages"])  # type: ignore[attr-defined]
+            seen.update(str(m["id"]) for m in frame["messages"])
     assert set(acked) <= seen  # by pub/sub or by re-push from the database; dedupe by id
 
 

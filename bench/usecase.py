@@ -1,0 +1,94 @@
+"""The messaging use cases alone, no WebSocket: what one send + one acknowledgement cost.
+
+``python -m bench usecase [--database sqlite|postgres] [--count 200]`` wires the project's
+container on a fresh database, sends ``count`` messages one after the other (each acknowledged by
+the recipient, as a client would), and reports wall and CPU time per pair and the SQL statements
+each use case issues. With ``--profile`` it prints the top functions of a ``cProfile`` run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import pstats
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from application.messaging import Send
+from bench.fixture import drop_database, fresh_database, new_secret, seed_users
+from entrypoints.container import Container
+from entrypoints.settings import Settings
+
+WARM_UP = 20
+
+
+async def measure(database: str, postgres_url: str, count: int, profile: bool) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="p2p-chat-usecase-"))
+    db = await fresh_database(database, workdir, postgres_url)
+    try:
+        secret = new_secret()
+        a, b = (u.id for u in await seed_users(db.url, 2, secret, 3600))
+        container = Container(settings=Settings(database_url=db.url, jwt_secret=secret))
+        container.init_resources()
+        send, ack = container.send_message(), container.acknowledge()
+        for i in range(WARM_UP):
+            await send(Send(sender_id=a, to=b, body="warm-up", client_msg_id=f"w{i}"))
+        statements: Counter[str] = Counter()
+
+        def count_statement(*args: Any) -> None:
+            statements[args[2].split(None, 1)[0].upper()] += 1
+
+        event.listen(container.engine().sync_engine, "before_cursor_execute", count_statement)
+        result = await send(Send(sender_id=a, to=b, body="counted", client_msg_id="counted"))
+        per_send = dict(statements)
+        statements.clear()
+        await ack(b, [result.message.id])
+        per_ack = dict(statements)
+        event.remove(container.engine().sync_engine, "before_cursor_execute", count_statement)
+
+        profiler = cProfile.Profile() if profile else None
+        wall, cpu = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        for i in range(count):
+            result = await send(Send(sender_id=a, to=b, body="x" * 64, client_msg_id=f"m{i}"))
+            await ack(b, [result.message.id])
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        await container.engine().dispose()
+        report: dict[str, Any] = {
+            "database": database,
+            "pairs": count,
+            "wall_ms_per_pair": wall / count * 1000,
+            "cpu_ms_per_pair": cpu / count * 1000,
+            "statements_per_send": per_send,
+            "statements_per_ack": per_ack,
+        }
+        if profiler is not None:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+            report["profile"] = out.getvalue()
+        return report
+    finally:
+        await drop_database(db)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(database: str, postgres_url: str, count: int, profile: bool) -> None:
+    report = asyncio.run(measure(database, postgres_url, count, profile))
+    print(
+        f"{report['database']}: {report['pairs']} send+ack pairs, one at a time: "
+        f"{report['wall_ms_per_pair']:.2f} ms wall, {report['cpu_ms_per_pair']:.2f} ms CPU per pair"
+    )
+    print(f"  statements per send: {report['statements_per_send']}")
+    print(f"  statements per ack:  {report['statements_per_ack']}")
+    if "profile" in report:
+        print(report["profile"])
