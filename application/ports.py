@@ -293,6 +293,11 @@ class ConnectionHub(Protocol):
 
     def connections_of(self, user_id: int) -> list[Subscriber]: ...
 
+    async def synced(self) -> None:
+        """Wait until events published anywhere reach every attached subscriber (e.g. the pub/sub
+        subscription is confirmed). Callers bound the wait; returns at once in one process."""
+        ...
+
 
 class PresenceRegistry(Protocol):
     """Who is online, decided by the server only, with the rules of :mod:`domain.presence`.

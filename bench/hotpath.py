@@ -48,9 +48,9 @@ def _function(frame: str) -> tuple[str, str]:
 
 
 def _thread_group(frames: list[str]) -> str:
-    """``event loop`` (the main thread), ``aiosqlite threads`` or ``other threads``."""
-    thread = next((f for f in frames if f.startswith("thread ")), "")
-    if "MainThread" in thread:
+    """``event loop (main thread)``, ``aiosqlite threads`` or ``other threads``."""
+    thread = next((f for f in frames if f.startswith("thread ")), None)
+    if thread is None or "MainThread" in thread:  # recorded without --threads: one thread
         return "event loop (main thread)"
     if "_connection_worker_thread" in thread:
         return "aiosqlite threads"

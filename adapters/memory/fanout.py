@@ -33,3 +33,6 @@ class InMemoryFanout(Notifier, ConnectionHub):
 
     def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
         self._table.deliver(user_id, event, skip_connection)
+
+    async def synced(self) -> None:
+        """In one process a publish reaches attached subscribers directly: nothing to wait for."""

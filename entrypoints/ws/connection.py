@@ -60,6 +60,7 @@ CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4430
 
+SYNC_TIMEOUT_S = 2.0
 # Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
 OTHER, EPHEMERAL, MESSAGE = 0, 1, 2
 
@@ -165,6 +166,10 @@ class Connection:
         self._schedule_expiry()
         tasks: list[asyncio.Future[Any]] = []
         try:
+            try:  # listening before reading pending messages, so none falls in between
+                await asyncio.wait_for(hub.synced(), timeout=SYNC_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("fan-out not confirmed for connection %s; re-pushes will cover it", self._connection_id)
             await self._services.connect(self.user_id, self._connection_id)
             self._send_now(self._ready())
             await self._send_batch()
