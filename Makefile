@@ -45,8 +45,11 @@ test: lint types imports
 	@echo ">> pytest"
 	@$(BIN)/python -m pytest -q
 
+# Scenario (a) by default: ceiling vs real server on SQLite, ratio table on stdout, JSON in
+# bench/results/. Other scenarios: make bench ARGS="--scenario b" (c, d; see docs/performance.md).
+ARGS ?= --scenario a
 bench: $(STAMP)
-	@echo "The benchmark suite arrives with the performance issue (#7); nothing to measure yet."
+	@$(BIN)/python -m bench run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -96,7 +96,8 @@ class Stats:
         self.closed: Counter[str] = Counter()
         self.latencies_us: list[int] = []  # send → messageReceived, sends inside the window
         self.ack_latencies_us: list[int] = []  # send → messageAck, sends inside the window
-        self.acked_ids: list[str] = []
+        self.acked_pairs: list[tuple[str, int]] = []  # (message id, recipient)
+        self.acked_to: Counter[int] = Counter()  # recipient → messages acked to them
 
     def tick(self, inflight: int) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class Client:
         self.to_ack: list[str] = []
         self.inflight: dict[str, int] = {}  # clientMsgId → send time (ns)
         self.count = 0
+        self.closed = False  # closed by the server (or lost) before the end
 
     async def open(self) -> None:
         spec = self.worker.spec
@@ -194,7 +196,8 @@ class Client:
                         continue
                     now = monotonic_ns()
                     stats.acked += 1
-                    stats.acked_ids.append(frame["id"])
+                    stats.acked_pairs.append((frame["id"], frame["to"]))
+                    stats.acked_to[frame["to"]] += 1
                     if w.window_start <= sent_at < w.window_end:
                         stats.ack_latencies_us.append((now - sent_at) // 1000)
                     if w.window_start <= now < w.window_end:
@@ -216,9 +219,11 @@ class Client:
         except ConnectionClosed as exc:
             if not w.finishing:
                 stats.closed[_close_reason(exc)] += 1
+                self.closed = True
             return
         if not w.finishing:
             stats.closed[_close_reason(None, ws)] += 1
+            self.closed = True
 
     def _on_message(self, message: dict[str, Any], *, offline: bool) -> bool:
         """Count a message and queue its acknowledgement; True when a full ack batch is waiting."""
@@ -274,8 +279,18 @@ class Worker:
         self.redelivery_ns = int(spec.redelivery_s * 1e9)
         self.connect_s = 0.0
 
-    def inflight(self) -> int:
-        return sum(len(c.inflight) for c in self.clients)
+    def inflight(self, *, closed: bool = False) -> int:
+        """Sends not acknowledged yet, on open connections (or on those the server closed)."""
+        return sum(len(c.inflight) for c in self.clients if c.closed is closed)
+
+    def load_tick(self) -> dict[str, Any]:
+        """The tick, plus what the coordinator needs to tell when every delivery that can still
+        happen has happened: acks per recipient, receipts per user, the closed users."""
+        return self.stats.tick(self.inflight()) | {
+            "acked_to": dict(self.stats.acked_to),
+            "received_by": {c.user_id: len(c.seen) for c in self.clients},
+            "closed_users": [c.user_id for c in self.clients if c.closed],
+        }
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
         self.control.events.put((kind, self.spec.index, payload))
@@ -315,7 +330,7 @@ class Worker:
         beat = 1
         while True:
             await asyncio.sleep(max(0.0, t0 + beat - time.monotonic()))
-            self.emit("tick", self.stats.tick(self.inflight()))
+            self.emit("tick", self.load_tick() if self.spec.mode == LOAD else self.stats.tick(0))
             beat = max(beat + 1, int(time.monotonic() - t0) + 1)
 
     async def _ack_flusher(self) -> None:
@@ -381,6 +396,8 @@ class Worker:
             "received": s.received,
             "received_in_window": s.received_in_window,
             "unacked": self.inflight(),
+            "unacked_closed": self.inflight(closed=True),
+            "closed_users": [c.user_id for c in self.clients if c.closed],
             "duplicates_raw": s.duplicates_raw,
             "duplicates_unexpected": s.duplicates_unexpected,
             "receipts": s.receipts,
@@ -390,7 +407,7 @@ class Worker:
             "closed": dict(s.closed),
             "latencies_us": s.latencies_us,
             "ack_latencies_us": s.ack_latencies_us,
-            "acked_ids": s.acked_ids,
+            "acked_pairs": s.acked_pairs,
             "received_ids": [mid for c in self.clients for mid in c.seen],
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_bytes": usage.ru_maxrss * 1024,

@@ -76,6 +76,14 @@ class _Run:
     def total(self, key: str) -> int:
         return sum(int(t.get(key, 0)) for t in self.latest.values())
 
+    def undelivered(self) -> int:
+        """Messages acked to users whose connection is still open, not yet received by them
+        (messages to a connection the server closed stay pending until a reconnect)."""
+        closed = {u for t in self.latest.values() for u in t.get("closed_users", [])}
+        expected = sum(n for t in self.latest.values() for u, n in t.get("acked_to", {}).items() if u not in closed)
+        received = sum(n for t in self.latest.values() for u, n in t.get("received_by", {}).items() if u not in closed)
+        return int(expected - received)
+
     def server_sample(self) -> procstat.Sample:
         sample = self.server.stats()
         self.server_rss_peak = max(self.server_rss_peak, sample.rss_bytes)
@@ -216,7 +224,7 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
             if point not in server_at and now >= at:
                 server_at[point], gen_at[point] = run.server_sample(), run.workers_sample()
                 sampled_at[point] = time.monotonic()
-        if now >= window_end and run.total("inflight") == 0 and run.total("received") >= run.total("acked"):
+        if now >= window_end and run.total("inflight") == 0 and run.undelivered() <= 0:
             drained_at = now
             break
         if now >= window_end:
@@ -273,8 +281,10 @@ def _merge(run: _Run, cfg: LoadConfig, measured: dict[str, Any]) -> dict[str, An
     measured["loadgen_max_rss_bytes"] = max(int(r["max_rss_bytes"]) for r in results)
     if cfg.mode == IDLE:
         return measured
-    acked_ids = {mid for r in results for mid in r["acked_ids"]}
+    closed_users = {u for r in results for u in r["closed_users"]}
     received_ids = {mid for r in results for mid in r["received_ids"]}
+    missing = [(mid, to) for r in results for mid, to in r["acked_pairs"] if mid not in received_ids]
+    to_closed = sum(1 for _, to in missing if to in closed_users)
     window = measured["window_s"]
     delivered_per_s = total("received_in_window") / window
     measured |= {
@@ -282,7 +292,9 @@ def _merge(run: _Run, cfg: LoadConfig, measured: dict[str, Any]) -> dict[str, An
         "acked": total("acked"),
         "received": total("received"),
         "unacked": total("unacked"),
-        "lost": len(acked_ids - received_ids),
+        "lost": len(missing) - to_closed,
+        "undelivered_to_closed": to_closed,
+        "unacked_closed": total("unacked_closed"),
         "duplicates_raw": total("duplicates_raw"),
         "duplicates_unexpected": total("duplicates_unexpected"),
         "receipts": total("receipts"),

@@ -326,6 +326,8 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("received (unique)", "received", 0),
         ("lost (acked, never received)", "lost", 0),
         ("unacked at end", "unacked", 0),
+        ("server-closed connections: unacked", "unacked_closed", 0),
+        ("  … and acked to them, not received", "undelivered_to_closed", 0),
         ("duplicates raw", "duplicates_raw", 0),
         ("duplicates not allowed re-pushes", "duplicates_unexpected", 0),
         ("error frames", "errors", 0),

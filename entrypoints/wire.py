@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypedDict
+
+import msgspec
+
+from domain.messages import Message
+from domain.users import UserCard
 
 
 def iso_ms(moment: datetime) -> str:
@@ -13,3 +19,61 @@ def iso_ms(moment: datetime) -> str:
 
 def iso_ms_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else iso_ms(moment)
+
+
+class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
+    """What anyone may see of another user. ``online``/``lastSeenAt`` are null unless visible."""
+
+    id: int
+    name: str
+    online: bool | None
+    last_seen_at: str | None
+
+    @classmethod
+    def of(cls, card: UserCard) -> UserPublic:
+        return cls(id=card.id, name=card.name, online=card.online, last_seen_at=iso_ms_or_none(card.last_seen_at))
+
+
+class WireMessage(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """A message as history, offline batches and the HTTP API show it."""
+
+    id: str
+    seq: int
+    from_: int = msgspec.field(name="from")
+    to: int
+    message: str
+    client_msg_id: str
+    timestamp: str
+    delivered_at: str | None
+    read_at: str | None
+
+    @classmethod
+    def of(cls, m: Message) -> WireMessage:
+        return cls(
+            **message_fields(m),
+            delivered_at=iso_ms_or_none(m.delivered_at),
+            read_at=iso_ms_or_none(m.read_at),
+        )
+
+
+class MessageFields(TypedDict):
+    id: str
+    seq: int
+    from_: int
+    to: int
+    message: str
+    client_msg_id: str
+    timestamp: str
+
+
+def message_fields(m: Message) -> MessageFields:
+    """The fields every wire form of a message shares (``messageReceived`` has only these)."""
+    return {
+        "id": m.id,
+        "seq": m.seq,
+        "from_": m.sender_id,
+        "to": m.recipient_id,
+        "message": m.body,
+        "client_msg_id": m.client_msg_id,
+        "timestamp": iso_ms(m.created_at),
+    }

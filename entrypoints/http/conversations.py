@@ -9,8 +9,7 @@ from litestar.params import FromPath, FromQuery
 
 from application.common import Principal
 from application.messaging import History, HistoryQuery, ListConversations
-from entrypoints.http.schemas import UserPublic
-from entrypoints.ws.protocol import WireMessage
+from entrypoints.wire import UserPublic, WireMessage
 
 
 class ConversationOut(msgspec.Struct, frozen=True, rename="camel"):

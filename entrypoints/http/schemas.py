@@ -7,8 +7,8 @@ from typing import Annotated
 
 import msgspec
 
-from domain.users import User, UserCard
-from entrypoints.wire import iso_ms, iso_ms_or_none
+from domain.users import User
+from entrypoints.wire import UserPublic, iso_ms
 
 # Upper bounds here only stop absurd inputs early; the domain states and checks the real rules.
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
@@ -73,19 +73,6 @@ class ProfileOut(msgspec.Struct, frozen=True, rename="camel"):
             phone_number=user.phone_number,
             created_at=iso_ms(user.created_at),
         )
-
-
-class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
-    """What anyone may see of another user. ``online``/``lastSeenAt`` are null unless visible."""
-
-    id: int
-    name: str
-    online: bool | None
-    last_seen_at: str | None
-
-    @classmethod
-    def of(cls, card: UserCard) -> UserPublic:
-        return cls(id=card.id, name=card.name, online=card.online, last_seen_at=iso_ms_or_none(card.last_seen_at))
 
 
 class UserPage(msgspec.Struct, frozen=True, rename="camel"):

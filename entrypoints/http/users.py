@@ -11,7 +11,8 @@ from application.common import Principal
 from application.social import BlockUser, ListBlocked, UnblockUser
 from application.users import GetProfile, GetUser, ListContacts, RenameUser, SearchQuery, SearchUsers
 from domain.errors import InvalidInputError
-from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage, UserPublic
+from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage
+from entrypoints.wire import UserPublic
 
 
 class UsersController(Controller):

@@ -43,7 +43,7 @@ from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
 from domain.messages import Message
 from entrypoints.metrics import Metrics
 from entrypoints.settings import Settings
-from entrypoints.wire import iso_ms
+from entrypoints.wire import UserPublic, WireMessage, iso_ms
 from entrypoints.ws import protocol as p
 
 log = logging.getLogger("p2p_chat.ws")
@@ -283,7 +283,7 @@ class Connection:
         batch = await self._services.pending_for(self.user_id)
         self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
         self._pushed(batch.messages)
-        self._send_now(p.OfflineMessages(messages=[p.WireMessage.of(m) for m in batch.messages], more=batch.more))
+        self._send_now(p.OfflineMessages(messages=[WireMessage.of(m) for m in batch.messages], more=batch.more))
 
     def _push(self, message: Message) -> None:
         self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)
@@ -414,7 +414,7 @@ class Connection:
                 )
             case p.SearchUsers(query=query, limit=limit, ref=ref):
                 cards = await s.search_users(SearchQuery(viewer=self._principal, query=query, limit=limit))
-                self.reply(p.SearchResults(ref=ref, query=query, users=[p.UserPublicFrame.of(c) for c in cards]))
+                self.reply(p.SearchResults(ref=ref, query=query, users=[UserPublic.of(c) for c in cards]))
             case p.Ping(ref=ref):
                 self.reply(p.Pong(ref=ref))
             case p.Auth(token=token, ref=ref):

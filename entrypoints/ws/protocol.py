@@ -21,8 +21,7 @@ from application.events import (
     Typing as TypingEvent,
 )
 from domain.messages import Message
-from domain.users import UserCard
-from entrypoints.wire import iso_ms, iso_ms_or_none
+from entrypoints.wire import UserPublic, WireMessage, iso_ms, message_fields
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
 UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
@@ -121,34 +120,6 @@ class ServerFrame(msgspec.Struct, tag_field="type", rename="camel", omit_default
     pass
 
 
-class WireMessage(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
-    """A message as history, offline batches and the HTTP API show it."""
-
-    id: str
-    seq: int
-    from_: int = msgspec.field(name="from")
-    to: int
-    message: str
-    client_msg_id: str
-    timestamp: str
-    delivered_at: str | None
-    read_at: str | None
-
-    @classmethod
-    def of(cls, m: Message) -> WireMessage:
-        return cls(
-            id=m.id,
-            seq=m.seq,
-            from_=m.sender_id,
-            to=m.recipient_id,
-            message=m.body,
-            client_msg_id=m.client_msg_id,
-            timestamp=iso_ms(m.created_at),
-            delivered_at=iso_ms_or_none(m.delivered_at),
-            read_at=iso_ms_or_none(m.read_at),
-        )
-
-
 class Ready(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     ref: str | None = None
     user_id: int
@@ -182,15 +153,7 @@ class MessageReceivedFrame(ServerFrame, frozen=True, kw_only=True, tag="messageR
 
     @classmethod
     def of(cls, m: Message) -> MessageReceivedFrame:
-        return cls(
-            id=m.id,
-            seq=m.seq,
-            from_=m.sender_id,
-            to=m.recipient_id,
-            message=m.body,
-            client_msg_id=m.client_msg_id,
-            timestamp=iso_ms(m.created_at),
-        )
+        return cls(**message_fields(m))
 
 
 class MessageDeliveredFrame(ServerFrame, frozen=True, kw_only=True, tag="messageDelivered"):
@@ -206,21 +169,10 @@ class MessagesReadFrame(ServerFrame, frozen=True, kw_only=True, tag="messagesRea
     read_at: str
 
 
-class UserPublicFrame(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
-    id: int
-    name: str
-    online: bool | None
-    last_seen_at: str | None
-
-    @classmethod
-    def of(cls, card: UserCard) -> UserPublicFrame:
-        return cls(id=card.id, name=card.name, online=card.online, last_seen_at=iso_ms_or_none(card.last_seen_at))
-
-
 class SearchResults(ServerFrame, frozen=True, kw_only=True, tag="searchResults"):
     ref: str | None = None
     query: str
-    users: list[UserPublicFrame]
+    users: list[UserPublic]
 
 
 class OnlineUsers(ServerFrame, frozen=True, kw_only=True, tag="onlineUsers"):
