@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -94,6 +97,19 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def code_version() -> dict[str, Any]:
+    """Which server code was measured: the commit and the files changed since (outside bench/),
+    or ``BENCH_CODE_REF`` for a checkout without ``.git`` (a ``git archive`` snapshot)."""
+    git = shutil.which("git")
+    if (REPO_ROOT / ".git").exists() and git is not None:
+        run = functools.partial(subprocess.run, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+        commit = run([git, "rev-parse", "HEAD"]).stdout.strip()
+        status = run([git, "status", "--porcelain"]).stdout.splitlines()
+        changed = [line[3:] for line in status if not line[3:].startswith("bench/")]
+        return {"commit": commit, "changed_since_commit": changed}
+    return {"commit": os.environ.get("BENCH_CODE_REF", "unknown"), "changed_since_commit": []}
 
 
 def machine_info() -> dict[str, Any]:

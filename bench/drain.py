@@ -48,6 +48,7 @@ async def drain(server: Server, token: str, expected: int, label: str, timeout_s
             last, at, before = state["received"], now, sample
 
     reporter = asyncio.ensure_future(progress())
+    server.profile_window(timeout_s)  # stopped by finish_profile() when the drain is over
     cpu_before = server.stats().cpu_s
     started = time.monotonic()
     finished: float | None = None
@@ -83,6 +84,7 @@ async def drain(server: Server, token: str, expected: int, label: str, timeout_s
     finally:
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
+        server.finish_profile()
     end = finished or time.monotonic()
     elapsed = end - started
     sample = server.stats()

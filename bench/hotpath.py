@@ -1,8 +1,9 @@
 """Summaries of a server profile: where the time goes, by function and by module.
 
-* ``py-spy record --format raw --threads`` output (collapsed stacks, one ``frame;frame;… count``
-  line per distinct stack, root first): self time and inclusive time per function, self time per
-  package/module, samples per thread.
+* ``py-spy record --format raw --threads [--gil]`` output (collapsed stacks, one
+  ``frame;frame;… count`` line per distinct stack, root first): samples per thread, self and
+  inclusive time per function and per package/module. With ``--gil`` (as ``--profile py-spy``
+  records) only samples where a thread holds the GIL are kept: Python CPU time.
 * a ``cProfile`` file: ``pstats`` top functions by own and cumulative time, own time per module.
 
 ``python -m bench profile FILE`` prints the summary of a file written by ``--profile``.
@@ -12,32 +13,34 @@ from __future__ import annotations
 
 import pstats
 import re
+import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from pathlib import Path
+from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _LAYERS = ("domain", "application", "adapters", "entrypoints", "bench")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def module_of(path: str) -> str:
-    """A readable owner for a source path: ``sqlalchemy``, ``asyncio``, ``adapters/sqlalchemy`` …"""
-    if "site-packages/" in path:
-        rest = path.split("site-packages/", 1)[1]
-        return rest.split("/", 1)[0].removesuffix(".py")
-    for layer in _LAYERS:
-        marker = f"/{layer}/"
-        if marker in path:
-            parts = path.split(marker, 1)[1].split("/")
-            return f"{layer}/{parts[0].removesuffix('.py')}"
-    if "/lib/python" in path:
-        rest = path.split("/lib/python", 1)[1].split("/", 1)[-1]
-        return "stdlib:" + rest.split("/", 1)[0].removesuffix(".py")
+    """The owner of a source path, at package level: ``sqlalchemy``, ``stdlib:asyncio``,
+    ``application/messaging`` (the project's layers keep their module) …
+
+    py-spy prints paths relative to ``sys.path`` entries (``sqlalchemy/sql/elements.py``),
+    cProfile absolute ones; both are handled."""
     if path.startswith("<frozen"):
-        return "stdlib:" + path.strip("<>").removeprefix("frozen ")
-    return path or "?"
+        return "stdlib:" + path.strip("<>").removeprefix("frozen ").split(".")[0]
+    for marker in ("site-packages/", "/lib/python3.11/", "/lib/python3.12/", "/lib/python3.13/", str(REPO) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    parts = path.split("/")
+    head = parts[0].removesuffix(".py")
+    if head in _LAYERS and len(parts) > 1:
+        return f"{head}/{parts[1].removesuffix('.py')}"
+    if head in sys.stdlib_module_names:
+        return f"stdlib:{head}"
+    return head or "?"
 
 
 def _function(frame: str) -> tuple[str, str]:
@@ -142,8 +145,8 @@ def render(summary: dict[str, Any], top: int = 15) -> str:
     for key, title in (
         ("threads", "samples by thread group (share of all samples)"),
         ("database_thread_lines", "database threads sit on (share of all samples)"),
-        ("own_by_module", f"own time by module/package{scope}"),
-        ("inclusive_by_module", f"inclusive time by module/package{scope}"),
+        ("own_by_module", f"own time by package (project: by module){scope}"),
+        ("inclusive_by_module", f"inclusive time by package (project: by module){scope}"),
         ("own_by_function", f"own time by function{scope}"),
         ("inclusive_by_function", f"inclusive time by function{scope}"),
     ):

@@ -22,6 +22,7 @@ class Sample:
     cpu_s: float
     rss_bytes: int
     processes: int
+    system_s: float = 0.0  # the kernel's share of cpu_s
 
 
 def _stat_fields(pid: int) -> tuple[str, list[str]] | None:
@@ -69,16 +70,17 @@ def _rss_bytes(pid: int) -> int:
 
 def sample(root: int) -> Sample:
     """Sum CPU and RSS over the live tree below ``root`` (processes that exited are not counted)."""
-    cpu_ticks = rss = count = 0
+    cpu_ticks = system_ticks = rss = count = 0
     for pid in tree(root):
         parsed = _stat_fields(pid)
         if parsed is None or parsed[0] in EXCLUDED_COMMANDS:
             continue
         fields = parsed[1]
         cpu_ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+        system_ticks += int(fields[12])
         rss += _rss_bytes(pid)
         count += 1
-    return Sample(cpu_s=cpu_ticks / CLOCK_TICKS, rss_bytes=rss, processes=count)
+    return Sample(cpu_s=cpu_ticks / CLOCK_TICKS, rss_bytes=rss, processes=count, system_s=system_ticks / CLOCK_TICKS)
 
 
 def sample_many(pids: list[int]) -> Sample:
@@ -88,4 +90,5 @@ def sample_many(pids: list[int]) -> Sample:
         cpu_s=sum(p.cpu_s for p in parts),
         rss_bytes=sum(p.rss_bytes for p in parts),
         processes=sum(p.processes for p in parts),
+        system_s=sum(p.system_s for p in parts),
     )

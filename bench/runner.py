@@ -36,7 +36,7 @@ class LoadConfig:
     ack_batch: int = 100
     redelivery_s: float = 10.0
     idle_s: float = 10.0
-    settle_s: float = 3.0
+    settle_s: float = 5.0
     connect_concurrency: int = 100
     connect_timeout_s: float = 600.0
     expect_ready: bool = True
@@ -180,15 +180,18 @@ def _idle_phase(run: _Run, cfg: LoadConfig, before: procstat.Sample) -> dict[str
     run.control.t0.value = time.monotonic()
     run.control.start.set()
     run.pump(time.monotonic() + cfg.settle_s)
-    start = run.server_sample()
-    started_at = time.monotonic()
+    start = previous = run.server_sample()
+    started_at = previous_at = time.monotonic()
+    run.server.profile_window(cfg.idle_s)
     end = started_at + cfg.idle_s
+    timeline: list[float] = []
     while time.monotonic() < end:
         run.pump(min(end, time.monotonic() + 1.0))
-        sample = run.server_sample()
-        cpu = (sample.cpu_s - start.cpu_s) / max(1e-9, time.monotonic() - started_at) * 100
-        elapsed = time.monotonic() - started_at
-        say(f"[{label}] idle {elapsed:4.1f} s · server cpu {cpu:5.1f}% · {sample.rss_bytes / MIB:7.1f} MiB")
+        sample, now = run.server_sample(), time.monotonic()
+        cpu = (sample.cpu_s - previous.cpu_s) / max(1e-9, now - previous_at) * 100
+        timeline.append(round(cpu, 1))
+        previous, previous_at = sample, now
+        say(f"[{label}] idle {now - started_at:4.1f} s · server cpu {cpu:5.1f}% · {sample.rss_bytes / MIB:7.1f} MiB")
     finish = run.server_sample()
     elapsed = time.monotonic() - started_at
     connected = run.total("connected")
@@ -198,6 +201,8 @@ def _idle_phase(run: _Run, cfg: LoadConfig, before: procstat.Sample) -> dict[str
         "server_rss_connected_bytes": finish.rss_bytes,
         "server_rss_per_connection_bytes": growth / connected if connected else None,
         "server_idle_cpu_percent": (finish.cpu_s - start.cpu_s) / elapsed * 100,
+        "server_idle_cpu_timeline": timeline,  # per second
+        "server_idle_cpu_median_percent": sorted(timeline)[len(timeline) // 2] if timeline else None,
         "idle_s": elapsed,
         "server_processes": finish.processes,
     }
@@ -224,6 +229,8 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
             if point not in server_at and now >= at:
                 server_at[point], gen_at[point] = run.server_sample(), run.workers_sample()
                 sampled_at[point] = time.monotonic()
+                if point == "start":
+                    run.server.profile_window(window_end - now)
         if now >= window_end and run.total("inflight") == 0 and run.undelivered() <= 0:
             drained_at = now
             break
@@ -255,6 +262,7 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
         "drained": drained_at is not None,
         "server_cpu_percent": cpu,
         "server_cpu_s": server_at["end"].cpu_s - server_at["start"].cpu_s,
+        "server_system_cpu_percent": (server_at["end"].system_s - server_at["start"].system_s) / sampled * 100,
         "server_rss_end_bytes": server_at["end"].rss_bytes,
         "server_processes": server_at["end"].processes,
         "loadgen_cpu_percent": gen_cpu,

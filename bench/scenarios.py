@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from adapters.auth.tokens import PyJwtTokenService
 from adapters.system.ids import Uuid7Ids
 from bench import hotpath
-from bench.common import RESULTS_DIR, machine_info, say, stamp
+from bench.common import RESULTS_DIR, code_version, machine_info, say, stamp
 from bench.drain import drain
 from bench.fixture import BenchUser, count_pending, drop_database, fresh_database, new_secret, seed_pending, seed_users
 from bench.loadgen import IDLE, LOAD
@@ -133,6 +134,7 @@ def run(opts: Options) -> dict[str, Any]:
         "scenario": opts.scenario,
         "started_at": started,
         "machine": machine_info(),
+        "code": code_version(),
         "options": asdict(opts),
         "runs": [],
     }
@@ -163,6 +165,7 @@ def _run_target(opts: Options, target: Target, workdir: Path, started: str) -> d
     count = _user_count(opts)
     outcome: dict[str, Any] = {"target": target.name, "server": target.describe()}
     database = None
+    redis_prefix: str | None = None
     profile_out = None
     if target.kind == REAL and opts.profile != "none":
         suffix = "prof" if opts.profile == "cprofile" else "txt"
@@ -182,6 +185,9 @@ def _run_target(opts: Options, target: Target, workdir: Path, started: str) -> d
         else:
             users = mint_users(count, secret)
         env = {}
+        redis_prefix = f"bench-{uuid.uuid4().hex[:12]}" if target.redis else None
+        if redis_prefix is not None:
+            env["CHAT_REDIS_PREFIX"] = redis_prefix  # this run's keys only; removed afterwards
         if target.kind == CEILING and opts.scenario == "c":
             env["BENCH_CEILING_PENDING"] = f"{users[0].id}:{opts.pending}:{opts.body_bytes}"
         spec = ServerSpec(
@@ -207,6 +213,7 @@ def _run_target(opts: Options, target: Target, workdir: Path, started: str) -> d
             return outcome
         try:
             outcome |= _measure(opts, target, server, users, database.url if database else None)
+            server.finish_profile()
         finally:
             status = server.stop()
             outcome["server_exit_status"] = status
@@ -215,11 +222,28 @@ def _run_target(opts: Options, target: Target, workdir: Path, started: str) -> d
     finally:
         if database is not None:
             asyncio.run(drop_database(database))
+        if redis_prefix is not None:
+            _forget_redis_keys(opts.redis_url, redis_prefix)
     if profile_out is not None and profile_out.exists():
         summary = hotpath.summarise(profile_out)
         outcome["profile"] = {"file": str(profile_out), "summary": summary}
         say(hotpath.render(summary))
     return outcome
+
+
+def _forget_redis_keys(url: str, prefix: str) -> None:
+    """Delete the keys the server wrote under this run's prefix (and nothing else)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError as exc:
+        say(f"could not remove the Redis keys {prefix}*: {exc}")
+    finally:
+        client.close()
 
 
 def _measure(
@@ -332,6 +356,7 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("duplicates not allowed re-pushes", "duplicates_unexpected", 0),
         ("error frames", "errors", 0),
         ("server CPU % (100 = 1 core)", "server_cpu_percent", 0),
+        ("  … of which system (kernel) %", "server_system_cpu_percent", 0),
         ("server CPU µs per message", "server_cpu_us_per_message", 0),
         ("server RSS MiB (end)", "server_rss_end_mib", 1),
         ("load generator CPU %", "loadgen_cpu_percent", 0),
@@ -344,7 +369,8 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("server RSS MiB before", "server_rss_before_mib", 1),
         ("server RSS MiB connected", "server_rss_connected_mib", 1),
         ("server RSS KiB per connection", "server_rss_per_connection_kib", 1),
-        ("server idle CPU %", "server_idle_cpu_percent", 1),
+        ("server idle CPU % (mean)", "server_idle_cpu_percent", 1),
+        ("server idle CPU % (median second)", "server_idle_cpu_median_percent", 1),
         ("still open at end", "open_at_end", 0),
     ],
     "drain": [
@@ -390,8 +416,18 @@ def render(report: dict[str, Any]) -> str:
     }
     runs = report["runs"]
     names = [r["target"] for r in runs]
+    code = report.get("code", {})
+    changed = (
+        f" + {len(code.get('changed_since_commit', []))} changed files" if code.get("changed_since_commit") else ""
+    )
+    machine = report["machine"]
     width = max(14, *(len(n) + 2 for n in names))
-    lines = [titles[scenario], ""]
+    lines = [
+        titles[scenario],
+        f"code {str(code.get('commit', '?'))[:12]}{changed} · {machine['nproc']} × {machine['cpu_model']}, "
+        f"{machine['memory_gib']} GiB, Python {machine['python']}",
+        "",
+    ]
     for run in runs:
         lines.append(f"  {run['target']:<18} {run['server']}")
         if "error" in run:

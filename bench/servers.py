@@ -1,10 +1,12 @@
 """The servers under test, each a subprocess on its own loopback port: the real ``p2p-chat serve``
-(optionally under ``py-spy`` or ``cProfile``), the in-memory ceiling (:mod:`bench.ceiling`) and the
-bare WebSocket handler (:mod:`bench.bare`)."""
+(optionally profiled: ``py-spy`` attached for the measured window, or the whole run under
+``cProfile``), the in-memory ceiling (:mod:`bench.ceiling`) and the bare WebSocket handler
+(:mod:`bench.bare`)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -45,7 +47,9 @@ class ServerSpec:
     max_connections: int = 20_000
     max_connections_per_user: int = 100
     env: dict[str, str] = field(default_factory=dict)
-    profile: str = "none"  # "none", "py-spy" or "cprofile" (real server only)
+    # "none"; "py-spy": attached for the measured window only (profile_window); "cprofile": the
+    # whole life of the server, written when it stops.
+    profile: str = "none"
     profile_out: Path | None = None
 
 
@@ -56,6 +60,7 @@ class Server:
         self._workdir = workdir
         self.log_path = log_path or workdir / f"server-{spec.label}.log"
         self._popen: subprocess.Popen[bytes] | None = None
+        self._profiler: subprocess.Popen[bytes] | None = None
 
     @property
     def ws_url(self) -> str:
@@ -74,24 +79,6 @@ class Server:
         if spec.kind == BARE:
             return [sys.executable, "-m", "bench.bare", "--port", str(self.port)]
         serve = [str(VENV_BIN / "p2p-chat"), "serve"]
-        if spec.profile == "py-spy":
-            if spec.profile_out is None:
-                raise ValueError("py-spy needs profile_out")
-            return [
-                str(VENV_BIN / "py-spy"),
-                "record",
-                "--rate",
-                "100",
-                "--format",
-                "raw",
-                "--threads",
-                "--nonblocking",
-                "--subprocesses",
-                "--output",
-                str(spec.profile_out),
-                "--",
-                *serve,
-            ]
         if spec.profile == "cprofile":
             if spec.profile_out is None:
                 raise ValueError("cProfile needs profile_out")
@@ -163,34 +150,60 @@ class Server:
     def stats(self) -> procstat.Sample:
         return procstat.sample(self.pid)
 
-    def stop(self) -> int | None:
-        """Ask for a graceful stop (SIGINT, as Ctrl-C), then kill after :data:`STOP_TIMEOUT_S`.
+    def profile_window(self, seconds: float) -> None:
+        """With ``profile="py-spy"``: attach py-spy to the server (and its worker processes) for
+        ``seconds``, so the profile holds the measured window only. Sampling pauses the server
+        100 times a second: take throughput figures from runs without ``--profile``."""
+        if self.spec.profile != "py-spy" or self._profiler is not None:
+            return
+        if self.spec.profile_out is None:
+            raise ValueError("py-spy needs profile_out")
+        command = [
+            str(VENV_BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(self.pid),
+            "--duration",
+            str(max(1, math.ceil(seconds))),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--threads",
+            "--gil",  # only samples where a thread holds the GIL: where the Python CPU time goes
+            "--subprocesses",
+            "--output",
+            str(self.spec.profile_out),
+        ]
+        with self.log_path.with_suffix(".py-spy.log").open("wb") as log:
+            self._profiler = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
 
-        Under py-spy the server is the profiler's child: it is the one interrupted, and the
-        profiler writes its output when the server has exited."""
+    def finish_profile(self) -> None:
+        """Stop py-spy if it still runs (it writes its output on SIGINT) and wait for the file."""
+        profiler, self._profiler = self._profiler, None
+        if profiler is None:
+            return
+        if profiler.poll() is None:
+            time.sleep(0.5)
+            _signal(profiler.pid, signal.SIGINT)
+        try:
+            profiler.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+            profiler.wait(timeout=STOP_TIMEOUT_S)
+
+    def stop(self) -> int | None:
+        """Ask for a graceful stop (SIGINT, as Ctrl-C), then kill after :data:`STOP_TIMEOUT_S`."""
+        self.finish_profile()
         popen = self._popen
         if popen is None or popen.poll() is not None:
             return None if popen is None else popen.returncode
-        if self.spec.profile == "py-spy":
-            for pid in procstat.tree(popen.pid):
-                if _parent(pid) == popen.pid:  # the server itself, not its own worker processes
-                    _signal(pid, signal.SIGINT)
-        else:
-            _signal(popen.pid, signal.SIGINT)
+        _signal(popen.pid, signal.SIGINT)
         try:
             return popen.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             os.killpg(popen.pid, signal.SIGKILL)
             return popen.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            raw = handle.read()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(")") + 2 :].split()[1])
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -1,6 +1,6 @@
-"""Engine set-up per backend: SQLite gets WAL, a busy timeout, the configured ``synchronous`` level
-and ``BEGIN IMMEDIATE`` transactions (so concurrent writers queue instead of failing); PostgreSQL
-is used as it comes."""
+"""Engine set-up per backend: SQLite gets one pooled connection (transactions queue for it in the
+pool), WAL, a busy timeout (for other processes, e.g. ``p2p-chat migrate``), the configured
+``synchronous`` level and ``BEGIN IMMEDIATE`` transactions; PostgreSQL is used as it comes."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def create_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL",
     if not is_sqlite(url):
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
     ensure_sqlite_directory(url)
-    engine = create_async_engine(url, echo=echo)
+    # One connection: SQLite runs one writer at a time anyway. Queueing for it in the pool (an
+    # asyncio wait) is far cheaper than several connections spinning in SQLite's busy handler.
+    engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -109,7 +109,10 @@ class Connection:
         self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
         self._connected_at = services.clock.now()
         self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
-        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
+        self._receiving = False
+        self._close: tuple[int, str] | None = None
         self._started = False
         self._held: list[tuple[str, int, Any]] = []  # published before ``ready`` + ``offlineMessages``
         self._messages = TokenBucket(rate=settings.rate_msg_per_s, burst=settings.rate_msg_burst)
@@ -117,7 +120,6 @@ class Connection:
         self._search = quarter_of(self._messages)
         self._refusals = RefusalStreak(seconds=settings.rate_close_after_s)
         self._errors = ErrorWindow()
-        self._closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._expiry: asyncio.TimerHandle | None = None
         self._max_frame_bytes = settings.max_frame_bytes
         self._max_queued = settings.max_queued_frames  # frames queued before it is a slow consumer
@@ -153,18 +155,24 @@ class Connection:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close_soon(self, code: int, reason: str) -> None:
-        """Ask the connection to close with ``code`` (the first request wins)."""
-        if not self._closing.done():
-            self._closing.set_result((code, reason))
+        """Ask the connection to close with ``code`` (the first request wins). A reader waiting for
+        the next frame is interrupted; a frame being handled finishes first."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        if self._receiving and self._task is not None:
+            self._task.cancel()
 
     async def run(self) -> None:
-        """Send ``ready`` and the first offline batch, then serve until the socket ends or a close
-        is requested; always detaches from the hub."""
+        """Send ``ready`` and the first offline batch, then read frames until the socket ends or a
+        close is requested; always detaches from the hub. Reading happens in the caller's task and
+        a writer task exists only while frames wait to be written, so an idle connection costs
+        one task."""
         hub = self._services.hub
         hub.attach(self)
         self._services.metrics.connections.inc()
         self._schedule_expiry()
-        tasks: list[asyncio.Future[Any]] = []
+        self._task = asyncio.current_task()
         try:
             try:  # listening before reading pending messages, so none falls in between
                 await asyncio.wait_for(hub.synced(), timeout=SYNC_TIMEOUT_S)
@@ -177,23 +185,26 @@ class Connection:
             for held in self._held:
                 self._enqueue(*held)
             self._held.clear()
-            tasks = [asyncio.ensure_future(self._read_loop()), asyncio.ensure_future(self._write_loop())]
-            await asyncio.wait([*tasks, self._closing], return_when=asyncio.FIRST_COMPLETED)
+            self._wake_writer()
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if self._close is None or self._task is None:
+                raise  # cancelled from outside (server shutdown): let it propagate
+            self._task.uncancel()
+        except Exception:
+            log.exception("connection %s failed", self._connection_id)
+            self.close_soon(CLOSE_INTERNAL, "unexpected server error")
         finally:
+            self._task = None
             hub.detach(self)
             self._services.metrics.connections.dec()
-            await self._services.disconnect(self.user_id, self._connection_id)
+            if self._writer is not None:
+                self._writer.cancel()
             if self._expiry is not None:
                 self._expiry.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
-                log.error("connection %s failed", self._connection_id, exc_info=exc)
-                self.close_soon(CLOSE_INTERNAL, "unexpected server error")
-        if self._closing.done():
-            code, reason = self._closing.result()
+            await self._services.disconnect(self.user_id, self._connection_id)
+        if self._close is not None:
+            code, reason = self._close
             await close_quietly(self._socket, code, reason)
 
     def _schedule_expiry(self) -> None:
@@ -220,7 +231,7 @@ class Connection:
     def _send_now(self, frame: p.ServerFrame) -> None:
         """Queue a frame even before start-up completes (``ready``, ``offlineMessages``)."""
         self._outbox.append((p.encode(frame), OTHER, None))
-        self._wakeup.set()
+        self._wake_writer()
 
     def _enqueue(self, text: str, kind: int = OTHER, stamp: Any = None) -> None:
         """Queue a frame; over the bound drop ephemeral frames first, then close 4008."""
@@ -236,12 +247,12 @@ class Connection:
             metrics.dropped_ephemeral.inc(len(self._outbox) - len(kept))
             self._outbox = kept
             if len(self._outbox) >= self._max_queued:
-                if not self._closing.done():
+                if self._close is None:
                     metrics.slow_consumer_closes.inc()
                 self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
                 return
         self._outbox.append((text, kind, stamp))
-        self._wakeup.set()
+        self._wake_writer()
 
     def reply(self, frame: p.ServerFrame) -> None:
         self._enqueue(p.encode(frame))
@@ -253,17 +264,23 @@ class Connection:
         if code != "rate_limited" and self._errors.record(asyncio.get_running_loop().time()):
             self.close_soon(CLOSE_POLICY, "too many errors")
 
+    def _wake_writer(self) -> None:
+        if self._started and self._outbox and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write_loop())
+
     async def _write_loop(self) -> None:
+        """Write queued frames in order, then end (the next queued frame starts a new writer)."""
         metrics, clock = self._services.metrics, self._services.clock
-        while True:
-            while not self._outbox:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            text, kind, stamp = self._outbox.popleft()
-            await self._socket.send_text(text)
-            if kind == MESSAGE:
-                metrics.messages_out.inc()
-                metrics.delivery_latency.observe(max(0.0, (clock.now() - stamp).total_seconds()))
+        try:
+            while self._outbox:
+                text, kind, stamp = self._outbox.popleft()
+                await self._socket.send_text(text)
+                if kind == MESSAGE:
+                    metrics.messages_out.inc()
+                    metrics.delivery_latency.observe(max(0.0, (clock.now() - stamp).total_seconds()))
+        except Exception:  # the peer is gone (the reader sees the disconnect) or the socket broke
+            log.debug("writer of connection %s stopped", self._connection_id, exc_info=True)
+            self.close_soon(CLOSE_INTERNAL, "could not write to the socket")
 
     # -- offline batches and re-pushes ---------------------------------------------------------
 
@@ -322,8 +339,12 @@ class Connection:
     # -- inbound ------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        while True:
-            message = await self._socket.receive()
+        while self._close is None:
+            self._receiving = True
+            try:
+                message = await self._socket.receive()
+            finally:
+                self._receiving = False
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
