@@ -249,3 +249,33 @@ async def test_login_failures_are_counted_across_processes(cluster: Cluster) -> 
 async def test_ready_reports_redis_and_the_database(cluster: Cluster) -> None:
     ready = await cluster.one.http.get("/ready")
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+async def test_several_workers_on_one_port_share_delivery_and_metrics(
+    migrated_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env.update(
+        {
+            "CHAT_DATABASE_URL": migrated_url,
+            "CHAT_REDIS_URL": redis_url,
+            "CHAT_REDIS_PREFIX": prefix,
+            "CHAT_JWT_SECRET": TEST_SECRET,
+            "CHAT_WORKERS": "2",
+            **TIMINGS,
+        }
+    )
+    with start_nodes(1, env, tmp_path) as (node,):
+        async with httpx.AsyncClient(base_url=node.base_url, timeout=30) as http:
+            chat = Chat(node.base_url, http)
+            ann, bob = await chat.account("Ann"), await chat.account("Bob")
+            anns = [await chat.connect(ann) for _ in range(3)]
+            bobs = [await chat.connect(bob) for _ in range(3)]
+            ack = await anns[0].send_message(bob.id, "one port, two processes")
+            for device in [*bobs, *anns[1:]]:
+                assert (await expect_within(device, "messageReceived", 10))["id"] == ack["id"]
+            for _ in range(6):  # whichever worker answers, the figures are the sum of both
+                text = (await http.get("/metrics")).text
+                line = next(x for x in text.splitlines() if x.startswith("chat_connections "))
+                assert float(line.split()[1]) == 6
