@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench import hotpath
-from bench.common import raise_nofile_limit, say
+from bench.common import VENV_BIN, raise_nofile_limit, say
 from bench.scenarios import Options
 from bench.scenarios import run as run_scenario
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
         usecase_bench.run(args.database, args.postgres_url, args.count, args.profile)
         return 0
+    if args.command == "run" and args.profile == "py-spy" and not (VENV_BIN / "py-spy").exists():
+        print("--profile py-spy needs py-spy in the venv: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
     soft, hard = raise_nofile_limit()
     say(f"open-files limit {soft}/{hard}")
     opts = Options(

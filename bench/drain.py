@@ -10,12 +10,14 @@ from the ``auth`` frame to that ``pong``.
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from websockets.asyncio.client import connect
 
+from bench import procstat
 from bench.common import latency_summary, say
 from bench.loadgen import MAX_FRAME_BYTES
 
@@ -49,7 +51,7 @@ async def drain(server: Server, token: str, expected: int, label: str, timeout_s
 
     reporter = asyncio.ensure_future(progress())
     server.profile_window(timeout_s)  # stopped by finish_profile() when the drain is over
-    cpu_before = server.stats().cpu_s
+    cpu_before, machine_before = server.stats().cpu_s, procstat.machine_busy_s()
     started = time.monotonic()
     finished: float | None = None
     try:
@@ -82,12 +84,14 @@ async def drain(server: Server, token: str, expected: int, label: str, timeout_s
                     finished = time.monotonic()
                     break
     finally:
+        end = finished or time.monotonic()
+        sample, machine = server.stats(), procstat.machine_busy_s() - machine_before
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
         server.finish_profile()
-    end = finished or time.monotonic()
     elapsed = end - started
-    sample = server.stats()
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    busy = machine - (sample.cpu_s - cpu_before)
     return {
         "label": label,
         "expected": expected,
@@ -102,4 +106,7 @@ async def drain(server: Server, token: str, expected: int, label: str, timeout_s
         "batch_gap": latency_summary(gaps_us),
         "server_cpu_percent": (sample.cpu_s - cpu_before) / elapsed * 100 if elapsed > 0 else None,
         "server_rss_end_bytes": sample.rss_bytes,
+        # Everything but the server meanwhile, this client included.
+        "other_cpu_percent": max(0.0, busy / elapsed * 100) if elapsed > 0 else None,
+        "client_cpu_s": own.ru_utime + own.ru_stime,
     }

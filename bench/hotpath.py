@@ -21,6 +21,23 @@ from typing import Any
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _LAYERS = ("domain", "application", "adapters", "entrypoints", "bench")
 REPO = Path(__file__).resolve().parent.parent
+# Frames under which everything runs (process start, event loop, uvicorn's runner): left out of
+# the inclusive list, which would otherwise open with them.
+PLUMBING = frozenset(
+    {
+        "<module> (p2p-chat)",
+        "main (cli.py)",
+        "serve (cli.py)",
+        "run (main.py)",
+        "asyncio_run (_compat.py)",
+        "Server.run (server.py)",
+        "Runner.run (runners.py)",
+        "BaseEventLoop.run_until_complete (base_events.py)",
+        "BaseEventLoop.run_forever (base_events.py)",
+        "BaseEventLoop._run_once (base_events.py)",
+        "Handle._run (events.py)",
+    }
+)
 
 
 def module_of(path: str) -> str:
@@ -92,7 +109,7 @@ def summarise_pyspy(path: Path, top: int = 25) -> dict[str, Any]:
         name, file = _function(python_frames[-1])
         own[name] += count
         modules[module_of(file)] += count
-        for function in {_function(f)[0] for f in python_frames}:
+        for function in {_function(f)[0] for f in python_frames} - PLUMBING:
             inclusive[function] += count
         for module in {module_of(_function(f)[1]) for f in python_frames}:
             module_inclusive[module] += count
@@ -148,7 +165,7 @@ def render(summary: dict[str, Any], top: int = 15) -> str:
         ("own_by_module", f"own time by package (project: by module){scope}"),
         ("inclusive_by_module", f"inclusive time by package (project: by module){scope}"),
         ("own_by_function", f"own time by function{scope}"),
-        ("inclusive_by_function", f"inclusive time by function{scope}"),
+        ("inclusive_by_function", f"inclusive time by function, event-loop plumbing left out{scope}"),
     ):
         rows = summary.get(key)
         if not rows:

@@ -94,8 +94,11 @@ class Stats:
         self.errors: Counter[str] = Counter()
         self.other_frames: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
-        self.latencies_us: list[int] = []  # send → messageReceived, sends inside the window
-        self.ack_latencies_us: list[int] = []  # send → messageAck, sends inside the window
+        # Send → messageReceived and send → messageAck of every message received (acked) after
+        # the warm-up, the drain included: a closed loop only sends again when served, so keeping
+        # only sends made inside the window would leave out the connections the server starves.
+        self.latencies_us: list[int] = []
+        self.ack_latencies_us: list[int] = []
         self.acked_pairs: list[tuple[str, int]] = []  # (message id, recipient)
         self.acked_to: Counter[int] = Counter()  # recipient → messages acked to them
 
@@ -126,6 +129,7 @@ class Client:
         self.inflight: dict[str, int] = {}  # clientMsgId → send time (ns)
         self.count = 0
         self.closed = False  # closed by the server (or lost) before the end
+        self.acked = 0  # this connection's sends acknowledged, over the whole run
 
     async def open(self) -> None:
         spec = self.worker.spec
@@ -198,7 +202,8 @@ class Client:
                     stats.acked += 1
                     stats.acked_pairs.append((frame["id"], frame["to"]))
                     stats.acked_to[frame["to"]] += 1
-                    if w.window_start <= sent_at < w.window_end:
+                    self.acked += 1
+                    if now >= w.window_start:
                         stats.ack_latencies_us.append((now - sent_at) // 1000)
                     if w.window_start <= now < w.window_end:
                         stats.acked_in_window += 1
@@ -244,7 +249,7 @@ class Client:
             return len(self.to_ack) >= w.spec.ack_batch
         self.seen[message_id] = now
         stats.received += 1
-        if sent_at is not None and w.window_start <= sent_at < w.window_end:
+        if sent_at is not None and now >= w.window_start:
             stats.latencies_us.append((now - sent_at) // 1000)
         if w.window_start <= now < w.window_end:
             stats.received_in_window += 1
@@ -278,6 +283,7 @@ class Worker:
         self.window_end = 0
         self.redelivery_ns = int(spec.redelivery_s * 1e9)
         self.connect_s = 0.0
+        self.unconnected: list[int] = []  # users whose connection failed: nobody receives for them
 
     def inflight(self, *, closed: bool = False) -> int:
         """Sends not acknowledged yet, on open connections (or on those the server closed)."""
@@ -289,7 +295,7 @@ class Worker:
         return self.stats.tick(self.inflight()) | {
             "acked_to": dict(self.stats.acked_to),
             "received_by": {c.user_id: len(c.seen) for c in self.clients},
-            "closed_users": [c.user_id for c in self.clients if c.closed],
+            "closed_users": [c.user_id for c in self.clients if c.closed] + self.unconnected,
         }
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -322,6 +328,7 @@ class Worker:
         finally:
             reporter.cancel()
             self.connect_s = time.monotonic() - started
+        self.unconnected = [c.user_id for c in self.clients if c.ws is None]
         self.clients = [c for c in self.clients if c.ws is not None]
 
     async def _ticker(self, t0: float) -> None:
@@ -397,7 +404,7 @@ class Worker:
             "received_in_window": s.received_in_window,
             "unacked": self.inflight(),
             "unacked_closed": self.inflight(closed=True),
-            "closed_users": [c.user_id for c in self.clients if c.closed],
+            "closed_users": [c.user_id for c in self.clients if c.closed] + self.unconnected,
             "duplicates_raw": s.duplicates_raw,
             "duplicates_unexpected": s.duplicates_unexpected,
             "receipts": s.receipts,
@@ -406,6 +413,7 @@ class Worker:
             "other_frames": dict(s.other_frames),
             "closed": dict(s.closed),
             "latencies_us": s.latencies_us,
+            "acked_per_connection": [c.acked for c in self.clients],
             "ack_latencies_us": s.ack_latencies_us,
             "acked_pairs": s.acked_pairs,
             "received_ids": [mid for c in self.clients for mid in c.seen],

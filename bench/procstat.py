@@ -92,3 +92,11 @@ def sample_many(pids: list[int]) -> Sample:
         processes=sum(p.processes for p in parts),
         system_s=sum(p.system_s for p in parts),
     )
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used since boot (every core; idle and
+    iowait excluded), from the first line of ``/proc/stat``."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS

@@ -181,6 +181,7 @@ def _idle_phase(run: _Run, cfg: LoadConfig, before: procstat.Sample) -> dict[str
     run.control.start.set()
     run.pump(time.monotonic() + cfg.settle_s)
     start = previous = run.server_sample()
+    gen_start, machine_start = run.workers_sample(), procstat.machine_busy_s()
     started_at = previous_at = time.monotonic()
     run.server.profile_window(cfg.idle_s)
     end = started_at + cfg.idle_s
@@ -193,6 +194,8 @@ def _idle_phase(run: _Run, cfg: LoadConfig, before: procstat.Sample) -> dict[str
         previous, previous_at = sample, now
         say(f"[{label}] idle {now - started_at:4.1f} s · server cpu {cpu:5.1f}% · {sample.rss_bytes / MIB:7.1f} MiB")
     finish = run.server_sample()
+    gen_cpu = run.workers_sample().cpu_s - gen_start.cpu_s
+    machine_cpu = procstat.machine_busy_s() - machine_start
     elapsed = time.monotonic() - started_at
     connected = run.total("connected")
     growth = finish.rss_bytes - before.rss_bytes
@@ -202,6 +205,8 @@ def _idle_phase(run: _Run, cfg: LoadConfig, before: procstat.Sample) -> dict[str
         "server_rss_per_connection_bytes": growth / connected if connected else None,
         "server_idle_cpu_percent": (finish.cpu_s - start.cpu_s) / elapsed * 100,
         "server_idle_cpu_timeline": timeline,  # per second
+        "loadgen_cpu_percent": gen_cpu / elapsed * 100,
+        "other_cpu_percent": max(0.0, (machine_cpu - gen_cpu - (finish.cpu_s - start.cpu_s)) / elapsed * 100),
         "server_idle_cpu_median_percent": sorted(timeline)[len(timeline) // 2] if timeline else None,
         "idle_s": elapsed,
         "server_processes": finish.processes,
@@ -217,6 +222,7 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
     server_at: dict[str, procstat.Sample] = {}
     gen_at: dict[str, procstat.Sample] = {}
     sampled_at: dict[str, float] = {}
+    machine_at: dict[str, float] = {}
     previous = dict.fromkeys(("sent", "acked", "received"), 0)
     next_line = t0 + 1.2  # workers report on the whole seconds after t0
     drain_cap = window_end + cfg.drain_max_s
@@ -228,7 +234,7 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
         for point, at in (("start", window_start), ("end", window_end)):
             if point not in server_at and now >= at:
                 server_at[point], gen_at[point] = run.server_sample(), run.workers_sample()
-                sampled_at[point] = time.monotonic()
+                sampled_at[point], machine_at[point] = time.monotonic(), procstat.machine_busy_s()
                 if point == "start":
                     run.server.profile_window(window_end - now)
         if now >= window_end and run.total("inflight") == 0 and run.undelivered() <= 0:
@@ -256,6 +262,7 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
     sampled = sampled_at["end"] - sampled_at["start"]
     cpu = (server_at["end"].cpu_s - server_at["start"].cpu_s) / sampled * 100
     gen_cpu = (gen_at["end"].cpu_s - gen_at["start"].cpu_s) / sampled * 100
+    machine_cpu = (machine_at["end"] - machine_at["start"]) / sampled * 100
     return {
         "window_s": cfg.duration_s - cfg.warmup_s,
         "drain_s": (drained_at or time.monotonic()) - window_end,
@@ -266,6 +273,8 @@ def _load_phase(run: _Run, cfg: LoadConfig) -> dict[str, Any]:
         "server_rss_end_bytes": server_at["end"].rss_bytes,
         "server_processes": server_at["end"].processes,
         "loadgen_cpu_percent": gen_cpu,
+        # Everything else on the machine meanwhile (other jobs share these cores).
+        "other_cpu_percent": max(0.0, machine_cpu - cpu - gen_cpu),
     }
 
 
@@ -312,9 +321,18 @@ def _merge(run: _Run, cfg: LoadConfig, measured: dict[str, Any]) -> dict[str, An
         "delivered_per_s": delivered_per_s,
         "acked_per_s": total("acked_in_window") / window,
         "latency": latency_summary([v for r in results for v in r["latencies_us"]]),
+        "acked_per_connection": _spread([n for r in results for n in r["acked_per_connection"]]),
         "ack_latency": latency_summary([v for r in results for v in r["ack_latencies_us"]]),
         "server_cpu_us_per_message": (
             measured["server_cpu_s"] / (delivered_per_s * window) * 1e6 if delivered_per_s > 0 else None
         ),
     }
     return measured
+
+
+def _spread(counts: list[int]) -> dict[str, float]:
+    """How evenly the server served the connections: min, median, max of acks per connection."""
+    ordered = sorted(counts)
+    if not ordered:
+        return {}
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}

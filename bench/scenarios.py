@@ -176,7 +176,12 @@ def _run_target(opts: Options, target: Target, workdir: Path, started: str) -> d
             if target.database is None:
                 raise ValueError("a real target needs a database")
             say(f"[{target.name}] fresh {target.database} database, migrating and seeding {count} users …")
-            database = asyncio.run(fresh_database(target.database, workdir, opts.postgres_url))
+            try:
+                database = asyncio.run(fresh_database(target.database, workdir, opts.postgres_url))
+            except Exception as exc:  # an unreachable PostgreSQL is reported, the other targets still run
+                say(f"[{target.name}] NO DATABASE: {type(exc).__name__}: {exc}")
+                outcome["error"] = f"database set-up failed: {type(exc).__name__}: {exc}"
+                return outcome
             users = asyncio.run(seed_users(database.url, count, secret, TOKEN_TTL_S))
             if opts.scenario == "c":
                 say(f"[{target.name}] seeding {opts.pending} pending messages for user {users[0].id} …")
@@ -341,17 +346,19 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("delivered msg/s", "delivered_per_s", 0),
         ("acked msg/s", "acked_per_s", 0),
         ("latency p50 ms (send→received)", "latency.p50_ms", 1),
+        ("latency mean ms", "latency.mean_ms", 1),
         ("latency p99 ms", "latency.p99_ms", 1),
         ("latency max ms", "latency.max_ms", 1),
         ("ack latency p50 ms (send→ack)", "ack_latency.p50_ms", 1),
         ("ack latency p99 ms", "ack_latency.p99_ms", 1),
+        ("acks per connection min/median/max", "acked_spread", 0),
         ("sent", "sent", 0),
         ("acked", "acked", 0),
         ("received (unique)", "received", 0),
         ("lost (acked, never received)", "lost", 0),
         ("unacked at end", "unacked", 0),
         ("server-closed connections: unacked", "unacked_closed", 0),
-        ("  … and acked to them, not received", "undelivered_to_closed", 0),
+        ("  … acked to closed/unconnected users", "undelivered_to_closed", 0),
         ("duplicates raw", "duplicates_raw", 0),
         ("duplicates not allowed re-pushes", "duplicates_unexpected", 0),
         ("error frames", "errors", 0),
@@ -360,6 +367,7 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("server CPU µs per message", "server_cpu_us_per_message", 0),
         ("server RSS MiB (end)", "server_rss_end_mib", 1),
         ("load generator CPU %", "loadgen_cpu_percent", 0),
+        ("other processes' CPU % (noise)", "other_cpu_percent", 0),
         ("connections / closed by server", "connections_closed", 0),
     ],
     "idle": [
@@ -372,6 +380,8 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("server idle CPU % (mean)", "server_idle_cpu_percent", 1),
         ("server idle CPU % (median second)", "server_idle_cpu_median_percent", 1),
         ("still open at end", "open_at_end", 0),
+        ("load generator CPU % (idle window)", "loadgen_cpu_percent", 0),
+        ("other processes' CPU % (noise)", "other_cpu_percent", 0),
     ],
     "drain": [
         ("drained msg/s", "drained_per_s", 0),
@@ -384,6 +394,7 @@ _ROWS: dict[str, list[tuple[str, str, int]]] = {
         ("ack → next batch p50 ms", "batch_gap.p50_ms", 1),
         ("ack → next batch p99 ms", "batch_gap.p99_ms", 1),
         ("server CPU %", "server_cpu_percent", 0),
+        ("other CPU % (the client included)", "other_cpu_percent", 0),
         ("left pending in database", "left_pending_in_database", 0),
     ],
 }
@@ -396,6 +407,9 @@ def _derived(run: dict[str, Any]) -> dict[str, Any]:
             out[f"{key}_mib"] = run[f"{key}_bytes"] / MIB
     if isinstance(run.get("server_rss_per_connection_bytes"), int | float):
         out["server_rss_per_connection_kib"] = run["server_rss_per_connection_bytes"] / 1024
+    spread = run.get("acked_per_connection")
+    if spread:
+        out["acked_spread"] = f"{spread['min']:,} / {spread['median']:,} / {spread['max']:,}"
     if "connections" in run:
         closed = sum(run.get("closed_by_server", {}).values())
         out["connections_closed"] = f"{run['connections']:,} / {closed:,}"
@@ -459,6 +473,9 @@ def render(report: dict[str, Any]) -> str:
                 f"\n  !! {run['target']}: lost {run.get('lost')}, unexpected duplicates "
                 f"{run.get('duplicates_unexpected')}, errors {_fmt(run.get('errors'))}"
             )
+        if run.get("connection_failures"):
+            reasons = _fmt(run.get("connect_failure_reasons"))
+            lines.append(f"  !! {run['target']}: {run['connection_failures']} connections failed to open: {reasons}")
         if run.get("closed_by_server"):
             lines.append(f"  !! {run['target']}: connections closed by the server: {_fmt(run['closed_by_server'])}")
     return "\n".join(lines)
