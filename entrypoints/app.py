@@ -61,6 +61,29 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
+def ws_services(container: Container, metrics: Metrics) -> Services:
+    """What every WebSocket connection of this app uses, from the container."""
+    settings = container.settings()
+    return Services(
+        settings=settings,
+        clock=container.clock(),
+        hub=container.fanout(),
+        authenticate=container.authenticate(),
+        send_message=container.send_message(),
+        acknowledge=container.acknowledge(),
+        mark_read=container.mark_read(),
+        pending_for=container.pending_for(),
+        still_pending=container.still_pending(),
+        search_users=container.search_users(),
+        connect=container.connect(),
+        disconnect=container.disconnect(),
+        visible_online=container.visible_online(),
+        relay_typing=container.relay_typing(),
+        metrics=metrics,
+        repush_from_store=settings.mode == "redis",
+    )
+
+
 def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
     """Build the application around a configured container. With ``check_schema`` the app refuses
     to start on a database that is not migrated to the code's revision."""
@@ -99,24 +122,7 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
 
     live = LiveConnections()
     metrics = Metrics(multiprocess_mode=settings.workers > 1)
-    services = Services(
-        settings=settings,
-        clock=container.clock(),
-        hub=container.fanout(),
-        authenticate=container.authenticate(),
-        send_message=container.send_message(),
-        acknowledge=container.acknowledge(),
-        mark_read=container.mark_read(),
-        pending_for=container.pending_for(),
-        still_pending=container.still_pending(),
-        search_users=container.search_users(),
-        connect=container.connect(),
-        disconnect=container.disconnect(),
-        visible_online=container.visible_online(),
-        relay_typing=container.relay_typing(),
-        metrics=metrics,
-        repush_from_store=settings.mode == "redis",
-    )
+    services = ws_services(container, metrics)
     allowed_origins = set(settings.cors_origins)
 
     def origin_allowed(origin: str | None) -> bool:
