@@ -84,9 +84,9 @@ def ws_services(container: Container, metrics: Metrics) -> Services:
     )
 
 
-def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
-    """Build the application around a configured container. With ``check_schema`` the app refuses
-    to start on a database that is not migrated to the code's revision."""
+def create_app(container: Container) -> Litestar:
+    """Build the application around a configured container. It refuses to start on a database
+    that is not migrated to the code's revision."""
     settings = container.settings()
     trusted = parse_networks(settings.trusted_proxies)
 
@@ -131,8 +131,7 @@ def create_app(container: Container, *, check_schema: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         container.init_resources()
-        if check_schema:
-            await ensure_current(settings.database_url)
+        await ensure_current(settings.database_url)
         scaled = settings.mode == "redis"
         if scaled:
             await container.presence().heartbeat(now=container.clock().now())

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from litestar import Litestar
 
+from entrypoints.app import create_app
 from entrypoints.container import Container
 from entrypoints.logs import configure_logging
 from entrypoints.settings import load_settings
 
 
 def create() -> Litestar:
-    from entrypoints.app import create_app
-
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(Container(settings=settings))

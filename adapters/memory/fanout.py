@@ -28,9 +28,6 @@ class InMemoryFanout(Notifier, ConnectionHub):
     def connections_of(self, user_id: int) -> list[Subscriber]:
         return self._table.connections_of(user_id)
 
-    def all_connections(self) -> list[Subscriber]:
-        return self._table.all()
-
     def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
         self._table.deliver(user_id, event, skip_connection)
 

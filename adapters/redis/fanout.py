@@ -116,9 +116,6 @@ class RedisFanout(Notifier, ConnectionHub):
     def connections_of(self, user_id: int) -> list[Subscriber]:
         return self._table.connections_of(user_id)
 
-    def all_connections(self) -> list[Subscriber]:
-        return self._table.all()
-
     # -- Notifier --------------------------------------------------------------------------------
 
     def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
