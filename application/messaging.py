@@ -10,16 +10,8 @@ from typing import TYPE_CHECKING
 
 from application.common import MAX_ID, Page, UnitOfWorkFactory, page_limit
 from application.events import MessageDelivered, MessageReceived, MessagesRead, UserOnline
-from application.ports import (
-    Clock,
-    ConversationState,
-    DuplicateMessageError,
-    IdGenerator,
-    Notifier,
-    PresenceRegistry,
-)
 from domain.delivery import Delivered, fanout_of, receipts_by_sender
-from domain.errors import InvalidInputError, NotFoundError, UserNotFoundError
+from domain.errors import DomainError, InvalidInputError, NotFoundError, UserNotFoundError
 from domain.messages import (
     BATCH_MAX,
     Message,
@@ -34,6 +26,15 @@ from domain.messages import (
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from application.group_commit import GroupCommit
+    from application.ports import (
+        Clock,
+        ConversationState,
+        IdGenerator,
+        Notifier,
+        PresenceRegistry,
+        UnitOfWork,
+    )
     from application.users import CardMaker
     from domain.users import UserCard
 
@@ -68,36 +69,34 @@ class SendMessage:
     nothing. A message to a user who blocked the sender is stored withheld and reaches only the
     sender's other connections. When the message makes the two users contacts (and no block
     exists either way), each of them that is online is announced to the other with ``userOnline``
-    (contract §2), after the message itself. Raises InvalidInputError, UserNotFoundError.
+    (contract §2), after the message itself. Concurrent sends share a transaction
+    (:class:`GroupCommit`); each is answered after that transaction committed. Raises
+    InvalidInputError, UserNotFoundError.
     """
 
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        writes: GroupCommit,
         notifier: Notifier,
         presence: PresenceRegistry,
         clock: Clock,
         ids: IdGenerator,
         max_body_chars: int,
     ) -> None:
-        self._uow, self._notifier, self._presence = uow, notifier, presence
-        self._clock, self._ids = clock, ids
-        self._max_body_chars = max_body_chars
+        self._writes, self._notifier, self._presence = writes, notifier, presence
+        self._store = _StoreMessages(clock, ids, max_body_chars)
 
     async def __call__(self, cmd: Send) -> SendResult:
         check_client_msg_id(cmd.client_msg_id)
-        introduce = False  # they became contacts and may see each other's presence (no block)
-        try:
-            result, introduce = await self._store(cmd)
-        except DuplicateMessageError:  # a concurrent resend won the race: answer with its message
-            result = await self._existing(cmd)
+        stored = await self._writes.submit(self._store, cmd)
+        result = stored.result
         if not result.duplicate:
             fanout = fanout_of(result.message, cmd.connection_id)
             event = MessageReceived(message=result.message)
             if fanout.recipient is not None:
                 self._notifier.publish(fanout.recipient, event)
             self._notifier.publish(fanout.sender, event, skip_connection=fanout.skip_connection)
-        if introduce:
+        if stored.introduce:
             await self._introduce(cmd.sender_id, cmd.to)
         return result
 
@@ -108,57 +107,112 @@ class SendMessage:
             if user_id in online:
                 self._notifier.publish(audience, UserOnline(user_id=user_id))
 
-    async def _existing(self, cmd: Send) -> SendResult:
-        async with self._uow() as uow:
-            existing = await uow.messages.by_client_id(cmd.sender_id, cmd.client_msg_id)
-        if existing is None:
-            raise RuntimeError("duplicate reported but no stored message found")
-        return SendResult(message=existing, duplicate=True)
 
-    async def _store(self, cmd: Send) -> tuple[SendResult, bool]:
-        """The result, and whether the two users must be introduced (:meth:`_introduce`)."""
-        async with self._uow() as uow:
-            existing = await uow.messages.by_client_id(cmd.sender_id, cmd.client_msg_id)
-            if existing is not None:
-                return SendResult(message=existing, duplicate=True), False
-            body = check_body(cmd.body, self._max_body_chars)
-            pair = Pair.of(cmd.sender_id, cmd.to)
-            if await uow.users.get(cmd.to) is None:
-                raise UserNotFoundError(cmd.to)
-            withheld = await uow.blocks.is_blocked(blocker_id=cmd.to, blocked_id=cmd.sender_id)
-            draft = NewMessage(
-                id=self._ids.new_id(),
-                sender_id=cmd.sender_id,
-                recipient_id=cmd.to,
-                body=body,
-                client_msg_id=cmd.client_msg_id,
-                created_at=self._clock.now(),
-                withheld=withheld,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stored:
+    result: SendResult
+    introduce: bool  # they became contacts and may see each other's presence (no block either way)
+
+
+class _StoreMessages:
+    """The write step of :class:`SendMessage`: a few statements per batch, whatever its size."""
+
+    order = 0  # before acknowledgements: member rows are locked before message rows
+
+    def __init__(self, clock: Clock, ids: IdGenerator, max_body_chars: int) -> None:
+        self._clock, self._ids = clock, ids
+        self._max_body_chars = max_body_chars
+
+    async def write(self, uow: UnitOfWork, sends: list[Send]) -> list[_Stored | DomainError]:
+        stored = await uow.messages.by_client_ids((s.sender_id, s.client_msg_id) for s in sends)
+        users = await uow.users.existing_ids(s.to for s in sends)
+        blocks = await uow.blocks.among(pair for s in sends for pair in ((s.to, s.sender_id), (s.sender_id, s.to)))
+        now = self._clock.now()
+        outcomes: list[_Stored | DomainError | NewMessage] = []
+        drafts: dict[tuple[int, str], NewMessage] = {}  # a resend within the batch is its duplicate
+        for send in sends:
+            key = (send.sender_id, send.client_msg_id)
+            if key in stored:
+                outcomes.append(_Stored(result=SendResult(message=stored[key], duplicate=True), introduce=False))
+            elif key in drafts:
+                outcomes.append(drafts[key])
+            else:
+                try:
+                    draft = self._draft(send, users, blocks, now)
+                except DomainError as exc:
+                    outcomes.append(exc)
+                    continue
+                drafts[key] = draft
+                outcomes.append(draft)
+        appended = {a.message.id: a for a in await uow.conversations.append(list(drafts.values()))}
+        new_contacts = [a.message for a in appended.values() if a.became_contacts]
+        for message in new_contacts:
+            await uow.contacts.add_pair(message.sender_id, message.recipient_id)
+        answered: set[str] = set()
+        results: list[_Stored | DomainError] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, NewMessage):
+                results.append(outcome)
+                continue
+            done = appended[outcome.id]
+            first = outcome.id not in answered
+            answered.add(outcome.id)
+            m = done.message
+            results.append(
+                _Stored(
+                    result=SendResult(message=m, duplicate=not first, became_contacts=first and done.became_contacts),
+                    introduce=first
+                    and done.became_contacts
+                    and not {(m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id)} & blocks,
+                )
             )
-            message = draft.stored(await uow.conversations.next_seq(pair))
-            await uow.messages.add(message)
-            became_contacts = await uow.conversations.record_message(message)
-            introduce = False
-            if became_contacts:
-                await uow.contacts.add_pair(cmd.sender_id, cmd.to)
-                introduce = not await uow.blocks.either_way(cmd.sender_id, cmd.to)
-            await uow.commit()
-        return SendResult(message=message, duplicate=False, became_contacts=became_contacts), introduce
+        return results
+
+    def _draft(self, send: Send, users: set[int], blocks: set[tuple[int, int]], now: datetime) -> NewMessage:
+        body = check_body(send.body, self._max_body_chars)
+        Pair.of(send.sender_id, send.to)  # not to oneself
+        if send.to not in users:
+            raise UserNotFoundError(send.to)
+        return NewMessage(
+            id=self._ids.new_id(),
+            sender_id=send.sender_id,
+            recipient_id=send.to,
+            body=body,
+            client_msg_id=send.client_msg_id,
+            created_at=now,
+            withheld=(send.to, send.sender_id) in blocks,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ack:
+    user_id: int
+    ids: list[str]
+    now: datetime
+
+
+class _MarkDelivered:
+    """The write step of :class:`AcknowledgeDelivery`."""
+
+    order = 1
+
+    async def write(self, uow: UnitOfWork, acks: list[_Ack]) -> list[list[Delivered] | DomainError]:
+        return [await uow.messages.mark_delivered(a.user_id, dict.fromkeys(a.ids), now=a.now) for a in acks]
 
 
 class AcknowledgeDelivery:
     """A device confirms it has these messages. Idempotent; ids not addressed to the user are
-    ignored. The senders hear ``messageDelivered`` for the newly delivered ids only."""
+    ignored. The senders hear ``messageDelivered`` for the newly delivered ids only.
+    Concurrent acknowledgements share a transaction (:class:`GroupCommit`)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock) -> None:
-        self._uow, self._notifier, self._clock = uow, notifier, clock
+    def __init__(self, writes: GroupCommit, notifier: Notifier, clock: Clock) -> None:
+        self._writes, self._notifier, self._clock = writes, notifier, clock
+        self._step = _MarkDelivered()
 
     async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
         check_batch(ids)
         now = self._clock.now()
-        async with self._uow() as uow:
-            delivered = await uow.messages.mark_delivered(user_id, dict.fromkeys(ids), now=now)
-            await uow.commit()
+        delivered = await self._writes.submit(self._step, _Ack(user_id=user_id, ids=ids, now=now))
         publish_receipts(self._notifier, delivered, now)
         return delivered
 

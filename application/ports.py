@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from datetime import datetime
     from types import TracebackType
 
     from application.events import Event
     from domain.auth import AttemptWindow, Login, RefreshToken
     from domain.delivery import Delivered
-    from domain.messages import Message, Pair
+    from domain.messages import Message, NewMessage, Pair
     from domain.users import User
 
 
@@ -107,6 +107,10 @@ class UserRepository(Protocol):
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]: ...
 
+    async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
+        """Those of ``user_ids`` that are accounts."""
+        ...
+
     async def set_last_seen(self, user_id: int, at: datetime) -> None:
         """Record when the user was last online (a no-op for an unknown user)."""
         ...
@@ -162,9 +166,9 @@ class ContactRepository(Protocol):
 class BlockRepository(Protocol):
     """Who blocked whom. Blocking is directional; its effects (withholding, hidden presence) are not."""
 
-    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool: ...
-
-    async def either_way(self, a: int, b: int) -> bool: ...
+    async def among(self, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Those of the ``(blocker, blocked)`` pairs that are blocks."""
+        ...
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
         """Record that ``blocker_id`` blocked ``blocked_id`` (idempotent: an existing block is kept as is)."""
@@ -202,14 +206,13 @@ class ConversationSummary:
 class ConversationRepository(Protocol):
     """Per-conversation sequence and per-user state (read pointer, last visible message)."""
 
-    async def next_seq(self, pair: Pair) -> int:
-        """Reserve the next ``seq`` of the conversation (creating it), atomically for concurrent writers."""
-        ...
-
-    async def record_message(self, message: Message) -> bool:
-        """Update both users' state for a stored message: the sender's last message always, the
-        recipient's unless withheld. Returns True when this message made the two users contacts
-        (each has now sent the other a non-withheld message, and had not before)."""
+    async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
+        """Store these messages, in this order, each with the next ``seq`` of its conversation
+        (reserved atomically for concurrent writers; creating the conversation), and update both
+        users' state for each: the sender's last message always, the recipient's unless withheld.
+        ``became_contacts`` as :func:`domain.messages.contacts_made` decides it. Raises
+        :class:`DuplicateMessageError` when a ``(sender, clientMsgId)`` is stored already; the
+        transaction must then be rolled back."""
         ...
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None: ...
@@ -225,10 +228,8 @@ class ConversationRepository(Protocol):
 class MessageRepository(Protocol):
     """Stored messages. Ordering of pending messages is storage order."""
 
-    async def by_client_id(self, sender_id: int, client_msg_id: str) -> Message | None: ...
-
-    async def add(self, message: Message) -> None:
-        """Store a message; raises :class:`DuplicateMessageError` when ``(sender, clientMsgId)`` exists."""
+    async def by_client_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+        """The stored messages of these ``(sender, clientMsgId)`` keys, by key (missing: not stored)."""
         ...
 
     async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
@@ -255,7 +256,20 @@ class MessageRepository(Protocol):
         ...
 
 
-class DuplicateMessageError(Exception):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Appended:
+    """A message :meth:`ConversationRepository.append` stored, and whether it made its users contacts."""
+
+    message: Message
+    became_contacts: bool
+
+
+class ConflictError(Exception):
+    """A concurrent transaction committed the same unique key first. The transaction must be rolled
+    back; running it again sees that commit."""
+
+
+class DuplicateMessageError(ConflictError):
     """A message with the same ``(sender, clientMsgId)`` is already stored (a concurrent resend)."""
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from domain.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping, Sequence
     from datetime import datetime
 
 CLIENT_MSG_ID_MAX = 64
@@ -95,6 +96,10 @@ class NewMessage:
     created_at: datetime
     withheld: bool
 
+    @property
+    def pair(self) -> Pair:
+        return Pair.of(self.sender_id, self.recipient_id)
+
     def stored(self, seq: int) -> Message:
         return Message(
             id=self.id,
@@ -106,6 +111,25 @@ class NewMessage:
             created_at=self.created_at,
             withheld=self.withheld,
         )
+
+
+def contacts_made(messages: Sequence[Message], has_sent: MutableMapping[tuple[int, int], bool]) -> list[bool]:
+    """For messages stored in this order: whether each one made its two users contacts.
+
+    Two users become contacts when each has sent the other a message that was not withheld; the
+    message completing that makes them contacts, once. ``has_sent`` maps ``(sender, recipient)``
+    to whether ``sender`` had sent ``recipient`` such a message before these (missing: no); it is
+    updated in place, so afterwards it holds the state to store.
+    """
+    made: list[bool] = []
+    for message in messages:
+        forward = (message.sender_id, message.recipient_id)
+        backward = (message.recipient_id, message.sender_id)
+        first = not message.withheld and not has_sent.get(forward, False)
+        if first:
+            has_sent[forward] = True
+        made.append(first and has_sent.get(backward, False))
+    return made
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from application.accounts import (
     RefreshLogin,
     RegisterUser,
 )
+from application.group_commit import GroupCommit
 from application.messaging import (
     AcknowledgeDelivery,
     History,
@@ -145,16 +146,17 @@ class Container(containers.DeclarativeContainer):
     list_contacts = providers.Singleton(ListContacts, uow=uow.provider, cards=cards)
     search_users = providers.Singleton(SearchUsers, uow=uow.provider, cards=cards)
 
+    group_commit = providers.Singleton(GroupCommit, uow=uow.provider)
     send_message = providers.Singleton(
         SendMessage,
-        uow=uow.provider,
+        writes=group_commit,
         notifier=fanout,
         presence=presence,
         clock=clock,
         ids=ids,
         max_body_chars=settings.provided.max_body_chars,
     )
-    acknowledge = providers.Singleton(AcknowledgeDelivery, uow=uow.provider, notifier=fanout, clock=clock)
+    acknowledge = providers.Singleton(AcknowledgeDelivery, writes=group_commit, notifier=fanout, clock=clock)
     mark_read = providers.Singleton(MarkRead, uow=uow.provider, notifier=fanout, clock=clock)
     pending_for = providers.Singleton(PendingFor, uow=uow.provider)
     still_pending = providers.Singleton(StillPending, uow=uow.provider)

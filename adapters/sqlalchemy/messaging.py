@@ -3,16 +3,19 @@
 :class:`domain.messages.Message` is a frozen snapshot, so messages are not mapped: rows become
 ``Message``\\ s by hand (:func:`_message`).
 
-Concurrency. :meth:`SqlAlchemyConversationRepository.next_seq` increments the conversation's row
-with ``UPDATE … RETURNING``; on PostgreSQL that row stays locked until the transaction ends, so
-the sends of one conversation queue behind each other from ``next_seq`` on and ``seq`` order is
-commit order (a rolled-back send gives its ``seq`` back). On SQLite every transaction starts with
-``BEGIN IMMEDIATE`` (see :mod:`adapters.sqlalchemy.engine`), which serialises all writers.
+Concurrency. :meth:`SqlAlchemyConversationRepository.append` reserves seqs by incrementing the
+conversations' rows with one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``; on PostgreSQL those
+rows stay locked until the transaction ends, so the writers of one conversation queue behind each
+other from there on and ``seq`` order is commit order (a rolled-back batch gives its seqs back).
+On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`adapters.sqlalchemy.engine`),
+which serialises all writers. A batch touches few statements whatever its size: one upsert for the
+seqs, one read of the members' state, one multi-row insert, one upsert of the members' rows.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, insert, literal, or_, select, update
@@ -21,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.sqlalchemy.orm import UtcDateTime, conversation_members, conversations, messages
 from adapters.sqlalchemy.upsert import upsert
 from application.ports import (
+    Appended,
     ConversationRepository,
     ConversationState,
     ConversationSummary,
@@ -29,10 +33,10 @@ from application.ports import (
 )
 from domain.delivery import Delivered
 from domain.errors import InvalidInputError
-from domain.messages import Message, Pair
+from domain.messages import Message, NewMessage, Pair, contacts_made
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator, Sequence
     from datetime import datetime
 
     from sqlalchemy import Row, Table
@@ -86,6 +90,10 @@ def _cursor_pos(cursor: str) -> int:
     return int(cursor)
 
 
+def _pair_key(pair: Pair) -> tuple[int, int]:
+    return (pair.low, pair.high)
+
+
 def _is_duplicate_client_msg_id(exc: IntegrityError) -> bool:
     text = str(exc.orig)
     # PostgreSQL names the constraint; SQLite names its columns.
@@ -96,64 +104,97 @@ class SqlAlchemyConversationRepository(ConversationRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def next_seq(self, pair: Pair) -> int:
-        bump = (
-            update(conversations)
-            .where(_in_pair(conversations, pair))
-            .values(last_seq=conversations.c.last_seq + 1)
-            .returning(conversations.c.last_seq)
-        )
-        seq = (await self._session.execute(bump)).scalar_one_or_none()
-        if seq is not None:
-            return int(seq)
-        # The first message: create the row unless a concurrent first message just did (then this
-        # waits for that transaction), and increment whichever row is there.
-        create = (
-            upsert(self._session, conversations)
-            .values(low_id=pair.low, high_id=pair.high, last_seq=0)
-            .on_conflict_do_nothing(index_elements=["low_id", "high_id"])
-        )
-        await self._session.execute(create)
-        return int((await self._session.execute(bump)).scalar_one())
-
-    async def record_message(self, message: Message) -> bool:
+    async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
+        if not drafts:
+            return []
+        seqs = await self._reserve_seqs(drafts)
+        stored = [draft.stored(next(seqs[draft.pair])) for draft in drafts]
         members = conversation_members
-        sender, recipient = message.sender_id, message.recipient_id
-        visible = not message.withheld
-        low, high = sorted((sender, recipient))
-        in_conversation = or_(
-            and_(members.c.user_id == sender, members.c.peer_id == recipient),
-            and_(members.c.user_id == recipient, members.c.peer_id == sender),
-        )
-        # Both rows exist, then both are locked, always in user id order: concurrent sends in the
-        # two directions queue instead of deadlocking, and each sees the other's ``has_sent``.
-        await self._session.execute(
-            upsert(self._session, members)
-            .values([{"user_id": low, "peer_id": high}, {"user_id": high, "peer_id": low}])
-            .on_conflict_do_nothing(index_elements=["user_id", "peer_id"])
-        )
-        locked = await self._session.execute(
-            select(members.c.user_id, members.c.has_sent)
-            .where(in_conversation)
-            .order_by(members.c.user_id)
-            .with_for_update()
-        )
-        has_sent = {row.user_id: bool(row.has_sent) for row in locked}
-
-        pos = select(messages.c.pos).where(messages.c.id == message.id).scalar_subquery()
-        sender_values: dict[str, Any] = {"last_message_pos": pos}
-        if visible:
-            sender_values["has_sent"] = True
-        await self._session.execute(
-            update(members).where(members.c.user_id == sender, members.c.peer_id == recipient).values(**sender_values)
-        )
-        if visible:
-            await self._session.execute(
-                update(members)
-                .where(members.c.user_id == recipient, members.c.peer_id == sender)
-                .values(last_message_pos=pos)
+        keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
+        # The conversations' rows are locked (PostgreSQL) until the end of the transaction, so no
+        # other writer changes these member rows' ``has_sent`` meanwhile.
+        has_sent: dict[tuple[int, int], bool] = {
+            (row.user_id, row.peer_id): bool(row.has_sent)
+            for row in await self._session.execute(
+                # OR of equalities: an index lookup per key on both backends (SQLite scans the
+                # table for a row-value IN).
+                select(members.c.user_id, members.c.peer_id, members.c.has_sent).where(
+                    or_(*(and_(members.c.user_id == u, members.c.peer_id == p) for u, p in keys))
+                )
             )
-        return visible and not has_sent[sender] and has_sent[recipient]
+        }
+        made = contacts_made(stored, has_sent)
+        positions = await self._insert(stored)
+        last_visible: dict[tuple[int, int], int] = {}
+        for m in stored:
+            last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
+            if not m.withheld:
+                last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
+        stmt = upsert(self._session, members).values(
+            [
+                {
+                    "user_id": u,
+                    "peer_id": p,
+                    "has_sent": has_sent.get((u, p), False),
+                    "last_message_pos": last_visible.get((u, p)),
+                }
+                for u, p in keys
+            ]
+        )
+        await self._session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["user_id", "peer_id"],
+                set_={
+                    "has_sent": stmt.excluded.has_sent,
+                    "last_message_pos": func.coalesce(stmt.excluded.last_message_pos, members.c.last_message_pos),
+                },
+            )
+        )
+        return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
+
+    async def _reserve_seqs(self, drafts: Sequence[NewMessage]) -> dict[Pair, Iterator[int]]:
+        """Reserve as many seqs per conversation as the drafts need, in one upsert; the rows are
+        locked in pair order, so concurrent batches queue instead of deadlocking."""
+        counts = Counter(draft.pair for draft in drafts)
+        rows = upsert(self._session, conversations).values(
+            [{"low_id": p.low, "high_id": p.high, "last_seq": counts[p]} for p in sorted(counts, key=_pair_key)]
+        )
+        stmt = rows.on_conflict_do_update(
+            index_elements=["low_id", "high_id"], set_={"last_seq": conversations.c.last_seq + rows.excluded.last_seq}
+        ).returning(conversations.c.low_id, conversations.c.high_id, conversations.c.last_seq)
+        reserved: dict[Pair, Iterator[int]] = {}
+        for row in await self._session.execute(stmt):
+            pair = Pair(row.low_id, row.high_id)
+            reserved[pair] = iter(range(row.last_seq - counts[pair] + 1, row.last_seq + 1))
+        return reserved
+
+    async def _insert(self, stored: list[Message]) -> dict[str, int]:
+        """Insert the messages; their storage positions by id."""
+        rows = [
+            {
+                "id": m.id,
+                "low_id": min(m.sender_id, m.recipient_id),
+                "high_id": max(m.sender_id, m.recipient_id),
+                "seq": m.seq,
+                "sender_id": m.sender_id,
+                "recipient_id": m.recipient_id,
+                "body": m.body,
+                "client_msg_id": m.client_msg_id,
+                "created_at": m.created_at,
+                "delivered_at": None,
+                "read_at": None,
+                "withheld": m.withheld,
+            }
+            for m in stored
+        ]
+        try:
+            result = await self._session.execute(insert(messages).values(rows).returning(messages.c.id, messages.c.pos))
+        except IntegrityError as exc:
+            # On PostgreSQL the transaction is aborted now; the caller starts a new one.
+            if _is_duplicate_client_msg_id(exc):
+                raise DuplicateMessageError(str(exc.orig)) from exc
+            raise
+        return {row.id: row.pos for row in result}
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
         pair = Pair.of(user_id, peer_id)
@@ -254,36 +295,17 @@ class SqlAlchemyMessageRepository(MessageRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def by_client_id(self, sender_id: int, client_msg_id: str) -> Message | None:
+    async def by_client_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        # Two IN lists use the unique index on (sender_id, client_msg_id) on every backend; the
+        # few rows matching a sender of one key and the client id of another are dropped here.
         stmt = select(*MESSAGE_COLUMNS).where(
-            messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+            messages.c.sender_id.in_({k[0] for k in wanted}), messages.c.client_msg_id.in_({k[1] for k in wanted})
         )
-        row = (await self._session.execute(stmt)).one_or_none()
-        return None if row is None else _message(row)
-
-    async def add(self, message: Message) -> None:
-        pair = message.pair
-        stmt = insert(messages).values(
-            id=message.id,
-            low_id=pair.low,
-            high_id=pair.high,
-            seq=message.seq,
-            sender_id=message.sender_id,
-            recipient_id=message.recipient_id,
-            body=message.body,
-            client_msg_id=message.client_msg_id,
-            created_at=message.created_at,
-            delivered_at=message.delivered_at,
-            read_at=message.read_at,
-            withheld=message.withheld,
-        )
-        try:
-            await self._session.execute(stmt)
-        except IntegrityError as exc:
-            # On PostgreSQL the transaction is aborted now; the caller starts a new one.
-            if _is_duplicate_client_msg_id(exc):
-                raise DuplicateMessageError(message.client_msg_id) from exc
-            raise
+        found = (_message(row) for row in await self._session.execute(stmt))
+        return {key: m for m in found if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
     async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
         stmt = (

@@ -54,6 +54,12 @@ class SqlAlchemyUserRepository(UserRepository):
     async def get(self, user_id: int) -> User | None:
         return await self._session.get(User, user_id)
 
+    async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
+        ids = set(user_ids)
+        if not ids:
+            return set()
+        return set((await self._session.execute(select(users.c.id).where(users.c.id.in_(ids)))).scalars())
+
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
@@ -169,20 +175,15 @@ class SqlAlchemyBlockRepository(BlockRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool:
-        stmt = select(exists().where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id))
-        return bool((await self._session.execute(stmt)).scalar_one())
-
-    async def either_way(self, a: int, b: int) -> bool:
-        stmt = select(
-            exists().where(
-                or_(
-                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
-                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
-                )
-            )
+    async def among(self, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        wanted = set(pairs)
+        if not wanted:
+            return set()
+        stmt = select(blocks.c.blocker_id, blocks.c.blocked_id).where(
+            blocks.c.blocker_id.in_({p[0] for p in wanted}), blocks.c.blocked_id.in_({p[1] for p in wanted})
         )
-        return bool((await self._session.execute(stmt)).scalar_one())
+        found = {(row.blocker_id, row.blocked_id) for row in await self._session.execute(stmt)}
+        return found & wanted
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
         if blocker_id == blocked_id:

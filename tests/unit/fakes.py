@@ -9,10 +9,11 @@ works on a copy of the :class:`InMemoryStore` taken when it opens and publishes 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -21,6 +22,7 @@ from typing import Self
 from application.events import Event
 from application.ports import (
     AccessClaims,
+    Appended,
     AttemptCounter,
     BlockRepository,
     Clock,
@@ -43,7 +45,7 @@ from application.ports import (
 from domain.auth import AttemptWindow, Login, RefreshToken, first_attempt
 from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
-from domain.messages import Message, Pair
+from domain.messages import Message, NewMessage, Pair, contacts_made
 from domain.presence import UserPresence, presence_visible
 from domain.users import Registration, User
 
@@ -325,9 +327,10 @@ class InMemoryStore:
     User ids come from a sequence that, like a database sequence, is not rolled back.
     The ``seed_*``/``connect``/``block`` helpers write committed state directly (test setup).
 
-    Test hooks: ``fail_commit`` (raised by every commit while set, which then publishes nothing)
-    and ``before_message_add`` (awaited once, by the next ``messages.add``, before it checks for
-    duplicates — a place to let a "concurrent" transaction commit). ``open_units`` counts the
+    Test hooks: ``fail_commit`` (raised by every commit while set, which then publishes nothing),
+    ``commit_gate`` (every commit waits for this event while set)
+    and ``before_append`` (awaited once, by the next ``conversations.append``, before it checks
+    for duplicates — a place to let a "concurrent" transaction commit). ``open_units`` counts the
     units of work currently open.
     """
 
@@ -336,7 +339,8 @@ class InMemoryStore:
         self.commits = 0
         self.open_units = 0
         self.fail_commit: Exception | None = None
-        self.before_message_add: Callable[[], Awaitable[None]] | None = None
+        self.commit_gate: asyncio.Event | None = None
+        self.before_append: Callable[[], Awaitable[None]] | None = None
         self._last_user_id = 0
         self._seeded = 0
 
@@ -445,6 +449,9 @@ class InMemoryUserRepository(UserRepository):
     async def get_by_phone(self, phone_number: str) -> User | None:
         return next((u for u in self._txn.data.users.values() if u.phone_number == phone_number), None)
 
+    async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
+        return set(user_ids) & self._txn.data.users.keys()
+
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         users = self._txn.data.users
         return {uid: users[uid] for uid in user_ids if uid in users}
@@ -548,12 +555,8 @@ class InMemoryBlockRepository(BlockRepository):
     def __init__(self, txn: _Transaction) -> None:
         self._txn = txn
 
-    async def is_blocked(self, *, blocker_id: int, blocked_id: int) -> bool:
-        return (blocker_id, blocked_id) in self._txn.data.blocks
-
-    async def either_way(self, a: int, b: int) -> bool:
-        blocks = self._txn.data.blocks
-        return (a, b) in blocks or (b, a) in blocks
+    async def among(self, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        return set(pairs) & self._txn.data.blocks
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
         if blocker_id == blocked_id:
@@ -584,22 +587,34 @@ class InMemoryConversationRepository(ConversationRepository):
     def __init__(self, txn: _Transaction) -> None:
         self._txn = txn
 
-    async def next_seq(self, pair: Pair) -> int:
-        seqs = self._txn.data.seqs
-        seqs[pair] = seqs.get(pair, 0) + 1
-        return seqs[pair]
-
-    async def record_message(self, message: Message) -> bool:
-        data = self._txn.data
-        position = _position_of(data, message.id)
-        sender, recipient = message.sender_id, message.recipient_id
-        data.conversations.setdefault((sender, recipient), ConversationRow()).last_visible = position
-        if message.withheld:
-            return False
-        data.conversations.setdefault((recipient, sender), ConversationRow()).last_visible = position
-        before = (recipient, sender) in data.sent_visible and (sender, recipient) in data.sent_visible
-        data.sent_visible.add((sender, recipient))
-        return not before and (recipient, sender) in data.sent_visible
+    async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
+        txn = self._txn
+        store = txn.store
+        hook, store.before_append = store.before_append, None
+        if hook is not None:
+            await hook()
+        data = txn.data
+        stored: list[Message] = []
+        for draft in drafts:
+            for existing in (*data.messages, *store.data.messages, *stored):
+                if existing.sender_id == draft.sender_id and existing.client_msg_id == draft.client_msg_id:
+                    raise DuplicateMessageError(draft.client_msg_id)
+                if existing.id == draft.id:
+                    raise ValueError(f"duplicate message id {draft.id}")
+            data.seqs[draft.pair] = data.seqs.get(draft.pair, 0) + 1
+            stored.append(draft.stored(data.seqs[draft.pair]))
+        has_sent = dict.fromkeys(data.sent_visible, True)
+        made = contacts_made(stored, has_sent)
+        data.sent_visible = {key for key, sent in has_sent.items() if sent}
+        for message in stored:
+            position = len(data.messages)
+            data.messages.append(message)
+            sender, recipient = message.sender_id, message.recipient_id
+            data.conversations.setdefault((sender, recipient), ConversationRow()).last_visible = position
+            recipient_row = data.conversations.setdefault((recipient, sender), ConversationRow())
+            if not message.withheld:
+                recipient_row.last_visible = position
+        return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
         """None until the conversation has a message (like the SQL adapter, also for a recipient who
@@ -675,26 +690,9 @@ class InMemoryMessageRepository(MessageRepository):
     def __init__(self, txn: _Transaction) -> None:
         self._txn = txn
 
-    async def by_client_id(self, sender_id: int, client_msg_id: str) -> Message | None:
-        return next(
-            (m for m in self._txn.data.messages if m.sender_id == sender_id and m.client_msg_id == client_msg_id),
-            None,
-        )
-
-    async def add(self, message: Message) -> None:
-        store = self._txn.store
-        hook, store.before_message_add = store.before_message_add, None
-        if hook is not None:
-            await hook()
-        for existing in (*self._txn.data.messages, *store.data.messages):
-            if existing.sender_id == message.sender_id and existing.client_msg_id == message.client_msg_id:
-                raise DuplicateMessageError(message.client_msg_id)
-            if existing.id == message.id:
-                raise ValueError(f"duplicate message id {message.id}")
-        for existing in self._txn.data.messages:
-            if existing.pair == message.pair and existing.seq == message.seq:
-                raise ValueError(f"duplicate seq {message.seq} in {message.pair}")
-        self._txn.data.messages.append(message)
+    async def by_client_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+        wanted = set(keys)
+        return {key: m for m in self._txn.data.messages if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
     async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
         pending = (m for m in self._txn.data.messages if _pending(m, recipient_id))
@@ -785,6 +783,8 @@ class FakeUnitOfWork(UnitOfWork):
         self._txn.close()
 
     async def commit(self) -> None:
+        if self._store.commit_gate is not None:
+            await self._store.commit_gate.wait()
         if self._store.fail_commit is not None:
             raise self._store.fail_commit
         self._store.data = copy.deepcopy(self._txn.data)

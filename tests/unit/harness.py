@@ -16,6 +16,7 @@ from application.accounts import (
     Session,
 )
 from application.common import Principal
+from application.group_commit import GroupCommit
 from application.messaging import (
     AcknowledgeDelivery,
     History,
@@ -94,8 +95,9 @@ class World:
         self.get_user = GetUser(uow, cards)
         self.list_contacts = ListContacts(uow, cards)
         self.search = SearchUsers(uow, cards)
-        self.send_message = SendMessage(uow, self.notifier, self.presence, self.clock, self.ids, max_body_chars)
-        self.acknowledge = AcknowledgeDelivery(uow, self.notifier, self.clock)
+        self.writes = GroupCommit(uow)
+        self.send_message = SendMessage(self.writes, self.notifier, self.presence, self.clock, self.ids, max_body_chars)
+        self.acknowledge = AcknowledgeDelivery(self.writes, self.notifier, self.clock)
         self.mark_read = MarkRead(uow, self.notifier, self.clock)
         self.pending_for = PendingFor(uow)
         self.still_pending = StillPending(uow)

@@ -9,7 +9,7 @@ from application.messaging import Batch, SendResult, publish_receipts
 from application.ports import DuplicateMessageError
 from domain.delivery import Delivered
 from domain.errors import FieldProblem, InvalidInputError, NotFoundError, UserNotFoundError
-from domain.messages import Message, Pair
+from domain.messages import Message, NewMessage, Pair
 from tests.unit.fakes import EPOCH, RecordingNotifier
 from tests.unit.harness import World
 
@@ -129,7 +129,7 @@ async def test_invalid_input_stores_and_publishes_nothing(
         await world.send(ada, bob, body, client_msg_id=client_msg_id)
 
     assert [p.field for p in caught.value.problems] == [field]
-    assert (world.store.data.messages, world.store.data.seqs, world.store.commits) == ([], {}, 0)
+    assert (world.store.data.messages, world.store.data.seqs) == ([], {})
     assert world.notifier.published == []
 
 
@@ -140,7 +140,7 @@ async def test_a_message_to_an_unknown_user_is_user_not_found(world: World) -> N
         await world.send(ada, 404)
 
     assert caught.value.user_id == 404
-    assert (world.store.data.messages, world.store.commits, world.notifier.published) == ([], 0, [])
+    assert (world.store.data.messages, world.store.data.seqs, world.notifier.published) == ([], {}, [])
 
 
 async def test_messaging_yourself_is_invalid_input_on_to(world: World) -> None:
@@ -150,7 +150,7 @@ async def test_messaging_yourself_is_invalid_input_on_to(world: World) -> None:
         await world.send(ada, ada)
 
     assert caught.value.problems == (FieldProblem("to", "you cannot send messages to yourself"),)
-    assert (world.store.data.messages, world.store.commits, world.notifier.published) == ([], 0, [])
+    assert (world.store.data.messages, world.store.data.seqs, world.notifier.published) == ([], {}, [])
 
 
 # --- SendMessage: duplicates ------------------------------------------------------------------
@@ -167,7 +167,6 @@ async def test_a_resent_client_msg_id_returns_the_stored_message_and_publishes_n
     assert again == SendResult(message=first.message, duplicate=True, became_contacts=False)
     assert world.store.data.messages == [first.message]
     assert world.notifier.published == []
-    assert world.store.commits == 1
 
 
 async def test_a_resend_is_recognised_by_sender_and_client_msg_id_alone(world: World) -> None:
@@ -192,35 +191,48 @@ async def test_the_same_client_msg_id_from_another_sender_is_another_message(wor
 
 
 async def test_a_concurrent_resend_that_committed_first_is_answered_with_its_message(world: World) -> None:
+    """Another process commits the same (sender, clientMsgId) while this batch is being written:
+    the batch is rolled back and run again, and then answers with the other process's message."""
     ada, bob = world.seed_users("Ada", "Bob")
-    winner: list[SendResult] = []
+    winner = NewMessage(
+        id="other-process-1",
+        sender_id=ada,
+        recipient_id=bob,
+        body="hello",
+        client_msg_id="c-1",
+        created_at=EPOCH,
+        withheld=False,
+    )
 
-    async def other_connection_commits_the_same_message() -> None:
-        winner.append(await world.send(ada, bob, "hello", client_msg_id="c-1", connection="conn-b"))
+    async def another_process_commits_the_same_message() -> None:
+        async with world.store.unit_of_work() as uow:
+            await uow.conversations.append([winner])
+            await uow.commit()
 
-    world.store.before_message_add = other_connection_commits_the_same_message
+    world.store.before_append = another_process_commits_the_same_message
 
     result = await world.send(ada, bob, "hello", client_msg_id="c-1", connection="conn-a")
 
-    assert result == SendResult(message=winner[0].message, duplicate=True)
-    assert world.store.data.messages == [winner[0].message]
-    received = MessageReceived(message=winner[0].message)
-    assert world.notifier.calls == [(bob, received, None), (ada, received, "conn-b")]  # the winner's only
+    assert result == SendResult(message=winner.stored(1), duplicate=True)
+    assert world.store.data.messages == [winner.stored(1)]
+    assert world.notifier.published == []  # the winner's process published it, not this one
     assert (await world.send(ada, bob)).message.seq == 2  # the loser's seq was rolled back
 
 
-async def test_a_duplicate_reported_without_a_stored_message_is_an_error_and_publishes_nothing(world: World) -> None:
+async def test_a_conflict_with_nothing_to_find_is_retried_and_stores_the_message_once(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
     async def the_store_claims_a_duplicate() -> None:
         raise DuplicateMessageError("c-1")
 
-    world.store.before_message_add = the_store_claims_a_duplicate
+    world.store.before_append = the_store_claims_a_duplicate
 
-    with pytest.raises(RuntimeError):
-        await world.send(ada, bob, client_msg_id="c-1")
+    result = await world.send(ada, bob, client_msg_id="c-1")
 
-    assert (world.store.data.messages, world.notifier.published) == ([], [])
+    assert not result.duplicate
+    assert world.store.data.messages == [result.message]
+    assert world.store.commits == 1
+    assert_published_after_commit(world)
 
 
 # --- SendMessage: blocking and contacts -------------------------------------------------------

@@ -1,0 +1,135 @@
+"""Group commit: writes from concurrent tasks share one transaction.
+
+A caller hands a *step* (what to write) and its item to :meth:`GroupCommit.submit` and waits.
+One worker task takes everything that queued up meanwhile, runs each step once over all of its
+items in a single transaction, commits, and only then answers each caller — with its own result
+or its own domain error (an unknown recipient fails that send, not the batch). While the
+transaction runs, the next batch queues up, so under load a transaction carries many writes and
+at rest a lone write goes through at once (no timer, no added latency).
+
+Failures. A :class:`ConflictError` (a concurrent transaction, e.g. in another process, committed
+the same key) re-runs the batch, which then sees that commit. Any other failure, including the
+commit itself, rolls everything back; the batch is then tried item by item, each alone in its own
+transaction, so one bad write cannot fail the others and a broken database fails every caller
+with that error. A caller is never answered before its write is committed, and nothing is
+answered as written that was rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from application.ports import ConflictError
+
+if TYPE_CHECKING:
+    from application.common import UnitOfWorkFactory
+    from application.ports import UnitOfWork
+    from domain.errors import DomainError
+
+log = logging.getLogger("p2p_chat.group_commit")
+
+I = TypeVar("I")  # noqa: E741 - an item
+R = TypeVar("R")
+
+CONFLICT_RETRIES = 3
+MAX_BATCH = 256
+
+
+class Step(Protocol[I, R]):
+    """One kind of write. ``write`` runs inside the batch's transaction, over the items of every
+    caller in submission order, and returns one outcome per item: a result, or a DomainError that
+    fails that caller alone (raise it before writing anything for that item). Anything it raises
+    fails the whole transaction. Steps run in ascending ``order`` (a fixed lock order)."""
+
+    order: int
+
+    async def write(self, uow: UnitOfWork, items: list[I]) -> list[R | DomainError]: ...
+
+
+@dataclass(slots=True)
+class _Entry(Generic[I, R]):
+    step: Step[I, R]
+    item: I
+    future: asyncio.Future[R]
+
+
+class GroupCommit:
+    """Runs submitted writes in shared transactions, one transaction at a time per process."""
+
+    def __init__(self, uow: UnitOfWorkFactory, *, max_batch: int = MAX_BATCH) -> None:
+        self._uow = uow
+        self._max_batch = max_batch
+        self._queue: deque[_Entry[Any, Any]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self.transactions = 0  # committed transactions, for tests and benchmarks
+
+    async def submit(self, step: Step[I, R], item: I) -> R:
+        """Write ``item`` with ``step`` in the next transaction; its result once committed."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Entry(step, item, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="group-commit")
+        return await future
+
+    async def _work(self) -> None:
+        batch: list[_Entry[Any, Any]] = []
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                live = [entry for entry in batch if not entry.future.done()]  # cancelled callers drop out
+                if live:
+                    await self._run(live)
+        finally:  # cancelled (shutdown): whoever still waits learns it was not written
+            for entry in (*batch, *self._queue):
+                if not entry.future.done():
+                    entry.future.cancel()
+
+    async def _run(self, batch: list[_Entry[Any, Any]]) -> None:
+        try:
+            outcomes = await self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _answer(batch[0], exc)
+                return
+            log.warning("a batch of %d writes failed (%r); writing them one by one", len(batch), exc)
+            for entry in batch:
+                await self._run([entry])
+            return
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            _answer(entry, outcome)
+
+    async def _transaction(self, batch: list[_Entry[Any, Any]]) -> list[Any]:
+        groups: dict[Step[Any, Any], list[int]] = {}
+        for index, entry in enumerate(batch):
+            groups.setdefault(entry.step, []).append(index)
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            outcomes: list[Any] = [None] * len(batch)
+            try:
+                async with self._uow() as uow:
+                    for step, indexes in sorted(groups.items(), key=lambda group: group[0].order):
+                        results = await step.write(uow, [batch[i].item for i in indexes])
+                        if len(results) != len(indexes):
+                            raise RuntimeError(f"{type(step).__name__} answered {len(results)} of {len(indexes)}")
+                        for i, result in zip(indexes, results, strict=True):
+                            outcomes[i] = result
+                    await uow.commit()
+            except ConflictError:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            self.transactions += 1
+            return outcomes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _answer(entry: _Entry[Any, Any], outcome: Any) -> None:
+    if entry.future.done():  # the caller was cancelled meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        entry.future.set_exception(outcome)
+    else:
+        entry.future.set_result(outcome)
