@@ -14,15 +14,17 @@ seqs, one read of the members' state, one multi-row insert, one upsert of the me
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import UtcDateTime, conversation_members, conversations, messages
-from adapters.sqlalchemy.upsert import upsert
+from adapters.sqlalchemy.upsert import dialect_insert, upsert
 from application.ports import (
     Appended,
     ConversationRepository,
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Row, Table
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 MESSAGE_COLUMNS = (
     messages.c.id,
@@ -100,101 +102,143 @@ def _is_duplicate_client_msg_id(exc: IntegrityError) -> bool:
     return "uq_messages_sender_id" in text or "messages.sender_id, messages.client_msg_id" in text
 
 
+class SentMemo:
+    """Member rows (``(user, peer)``) known to have ``has_sent`` TRUE in the database, shared by
+    the units of work of one database. ``has_sent`` only ever turns TRUE, so what is known stays
+    true; keys are added only after the transaction that read or wrote them committed. Bounded:
+    forgotten wholesale when full (the next batches read them again)."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.known: set[tuple[int, int]] = set()
+        self._limit = limit
+
+    def learn(self, keys: Iterable[tuple[int, int]]) -> None:
+        if len(self.known) >= self._limit:
+            self.known.clear()
+        self.known.update(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _HotStatements:
+    """The send path's upserts, built once per dialect so every batch hits the compiled cache."""
+
+    reserve_seqs: Any
+    upsert_members: Any
+
+
+@functools.cache
+def _hot_statements(dialect: str) -> _HotStatements:
+    conv = dialect_insert(dialect, conversations)
+    members = conversation_members
+    member = dialect_insert(dialect, members).values(
+        user_id=bindparam("user_id"),
+        peer_id=bindparam("peer_id"),
+        has_sent=bindparam("has_sent"),
+        last_message_pos=bindparam("pos"),
+    )
+    return _HotStatements(
+        reserve_seqs=conv.on_conflict_do_update(
+            index_elements=["low_id", "high_id"], set_={"last_seq": conversations.c.last_seq + conv.excluded.last_seq}
+        ).returning(conversations.c.low_id, conversations.c.high_id, conversations.c.last_seq),
+        upsert_members=member.on_conflict_do_update(
+            index_elements=["user_id", "peer_id"],
+            set_={
+                "has_sent": member.excluded.has_sent,
+                "last_message_pos": func.coalesce(member.excluded.last_message_pos, members.c.last_message_pos),
+            },
+        ),
+    )
+
+
+_INSERT_MESSAGE = insert(messages).returning(messages.c.id, messages.c.pos)
+
+
+def _message_row(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "low_id": min(m.sender_id, m.recipient_id),
+        "high_id": max(m.sender_id, m.recipient_id),
+        "seq": m.seq,
+        "sender_id": m.sender_id,
+        "recipient_id": m.recipient_id,
+        "body": m.body,
+        "client_msg_id": m.client_msg_id,
+        "created_at": m.created_at,
+        "delivered_at": None,
+        "read_at": None,
+        "withheld": m.withheld,
+    }
+
+
 class SqlAlchemyConversationRepository(ConversationRepository):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, memo: SentMemo | None = None) -> None:
         self._session = session
+        self._memo = memo if memo is not None else SentMemo()
+        self.learned: set[tuple[int, int]] = set()  # for the memo once this transaction commits
 
     async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
         if not drafts:
             return []
-        seqs = await self._reserve_seqs(drafts)
+        hot = _hot_statements(self._session.get_bind().dialect.name)
+        conn = await self._session.connection()
+        seqs = await self._reserve_seqs(conn, hot, drafts)
         stored = [draft.stored(next(seqs[draft.pair])) for draft in drafts]
-        members = conversation_members
         keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
-        # The conversations' rows are locked (PostgreSQL) until the end of the transaction, so no
-        # other writer changes these member rows' ``has_sent`` meanwhile.
-        has_sent: dict[tuple[int, int], bool] = {
-            (row.user_id, row.peer_id): bool(row.has_sent)
-            for row in await self._session.execute(
-                # OR of equalities: an index lookup per key on both backends (SQLite scans the
-                # table for a row-value IN).
-                select(members.c.user_id, members.c.peer_id, members.c.has_sent).where(
-                    or_(*(and_(members.c.user_id == u, members.c.peer_id == p) for u, p in keys))
-                )
-            )
-        }
+        has_sent = await self._has_sent(conn, keys)
         made = contacts_made(stored, has_sent)
-        positions = await self._insert(stored)
-        last_visible: dict[tuple[int, int], int] = {}
-        for m in stored:
-            last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
-            if not m.withheld:
-                last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
-        stmt = upsert(self._session, members).values(
-            [
-                {
-                    "user_id": u,
-                    "peer_id": p,
-                    "has_sent": has_sent.get((u, p), False),
-                    "last_message_pos": last_visible.get((u, p)),
-                }
-                for u, p in keys
-            ]
-        )
-        await self._session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["user_id", "peer_id"],
-                set_={
-                    "has_sent": stmt.excluded.has_sent,
-                    "last_message_pos": func.coalesce(stmt.excluded.last_message_pos, members.c.last_message_pos),
-                },
-            )
-        )
-        return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
-
-    async def _reserve_seqs(self, drafts: Sequence[NewMessage]) -> dict[Pair, Iterator[int]]:
-        """Reserve as many seqs per conversation as the drafts need, in one upsert; the rows are
-        locked in pair order, so concurrent batches queue instead of deadlocking."""
-        counts = Counter(draft.pair for draft in drafts)
-        rows = upsert(self._session, conversations).values(
-            [{"low_id": p.low, "high_id": p.high, "last_seq": counts[p]} for p in sorted(counts, key=_pair_key)]
-        )
-        stmt = rows.on_conflict_do_update(
-            index_elements=["low_id", "high_id"], set_={"last_seq": conversations.c.last_seq + rows.excluded.last_seq}
-        ).returning(conversations.c.low_id, conversations.c.high_id, conversations.c.last_seq)
-        reserved: dict[Pair, Iterator[int]] = {}
-        for row in await self._session.execute(stmt):
-            pair = Pair(row.low_id, row.high_id)
-            reserved[pair] = iter(range(row.last_seq - counts[pair] + 1, row.last_seq + 1))
-        return reserved
-
-    async def _insert(self, stored: list[Message]) -> dict[str, int]:
-        """Insert the messages; their storage positions by id."""
-        rows = [
-            {
-                "id": m.id,
-                "low_id": min(m.sender_id, m.recipient_id),
-                "high_id": max(m.sender_id, m.recipient_id),
-                "seq": m.seq,
-                "sender_id": m.sender_id,
-                "recipient_id": m.recipient_id,
-                "body": m.body,
-                "client_msg_id": m.client_msg_id,
-                "created_at": m.created_at,
-                "delivered_at": None,
-                "read_at": None,
-                "withheld": m.withheld,
-            }
-            for m in stored
-        ]
+        self.learned.update(key for key, sent in has_sent.items() if sent)
         try:
-            result = await self._session.execute(insert(messages).values(rows).returning(messages.c.id, messages.c.pos))
+            inserted = await conn.execute(_INSERT_MESSAGE, [_message_row(m) for m in stored])
         except IntegrityError as exc:
             # On PostgreSQL the transaction is aborted now; the caller starts a new one.
             if _is_duplicate_client_msg_id(exc):
                 raise DuplicateMessageError(str(exc.orig)) from exc
             raise
-        return {row.id: row.pos for row in result}
+        positions = {row.id: row.pos for row in inserted}
+        last_visible: dict[tuple[int, int], int] = {}
+        for m in stored:
+            last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
+            if not m.withheld:
+                last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
+        await conn.execute(
+            hot.upsert_members,
+            [
+                {"user_id": u, "peer_id": p, "has_sent": has_sent.get((u, p), False), "pos": last_visible.get((u, p))}
+                for u, p in keys
+            ],
+        )
+        return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
+
+    async def _has_sent(self, conn: AsyncConnection, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bool]:
+        """``has_sent`` of these member rows (missing: False). ``has_sent`` never goes back to
+        False, so keys known to be True (:class:`SentMemo`) need no query; in a steady state none
+        does. The conversations' rows are locked (PostgreSQL) until the end of the transaction, so
+        no other writer changes these rows' ``has_sent`` meanwhile."""
+        known = self._memo.known
+        found = dict.fromkeys((key for key in keys if key in known), True)
+        unknown = [key for key in keys if key not in known]
+        if unknown:
+            members = conversation_members
+            # OR of equalities: an index lookup per key on both backends (SQLite would scan the
+            # table for a row-value IN).
+            stmt = select(members.c.user_id, members.c.peer_id, members.c.has_sent).where(
+                or_(*(and_(members.c.user_id == u, members.c.peer_id == p) for u, p in unknown))
+            )
+            found.update(((row.user_id, row.peer_id), bool(row.has_sent)) for row in await conn.execute(stmt))
+        return found
+
+    async def _reserve_seqs(
+        self, conn: AsyncConnection, hot: _HotStatements, drafts: Sequence[NewMessage]
+    ) -> dict[Pair, Iterator[int]]:
+        """Reserve as many seqs per conversation as the drafts need, in one upsert; the rows are
+        locked in pair order, so concurrent batches queue instead of deadlocking."""
+        counts = Counter(draft.pair for draft in drafts)
+        params = [{"low_id": p.low, "high_id": p.high, "last_seq": counts[p]} for p in sorted(counts, key=_pair_key)]
+        reserved: dict[Pair, Iterator[int]] = {}
+        for row in await conn.execute(hot.reserve_seqs, params):
+            pair = Pair(row.low_id, row.high_id)
+            reserved[pair] = iter(range(row.last_seq - counts[pair] + 1, row.last_seq + 1))
+        return reserved
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
         pair = Pair.of(user_id, peer_id)
@@ -291,6 +335,36 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         ]
 
 
+# Two IN lists use the unique index on (sender_id, client_msg_id) on every backend; the few rows
+# matching a sender of one key and the client id of another are dropped by the caller.
+_BY_CLIENT_IDS = select(*MESSAGE_COLUMNS).where(
+    messages.c.sender_id.in_(bindparam("senders", expanding=True)),
+    messages.c.client_msg_id.in_(bindparam("client_ids", expanding=True)),
+)
+
+
+# The rows are locked in storage order (as mark_read locks them, so the two never deadlock) and
+# the condition is re-checked on each locked row: of two concurrent acknowledgements of one
+# message only one returns it.
+_MARK_DELIVERED = (
+    update(messages)
+    .where(
+        messages.c.pos.in_(
+            select(messages.c.pos)
+            .where(
+                messages.c.id.in_(bindparam("ids", expanding=True)),
+                messages.c.recipient_id == bindparam("recipient"),
+                _pending(),
+            )
+            .order_by(messages.c.pos)
+            .with_for_update()
+        )
+    )
+    .values(delivered_at=bindparam("now"))
+    .returning(messages.c.id, messages.c.sender_id, messages.c.recipient_id)
+)
+
+
 class SqlAlchemyMessageRepository(MessageRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -299,12 +373,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
         wanted = set(keys)
         if not wanted:
             return {}
-        # Two IN lists use the unique index on (sender_id, client_msg_id) on every backend; the
-        # few rows matching a sender of one key and the client id of another are dropped here.
-        stmt = select(*MESSAGE_COLUMNS).where(
-            messages.c.sender_id.in_({k[0] for k in wanted}), messages.c.client_msg_id.in_({k[1] for k in wanted})
-        )
-        found = (_message(row) for row in await self._session.execute(stmt))
+        params = {"senders": list({k[0] for k in wanted}), "client_ids": list({k[1] for k in wanted})}
+        found = (_message(row) for row in await self._session.execute(_BY_CLIENT_IDS, params))
         return {key: m for m in found if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
     async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
@@ -329,24 +399,11 @@ class SqlAlchemyMessageRepository(MessageRepository):
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
-        # The rows are locked in storage order (as mark_read locks them, so the two never
-        # deadlock) and the condition is re-checked on each locked row: of two concurrent
-        # acknowledgements of one message only one returns it.
-        targets = (
-            select(messages.c.pos)
-            .where(messages.c.id.in_(wanted), messages.c.recipient_id == recipient_id, _pending())
-            .order_by(messages.c.pos)
-            .with_for_update()
-        )
-        stmt = (
-            update(messages)
-            .where(messages.c.pos.in_(targets))
-            .values(delivered_at=now)
-            .returning(messages.c.id, messages.c.sender_id, messages.c.recipient_id)
-        )
         found = {
             row.id: Delivered(id=row.id, sender_id=row.sender_id, recipient_id=row.recipient_id)
-            for row in await self._session.execute(stmt)
+            for row in await self._session.execute(
+                _MARK_DELIVERED, {"ids": wanted, "recipient": recipient_id, "now": now}
+            )
         }
         return [found[message_id] for message_id in wanted if message_id in found]
 

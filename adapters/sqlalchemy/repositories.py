@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import CursorResult, and_, case, delete, exists, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
@@ -35,6 +35,9 @@ def _blocked_either_way(a: int, other_id_column: object) -> object:
     )
 
 
+_EXISTING_IDS = select(users.c.id).where(users.c.id.in_(bindparam("ids", expanding=True)))
+
+
 class SqlAlchemyUserRepository(UserRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -58,7 +61,7 @@ class SqlAlchemyUserRepository(UserRepository):
         ids = set(user_ids)
         if not ids:
             return set()
-        return set((await self._session.execute(select(users.c.id).where(users.c.id.in_(ids)))).scalars())
+        return set((await self._session.execute(_EXISTING_IDS, {"ids": list(ids)})).scalars())
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         ids = list(dict.fromkeys(user_ids))
@@ -171,6 +174,13 @@ class SqlAlchemyContactRepository(ContactRepository):
         return list((await self._session.execute(stmt)).scalars())
 
 
+# Blocks are few: the rows of the IN lists' cross product that are not wanted are dropped by the caller.
+_BLOCKS_AMONG = select(blocks.c.blocker_id, blocks.c.blocked_id).where(
+    blocks.c.blocker_id.in_(bindparam("blockers", expanding=True)),
+    blocks.c.blocked_id.in_(bindparam("blocked", expanding=True)),
+)
+
+
 class SqlAlchemyBlockRepository(BlockRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -179,10 +189,8 @@ class SqlAlchemyBlockRepository(BlockRepository):
         wanted = set(pairs)
         if not wanted:
             return set()
-        stmt = select(blocks.c.blocker_id, blocks.c.blocked_id).where(
-            blocks.c.blocker_id.in_({p[0] for p in wanted}), blocks.c.blocked_id.in_({p[1] for p in wanted})
-        )
-        found = {(row.blocker_id, row.blocked_id) for row in await self._session.execute(stmt)}
+        params = {"blockers": list({p[0] for p in wanted}), "blocked": list({p[1] for p in wanted})}
+        found = {(row.blocker_id, row.blocked_id) for row in await self._session.execute(_BLOCKS_AMONG, params)}
         return found & wanted
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:

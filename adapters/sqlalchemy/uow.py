@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
+from adapters.sqlalchemy.messaging import SentMemo, SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyBlockRepository,
     SqlAlchemyContactRepository,
@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """``memo``: what the units of work of one database share to skip reads (:class:`SentMemo`);
+    without one, each unit of work starts knowing nothing."""
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], memo: SentMemo | None = None) -> None:
         self._session_factory = session_factory
+        self._memo = memo if memo is not None else SentMemo()
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -33,7 +37,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.logins = SqlAlchemyLoginRepository(session)
         self.contacts = SqlAlchemyContactRepository(session)
         self.blocks = SqlAlchemyBlockRepository(session)
-        self.conversations = SqlAlchemyConversationRepository(session)
+        self.conversations = SqlAlchemyConversationRepository(session, self._memo)
         self.messages = SqlAlchemyMessageRepository(session)
         return self
 
@@ -50,3 +54,5 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         if self._session is None:
             raise RuntimeError("commit outside of a unit of work")
         await self._session.commit()
+        self._memo.learn(self.conversations.learned)
+        self.conversations.learned.clear()

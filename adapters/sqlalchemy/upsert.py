@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 def upsert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` into ``table`` offering ``on_conflict_do_nothing``/``on_conflict_do_update``."""
-    dialect = session.get_bind().dialect.name
+    return dialect_insert(session.get_bind().dialect.name, table)
+
+
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """:func:`upsert` for a dialect's name."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":

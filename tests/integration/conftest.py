@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
+from adapters.sqlalchemy.messaging import SentMemo
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
@@ -120,7 +121,8 @@ async def session_factory(migrated_url: str) -> AsyncIterator[async_sessionmaker
 
 @pytest.fixture
 def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
-    return lambda: SqlAlchemyUnitOfWork(session_factory)
+    memo = SentMemo()  # shared, as the container shares one per database
+    return lambda: SqlAlchemyUnitOfWork(session_factory, memo)
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

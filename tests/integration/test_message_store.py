@@ -1,7 +1,7 @@
 """The SQLAlchemy message store (messages, conversations, blocks) on SQLite and PostgreSQL.
 
 Same test bodies on both backends; concurrent writers each have their own unit of work (their own
-connection and transaction), the way concurrent ``sendMessage`` frames do.
+connection and transaction), the way concurrent ``sendMessage`` batches of different processes do.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.memory.presence import InMemoryPresenceRegistry
-from adapters.sqlalchemy.orm import blocks, contacts, messages
+from adapters.sqlalchemy.orm import blocks, contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.events import Event
+from application.group_commit import GroupCommit
 from application.messaging import Send, SendMessage
-from application.ports import ConversationState, DuplicateMessageError
+from application.ports import Appended, ConversationState, DuplicateMessageError
 from domain.delivery import Delivered
 from domain.errors import InvalidInputError
 from domain.messages import Message, NewMessage, Pair
@@ -58,6 +59,20 @@ async def add_users(uow_factory: UowFactory, *names: str) -> list[int]:
     return [user.uid for user in stored]
 
 
+def draft(
+    sender: int, to: int, body: str = "hi", *, client_msg_id: str | None = None, withheld: bool = False
+) -> NewMessage:
+    return NewMessage(
+        id=str(uuid.uuid4()),
+        sender_id=sender,
+        recipient_id=to,
+        body=body,
+        client_msg_id=client_msg_id or uuid.uuid4().hex,
+        created_at=NOW,
+        withheld=withheld,
+    )
+
+
 async def send(
     uow_factory: UowFactory,
     sender: int,
@@ -68,32 +83,29 @@ async def send(
     withheld: bool | None = None,
     hold_s: float = 0.0,
 ) -> tuple[Message, bool]:
-    """What ``SendMessage`` does in its transaction; the stored message and whether the two just
-    became contacts. ``withheld=None`` asks the store whether ``to`` blocked ``sender``."""
-    client_msg_id = client_msg_id or uuid.uuid4().hex
+    """What ``SendMessage`` does in its transaction, for one message; the stored message and whether
+    the two just became contacts. ``withheld=None`` asks the store whether ``to`` blocked ``sender``."""
+    key = (sender, client_msg_id or uuid.uuid4().hex)
     async with uow_factory() as uow:
-        existing = await uow.messages.by_client_id(sender, client_msg_id)
-        if existing is not None:
-            return existing, False
+        existing = await uow.messages.by_client_ids([key])
+        if key in existing:
+            return existing[key], False
         if withheld is None:
-            withheld = await uow.blocks.is_blocked(blocker_id=to, blocked_id=sender)
-        draft = NewMessage(
-            id=str(uuid.uuid4()),
-            sender_id=sender,
-            recipient_id=to,
-            body=body,
-            client_msg_id=client_msg_id,
-            created_at=NOW,
-            withheld=withheld,
-        )
-        message = draft.stored(await uow.conversations.next_seq(Pair.of(sender, to)))
-        await uow.messages.add(message)
-        became_contacts = await uow.conversations.record_message(message)
-        if became_contacts:
+            withheld = (to, sender) in await uow.blocks.among([(to, sender)])
+        (appended,) = await uow.conversations.append([draft(sender, to, body, client_msg_id=key[1], withheld=withheld)])
+        if appended.became_contacts:
             await uow.contacts.add_pair(sender, to)
         await asyncio.sleep(hold_s)  # keep the transaction open while the others try
         await uow.commit()
-    return message, became_contacts
+    return appended.message, appended.became_contacts
+
+
+async def append(uow_factory: UowFactory, *drafts: NewMessage) -> list[Appended]:
+    """Append the drafts in one call and commit."""
+    async with uow_factory() as uow:
+        appended = await uow.conversations.append(drafts)
+        await uow.commit()
+    return appended
 
 
 async def history(
@@ -151,9 +163,10 @@ async def test_seq_counts_from_one_per_conversation_and_the_message_reads_back(u
     assert await state(uow_factory, bob, cid) is None
 
     async with uow_factory() as uow:
-        loaded = await uow.messages.by_client_id(ann, "c3")
-        assert await uow.messages.by_client_id(bob, "c3") is None
-        assert await uow.messages.by_client_id(ann, "nope") is None
+        found = await uow.messages.by_client_ids([(ann, "c3"), (bob, "c3"), (ann, "nope")])
+        assert await uow.messages.by_client_ids([]) == {}
+    assert list(found) == [(ann, "c3")]
+    loaded = found[(ann, "c3")]
     assert loaded == sent[3]
     assert loaded == Message(
         id=sent[3].id,
@@ -211,7 +224,7 @@ async def test_concurrent_senders_in_several_conversations_count_independently(u
     assert sum(became for _, became in results) == 4
 
 
-async def test_add_refuses_a_second_message_with_the_same_sender_and_client_id(
+async def test_append_refuses_a_second_message_with_the_same_sender_and_client_id(
     uow_factory: UowFactory, session_factory: Sessions
 ) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
@@ -219,29 +232,18 @@ async def test_add_refuses_a_second_message_with_the_same_sender_and_client_id(
     await send(uow_factory, bob, ann, client_msg_id="same")  # another sender: fine
     await send(uow_factory, ann, cid, client_msg_id="other")
 
-    again = Message(
-        id=str(uuid.uuid4()),
-        seq=99,
-        sender_id=ann,
-        recipient_id=cid,
-        body="again",
-        client_msg_id="same",
-        created_at=NOW,
-    )
     async with uow_factory() as uow:
         with pytest.raises(DuplicateMessageError):
-            await uow.messages.add(again)
+            await uow.conversations.append([draft(ann, cid, "again", client_msg_id="same")])
     assert await count(session_factory, messages, messages.c.client_msg_id == "same") == 2
+    assert await state(uow_factory, ann, cid) == ConversationState(peer_id=cid, last_seq=1, read_seq=0, peer_read_seq=0)
 
     # Other integrity problems are not reported as duplicates.
-    unknown_recipient = Message(
-        id=str(uuid.uuid4()), seq=1, sender_id=ann, recipient_id=bob + 1000, body="x", client_msg_id="x", created_at=NOW
-    )
     async with uow_factory() as uow:
         with pytest.raises(IntegrityError):
-            await uow.messages.add(unknown_recipient)
+            await uow.conversations.append([draft(ann, bob + 1000, "x", client_msg_id="x")])
     async with uow_factory() as uow:
-        assert await uow.messages.by_client_id(ann, "same") == first
+        assert await uow.messages.by_client_ids([(ann, "same")]) == {(ann, "same"): first}
 
 
 async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
@@ -250,25 +252,15 @@ async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
 
     async def store_once() -> Message | None:
-        """Both writers skip the ``by_client_id`` check, so both reach the insert."""
+        """Both writers skip the ``by_client_ids`` check, so both reach the insert."""
         async with uow_factory() as uow:
-            message = NewMessage(
-                id=str(uuid.uuid4()),
-                sender_id=ann,
-                recipient_id=bob,
-                body="hello",
-                client_msg_id="raced",
-                created_at=NOW,
-                withheld=False,
-            ).stored(await uow.conversations.next_seq(Pair.of(ann, bob)))
             try:
-                await uow.messages.add(message)
+                (appended,) = await uow.conversations.append([draft(ann, bob, "hello", client_msg_id="raced")])
             except DuplicateMessageError:
                 return None
-            await uow.conversations.record_message(message)
             await asyncio.sleep(0.1)
             await uow.commit()
-        return message
+        return appended.message
 
     outcomes = await asyncio.gather(store_once(), store_once())
     stored = [m for m in outcomes if m is not None]
@@ -280,7 +272,10 @@ async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
     assert nxt.seq == 2
 
 
-async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factory: UowFactory) -> None:
+@pytest.mark.parametrize("processes", [1, 4], ids=["one-group-commit", "four-group-commits"])
+async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factory: UowFactory, processes: int) -> None:
+    """Four sends of one ``clientMsgId`` at once: sharing one batch (one process), or each in its
+    own transaction racing the others (one :class:`GroupCommit` each, like four processes)."""
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
     published: list[tuple[int, Event]] = []
 
@@ -296,22 +291,133 @@ async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factor
         def new_id(self) -> str:
             return str(uuid.uuid4())
 
-    send_message = SendMessage(
-        uow=uow_factory,
-        notifier=Notifier(),
-        presence=InMemoryPresenceRegistry(),
-        clock=Clock(),
-        ids=Ids(),
-        max_body_chars=4000,
-    )
+    writes = [GroupCommit(uow_factory) for _ in range(processes)]
+    senders = [
+        SendMessage(
+            writes=group,
+            notifier=Notifier(),
+            presence=InMemoryPresenceRegistry(),
+            clock=Clock(),
+            ids=Ids(),
+            max_body_chars=4000,
+        )
+        for group in writes
+    ]
     cmd = Send(sender_id=ann, to=bob, body="once", client_msg_id="cm-1")
-    results = await asyncio.gather(*(send_message(cmd) for _ in range(4)))
+    results = await asyncio.gather(*(senders[i % processes](cmd) for i in range(4)))
 
     assert sorted(r.duplicate for r in results) == [False, True, True, True]
     assert len({r.message.id for r in results}) == 1
     assert results[0].message.seq == 1
     assert len(published) == 2  # the recipient and the sender's other connections, once
     assert [m.body for m in await history(uow_factory, bob, ann)] == ["once"]
+    assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=1, read_seq=0, peer_read_seq=0)
+
+
+# --- one append, many messages ------------------------------------------------------------------
+
+
+async def test_one_append_numbers_each_conversation_in_order_and_makes_contacts_once(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    earlier, _ = await send(uow_factory, ann, bob, "earlier")  # Ann-Bob starts at seq 1
+    async with uow_factory() as uow:
+        assert await uow.conversations.append([]) == []
+    batch = [
+        draft(ann, bob, "b2"),
+        draft(ann, cid, "c1"),
+        draft(bob, ann, "b3"),  # Bob's first reply: contacts
+        draft(cid, ann, "c2", withheld=True),  # withheld: never makes contacts
+        draft(ann, bob, "b4"),
+        draft(bob, ann, "b5"),  # not again
+        draft(ann, cid, "c3"),
+    ]
+    appended = await append(uow_factory, *batch)
+
+    assert [a.message.id for a in appended] == [d.id for d in batch]
+    assert [(a.message.body, a.message.seq) for a in appended] == [
+        ("b2", 2),
+        ("c1", 1),
+        ("b3", 3),
+        ("c2", 2),
+        ("b4", 4),
+        ("b5", 5),
+        ("c3", 3),
+    ]
+    assert [a.became_contacts for a in appended] == [False, False, True, False, False, False, False]
+    assert [a.message for a in appended] == [d.stored(a.message.seq) for d, a in zip(batch, appended, strict=True)]
+    # What was returned is what is stored, and storage order is batch order.
+    assert await history(uow_factory, ann, bob, after=0) == [
+        earlier,
+        *(a.message for a in appended if a.message.pair == Pair.of(ann, bob)),
+    ]
+    ann_cid = [a.message for a in appended if a.message.pair == Pair.of(ann, cid)]
+    assert await history(uow_factory, cid, ann, after=0) == ann_cid  # Cid sees his withheld message
+    assert await history(uow_factory, ann, cid, after=0) == [m for m in ann_cid if not m.withheld]
+    assert [m.body for m in await pending(uow_factory, ann)] == ["b3", "b5"]
+    assert [m.body for m in await pending(uow_factory, bob)] == ["earlier", "b2", "b4"]
+    assert [m.body for m in await pending(uow_factory, cid)] == ["c1", "c3"]
+    # Both members' state follows the last message each may see.
+    assert await state(uow_factory, bob, ann) == ConversationState(peer_id=ann, last_seq=5, read_seq=0, peer_read_seq=0)
+    assert await state(uow_factory, cid, ann) == ConversationState(peer_id=ann, last_seq=3, read_seq=0, peer_read_seq=0)
+    async with uow_factory() as uow:
+        anns = await uow.conversations.summaries(ann, before=None, limit=10)
+        cids = await uow.conversations.summaries(cid, before=None, limit=10)
+    assert [(r.state.peer_id, r.last_message.body, r.unread_count) for r in anns] == [(cid, "c3", 0), (bob, "b5", 2)]
+    assert [(r.state.peer_id, r.last_message.body, r.unread_count) for r in cids] == [(ann, "c3", 2)]
+
+    # Whether an earlier message counted is remembered across appends.
+    (cid_again,) = await append(uow_factory, draft(cid, ann, "c4"))
+    assert (cid_again.message.seq, cid_again.became_contacts) == (4, True)
+    (bob_again,) = await append(uow_factory, draft(bob, ann, "b6"))
+    assert (bob_again.message.seq, bob_again.became_contacts) == (6, False)
+
+
+async def test_a_duplicate_client_msg_id_within_one_append_stores_nothing(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    async with uow_factory() as uow:
+        with pytest.raises(DuplicateMessageError):
+            await uow.conversations.append(
+                [
+                    draft(ann, bob, client_msg_id="dup"),
+                    draft(ann, cid, client_msg_id="other"),
+                    draft(ann, cid, client_msg_id="dup"),
+                ]
+            )
+    for table in (messages, conversations, conversation_members, contacts):
+        assert await count(session_factory, table) == 0
+    assert await state(uow_factory, ann, bob) is None
+
+    # The same client id from two senders in one append is no duplicate; seqs start over at 1.
+    appended = await append(
+        uow_factory, draft(ann, bob, client_msg_id="dup"), draft(bob, ann, client_msg_id="dup"), draft(ann, cid)
+    )
+    assert [(a.message.seq, a.became_contacts) for a in appended] == [(1, False), (2, True), (1, False)]
+    async with uow_factory() as uow:
+        found = await uow.messages.by_client_ids([(ann, "dup"), (bob, "dup")])
+    assert found == {(ann, "dup"): appended[0].message, (bob, "dup"): appended[1].message}
+
+
+async def test_by_client_ids_returns_only_exact_key_matches(uow_factory: UowFactory) -> None:
+    ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+    appended = await append(
+        uow_factory,
+        draft(ann, bob, client_msg_id="a1"),
+        draft(ann, cid, client_msg_id="a2"),
+        draft(bob, ann, client_msg_id="b1"),
+        draft(cid, bob, client_msg_id="c1"),
+    )
+    a1, a2, b1, _ = (a.message for a in appended)
+    async with uow_factory() as uow:
+        # Every stored key not asked for below pairs the sender of one key asked for with the
+        # client id of another: (ann, "a2") here; (ann, "a1"), (bob, "b1") and (cid, "c1") in ``missing``.
+        crossed = await uow.messages.by_client_ids([(ann, "a1"), (bob, "b1"), (bob, "a2")])
+        exact = await uow.messages.by_client_ids(iter([(ann, "a2"), (ann, "a2"), (ann, "a1"), (cid, "a1")]))
+        missing = await uow.messages.by_client_ids([(ann, "c1"), (cid, "b1"), (bob, "a1")])
+    assert crossed == {(ann, "a1"): a1, (bob, "b1"): b1}
+    assert exact == {(ann, "a2"): a2, (ann, "a1"): a1}
+    assert missing == {}
 
 
 # --- withheld messages ----------------------------------------------------------------------------
@@ -365,12 +471,10 @@ async def test_a_conversation_of_only_withheld_messages_is_not_listed_for_the_re
     assert await history(uow_factory, bob, ann) == []
 
 
-# --- contacts through record_message ------------------------------------------------------------
+# --- contacts through append -------------------------------------------------------------------
 
 
-async def test_record_message_reports_new_contacts_exactly_once(
-    uow_factory: UowFactory, session_factory: Sessions
-) -> None:
+async def test_append_reports_new_contacts_exactly_once(uow_factory: UowFactory, session_factory: Sessions) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
     flow = [(ann, bob), (ann, bob), (bob, ann), (bob, ann), (ann, bob)]
     assert [(await send(uow_factory, s, t))[1] for s, t in flow] == [False, False, True, False, False]
@@ -392,38 +496,34 @@ async def test_first_messages_in_both_directions_at_once_make_contacts_once(uow_
     for a, b in zip(pairs[::2], pairs[1::2], strict=True):
         results = await asyncio.gather(send(uow_factory, a, b, hold_s=0.05), send(uow_factory, b, a, hold_s=0.05))
         assert sorted(became for _, became in results) == [False, True]
+        assert sorted(m.seq for m, _ in results) == [1, 2]
+        # The second to reserve a seq waited for the first, saw its message and made the contacts.
+        assert max(results, key=lambda r: r[0].seq)[1]
 
 
-async def test_record_message_racing_in_both_directions_sees_the_other_side(uow_factory: UowFactory) -> None:
-    """Without ``next_seq`` serialising them, and with both member rows already there (from a
-    withheld message): two messages in opposite directions recorded at the same time."""
+@pytest.mark.parametrize("member_rows", [False, True], ids=["new-pair", "member-rows-exist"])
+async def test_appends_racing_in_both_directions_make_contacts_once(uow_factory: UowFactory, member_rows: bool) -> None:
+    """Two units of work append at the same time a first message in each direction of a pair:
+    a new pair, or one whose member rows already exist (from a withheld message), so that neither
+    append creates them. The second to reserve a seq waits for the first, so it sees the other side."""
     users = await add_users(uow_factory, *(f"U{i}" for i in range(6)))
-    for a, b in zip(users[::2], users[1::2], strict=True):
-        await send(uow_factory, a, b, withheld=True)
-        racing: list[Message] = []
+
+    async def racing(sender: int, to: int) -> Appended:
         async with uow_factory() as uow:
-            for sender, to in [(a, b), (b, a)]:
-                message = Message(
-                    id=str(uuid.uuid4()),
-                    seq=await uow.conversations.next_seq(Pair.of(a, b)),
-                    sender_id=sender,
-                    recipient_id=to,
-                    body="hi",
-                    client_msg_id=uuid.uuid4().hex,
-                    created_at=NOW,
-                )
-                await uow.messages.add(message)
-                racing.append(message)
+            (appended,) = await uow.conversations.append([draft(sender, to)])
+            await asyncio.sleep(0.05)
             await uow.commit()
+        return appended
 
-        async def record(message: Message) -> bool:
-            async with uow_factory() as uow:
-                became = await uow.conversations.record_message(message)
-                await asyncio.sleep(0.05)
-                await uow.commit()
-            return became
-
-        assert sorted(await asyncio.gather(*(record(m) for m in racing))) == [False, True]
+    for a, b in zip(users[::2], users[1::2], strict=True):
+        before = 0
+        if member_rows:
+            await append(uow_factory, draft(a, b, withheld=True))
+            before = 1
+        results = await asyncio.gather(racing(a, b), racing(b, a))
+        assert sorted(r.became_contacts for r in results) == [False, True]
+        assert sorted(r.message.seq for r in results) == [before + 1, before + 2]
+        assert max(results, key=lambda r: r.message.seq).became_contacts
 
 
 # --- pending, delivery and read -----------------------------------------------------------------
@@ -617,10 +717,16 @@ async def test_read_seq_only_moves_forward_and_both_sides_see_it(uow_factory: Uo
     assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=5, read_seq=5, peer_read_seq=3)
 
 
-async def test_set_read_seq_creates_the_members_row_when_missing(uow_factory: UowFactory) -> None:
+async def test_set_read_seq_creates_the_members_row_when_missing(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    pair = Pair.of(ann, bob)
+    async with session_factory() as session:  # a conversation without member rows
+        await session.execute(insert(conversations).values(low_id=pair.low, high_id=pair.high, last_seq=1))
+        await session.commit()
+    assert await count(session_factory, conversation_members) == 0
     async with uow_factory() as uow:
-        await uow.conversations.next_seq(Pair.of(ann, bob))  # a conversation without member rows
         await uow.conversations.set_read_seq(bob, ann, 1)
         await uow.commit()
     assert await state(uow_factory, bob, ann) == ConversationState(peer_id=ann, last_seq=1, read_seq=1, peer_read_seq=0)
@@ -705,18 +811,29 @@ async def test_get_many_returns_the_known_users_by_id(uow_factory: UowFactory) -
     assert bob not in found
 
 
-async def test_blocks_are_directional_and_either_way_sees_both(
-    uow_factory: UowFactory, session_factory: Sessions
-) -> None:
+async def test_existing_ids_are_the_accounts_among_the_ids(uow_factory: UowFactory) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
-    await block(session_factory, ann, bob)
     async with uow_factory() as uow:
-        assert await uow.blocks.is_blocked(blocker_id=ann, blocked_id=bob) is True
-        assert await uow.blocks.is_blocked(blocker_id=bob, blocked_id=ann) is False
-        assert await uow.blocks.either_way(ann, bob) is True
-        assert await uow.blocks.either_way(bob, ann) is True
-        assert await uow.blocks.either_way(ann, cid) is False
-        assert await uow.blocks.is_blocked(blocker_id=cid, blocked_id=ann) is False
+        assert await uow.users.existing_ids(iter([cid, ann, ann, cid + 1000, 0])) == {ann, cid}
+        assert await uow.users.existing_ids([bob]) == {bob}
+        assert await uow.users.existing_ids([cid + 1000]) == set()
+        assert await uow.users.existing_ids([]) == set()
+
+
+async def test_blocks_among_are_directional(uow_factory: UowFactory, session_factory: Sessions) -> None:
+    ann, bob, cid, dan = await add_users(uow_factory, "Ann", "Bob", "Cid", "Dan")
+    await block(session_factory, ann, bob)
+    await block(session_factory, cid, dan)
+    async with uow_factory() as uow:
+        assert await uow.blocks.among([(ann, bob)]) == {(ann, bob)}
+        assert await uow.blocks.among([(bob, ann)]) == set()
+        # Either way is asking both directions.
+        assert await uow.blocks.among(iter([(ann, bob), (bob, ann), (ann, bob)])) == {(ann, bob)}
+        assert await uow.blocks.among([(ann, cid), (cid, ann)]) == set()
+        assert await uow.blocks.among([(ann, bob), (dan, cid), (cid, dan), (cid, ann)]) == {(ann, bob), (cid, dan)}
+        # Only exact pairs: (ann, dan) and (cid, bob) cross the blocker of one block with the blocked of the other.
+        assert await uow.blocks.among([(ann, dan), (cid, bob)]) == set()
+        assert await uow.blocks.among([]) == set()
 
 
 async def test_block_is_idempotent_unblock_removes_it_and_blocked_by_lists_by_id(uow_factory: UowFactory) -> None:
@@ -740,8 +857,8 @@ async def test_block_is_idempotent_unblock_removes_it_and_blocked_by_lists_by_id
         await uow.commit()
     async with uow_factory() as uow:
         assert [u.name for u in await uow.blocks.blocked_by(ann)] == ["Bob"]
-        assert await uow.blocks.is_blocked(blocker_id=ann, blocked_id=dan) is False
-        assert await uow.blocks.either_way(ann, cid) is True
+        assert await uow.blocks.among([(ann, dan), (ann, bob)]) == {(ann, bob)}
+        assert await uow.blocks.among([(ann, cid), (cid, ann)]) == {(cid, ann)}
 
 
 async def test_visible_contact_ids_are_contacts_without_a_block_by_id(uow_factory: UowFactory) -> None:

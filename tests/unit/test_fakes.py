@@ -11,7 +11,7 @@ from application.ports import ConversationState, DuplicateMessageError, TokenSer
 from domain.auth import AttemptWindow, Login, RefreshToken
 from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
-from domain.messages import Message, Pair
+from domain.messages import Message, NewMessage, Pair
 from domain.users import Registration, User
 from tests.unit.fakes import (
     EPOCH,
@@ -42,13 +42,36 @@ def msg(
     )
 
 
-async def store_message(store: InMemoryStore, message: Message) -> bool:
-    """Reserve the seq, add and record ``message`` as the use case does; commit; return record_message's answer."""
+def draft_of(message: Message) -> NewMessage:
+    """The draft ``message`` is stored from (everything but its seq)."""
+    return NewMessage(
+        id=message.id,
+        sender_id=message.sender_id,
+        recipient_id=message.recipient_id,
+        body=message.body,
+        client_msg_id=message.client_msg_id,
+        created_at=message.created_at,
+        withheld=message.withheld,
+    )
+
+
+def draft(mid: str, sender: int, recipient: int, *, client_msg_id: str | None = None) -> NewMessage:
+    return draft_of(msg(mid, 0, sender, recipient, client_msg_id=client_msg_id))
+
+
+async def store_messages(store: InMemoryStore, *messages: Message) -> list[bool]:
+    """Append the drafts of ``messages`` in one call as the use case does, check that each was stored
+    as given (its seq included), commit; ``became_contacts`` of each."""
     async with store.unit_of_work() as uow:
-        assert await uow.conversations.next_seq(message.pair) == message.seq
-        await uow.messages.add(message)
-        became = await uow.conversations.record_message(message)
+        appended = await uow.conversations.append([draft_of(m) for m in messages])
+        assert [a.message for a in appended] == list(messages)
         await uow.commit()
+    return [a.became_contacts for a in appended]
+
+
+async def store_message(store: InMemoryStore, message: Message) -> bool:
+    """:func:`store_messages` of one message."""
+    (became,) = await store_messages(store, message)
     return became
 
 
@@ -326,18 +349,37 @@ async def test_get_many_returns_the_users_found_by_id() -> None:
     assert none == {}
 
 
-async def test_blocks_are_directional_and_either_way_sees_both() -> None:
+async def test_existing_ids_are_the_users_among_the_ids() -> None:
+    store = InMemoryStore()
+    ada, bob = store.seed_user("Ada").uid, store.seed_user("Bob").uid
+    async with store.unit_of_work() as uow:
+        assert await uow.users.existing_ids(iter([bob, 404, bob, ada])) == {ada, bob}
+        assert await uow.users.existing_ids([404]) == set()
+        assert await uow.users.existing_ids([]) == set()
+        cleo = new_user("Cleo", "cleo@example.com", "+14155550199")
+        await uow.users.add(cleo)
+        assert await uow.users.existing_ids([cleo.uid]) == {cleo.uid}  # this transaction's own
+    async with store.unit_of_work() as uow:
+        assert await uow.users.existing_ids([cleo.uid]) == set()  # rolled back
+
+
+async def test_blocks_among_are_directional() -> None:
     store = InMemoryStore()
     store.block(1, 2)
+    store.block(3, 4)
     async with store.unit_of_work() as uow:
-        assert await uow.blocks.is_blocked(blocker_id=1, blocked_id=2)
-        assert not await uow.blocks.is_blocked(blocker_id=2, blocked_id=1)
-        assert await uow.blocks.either_way(1, 2)
-        assert await uow.blocks.either_way(2, 1)
-        assert not await uow.blocks.either_way(1, 3)
+        assert await uow.blocks.among([(1, 2)]) == {(1, 2)}
+        assert await uow.blocks.among([(2, 1)]) == set()
+        assert await uow.blocks.among(iter([(1, 2), (2, 1), (1, 2)])) == {(1, 2)}  # either way
+        assert await uow.blocks.among([(1, 3), (3, 1)]) == set()
+        assert await uow.blocks.among([(1, 4), (3, 2)]) == set()  # crossed pairs are no blocks
+        assert await uow.blocks.among([(4, 3), (3, 4), (1, 2)]) == {(3, 4), (1, 2)}
+        assert await uow.blocks.among([]) == set()
+        await uow.blocks.block(2, 1, now=EPOCH)
+        assert await uow.blocks.among([(1, 2), (2, 1)]) == {(1, 2), (2, 1)}  # this transaction's own
     store.unblock(1, 2)
     async with store.unit_of_work() as uow:
-        assert not await uow.blocks.either_way(1, 2)
+        assert await uow.blocks.among([(1, 2), (2, 1)]) == set()
 
 
 async def test_block_and_unblock_are_idempotent_and_rolled_back_without_commit() -> None:
@@ -383,13 +425,36 @@ async def test_set_last_seen_updates_a_user_and_ignores_unknown_ones() -> None:
 async def test_seqs_are_per_conversation_and_rolled_back_with_the_transaction() -> None:
     store = InMemoryStore()
     async with store.unit_of_work() as uow:
-        assert [await uow.conversations.next_seq(Pair.of(1, 2)) for _ in range(2)] == [1, 2]
-        assert await uow.conversations.next_seq(Pair.of(3, 1)) == 1
-        await uow.messages.add(msg("m1", 1, 1, 2))
+        appended = await uow.conversations.append([draft("m1", 1, 2), draft("m2", 2, 1), draft("m3", 3, 1)])
+        assert [a.message.seq for a in appended] == [1, 2, 1]
+        assert [a.message.seq for a in await uow.conversations.append([draft("m4", 1, 2)])] == [3]
+        assert await uow.conversations.append([]) == []
 
     assert (store.data.seqs, store.data.messages) == ({}, [])
     assert await store_message(store, msg("m1", 1, 2, 1)) is False
     assert store.data.seqs == {Pair(1, 2): 1}
+
+
+async def test_one_append_numbers_each_conversation_in_order_and_stores_in_that_order() -> None:
+    store = InMemoryStore()
+    await store_message(store, msg("a1", 1, 1, 2))
+    batch = [
+        msg("a2", 2, 1, 2),
+        msg("c1", 1, 1, 3),
+        msg("a3", 3, 2, 1),
+        msg("c2", 2, 3, 1, withheld=True),
+        msg("a4", 4, 1, 2),
+        msg("c3", 3, 1, 3),
+    ]
+
+    assert await store_messages(store, *batch) == [False, False, True, False, False, False]
+    assert [m.id for m in store.data.messages] == ["a1", *(m.id for m in batch)]
+    assert store.data.seqs == {Pair(1, 2): 4, Pair(1, 3): 3}
+    async with store.unit_of_work() as uow:
+        rows = await uow.conversations.summaries(1, before=None, limit=10)
+        of_three = await uow.conversations.summaries(3, before=None, limit=10)
+    assert [(r.state.peer_id, r.last_message.id, r.state.last_seq) for r in rows] == [(3, "c3", 3), (2, "a4", 4)]
+    assert [(r.last_message.id, r.unread_count) for r in of_three] == [("c3", 2)]
 
 
 async def test_a_client_msg_id_is_unique_per_sender_also_against_concurrent_commits() -> None:
@@ -397,46 +462,105 @@ async def test_a_client_msg_id_is_unique_per_sender_also_against_concurrent_comm
     await store_message(store, msg("m1", 1, 1, 2, client_msg_id="c"))
 
     async with store.unit_of_work() as uow:
-        await uow.messages.add(msg("m2", 2, 2, 1, client_msg_id="c"))  # another sender
+        await uow.conversations.append([draft("m2", 2, 1, client_msg_id="c")])  # another sender
         with pytest.raises(DuplicateMessageError):
-            await uow.messages.add(msg("m3", 3, 1, 2, client_msg_id="c"))
+            await uow.conversations.append([draft("m3", 1, 2, client_msg_id="c")])
 
     async with store.unit_of_work() as uow:
-        assert await uow.messages.by_client_id(1, "c") == store.message("m1")
+        assert await uow.messages.by_client_ids([(1, "c")]) == {(1, "c"): store.message("m1")}
         # a concurrent transaction commits the same (sender, clientMsgId) after this one opened
         await store_message(store, msg("m4", 1, 5, 6, client_msg_id="x"))
-        assert await uow.messages.by_client_id(5, "x") is None
+        assert await uow.messages.by_client_ids([(5, "x")]) == {}
         with pytest.raises(DuplicateMessageError):
-            await uow.messages.add(msg("m5", 1, 5, 7, client_msg_id="x"))
+            await uow.conversations.append([draft("m5", 5, 7, client_msg_id="x")])
+
+    assert [m.id for m in store.data.messages] == ["m1", "m4"]
 
 
-async def test_the_before_message_add_hook_runs_once() -> None:
+async def test_a_duplicate_within_one_append_is_refused_and_rolled_back() -> None:
+    store = InMemoryStore()
+    async with store.unit_of_work() as uow:
+        with pytest.raises(DuplicateMessageError):
+            await uow.conversations.append(
+                [draft("m1", 1, 2, client_msg_id="d"), draft("m2", 1, 3), draft("m3", 1, 3, client_msg_id="d")]
+            )
+        with pytest.raises(ValueError, match="duplicate message id"):
+            await uow.conversations.append([draft("m4", 1, 2), draft("m4", 2, 1)])
+    assert (store.data.seqs, store.data.messages, store.data.conversations) == ({}, [], {})
+
+    # One client id from two senders in one append is no duplicate.
+    assert await store_messages(
+        store, msg("m1", 1, 1, 2, client_msg_id="d"), msg("m2", 2, 2, 1, client_msg_id="d")
+    ) == [False, True]
+    assert [m.id for m in store.data.messages] == ["m1", "m2"]
+
+
+async def test_by_client_ids_returns_only_exact_key_matches() -> None:
+    store = InMemoryStore()
+    await store_messages(
+        store,
+        msg("a1", 1, 1, 2, client_msg_id="a1"),
+        msg("a2", 1, 1, 3, client_msg_id="a2"),
+        msg("b1", 2, 2, 1, client_msg_id="b1"),
+    )
+    async with store.unit_of_work() as uow:
+        found = await uow.messages.by_client_ids(iter([(1, "a1"), (2, "b1"), (2, "a2"), (1, "a1")]))
+        crossed = await uow.messages.by_client_ids([(1, "b1"), (2, "a1"), (3, "a2")])
+        await uow.conversations.append([draft("x1", 3, 1, client_msg_id="x1")])
+        own = await uow.messages.by_client_ids([(3, "x1")])
+
+    assert found == {(1, "a1"): store.message("a1"), (2, "b1"): store.message("b1")}
+    assert crossed == {}
+    assert list(own) == [(3, "x1")]  # this transaction's own messages count
+
+
+async def test_the_before_append_hook_runs_once() -> None:
     store = InMemoryStore()
     calls: list[int] = []
 
     async def hook() -> None:
         calls.append(store.open_units)
 
-    store.before_message_add = hook
+    store.before_append = hook
     await store_message(store, msg("m1", 1, 1, 2))
     await store_message(store, msg("m2", 2, 1, 2))
 
     assert calls == [1]
-    assert store.before_message_add is None
+    assert store.before_append is None
 
 
-async def test_record_message_says_when_two_users_first_became_contacts() -> None:
+async def test_the_before_append_hook_runs_before_the_duplicate_check() -> None:
     store = InMemoryStore()
-    answers = [
-        await store_message(store, msg("m1", 1, 1, 2)),
-        await store_message(store, msg("m2", 2, 2, 1, withheld=True)),
-        await store_message(store, msg("m3", 3, 1, 2)),
-        await store_message(store, msg("m4", 4, 2, 1)),
-        await store_message(store, msg("m5", 5, 2, 1)),
-        await store_message(store, msg("m6", 6, 1, 2)),
-    ]
+    await store_messages(store, msg("m1", 1, 1, 2), msg("m2", 2, 1, 2))
 
-    assert answers == [False, False, False, True, False, False]
+    async def concurrent_resend() -> None:
+        await store_message(store, msg("r1", 3, 1, 2, client_msg_id="resent"))
+
+    store.before_append = concurrent_resend
+    async with store.unit_of_work() as uow:
+        assert await uow.messages.by_client_ids([(1, "resent")]) == {}
+        with pytest.raises(DuplicateMessageError):
+            await uow.conversations.append([draft("r2", 1, 2, client_msg_id="resent")])
+    assert [m.id for m in store.messages_between(1, 2)] == ["m1", "m2", "r1"]
+
+
+async def test_append_says_when_two_users_first_became_contacts() -> None:
+    flow = [
+        msg("m1", 1, 1, 2),
+        msg("m2", 2, 2, 1, withheld=True),
+        msg("m3", 3, 1, 2),
+        msg("m4", 4, 2, 1),
+        msg("m5", 5, 2, 1),
+        msg("m6", 6, 1, 2),
+    ]
+    expected = [False, False, False, True, False, False]
+    one_by_one = InMemoryStore()
+    assert [await store_message(one_by_one, m) for m in flow] == expected
+    # The same in one append, and in two appends split anywhere.
+    for split in range(len(flow) + 1):
+        store = InMemoryStore()
+        assert await store_messages(store, *flow[:split]) + await store_messages(store, *flow[split:]) == expected
+        assert store.data.sent_visible == {(1, 2), (2, 1)}
 
 
 async def test_conversation_state_exists_for_both_users_once_the_conversation_has_a_message() -> None:
