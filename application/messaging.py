@@ -188,16 +188,21 @@ class _StoreMessages:
 class _Ack:
     user_id: int
     ids: list[str]
-    now: datetime
 
 
 class _MarkDelivered:
-    """The write step of :class:`AcknowledgeDelivery`."""
+    """The write step of :class:`AcknowledgeDelivery`: one statement for the whole batch. Each
+    caller gets the ids newly delivered by its acknowledgement and the time they were."""
 
-    order = 1
+    order = 1  # after sends: member rows are locked before message rows
 
-    async def write(self, uow: UnitOfWork, acks: list[_Ack]) -> list[list[Delivered] | DomainError]:
-        return [await uow.messages.mark_delivered(a.user_id, dict.fromkeys(a.ids), now=a.now) for a in acks]
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def write(self, uow: UnitOfWork, acks: list[_Ack]) -> list[tuple[list[Delivered], datetime] | DomainError]:
+        now = self._clock.now()
+        delivered = await uow.messages.mark_delivered([(a.user_id, a.ids) for a in acks], now=now)
+        return [(d, now) for d in delivered]
 
 
 class AcknowledgeDelivery:
@@ -206,13 +211,12 @@ class AcknowledgeDelivery:
     Concurrent acknowledgements share a transaction (:class:`GroupCommit`)."""
 
     def __init__(self, writes: GroupCommit, notifier: Notifier, clock: Clock) -> None:
-        self._writes, self._notifier, self._clock = writes, notifier, clock
-        self._step = _MarkDelivered()
+        self._writes, self._notifier = writes, notifier
+        self._step = _MarkDelivered(clock)
 
     async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
         check_batch(ids)
-        now = self._clock.now()
-        delivered = await self._writes.submit(self._step, _Ack(user_id=user_id, ids=ids, now=now))
+        delivered, now = await self._writes.submit(self._step, _Ack(user_id=user_id, ids=ids))
         publish_receipts(self._notifier, delivered, now)
         return delivered
 

@@ -238,9 +238,13 @@ class MessageRepository(Protocol):
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]: ...
 
-    async def mark_delivered(self, recipient_id: int, ids: Iterable[str], *, now: datetime) -> list[Delivered]:
-        """Mark delivered those of ``ids`` addressed to ``recipient_id``, not withheld and not yet
-        delivered; return exactly those (the newly delivered)."""
+    async def mark_delivered(
+        self, acks: Sequence[tuple[int, Iterable[str]]], *, now: datetime
+    ) -> list[list[Delivered]]:
+        """For each ``(recipient_id, ids)``: mark delivered those of ``ids`` addressed to
+        ``recipient_id``, not withheld and not yet delivered, and return exactly those (the newly
+        delivered), in the order of ``ids``. An id in two acknowledgements of one call counts for
+        the first."""
         ...
 
     async def mark_read(self, recipient_id: int, pair: Pair, up_to_seq: int, *, now: datetime) -> list[Delivered]:

@@ -15,15 +15,16 @@ seqs, one read of the members' state, one multi-row insert, one upsert of the me
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import Boolean, String, and_, bindparam, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.sqlalchemy.orm import UtcDateTime, conversation_members, conversations, messages
+from adapters.sqlalchemy.orm import Id, UtcDateTime, conversation_members, conversations, messages
 from adapters.sqlalchemy.upsert import dialect_insert, upsert
 from application.ports import (
     Appended,
@@ -120,10 +121,37 @@ class SentMemo:
 
 @dataclass(frozen=True, slots=True)
 class _HotStatements:
-    """The send path's upserts, built once per dialect so every batch hits the compiled cache."""
+    """The statements of the send and acknowledgement paths, built once per dialect so every
+    batch hits the compiled cache. Looking up many composite keys at once joins the keys, passed
+    as one JSON text (SQLite, ``json_each``) or as arrays (PostgreSQL, ``unnest``), to the table's
+    index: one lookup per key (a row-value ``IN`` would scan the table on SQLite)."""
 
     reserve_seqs: Any
     upsert_members: Any
+    members_has_sent: Any
+    mark_delivered: Any
+    pg: bool
+
+    def keys(self, name: str, pairs: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
+        """The parameters passing ``pairs`` as the key list ``name`` (``name`` + 0/1 on PostgreSQL)."""
+        if self.pg:
+            return {f"{name}0": [p[0] for p in pairs], f"{name}1": [p[1] for p in pairs]}
+        return {name: json.dumps(pairs)}
+
+
+# Constant templates filled with constant table and column names only (values are bound).
+_SQLITE_KEYS = (
+    "json_each(:{name}) AS k JOIN {table} AS m"
+    " ON m.{a} = json_extract(k.value, '$[0]') AND m.{b} = json_extract(k.value, '$[1]')"
+)
+_PG_KEYS = (
+    "unnest(CAST(:{name}0 AS {ta}[]), CAST(:{name}1 AS {tb}[])) AS k(a, b) JOIN {table} AS m"
+    " ON m.{a} = k.a AND m.{b} = k.b"
+)
+
+
+def _keyed(pg: bool, name: str, table: str, a: str, b: str, ta: str, tb: str) -> str:
+    return (_PG_KEYS if pg else _SQLITE_KEYS).format(name=name, table=table, a=a, b=b, ta=ta, tb=tb)
 
 
 @functools.cache
@@ -136,7 +164,28 @@ def _hot_statements(dialect: str) -> _HotStatements:
         has_sent=bindparam("has_sent"),
         last_message_pos=bindparam("pos"),
     )
+    pg = dialect == "postgresql"
+    members_has_sent = text(
+        "SELECT m.user_id, m.peer_id, m.has_sent FROM "  # noqa: S608 - constant SQL, values are bound
+        + _keyed(pg, "keys", "conversation_members", "user_id", "peer_id", "BIGINT", "BIGINT")
+    ).columns(user_id=Id, peer_id=Id, has_sent=Boolean())
+    # Locked in storage order (as mark_read locks them, so the two never deadlock) and re-checked
+    # on each locked row: of two concurrent acknowledgements of one message only one returns it.
+    mark_delivered = (
+        text(
+            "UPDATE messages SET delivered_at = :now WHERE pos IN (SELECT m.pos FROM "  # noqa: S608 - constant SQL, values are bound
+            + _keyed(pg, "acks", "messages", "id", "recipient_id", "VARCHAR", "BIGINT")
+            + " WHERE m.delivered_at IS NULL AND NOT m.withheld"
+            + (" ORDER BY m.pos FOR UPDATE OF m)" if pg else ")")
+            + " RETURNING id, sender_id, recipient_id"
+        )
+        .bindparams(bindparam("now", type_=UtcDateTime()))
+        .columns(id=String(), sender_id=Id, recipient_id=Id)
+    )
     return _HotStatements(
+        pg=pg,
+        members_has_sent=members_has_sent,
+        mark_delivered=mark_delivered,
         reserve_seqs=conv.on_conflict_do_update(
             index_elements=["low_id", "high_id"], set_={"last_seq": conversations.c.last_seq + conv.excluded.last_seq}
         ).returning(conversations.c.low_id, conversations.c.high_id, conversations.c.last_seq),
@@ -218,13 +267,9 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         found = dict.fromkeys((key for key in keys if key in known), True)
         unknown = [key for key in keys if key not in known]
         if unknown:
-            members = conversation_members
-            # OR of equalities: an index lookup per key on both backends (SQLite would scan the
-            # table for a row-value IN).
-            stmt = select(members.c.user_id, members.c.peer_id, members.c.has_sent).where(
-                or_(*(and_(members.c.user_id == u, members.c.peer_id == p) for u, p in unknown))
-            )
-            found.update(((row.user_id, row.peer_id), bool(row.has_sent)) for row in await conn.execute(stmt))
+            hot = _hot_statements(conn.dialect.name)
+            rows = await conn.execute(hot.members_has_sent, hot.keys("keys", unknown))
+            found.update(((row.user_id, row.peer_id), bool(row.has_sent)) for row in rows)
         return found
 
     async def _reserve_seqs(
@@ -343,28 +388,6 @@ _BY_CLIENT_IDS = select(*MESSAGE_COLUMNS).where(
 )
 
 
-# The rows are locked in storage order (as mark_read locks them, so the two never deadlock) and
-# the condition is re-checked on each locked row: of two concurrent acknowledgements of one
-# message only one returns it.
-_MARK_DELIVERED = (
-    update(messages)
-    .where(
-        messages.c.pos.in_(
-            select(messages.c.pos)
-            .where(
-                messages.c.id.in_(bindparam("ids", expanding=True)),
-                messages.c.recipient_id == bindparam("recipient"),
-                _pending(),
-            )
-            .order_by(messages.c.pos)
-            .with_for_update()
-        )
-    )
-    .values(delivered_at=bindparam("now"))
-    .returning(messages.c.id, messages.c.sender_id, messages.c.recipient_id)
-)
-
-
 class SqlAlchemyMessageRepository(MessageRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -395,17 +418,21 @@ class SqlAlchemyMessageRepository(MessageRepository):
         )
         return set((await self._session.execute(stmt)).scalars())
 
-    async def mark_delivered(self, recipient_id: int, ids: Iterable[str], *, now: datetime) -> list[Delivered]:
-        wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return []
+    async def mark_delivered(
+        self, acks: Sequence[tuple[int, Iterable[str]]], *, now: datetime
+    ) -> list[list[Delivered]]:
+        wanted = [[(recipient, message_id) for message_id in dict.fromkeys(ids)] for recipient, ids in acks]
+        keys = [(message_id, recipient) for ack in wanted for recipient, message_id in ack]
+        if not keys:
+            return [[] for _ in acks]
+        hot = _hot_statements(self._session.get_bind().dialect.name)
+        rows = await self._session.execute(hot.mark_delivered, {"now": now, **hot.keys("acks", keys)})
         found = {
-            row.id: Delivered(id=row.id, sender_id=row.sender_id, recipient_id=row.recipient_id)
-            for row in await self._session.execute(
-                _MARK_DELIVERED, {"ids": wanted, "recipient": recipient_id, "now": now}
-            )
+            (row.recipient_id, row.id): Delivered(id=row.id, sender_id=row.sender_id, recipient_id=row.recipient_id)
+            for row in rows
         }
-        return [found[message_id] for message_id in wanted if message_id in found]
+        # An id acknowledged twice in one call is newly delivered to the first acknowledgement only.
+        return [[d for key in ack if (d := found.pop(key, None)) is not None] for ack in wanted]
 
     async def mark_read(self, recipient_id: int, pair: Pair, up_to_seq: int, *, now: datetime) -> list[Delivered]:
         changing = and_(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
@@ -136,13 +136,8 @@ class SqlAlchemyContactRepository(ContactRepository):
         self._session = session
 
     async def add_pair(self, a: int, b: int) -> None:
-        present = await self._session.execute(
-            select(contacts.c.contact_id).where(contacts.c.user_id == a, contacts.c.contact_id == b)
-        )
-        if present.first() is None:
-            await self._session.execute(
-                insert(contacts), [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}]
-            )
+        stmt = upsert(self._session, contacts).on_conflict_do_nothing(index_elements=["user_id", "contact_id"])
+        await self._session.execute(stmt, [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}])
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)

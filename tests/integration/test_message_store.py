@@ -440,7 +440,7 @@ async def test_withheld_messages_reach_only_their_sender(uow_factory: UowFactory
     first = (await history(uow_factory, bob, ann))[1]
     async with uow_factory() as uow:
         assert await uow.messages.still_pending(bob, [withheld.id]) == set()
-        assert await uow.messages.mark_delivered(bob, [withheld.id], now=LATER) == []
+        assert (await uow.messages.mark_delivered([(bob, [withheld.id])], now=LATER))[0] == []
         assert await uow.messages.mark_read(bob, Pair.of(ann, bob), 3, now=LATER) == [
             Delivered(id=first.id, sender_id=ann, recipient_id=bob)
         ]
@@ -543,7 +543,7 @@ async def test_pending_is_in_storage_order_and_limited(uow_factory: UowFactory) 
 
     first_two = await pending(uow_factory, bob, limit=2)
     async with uow_factory() as uow:
-        await uow.messages.mark_delivered(bob, [m.id for m in first_two], now=LATER)
+        (await uow.messages.mark_delivered([(bob, [m.id for m in first_two])], now=LATER))[0]
         await uow.commit()
     assert [m.body for m in await pending(uow_factory, bob, limit=2)] == ["a2", "c2"]
 
@@ -559,7 +559,7 @@ async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_orde
 
     async with uow_factory() as uow:
         assert await uow.messages.still_pending(bob, [*ids, to_cid.id, "unknown"]) == set(ids)
-        first = await uow.messages.mark_delivered(bob, [ids[2], ids[0]], now=NOW)
+        (first,) = await uow.messages.mark_delivered([(bob, [ids[2], ids[0]])], now=NOW)
         await uow.commit()
     assert first == [
         Delivered(id=ids[2], sender_id=ann, recipient_id=bob),
@@ -567,10 +567,10 @@ async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_orde
     ]
 
     async with uow_factory() as uow:
-        again = await uow.messages.mark_delivered(
-            bob, [ids[3], ids[0], to_cid.id, withheld.id, "unknown", ids[1], ids[3]], now=LATER
+        (again,) = await uow.messages.mark_delivered(
+            [(bob, [ids[3], ids[0], to_cid.id, withheld.id, "unknown", ids[1], ids[3]])], now=LATER
         )
-        assert await uow.messages.mark_delivered(bob, [], now=LATER) == []
+        assert (await uow.messages.mark_delivered([(bob, [])], now=LATER))[0] == []
         await uow.commit()
     assert again == [
         Delivered(id=ids[3], sender_id=cid, recipient_id=bob),
@@ -578,7 +578,7 @@ async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_orde
     ]
 
     async with uow_factory() as uow:
-        assert await uow.messages.mark_delivered(bob, ids, now=LATER) == []
+        assert (await uow.messages.mark_delivered([(bob, ids)], now=LATER))[0] == []
         assert await uow.messages.still_pending(bob, ids) == set()
         assert await uow.messages.still_pending(cid, [to_cid.id]) == {to_cid.id}
         assert await uow.messages.still_pending(cid, []) == set()
@@ -593,7 +593,7 @@ async def test_concurrent_acknowledgements_deliver_each_message_once(uow_factory
 
     async def ack() -> list[Delivered]:
         async with uow_factory() as uow:
-            delivered = await uow.messages.mark_delivered(bob, ids, now=NOW)
+            delivered = (await uow.messages.mark_delivered([(bob, ids)], now=NOW))[0]
             await asyncio.sleep(0.05)
             await uow.commit()
         return delivered
@@ -610,7 +610,7 @@ async def test_acknowledgements_and_reads_racing_deliver_each_message_once(uow_f
 
     async def ack(order: list[str]) -> list[Delivered]:
         async with uow_factory() as uow:
-            delivered = await uow.messages.mark_delivered(bob, order, now=NOW)
+            delivered = (await uow.messages.mark_delivered([(bob, order)], now=NOW))[0]
             await asyncio.sleep(0.02)
             await uow.commit()
         return delivered
@@ -638,7 +638,7 @@ async def test_mark_read_reads_and_delivers_up_to_seq_and_returns_the_newly_deli
     flow = [(ann, bob), (ann, bob), (bob, ann), (ann, bob), (ann, bob), (ann, bob)]  # seqs 1..6
     sent = [(await send(uow_factory, s, t))[0] for s, t in flow]
     async with uow_factory() as uow:
-        await uow.messages.mark_delivered(bob, [sent[0].id], now=NOW)  # seq 1 acknowledged earlier
+        await uow.messages.mark_delivered([(bob, [sent[0].id])], now=NOW)  # seq 1 acknowledged earlier
         await uow.commit()
 
     async with uow_factory() as uow:

@@ -702,12 +702,19 @@ class InMemoryMessageRepository(MessageRepository):
         wanted = set(ids)
         return {m.id for m in self._txn.data.messages if m.id in wanted and _pending(m, recipient_id)}
 
-    async def mark_delivered(self, recipient_id: int, ids: Iterable[str], *, now: datetime) -> list[Delivered]:
-        wanted = set(ids)
-        return self._update(
-            lambda m: m.id in wanted and _pending(m, recipient_id),
-            lambda m: dataclasses.replace(m, delivered_at=now),
-        )
+    async def mark_delivered(
+        self, acks: Sequence[tuple[int, Iterable[str]]], *, now: datetime
+    ) -> list[list[Delivered]]:
+        found: list[list[Delivered]] = []
+        for recipient_id, ids in acks:
+            order = {message_id: i for i, message_id in enumerate(dict.fromkeys(ids))}
+
+            def acknowledged(m: Message, r: int = recipient_id, o: dict[str, int] = order) -> bool:
+                return m.id in o and _pending(m, r)
+
+            delivered = self._update(acknowledged, lambda m: dataclasses.replace(m, delivered_at=now))
+            found.append(sorted(delivered, key=lambda d: order[d.id]))
+        return found
 
     async def mark_read(self, recipient_id: int, pair: Pair, up_to_seq: int, *, now: datetime) -> list[Delivered]:
         def matches(m: Message) -> bool:

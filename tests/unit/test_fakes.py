@@ -612,8 +612,8 @@ async def test_message_queries_follow_the_port() -> None:
         pending = [m.id for m in await uow.messages.pending_for(2, limit=10)]
         first_two = [m.id for m in await uow.messages.pending_for(2, limit=2)]
         still = await uow.messages.still_pending(2, ["a1", "w2", "b3", "c1", "zz"])
-        delivered = await uow.messages.mark_delivered(2, ["c1", "w2", "b3", "c1"], now=later)
-        again = await uow.messages.mark_delivered(2, ["c1"], now=later)
+        delivered = (await uow.messages.mark_delivered([(2, ["c1", "w2", "b3", "c1"])], now=later))[0]
+        again = (await uow.messages.mark_delivered([(2, ["c1"])], now=later))[0]
         read = await uow.messages.mark_read(2, Pair.of(1, 2), 3, now=later)
         newest = [m.seq for m in await uow.messages.history(2, Pair.of(1, 2), before=None, after=None, limit=2)]
         older = [m.seq for m in await uow.messages.history(1, Pair.of(1, 2), before=3, after=None, limit=5)]
