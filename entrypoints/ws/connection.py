@@ -61,6 +61,10 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4430
 
 SYNC_TIMEOUT_S = 2.0
+# sendMessage frames of one connection handled concurrently (their writes share transactions);
+# reading stops while this many wait, and any other frame waits until they are answered.
+MAX_PIPELINED_SENDS = 16
+SEND_DRAIN_TIMEOUT_S = 10.0
 # Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
 OTHER, EPHEMERAL, MESSAGE = 0, 1, 2
 
@@ -111,6 +115,7 @@ class Connection:
         self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
+        self._sends: deque[asyncio.Task[None]] = deque()  # pipelined sendMessage frames, oldest first
         self._receiving = False
         self._close: tuple[int, str] | None = None
         self._started = False
@@ -196,6 +201,8 @@ class Connection:
             self.close_soon(CLOSE_INTERNAL, "unexpected server error")
         finally:
             self._task = None
+            if self._sends:  # let sends already read be answered (or fail) before leaving
+                await asyncio.wait(list(self._sends), timeout=SEND_DRAIN_TIMEOUT_S)
             hub.detach(self)
             self._services.metrics.connections.dec()
             if self._writer is not None:
@@ -364,6 +371,25 @@ class Connection:
             return
         if not self._within_rate(frame):
             return
+        if isinstance(frame, p.SendMessage):
+            # Pipelined: the next frames are read while this send waits for its transaction.
+            # Sends are submitted in the order read, so seqs and messageAcks keep that order.
+            self._forget_done_sends()
+            if len(self._sends) >= MAX_PIPELINED_SENDS:
+                await asyncio.wait([self._sends[0]])
+                self._forget_done_sends()
+            self._sends.append(asyncio.create_task(self._answer(frame)))
+            return
+        if self._sends:  # any other frame is handled once the sends read before it are answered
+            await asyncio.wait(list(self._sends))
+            self._sends.clear()
+        await self._answer(frame)
+
+    def _forget_done_sends(self) -> None:
+        while self._sends and self._sends[0].done():
+            _ = self._sends.popleft()
+
+    async def _answer(self, frame: p.ClientMessage) -> None:
         try:
             await self._dispatch(frame)
         except AuthenticationError:
