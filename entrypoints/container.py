@@ -14,7 +14,7 @@ from adapters.redis.counters import RedisAttemptCounter
 from adapters.redis.fanout import RedisFanout
 from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
-from adapters.sqlalchemy.messaging import SentMemo
+from adapters.sqlalchemy.memo import StoreMemo
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
@@ -61,8 +61,8 @@ class Container(containers.DeclarativeContainer):
         create_engine, settings.provided.database_url, sqlite_synchronous=settings.provided.sqlite_synchronous
     )
     session_factory = providers.Singleton(make_sessionmaker, engine=engine)
-    sent_memo = providers.Singleton(SentMemo)
-    uow = providers.Factory(SqlAlchemyUnitOfWork, session_factory=session_factory, memo=sent_memo)
+    store_memo = providers.Singleton(StoreMemo)
+    uow = providers.Factory(SqlAlchemyUnitOfWork, session_factory=session_factory, memo=store_memo)
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(Uuid7Ids)

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Row, Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+    from adapters.sqlalchemy.memo import StoreMemo
+
 MESSAGE_COLUMNS = (
     messages.c.id,
     messages.c.seq,
@@ -101,22 +103,6 @@ def _is_duplicate_client_msg_id(exc: IntegrityError) -> bool:
     text = str(exc.orig)
     # PostgreSQL names the constraint; SQLite names its columns.
     return "uq_messages_sender_id" in text or "messages.sender_id, messages.client_msg_id" in text
-
-
-class SentMemo:
-    """Member rows (``(user, peer)``) known to have ``has_sent`` TRUE in the database, shared by
-    the units of work of one database. ``has_sent`` only ever turns TRUE, so what is known stays
-    true; keys are added only after the transaction that read or wrote them committed. Bounded:
-    forgotten wholesale when full (the next batches read them again)."""
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self.known: set[tuple[int, int]] = set()
-        self._limit = limit
-
-    def learn(self, keys: Iterable[tuple[int, int]]) -> None:
-        if len(self.known) >= self._limit:
-            self.known.clear()
-        self.known.update(keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +206,9 @@ def _message_row(m: Message) -> dict[str, Any]:
 
 
 class SqlAlchemyConversationRepository(ConversationRepository):
-    def __init__(self, session: AsyncSession, memo: SentMemo | None = None) -> None:
+    def __init__(self, session: AsyncSession, memo: StoreMemo) -> None:
         self._session = session
-        self._memo = memo if memo is not None else SentMemo()
+        self._memo = memo
         self.learned: set[tuple[int, int]] = set()  # for the memo once this transaction commits
 
     async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
@@ -260,10 +246,10 @@ class SqlAlchemyConversationRepository(ConversationRepository):
 
     async def _has_sent(self, conn: AsyncConnection, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bool]:
         """``has_sent`` of these member rows (missing: False). ``has_sent`` never goes back to
-        False, so keys known to be True (:class:`SentMemo`) need no query; in a steady state none
+        False, so keys known to be True (:class:`StoreMemo`) need no query; in a steady state none
         does. The conversations' rows are locked (PostgreSQL) until the end of the transaction, so
         no other writer changes these rows' ``has_sent`` meanwhile."""
-        known = self._memo.known
+        known = self._memo.sent
         found = dict.fromkeys((key for key in keys if key in known), True)
         unknown = [key for key in keys if key not in known]
         if unknown:

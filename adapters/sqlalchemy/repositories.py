@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from adapters.sqlalchemy.memo import StoreMemo
+
 
 def escape_like(text: str) -> str:
     """``%``, ``_`` and the escape character itself match literally (used with ``escape='\\'``)."""
@@ -39,8 +41,10 @@ _EXISTING_IDS = select(users.c.id).where(users.c.id.in_(bindparam("ids", expandi
 
 
 class SqlAlchemyUserRepository(UserRepository):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, memo: StoreMemo) -> None:
         self._session = session
+        self._memo = memo
+        self.learned: set[int] = set()  # for the memo once this transaction commits
 
     async def add(self, user: User) -> None:
         self._session.add(user)
@@ -59,9 +63,12 @@ class SqlAlchemyUserRepository(UserRepository):
 
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
         ids = set(user_ids)
-        if not ids:
-            return set()
-        return set((await self._session.execute(_EXISTING_IDS, {"ids": list(ids)})).scalars())
+        known = ids & self._memo.users  # accounts are never deleted
+        if unknown := ids - known:
+            found = set((await self._session.execute(_EXISTING_IDS, {"ids": list(unknown)})).scalars())
+            self.learned.update(found)
+            known |= found
+        return known
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         ids = list(dict.fromkeys(user_ids))

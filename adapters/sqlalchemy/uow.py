@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from adapters.sqlalchemy.messaging import SentMemo, SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
+from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyBlockRepository,
     SqlAlchemyContactRepository,
@@ -20,12 +21,12 @@ if TYPE_CHECKING:
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    """``memo``: what the units of work of one database share to skip reads (:class:`SentMemo`);
+    """``memo``: what the units of work of one database share to skip reads (:class:`StoreMemo`);
     without one, each unit of work starts knowing nothing."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], memo: SentMemo | None = None) -> None:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], memo: StoreMemo | None = None) -> None:
         self._session_factory = session_factory
-        self._memo = memo if memo is not None else SentMemo()
+        self._memo = memo if memo is not None else StoreMemo()
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -33,7 +34,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             raise RuntimeError("this unit of work is already in use")
         session = self._session_factory()
         self._session = session
-        self.users = SqlAlchemyUserRepository(session)
+        self.users = SqlAlchemyUserRepository(session, self._memo)
         self.logins = SqlAlchemyLoginRepository(session)
         self.contacts = SqlAlchemyContactRepository(session)
         self.blocks = SqlAlchemyBlockRepository(session)
@@ -54,5 +55,6 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         if self._session is None:
             raise RuntimeError("commit outside of a unit of work")
         await self._session.commit()
-        self._memo.learn(self.conversations.learned)
+        self._memo.learn(sent=self.conversations.learned, users=self.users.learned)
         self.conversations.learned.clear()
+        self.users.learned.clear()

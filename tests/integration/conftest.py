@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
-from adapters.sqlalchemy.messaging import SentMemo
+from adapters.sqlalchemy.memo import StoreMemo
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
@@ -121,7 +121,7 @@ async def session_factory(migrated_url: str) -> AsyncIterator[async_sessionmaker
 
 @pytest.fixture
 def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
-    memo = SentMemo()  # shared, as the container shares one per database
+    memo = StoreMemo()  # shared, as the container shares one per database
     return lambda: SqlAlchemyUnitOfWork(session_factory, memo)
 
 
