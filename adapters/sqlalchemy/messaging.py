@@ -383,7 +383,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if not wanted:
             return {}
         params = {"senders": list({k[0] for k in wanted}), "client_ids": list({k[1] for k in wanted})}
-        found = (_message(row) for row in await self._session.execute(_BY_CLIENT_IDS, params))
+        conn = await self._session.connection()  # Core: no ORM work per statement on the send path
+        found = (_message(row) for row in await conn.execute(_BY_CLIENT_IDS, params))
         return {key: m for m in found if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
     async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
@@ -412,7 +413,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if not keys:
             return [[] for _ in acks]
         hot = _hot_statements(self._session.get_bind().dialect.name)
-        rows = await self._session.execute(hot.mark_delivered, {"now": now, **hot.keys("acks", keys)})
+        conn = await self._session.connection()
+        rows = await conn.execute(hot.mark_delivered, {"now": now, **hot.keys("acks", keys)})
         found = {
             (row.recipient_id, row.id): Delivered(id=row.id, sender_id=row.sender_id, recipient_id=row.recipient_id)
             for row in rows

@@ -65,7 +65,8 @@ class SqlAlchemyUserRepository(UserRepository):
         ids = set(user_ids)
         known = ids & self._memo.users  # accounts are never deleted
         if unknown := ids - known:
-            found = set((await self._session.execute(_EXISTING_IDS, {"ids": list(unknown)})).scalars())
+            conn = await self._session.connection()
+            found = set((await conn.execute(_EXISTING_IDS, {"ids": list(unknown)})).scalars())
             self.learned.update(found)
             known |= found
         return known
@@ -144,7 +145,8 @@ class SqlAlchemyContactRepository(ContactRepository):
 
     async def add_pair(self, a: int, b: int) -> None:
         stmt = upsert(self._session, contacts).on_conflict_do_nothing(index_elements=["user_id", "contact_id"])
-        await self._session.execute(stmt, [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}])
+        conn = await self._session.connection()
+        await conn.execute(stmt, [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}])
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)
@@ -192,7 +194,8 @@ class SqlAlchemyBlockRepository(BlockRepository):
         if not wanted:
             return set()
         params = {"blockers": list({p[0] for p in wanted}), "blocked": list({p[1] for p in wanted})}
-        found = {(row.blocker_id, row.blocked_id) for row in await self._session.execute(_BLOCKS_AMONG, params)}
+        conn = await self._session.connection()
+        found = {(row.blocker_id, row.blocked_id) for row in await conn.execute(_BLOCKS_AMONG, params)}
         return found & wanted
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
