@@ -271,14 +271,15 @@ class Batch:
 
 
 class PendingFor:
-    """The oldest pending messages of a user (at most 100), and whether more remain."""
+    """The oldest pending messages of a user (at most 100), and whether more remain; with
+    ``after_id``, those stored after that message (the batch following one being drained)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, user_id: int, limit: int = BATCH_MAX) -> Batch:
+    async def __call__(self, user_id: int, limit: int = BATCH_MAX, *, after_id: str | None = None) -> Batch:
         async with self._uow() as uow:
-            found = await uow.messages.pending_for(user_id, limit=limit + 1)
+            found = await uow.messages.pending_for(user_id, limit=limit + 1, after_id=after_id)
         return Batch(messages=found[:limit], more=len(found) > limit)
 
 

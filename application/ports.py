@@ -232,8 +232,9 @@ class MessageRepository(Protocol):
         """The stored messages of these ``(sender, clientMsgId)`` keys, by key (missing: not stored)."""
         ...
 
-    async def pending_for(self, recipient_id: int, *, limit: int) -> list[Message]:
-        """The oldest pending (not withheld, not delivered) messages to ``recipient_id``, in storage order."""
+    async def pending_for(self, recipient_id: int, *, limit: int, after_id: str | None = None) -> list[Message]:
+        """The oldest pending (not withheld, not delivered) messages to ``recipient_id``, in storage
+        order; with ``after_id``, only those stored after that message."""
         ...
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]: ...

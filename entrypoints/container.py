@@ -58,7 +58,10 @@ class Container(containers.DeclarativeContainer):
 
     mappers = providers.Resource(start_mappers)
     engine = providers.Singleton(
-        create_engine, settings.provided.database_url, sqlite_synchronous=settings.provided.sqlite_synchronous
+        create_engine,
+        settings.provided.database_url,
+        sqlite_synchronous=settings.provided.sqlite_synchronous,
+        sqlite_driver=settings.provided.sqlite_driver,
     )
     session_factory = providers.Singleton(make_sessionmaker, engine=engine)
     store_memo = providers.Singleton(StoreMemo)

@@ -32,6 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     database_url: str = "sqlite+aiosqlite:///./data/chat.db"
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    sqlite_driver: Literal["inline", "thread"] = "inline"
     redis_url: str | None = None
     redis_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "chat"
     env: Literal["dev", "prod"] = "dev"

@@ -11,7 +11,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from adapters.sqlalchemy.inline_sqlite import inline_creator
+
 SqliteSynchronous = Literal["NORMAL", "FULL"]
+SqliteDriver = Literal["inline", "thread"]
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -26,13 +29,24 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL", echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    sqlite_synchronous: SqliteSynchronous = "NORMAL",
+    sqlite_driver: SqliteDriver = "inline",
+    echo: bool = False,
+) -> AsyncEngine:
+    """``sqlite_driver``: ``inline`` runs SQLite on the event loop's thread
+    (:mod:`adapters.sqlalchemy.inline_sqlite`), ``thread`` in aiosqlite's worker thread."""
     if not is_sqlite(url):
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
     ensure_sqlite_directory(url)
+    options: dict[str, Any] = {}
+    if sqlite_driver == "inline":
+        options["async_creator"] = inline_creator(make_url(url).database or ":memory:")
     # One connection: SQLite runs one writer at a time anyway. Queueing for it in the pool (an
     # asyncio wait) is far cheaper than several connections spinning in SQLite's busy handler.
-    engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60, **options)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -18,6 +18,7 @@ from application.common import Principal
 from application.events import Event, LoginsRevoked, MessageReceived, Typing
 from application.messaging import (
     AcknowledgeDelivery,
+    Batch,
     MarkRead,
     PendingFor,
     Read,
@@ -114,6 +115,7 @@ class Connection:
         self._connected_at = services.clock.now()
         self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
         self._writer: asyncio.Task[None] | None = None
+        self._prefetch: asyncio.Task[tuple[Batch, str]] | None = None  # the next offline batch
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._sends: deque[asyncio.Task[None]] = deque()  # pipelined sendMessage frames, oldest first
         self._receiving = False
@@ -207,6 +209,8 @@ class Connection:
             self._services.metrics.connections.dec()
             if self._writer is not None:
                 self._writer.cancel()
+            if self._prefetch is not None:
+                self._prefetch.cancel()
             if self._expiry is not None:
                 self._expiry.cancel()
             await self._services.disconnect(self.user_id, self._connection_id)
@@ -304,10 +308,31 @@ class Connection:
             self._unacked.pop(message_id, None)
 
     async def _send_batch(self) -> None:
-        batch = await self._services.pending_for(self.user_id)
+        """Send the next offline batch. While the client works through one batch, the one after
+        it is read and encoded (the messages stored after its last one), so the acknowledgement
+        of the last id is answered at once; a message that arrived or was acknowledged meanwhile
+        may be in it again, which clients dedupe by id (contract §3.1)."""
+        ready: tuple[Batch, str] | None = None
+        if (prefetch := self._prefetch) is not None:
+            self._prefetch = None
+            try:
+                ready = await prefetch
+            except Exception:  # read it again below
+                log.warning("prefetching the next offline batch failed", exc_info=True)
+        if ready is None:
+            ready = await self._fetch_batch(None)
+        batch, text = ready
         self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
         self._pushed(batch.messages)
-        self._send_now(p.OfflineMessages(messages=[WireMessage.of(m) for m in batch.messages], more=batch.more))
+        self._outbox.append((text, OTHER, None))
+        self._wake_writer()
+        if batch.more and batch.messages:
+            self._prefetch = asyncio.create_task(self._fetch_batch(batch.messages[-1].id))
+
+    async def _fetch_batch(self, after_id: str | None) -> tuple[Batch, str]:
+        batch = await self._services.pending_for(self.user_id, after_id=after_id)
+        wire = [WireMessage.of(m) for m in batch.messages]
+        return batch, p.encode(p.OfflineMessages(messages=wire, more=batch.more))
 
     def _push(self, message: Message) -> None:
         self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)

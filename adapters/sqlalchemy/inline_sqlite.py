@@ -1,0 +1,174 @@
+"""SQLite on the event loop's own thread, for SQLAlchemy's ``sqlite+aiosqlite`` dialect.
+
+aiosqlite runs each call in a worker thread and hands the result back through the event loop:
+on the machines we measured, each such hop costs ~0.2 ms, and SQLAlchemy makes about four per
+statement (cursor, execute, fetch, close) — far more than the statements themselves, which on an
+indexed WAL database take microseconds. This module gives the dialect (through
+``create_async_engine(async_creator=...)``) a connection with aiosqlite's interface whose
+coroutines call :mod:`sqlite3` directly, so a statement costs what SQLite costs.
+
+The price: while SQLite works, the event loop waits. That is why this is only for SQLite with
+short, indexed statements, a single pooled connection (no lock waits inside the process) and
+``synchronous=NORMAL`` in WAL mode (no fsync on commit; checkpoints are small). If another
+process holds the write lock (``p2p-chat migrate``, a second server on the same file), a
+transaction's first write waits for it inside SQLite for up to the busy timeout. Operators who
+would rather pay the hops choose ``CHAT_SQLITE_DRIVER=thread`` (aiosqlite as it comes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable, Sequence
+    from types import TracebackType
+
+
+class _InlineCursor:
+    """aiosqlite's ``Cursor`` surface, synchronous inside."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Self:
+        self._cursor.execute(sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Self:
+        self._cursor.executemany(sql, parameters)
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(size if size is not None else self._cursor.arraysize)
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class _CursorContext:
+    """What ``aiosqlite.Connection.cursor()`` returns: awaitable, and an async context manager."""
+
+    def __init__(self, cursor: _InlineCursor) -> None:
+        self._inline = cursor
+
+    def __await__(self) -> Any:
+        return self._done().__await__()
+
+    async def _done(self) -> _InlineCursor:
+        return self._inline
+
+    async def __aenter__(self) -> _InlineCursor:
+        return self._inline
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._inline.close()
+
+
+class _RunNow:
+    """Stands in for aiosqlite's request queue, which SQLAlchemy's adapter uses directly to set
+    ``isolation_level``: the request runs at once and its future is answered."""
+
+    @staticmethod
+    def put_nowait(item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class InlineSqliteConnection:
+    """aiosqlite's ``Connection`` surface over a :class:`sqlite3.Connection` used in this thread."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = connection
+        self._tx = _RunNow()
+
+    @property
+    def _connection(self) -> sqlite3.Connection | None:  # read by SQLAlchemy's adapter
+        return self._conn
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ValueError("no active connection")
+        return self._conn
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._live().isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._live().isolation_level = value  # type: ignore[assignment]
+
+    def cursor(self) -> _CursorContext:
+        return _CursorContext(_InlineCursor(self._live().cursor()))
+
+    async def commit(self) -> None:
+        self._live().commit()
+
+    async def rollback(self) -> None:
+        self._live().rollback()
+
+    async def close(self) -> None:
+        connection, self._conn = self._conn, None
+        if connection is not None:
+            connection.close()
+
+    def stop(self) -> None:
+        connection, self._conn = self._conn, None
+        if connection is not None:
+            connection.close()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self._live().create_function(*args, **kwargs)
+
+
+def inline_creator(database: str) -> Callable[[], Any]:
+    """An ``async_creator`` for ``create_async_engine``: opens ``database`` (a file path) the way
+    aiosqlite would, without a thread."""
+
+    async def connect() -> InlineSqliteConnection:
+        return InlineSqliteConnection(sqlite3.connect(database, isolation_level=None, check_same_thread=True))
+
+    return connect
