@@ -98,7 +98,10 @@ async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(
         # bob's socket never reads, and its kernel receive buffer is tiny
         sock = socket.create_connection(("127.0.0.1", int(chat.base_url.rsplit(":", 1)[1])))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow_ws = await chat.open(sock=sock, max_queue=1)
+        # Uncompressed, so what the server writes is what fills the buffers (and how fast it sends
+        # cannot change how many messages that takes); no client pings, whose pongs would queue
+        # behind megabytes and make the client give up on the connection itself.
+        slow_ws = await chat.open(sock=sock, max_queue=1, compression=None, ping_interval=None)
         await slow_ws.send(json.dumps({"type": "auth", "token": bob.access_token}))
         a, c = await chat.connect(ann), await chat.connect(cid)
         sent_ids: list[str] = []
@@ -114,8 +117,9 @@ async def test_a_reader_that_stops_reading_is_closed_4008_and_catches_up_later(
             if await slow_consumer_closes() >= 1:
                 break
         assert await slow_consumer_closes() == 1
-        # the close frame queues behind what the kernel already buffers; closing may take the
-        # protocol's close timeout (10 s) when the client reads slowly
+        # the close frame queues behind the megabytes the kernels buffer; read them with a normal
+        # receive window (a 4 KiB one and delayed ACKs would take minutes)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         assert await read_until_closed(slow_ws, within=30) == 4008
 
         bob_again = await chat.connect(bob)
