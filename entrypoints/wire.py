@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import TypedDict
 
@@ -11,6 +12,7 @@ from domain.messages import Message
 from domain.users import UserCard
 
 
+@functools.lru_cache(maxsize=4096)  # a message's time is formatted for its ack and each push
 def iso_ms(moment: datetime) -> str:
     """ISO-8601 UTC with exactly three fractional digits and ``Z`` (``2026-11-24T05:20:21.089Z``)."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import functools
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
-from adapters.sqlalchemy.upsert import upsert
+from adapters.sqlalchemy.upsert import dialect_insert, upsert
 from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
@@ -139,14 +140,21 @@ class SqlAlchemyLoginRepository(LoginRepository):
         return result.rowcount == 1
 
 
+@functools.cache
+def _add_contacts(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` into contacts, built once per dialect."""
+    return dialect_insert(dialect, contacts).on_conflict_do_nothing(index_elements=["user_id", "contact_id"])
+
+
 class SqlAlchemyContactRepository(ContactRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def add_pair(self, a: int, b: int) -> None:
-        stmt = upsert(self._session, contacts).on_conflict_do_nothing(index_elements=["user_id", "contact_id"])
         conn = await self._session.connection()
-        await conn.execute(stmt, [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}])
+        await conn.execute(
+            _add_contacts(conn.dialect.name), [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}]
+        )
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)
