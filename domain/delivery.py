@@ -58,7 +58,7 @@ def receipts_by_sender(delivered: Iterable[Delivered]) -> dict[int, list[str]]:
     return grouped
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class InFlight:
     """What one connection was pushed and has not acknowledged, with when it was pushed.
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class TokenBucket:
     rate: float
     burst: int
@@ -37,7 +37,7 @@ def quarter_of(bucket: TokenBucket) -> TokenBucket:
     return TokenBucket(rate=math.ceil(bucket.rate / 4), burst=math.ceil(bucket.burst / 4))
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class RefusalStreak:
     seconds: int = 10
     first_second: int = 0
@@ -52,14 +52,16 @@ class RefusalStreak:
         return second - self.first_second + 1 >= self.seconds
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ErrorWindow:
     max_errors: int = 20
     window_s: float = 10.0
-    times: deque[float] = field(default_factory=deque)
+    times: deque[float] | None = None  # made at the first error: most connections never err
 
     def record(self, now: float) -> bool:
         """Record an error; True when more than ``max_errors`` happened within the window."""
+        if self.times is None:
+            self.times = deque()
         self.times.append(now)
         while self.times and self.times[0] <= now - self.window_s:
             self.times.popleft()

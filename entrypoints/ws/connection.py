@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -113,11 +112,13 @@ class Connection:
         self.inflight = InFlight(redelivery=timedelta(seconds=settings.redelivery_s))
         self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
         self._connected_at = services.clock.now()
-        self._outbox: deque[tuple[str, int, Any]] = deque()  # (text, kind, message timestamp or None)
+        # (text, kind, message timestamp or None). Lists, not deques: an empty deque costs 624
+        # bytes, an empty list 56, and these stay short (bounded by max_queued / 16).
+        self._outbox: list[tuple[str, int, Any]] = []
         self._writer: asyncio.Task[None] | None = None
         self._prefetch: asyncio.Task[tuple[Batch, str]] | None = None  # the next offline batch
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
-        self._sends: deque[asyncio.Task[None]] = deque()  # pipelined sendMessage frames, oldest first
+        self._sends: list[asyncio.Task[None]] = []  # pipelined sendMessage frames, oldest first
         self._receiving = False
         self._close: tuple[int, str] | None = None
         self._started = False
@@ -254,7 +255,7 @@ class Connection:
             if kind == EPHEMERAL:
                 metrics.dropped_ephemeral.inc()
                 return
-            kept = deque(item for item in self._outbox if item[1] != EPHEMERAL)
+            kept = [item for item in self._outbox if item[1] != EPHEMERAL]
             metrics.dropped_ephemeral.inc(len(self._outbox) - len(kept))
             self._outbox = kept
             if len(self._outbox) >= self._max_queued:
@@ -284,7 +285,7 @@ class Connection:
         metrics, clock = self._services.metrics, self._services.clock
         try:
             while self._outbox:
-                text, kind, stamp = self._outbox.popleft()
+                text, kind, stamp = self._outbox.pop(0)
                 await self._socket.send_text(text)
                 if kind == MESSAGE:
                     metrics.messages_out.inc()
@@ -336,6 +337,11 @@ class Connection:
 
     def _push(self, message: Message) -> None:
         self._enqueue(p.encode(p.MessageReceivedFrame.of(message)), MESSAGE, message.created_at)
+
+    def may_redeliver(self) -> bool:
+        """False when :meth:`redeliver` has nothing to do (nothing pushed and unacknowledged, no
+        batch being drained, no re-push from the store): the sweep skips idle connections."""
+        return bool(self.inflight.pushed) or self.inflight.more_after_batch or self._services.repush_from_store
 
     async def redeliver(self) -> None:
         """Re-push what this connection was given but has not acknowledged within the interval;
@@ -412,7 +418,7 @@ class Connection:
 
     def _forget_done_sends(self) -> None:
         while self._sends and self._sends[0].done():
-            _ = self._sends.popleft()
+            _ = self._sends.pop(0)
 
     async def _answer(self, frame: p.ClientMessage) -> None:
         try:

@@ -128,6 +128,8 @@ async def redelivery_sweep(live: LiveConnections, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         for connection in live.snapshot():
+            if not connection.may_redeliver():
+                continue
             try:
                 await connection.redeliver()
             except Exception:  # one failing connection must not stop the sweep for the others
