@@ -66,17 +66,22 @@ _POS_MAX = 2**63 - 1
 
 
 def _message(row: Row[*tuple[Any, ...]]) -> Message:
+    """A row that starts with :data:`MESSAGE_COLUMNS` as a Message (unpacked by position: a
+    Row's attribute access costs a key lookup per column, on the drain's hot path)."""
+    message_id, seq, sender_id, recipient_id, body, client_msg_id, created_at, delivered_at, read_at, withheld = row[
+        :10
+    ]
     return Message(
-        id=row.id,
-        seq=row.seq,
-        sender_id=row.sender_id,
-        recipient_id=row.recipient_id,
-        body=row.body,
-        client_msg_id=row.client_msg_id,
-        created_at=row.created_at,
-        delivered_at=row.delivered_at,
-        read_at=row.read_at,
-        withheld=bool(row.withheld),
+        id=message_id,
+        seq=seq,
+        sender_id=sender_id,
+        recipient_id=recipient_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=created_at,
+        delivered_at=delivered_at,
+        read_at=read_at,
+        withheld=bool(withheld),
     )
 
 
@@ -420,8 +425,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
         conn = await self._session.connection()
         rows = await conn.execute(hot.mark_delivered, {"now": now, **hot.keys("acks", keys)})
         found = {
-            (row.recipient_id, row.id): Delivered(id=row.id, sender_id=row.sender_id, recipient_id=row.recipient_id)
-            for row in rows
+            (recipient_id, message_id): Delivered(id=message_id, sender_id=sender_id, recipient_id=recipient_id)
+            for message_id, sender_id, recipient_id in rows
         }
         # An id acknowledged twice in one call is newly delivered to the first acknowledgement only.
         return [[d for key in ack if (d := found.pop(key, None)) is not None] for ack in wanted]
