@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from application.events import Event
     from application.ports import Subscriber
 
+DRAIN_AT_ONCE = 256  # pub/sub messages handled per wake-up of the listener
+
 log = logging.getLogger(__name__)
 
 
@@ -270,6 +272,13 @@ class RedisFanout(Notifier, ConnectionHub):
                     message, read = read.result(), None
                     last_heard, ping_sent = loop.time(), None
                     if message is not None:
+                        self._on_message(message)
+                    # Under load many messages arrive together: take the ones already received
+                    # without a task and a wait each (bounded, so re-subscribing gets its turn).
+                    for _ in range(DRAIN_AT_ONCE):
+                        message = await pubsub.get_message(timeout=0.0)
+                        if message is None:
+                            break
                         self._on_message(message)
         finally:
             pending = [task for task in (read, wake) if task is not None and not task.done()]
