@@ -8,10 +8,11 @@ transaction runs, the next batch queues up, so under load a transaction carries 
 at rest a lone write goes through at once (no timer, no added latency).
 
 Failures. A :class:`ConflictError` (a concurrent transaction, e.g. in another process, committed
-the same key) re-runs the batch, which then sees that commit. Any other failure, including the
-commit itself, rolls everything back; the batch is then tried item by item, each alone in its own
-transaction, so one bad write cannot fail the others and a broken database fails every caller
-with that error. A caller is never answered before its write is committed, and nothing is
+the same key) re-runs the batch, which then sees that commit. A :class:`StoreUnavailableError`
+(the database unreachable or locked) fails every caller of the batch at once. Any other failure,
+including the commit itself, rolls everything back; the batch is then tried item by item, each
+alone in its own transaction, so one bad write (data the database refuses) cannot fail the
+others. A caller is never answered before its write is committed, and nothing is
 answered as written that was rolled back.
 """
 
@@ -23,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from application.ports import ConflictError
+from application.ports import ConflictError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from application.common import UnitOfWorkFactory
@@ -93,8 +94,11 @@ class GroupCommit:
         try:
             outcomes = await self._transaction(batch)
         except Exception as exc:
-            if len(batch) == 1:
-                _answer(batch[0], exc)
+            if len(batch) == 1 or isinstance(exc, StoreUnavailableError):
+                # Nothing to isolate: the database itself is failing (each write alone would
+                # only wait for it again). Every caller gets the error at once.
+                for entry in batch:
+                    _answer(entry, exc)
                 return
             log.warning("a batch of %d writes failed (%r); writing them one by one", len(batch), exc)
             for entry in batch:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
+from domain.errors import BusyError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
@@ -267,6 +269,16 @@ class Appended:
 
     message: Message
     became_contacts: bool
+
+
+class StoreUnavailableError(BusyError):
+    """The database cannot be reached or is locked by someone else: nothing about the data is
+    wrong, and trying each write of a batch on its own would only wait longer. Units of work raise
+    it for such failures (HTTP answers 503)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(retry_after_s=1, message="the database is unavailable, retry shortly")
+        self.detail = detail
 
 
 class ConflictError(Exception):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
+
 from adapters.sqlalchemy.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
@@ -12,12 +15,20 @@ from adapters.sqlalchemy.repositories import (
     SqlAlchemyLoginRepository,
     SqlAlchemyUserRepository,
 )
-from application.ports import UnitOfWork
+from application.ports import StoreUnavailableError, UnitOfWork
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+def _unavailable(exc: BaseException | None) -> bool:
+    """The database failed, not the data: unreachable, locked (SQLite's busy timeout), the
+    connection lost, or no pooled connection in time."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, SqlAlchemyTimeoutError | OSError)
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
@@ -50,6 +61,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             # close() rolls back whatever was not committed and detaches the objects without
             # expiring them, so use cases may read what they loaded after the block.
             await session.close()
+        if _unavailable(exc):
+            raise StoreUnavailableError(str(exc)) from exc
 
     async def commit(self) -> None:
         if self._session is None:

@@ -11,7 +11,7 @@ import pytest
 
 from application.events import MessageDelivered, MessageReceived
 from application.group_commit import GroupCommit
-from application.ports import ConflictError
+from application.ports import ConflictError, StoreUnavailableError
 from domain.errors import DomainError, InvalidInputError, UserNotFoundError
 from tests.unit.fakes import EPOCH, InMemoryStore
 
@@ -284,3 +284,17 @@ async def test_a_conflict_reruns_the_batch(failures: int) -> None:
     assert len(step.batches) == failures + 1
     assert store.data.blocks == {(1, 2)}
     assert store.commits == 1
+
+
+async def test_an_unavailable_database_fails_the_whole_batch_at_once() -> None:
+    """No item-by-item retry when the database itself fails: that would only wait for it again,
+    once per write."""
+    store = InMemoryStore()
+    store.fail_commit = StoreUnavailableError("database is locked")
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+
+    outcomes = await asyncio.gather(*(writes.submit(step, (i, i + 10)) for i in range(1, 4)), return_exceptions=True)
+
+    assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
+    assert step.batches == [[(1, 11), (2, 12), (3, 13)]]  # one attempt, not four
+    assert store.data.blocks == set()

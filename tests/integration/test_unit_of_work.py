@@ -1,0 +1,63 @@
+"""The SQLAlchemy unit of work tells a failing database apart from bad data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from adapters.sqlalchemy import engine as engine_module
+from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
+from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from application.ports import StoreUnavailableError
+from domain.errors import BusyError
+from tests.integration.test_message_store import add_users, draft
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+async def test_a_database_locked_by_another_process_is_store_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite only: its lock is on the whole file (PostgreSQL locks rows)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
+    await upgrade(url)
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    holder, server = create_engine(url), create_engine(url)
+    try:
+        async with holder.connect() as other:  # another process holding the write lock
+            await other.execute(text("SELECT 1"))  # BEGIN IMMEDIATE (the engine's begin hook)
+            uow = SqlAlchemyUnitOfWork(make_sessionmaker(server))
+
+            async def read() -> None:
+                async with uow:
+                    await uow.users.existing_ids([1])
+
+            with pytest.raises(StoreUnavailableError) as caught:
+                await read()
+            assert isinstance(caught.value, BusyError)  # 503 over HTTP, "internal" on a socket
+            assert "locked" in caught.value.detail
+    finally:
+        await holder.dispose()
+        await server.dispose()
+
+
+async def test_bad_data_is_not_store_unavailable(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def uow() -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(session_factory)
+
+    ann, _ = await add_users(uow, "Ann", "Bob")
+
+    async def send_to_nobody() -> None:
+        async with uow() as tx:
+            await tx.conversations.append([draft(ann, 999_999)])  # no such recipient: a foreign key
+            await tx.commit()
+
+    with pytest.raises(IntegrityError):
+        await send_to_nobody()
