@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from application.common import Page, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
 from domain.errors import InvalidInputError, UserNotFoundError
+from domain.messages import check_storable
 from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class SearchUsers:
             raise InvalidInputError.of(
                 "query", f"must be {SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming"
             )
+        check_storable(query, "query")
         size = page_limit(cmd.limit, default=SEARCH_DEFAULT, maximum=SEARCH_MAX)
         async with self._uow() as uow:
             users = await uow.users.search(

@@ -8,6 +8,7 @@ ever sees it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,24 +39,37 @@ class Pair:
         return self.high if user_id == self.low else self.low
 
 
+# NUL and lone surrogates (JSON allows "\u0000" and "\ud800") cannot be stored as text: PostgreSQL
+# refuses NUL and neither database takes a string that is not valid Unicode.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def check_storable(value: str, field: str) -> str:
+    if _UNSTORABLE.search(value) is not None:
+        raise InvalidInputError.of(field, "must not contain NUL characters or lone surrogates")
+    return value
+
+
 def check_body(body: str, max_chars: int) -> str:
     """1–``max_chars`` code points with at least one non-white-space character; stored as sent."""
     if not 1 <= len(body) <= max_chars:
         raise InvalidInputError.of("message", f"must be 1–{max_chars} characters")
     if not body.strip():
         raise InvalidInputError.of("message", "must contain a non-white-space character")
-    return body
+    return check_storable(body, "message")
 
 
 def check_client_msg_id(client_msg_id: str) -> str:
     if not 1 <= len(client_msg_id) <= CLIENT_MSG_ID_MAX:
         raise InvalidInputError.of("clientMsgId", f"must be 1–{CLIENT_MSG_ID_MAX} characters")
-    return client_msg_id
+    return check_storable(client_msg_id, "clientMsgId")
 
 
 def check_batch(ids: list[str], field: str = "ids") -> list[str]:
     if not 1 <= len(ids) <= BATCH_MAX:
         raise InvalidInputError.of(field, f"must hold 1–{BATCH_MAX} ids")
+    for message_id in ids:
+        check_storable(message_id, field)
     return ids
 
 

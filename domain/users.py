@@ -32,7 +32,7 @@ def normalise_name(raw: str, field: str = "name") -> str:
     name = raw.strip()
     if not NAME_MIN <= len(name) <= NAME_MAX:
         raise InvalidInputError.of(field, f"must be {NAME_MIN}–{NAME_MAX} characters after trimming")
-    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in name):
         raise InvalidInputError.of(field, "must not contain control or text-direction characters")
     return name
 

@@ -298,3 +298,21 @@ async def test_an_unavailable_database_fails_the_whole_batch_at_once() -> None:
     assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
     assert step.batches == [[(1, 11), (2, 12), (3, 13)]]  # one attempt, not four
     assert store.data.blocks == set()
+
+
+@pytest.mark.parametrize("bad", ["nul\x00inside", "lone \ud800 surrogate"])
+async def test_text_no_database_can_store_is_refused_before_the_batch(world: World, bad: str) -> None:
+    """Refused as bad input up front, so it can never fail a shared transaction."""
+    ada, bob = world.seed_users("Ada", "Bob")
+
+    outcomes = await asyncio.gather(
+        world.send(ada, bob, "fine"),
+        world.send(ada, bob, bad),
+        world.send(ada, bob, "fine", client_msg_id=bad),
+        world.acknowledge(bob, [bad]),
+        return_exceptions=True,
+    )
+
+    assert [type(o).__name__ for o in outcomes[1:4]] == ["InvalidInputError"] * 3
+    assert [m.body for m in world.store.data.messages] == ["fine"]
+    assert world.store.commits == 1

@@ -35,6 +35,16 @@ async def test_query_must_be_2_to_100_characters_after_trimming(world: World, qu
     assert [p.field for p in caught.value.problems] == ["query"]
 
 
+@pytest.mark.parametrize("query", ["Al\x00ice", "Al\ud800"])
+async def test_a_query_no_database_can_store_is_invalid_input(world: World, query: str) -> None:
+    caller = viewer(world)
+
+    with pytest.raises(InvalidInputError) as caught:
+        await world.search(SearchQuery(viewer=caller, query=query))
+
+    assert [p.field for p in caught.value.problems] == ["query"]
+
+
 @pytest.mark.parametrize("query", ["Al", " Al ", "Al" * 50])
 async def test_query_of_2_to_100_characters_is_accepted(world: World, query: str) -> None:
     caller = viewer(world)
