@@ -64,7 +64,7 @@ SYNC_TIMEOUT_S = 2.0
 # sendMessage frames of one connection handled concurrently (their writes share transactions);
 # reading stops while this many wait, and any other frame waits until they are answered.
 MAX_PIPELINED_SENDS = 16
-SEND_DRAIN_TIMEOUT_S = 10.0
+SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 # Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
 OTHER, EPHEMERAL, MESSAGE = 0, 1, 2
 
@@ -204,17 +204,19 @@ class Connection:
             self.close_soon(CLOSE_INTERNAL, "unexpected server error")
         finally:
             self._task = None
-            if self._sends:  # let sends already read be answered (or fail) before leaving
-                await asyncio.wait(list(self._sends), timeout=SEND_DRAIN_TIMEOUT_S)
-            hub.detach(self)
-            self._services.metrics.connections.dec()
-            if self._writer is not None:
-                self._writer.cancel()
-            if self._prefetch is not None:
-                self._prefetch.cancel()
-            if self._expiry is not None:
-                self._expiry.cancel()
-            await self._services.disconnect(self.user_id, self._connection_id)
+            try:
+                if self._sends:  # let sends already read be answered (or fail) before leaving
+                    await asyncio.wait(list(self._sends), timeout=SEND_DRAIN_TIMEOUT_S)
+            finally:  # also when shutdown cancels that wait: the connection must still go away
+                hub.detach(self)
+                self._services.metrics.connections.dec()
+                if self._writer is not None:
+                    self._writer.cancel()
+                if self._prefetch is not None:
+                    self._prefetch.cancel()
+                if self._expiry is not None:
+                    self._expiry.cancel()
+                await self._services.disconnect(self.user_id, self._connection_id)
         if self._close is not None:
             code, reason = self._close
             await close_quietly(self._socket, code, reason)
@@ -398,43 +400,56 @@ class Connection:
         try:
             frame = p.decode_client(text)
         except p.FrameError as exc:
+            await self._sends_answered()
             self.error(exc.ref, exc.code, exc.message)
             return
-        if not self._within_rate(frame):
+        refused = self._over_rate(frame)
+        if refused is not None:
+            await self._sends_answered()
+            self._refuse(frame, *refused)
             return
         if isinstance(frame, p.SendMessage):
             # Pipelined: the next frames are read while this send waits for its transaction.
-            # Sends are submitted in the order read, so seqs and messageAcks keep that order.
+            # Sends are submitted in the order read, so seqs keep that order, and each send
+            # answers after the one before it, so messageAcks and errors do too.
             self._forget_done_sends()
             if len(self._sends) >= MAX_PIPELINED_SENDS:
                 await asyncio.wait([self._sends[0]])
                 self._forget_done_sends()
-            self._sends.append(asyncio.create_task(self._answer(frame)))
+            previous = self._sends[-1] if self._sends else None
+            self._sends.append(asyncio.create_task(self._answer(frame, previous)))
             return
-        if self._sends:  # any other frame is handled once the sends read before it are answered
+        await self._sends_answered()  # any other frame: once the sends read before it are answered
+        await self._answer(frame)
+
+    async def _sends_answered(self) -> None:
+        if self._sends:
             await asyncio.wait(list(self._sends))
             self._sends.clear()
-        await self._answer(frame)
 
     def _forget_done_sends(self) -> None:
         while self._sends and self._sends[0].done():
             _ = self._sends.pop(0)
 
-    async def _answer(self, frame: p.ClientMessage) -> None:
+    async def _answer(self, frame: p.ClientMessage, previous: asyncio.Task[None] | None = None) -> None:
+        """Handle a frame and reply; with ``previous`` (the send read before this one), reply only
+        once that one has."""
         try:
-            await self._dispatch(frame)
+            await self._dispatch(frame, previous)
         except AuthenticationError:
             self.close_soon(CLOSE_UNAUTHENTICATED, "authentication failed")
         except DomainError as exc:
+            await _in_turn(previous)
             code = next(c for cls, c in _ERROR_CODES if isinstance(exc, cls))
             self.error(frame.ref, code, exc.message)
         except Exception:
             log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
+            await _in_turn(previous)
             self.error(frame.ref, "internal", "unexpected server error")
 
-    def _within_rate(self, frame: p.ClientMessage) -> bool:
-        """Spend a token of the frame's bucket; refuse with ``rate_limited`` (and close 4429 after
-        refusals in every second of the configured streak)."""
+    def _over_rate(self, frame: p.ClientMessage) -> tuple[str, float] | None:
+        """Spend a token of the frame's bucket; None when there was one, else the bucket's name and
+        when the frame was refused (for :meth:`_refuse`)."""
         match frame:
             case p.SendMessage():
                 bucket, name = self._messages, "message"
@@ -443,17 +458,18 @@ class Connection:
             case p.SearchUsers():
                 bucket, name = self._search, "search"
             case _:
-                return True
+                return None
         now = asyncio.get_running_loop().time()
-        if bucket.take(now):
-            return True
+        return None if bucket.take(now) else (name, now)
+
+    def _refuse(self, frame: p.ClientMessage, name: str, at: float) -> None:
+        """Answer ``rate_limited``; close 4429 after refusals in every second of the configured streak."""
         self._services.metrics.rate_limited.labels(name).inc()
         self.error(frame.ref, "rate_limited", f"too many {name} frames; slow down")
-        if self._refusals.refused(now):
+        if self._refusals.refused(at):
             self.close_soon(CLOSE_RATE_LIMITED, "rate limited for too long")
-        return False
 
-    async def _dispatch(self, frame: p.ClientMessage) -> None:
+    async def _dispatch(self, frame: p.ClientMessage, previous: asyncio.Task[None] | None = None) -> None:
         s = self._services
         match frame:
             case p.SendMessage(to=to, message=body, client_msg_id=client_msg_id, ref=ref):
@@ -469,6 +485,7 @@ class Connection:
                 m = result.message
                 if not result.duplicate:
                     s.metrics.messages_in.inc()
+                await _in_turn(previous)
                 self.reply(
                     p.MessageAck(
                         ref=ref,
@@ -508,6 +525,12 @@ class Connection:
             case p.GetOnlineUsers(user_ids=user_ids, ref=ref):
                 online = await s.visible_online(self.user_id, user_ids)
                 self.reply(p.OnlineUsers(ref=ref, user_ids=online))
+
+
+async def _in_turn(previous: asyncio.Task[None] | None) -> None:
+    """Wait until the send read before this one has answered (it never raises: it replies)."""
+    if previous is not None and not previous.done():
+        await asyncio.wait([previous])
 
 
 async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:

@@ -212,3 +212,36 @@ async def test_history_and_conversations_paginate_over_what_the_socket_delivered
     assert both.status_code == 400
     unknown = await chat.http.get("/conversations/999999/messages", headers=ann.bearer)
     assert unknown.status_code == 404
+
+
+async def test_pipelined_frames_are_answered_in_the_order_sent(chat: Chat) -> None:
+    """Sends in flight together (sharing transactions), failures among them, and a frame of
+    another kind after them: every reply comes in the order of the frames."""
+    ann, bob = await chat.account("Ann"), await chat.account("Bob")
+    a = await chat.connect(ann)
+    frames: list[dict[str, object]] = [
+        {"type": "sendMessage", "to": bob.id, "message": "one", "clientMsgId": "p-1", "ref": "r0"},
+        {"type": "sendMessage", "to": bob.id, "message": "two", "clientMsgId": "p-2", "ref": "r1"},
+        {"type": "sendMessage", "to": 999_999, "message": "nobody", "clientMsgId": "p-3", "ref": "r2"},
+        {"type": "sendMessage", "to": bob.id, "message": "three", "clientMsgId": "", "ref": "r3"},
+        {"type": "sendMessage", "to": bob.id, "message": "four", "clientMsgId": "p-4", "ref": "r4"},
+        {"type": "sendMessage", "to": bob.id, "message": "two again", "clientMsgId": "p-2", "ref": "r5"},
+        {"type": "ping", "ref": "r6"},
+    ]
+    for frame in frames:
+        await a.send(**frame)
+
+    replies = [await a.recv() for _ in frames]
+
+    assert [(r["type"], r.get("ref")) for r in replies] == [
+        ("messageAck", "r0"),
+        ("messageAck", "r1"),
+        ("error", "r2"),
+        ("error", "r3"),
+        ("messageAck", "r4"),
+        ("messageAck", "r5"),
+        ("pong", "r6"),
+    ]
+    assert (replies[2]["code"], replies[3]["code"]) == ("not_found", "bad_request")
+    assert [r["seq"] for r in replies if r["type"] == "messageAck"] == [1, 2, 3, 2]  # r5: the stored p-2
+    assert replies[5]["id"] == replies[1]["id"]
