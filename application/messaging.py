@@ -24,6 +24,7 @@ from domain.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from datetime import datetime
 
     from application.group_commit import GroupCommit
@@ -271,15 +272,15 @@ class Batch:
 
 
 class PendingFor:
-    """The oldest pending messages of a user (at most 100), and whether more remain; with
-    ``after_id``, those stored after that message (the batch following one being drained)."""
+    """The oldest pending messages of a user (at most 100), and whether more remain; leaving out
+    ``excluding`` (the batch being drained, to read the one after it ahead)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, user_id: int, limit: int = BATCH_MAX, *, after_id: str | None = None) -> Batch:
+    async def __call__(self, user_id: int, limit: int = BATCH_MAX, *, excluding: Collection[str] = ()) -> Batch:
         async with self._uow() as uow:
-            found = await uow.messages.pending_for(user_id, limit=limit + 1, after_id=after_id)
+            found = await uow.messages.pending_for(user_id, limit=limit + 1, excluding=excluding)
         return Batch(messages=found[:limit], more=len(found) > limit)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from domain.errors import BusyError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -234,9 +234,9 @@ class MessageRepository(Protocol):
         """The stored messages of these ``(sender, clientMsgId)`` keys, by key (missing: not stored)."""
         ...
 
-    async def pending_for(self, recipient_id: int, *, limit: int, after_id: str | None = None) -> list[Message]:
+    async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
         """The oldest pending (not withheld, not delivered) messages to ``recipient_id``, in storage
-        order; with ``after_id``, only those stored after that message."""
+        order, leaving out the ids in ``excluding``."""
         ...
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]: ...

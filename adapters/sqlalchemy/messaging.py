@@ -39,7 +39,7 @@ from domain.errors import InvalidInputError
 from domain.messages import Message, NewMessage, Pair, contacts_made
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Sequence
     from datetime import datetime
 
     from sqlalchemy import Row, Table
@@ -392,17 +392,15 @@ class SqlAlchemyMessageRepository(MessageRepository):
         found = (_message(row) for row in await conn.execute(_BY_CLIENT_IDS, params))
         return {key: m for m in found if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
-    async def pending_for(self, recipient_id: int, *, limit: int, after_id: str | None = None) -> list[Message]:
+    async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
         stmt = (
             select(*MESSAGE_COLUMNS)
             .where(messages.c.recipient_id == recipient_id, _pending())
             .order_by(messages.c.pos)
             .limit(limit)
         )
-        if after_id is not None:
-            stmt = stmt.where(
-                messages.c.pos > select(messages.c.pos).where(messages.c.id == after_id).scalar_subquery()
-            )
+        if excluding:
+            stmt = stmt.where(messages.c.id.not_in(list(excluding)))
         return [_message(row) for row in await self._session.execute(stmt)]
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:

@@ -117,6 +117,7 @@ class Connection:
         self._outbox: list[tuple[str, int, Any]] = []
         self._writer: asyncio.Task[None] | None = None
         self._prefetch: asyncio.Task[tuple[Batch, str]] | None = None  # the next offline batch
+        self._settled_meanwhile: set[str] | None = None  # acknowledged here while it is read
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._sends: list[asyncio.Task[None]] = []  # pipelined sendMessage frames, oldest first
         self._receiving = False
@@ -306,34 +307,45 @@ class Connection:
 
     def _settled(self, ids: Iterable[str]) -> None:
         ids = list(ids)
+        if self._settled_meanwhile is not None:  # a batch is being read ahead: leave these out of it
+            self._settled_meanwhile.update(ids)
         self.inflight.settle(ids)
         for message_id in ids:
             self._unacked.pop(message_id, None)
 
     async def _send_batch(self) -> None:
         """Send the next offline batch. While the client works through one batch, the one after
-        it is read and encoded (the messages stored after its last one), so the acknowledgement
-        of the last id is answered at once; a message that arrived or was acknowledged meanwhile
-        may be in it again, which clients dedupe by id (contract §3.1)."""
+        it is read and encoded (the oldest pending messages but those of the current batch), so
+        the acknowledgement of the last id is answered at once. What this connection acknowledged
+        meanwhile is left out of it; a message another device acknowledged meanwhile may come
+        again, which clients dedupe by id (contract §3.1)."""
         ready: tuple[Batch, str] | None = None
+        settled, self._settled_meanwhile = self._settled_meanwhile, None
         if (prefetch := self._prefetch) is not None:
             self._prefetch = None
             try:
                 ready = await prefetch
             except Exception:  # read it again below
                 log.warning("prefetching the next offline batch failed", exc_info=True)
+        if ready is not None and settled and any(m.id in settled for m in ready[0].messages):
+            kept = [m for m in ready[0].messages if m.id not in settled]
+            ready = self._encoded(Batch(messages=kept, more=ready[0].more))
         if ready is None:
-            ready = await self._fetch_batch(None)
+            ready = await self._fetch_batch(())
         batch, text = ready
         self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
         self._pushed(batch.messages)
         self._outbox.append((text, OTHER, None))
         self._wake_writer()
         if batch.more and batch.messages:
-            self._prefetch = asyncio.create_task(self._fetch_batch(batch.messages[-1].id))
+            self._settled_meanwhile = set()
+            self._prefetch = asyncio.create_task(self._fetch_batch([m.id for m in batch.messages]))
 
-    async def _fetch_batch(self, after_id: str | None) -> tuple[Batch, str]:
-        batch = await self._services.pending_for(self.user_id, after_id=after_id)
+    async def _fetch_batch(self, excluding: list[str] | tuple[()]) -> tuple[Batch, str]:
+        return self._encoded(await self._services.pending_for(self.user_id, excluding=excluding))
+
+    @staticmethod
+    def _encoded(batch: Batch) -> tuple[Batch, str]:
         wire = [WireMessage.of(m) for m in batch.messages]
         return batch, p.encode(p.OfflineMessages(messages=wire, more=batch.more))
 

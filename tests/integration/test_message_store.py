@@ -547,6 +547,13 @@ async def test_pending_is_in_storage_order_and_limited(uow_factory: UowFactory) 
         await uow.commit()
     assert [m.body for m in await pending(uow_factory, bob, limit=2)] == ["a2", "c2"]
 
+    current = await pending(uow_factory, bob, limit=2)
+    async with uow_factory() as uow:  # reading the next batch ahead, before the current one is acked
+        ahead = await uow.messages.pending_for(bob, limit=2, excluding=[m.id for m in current])
+        everything = await uow.messages.pending_for(bob, limit=9, excluding=[])
+    assert [m.body for m in ahead] == ["c3", "a3"]  # storage order, the current batch left out
+    assert [m.body for m in everything] == ["a2", "c2", "c3", "a3"]
+
 
 async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_order(
     uow_factory: UowFactory,

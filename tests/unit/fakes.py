@@ -13,7 +13,7 @@ import asyncio
 import copy
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -694,10 +694,8 @@ class InMemoryMessageRepository(MessageRepository):
         wanted = set(keys)
         return {key: m for m in self._txn.data.messages if (key := (m.sender_id, m.client_msg_id)) in wanted}
 
-    async def pending_for(self, recipient_id: int, *, limit: int, after_id: str | None = None) -> list[Message]:
-        messages = self._txn.data.messages
-        start = 0 if after_id is None else _position_of(self._txn.data, after_id) + 1
-        pending = (m for m in messages[start:] if _pending(m, recipient_id))
+    async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
+        pending = (m for m in self._txn.data.messages if _pending(m, recipient_id) and m.id not in excluding)
         return [m for _, m in zip(range(limit), pending, strict=False)]
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:

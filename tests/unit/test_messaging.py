@@ -622,6 +622,19 @@ async def test_pending_messages_come_in_batches_of_at_most_100_with_more(world: 
     assert ([m.seq for m in second.messages], second.more) == ([101], False)
 
 
+async def test_the_batch_after_one_being_drained_can_be_read_ahead(world: World) -> None:
+    ada, bob = world.seed_users("Ada", "Bob")
+    for _ in range(150):
+        await world.send(ada, bob)
+    first = await world.pending_for(bob)
+
+    ahead = await world.pending_for(bob, excluding=ids(first.messages))  # before the ack
+
+    assert ([m.seq for m in ahead.messages], ahead.more) == (list(range(101, 151)), False)
+    await world.acknowledge(bob, ids(first.messages))
+    assert (await world.pending_for(bob)).messages == ahead.messages  # what reading after the ack gives
+
+
 @pytest.mark.parametrize(("count", "more"), [(2, False), (3, True)])
 async def test_a_smaller_batch_says_whether_more_remain(world: World, count: int, more: bool) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
