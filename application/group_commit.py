@@ -67,7 +67,6 @@ class GroupCommit:
         self._queue: deque[_Entry[Any, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self.transactions = 0  # committed transactions, for tests and benchmarks
-        self.written = 0  # writes answered by committed transactions
 
     async def submit(self, step: Step[I, R], item: I) -> R:
         """Write ``item`` with ``step`` in the next transaction; its result once committed."""
@@ -127,7 +126,6 @@ class GroupCommit:
                     raise
                 continue
             self.transactions += 1
-            self.written += len(batch)
             return outcomes
         raise AssertionError("unreachable")  # pragma: no cover
 

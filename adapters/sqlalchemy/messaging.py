@@ -224,7 +224,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         seqs = await self._reserve_seqs(conn, hot, drafts)
         stored = [draft.stored(next(seqs[draft.pair])) for draft in drafts]
         keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
-        has_sent = await self._has_sent(conn, keys)
+        has_sent = await self._has_sent(conn, hot, keys)
         made = contacts_made(stored, has_sent)
         self.learned.update(key for key, sent in has_sent.items() if sent)
         try:
@@ -249,7 +249,9 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         )
         return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
 
-    async def _has_sent(self, conn: AsyncConnection, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bool]:
+    async def _has_sent(
+        self, conn: AsyncConnection, hot: _HotStatements, keys: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], bool]:
         """``has_sent`` of these member rows (missing: False). ``has_sent`` never goes back to
         False, so keys known to be True (:class:`StoreMemo`) need no query; in a steady state none
         does. The conversations' rows are locked (PostgreSQL) until the end of the transaction, so
@@ -258,7 +260,6 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         found = dict.fromkeys((key for key in keys if key in known), True)
         unknown = [key for key in keys if key not in known]
         if unknown:
-            hot = _hot_statements(conn.dialect.name)
             rows = await conn.execute(hot.members_has_sent, hot.keys("keys", unknown))
             found.update(((row.user_id, row.peer_id), bool(row.has_sent)) for row in rows)
         return found

@@ -188,7 +188,7 @@ class Connection:
             except TimeoutError:
                 log.warning("fan-out not confirmed for connection %s; re-pushes will cover it", self._connection_id)
             await self._services.connect(self.user_id, self._connection_id)
-            self._send_now(self._ready())
+            self._send_now(p.encode(self._ready()))
             await self._send_batch()
             self._started = True
             for held in self._held:
@@ -243,9 +243,9 @@ class Connection:
 
     # -- outbound -----------------------------------------------------------------------------
 
-    def _send_now(self, frame: p.ServerFrame) -> None:
+    def _send_now(self, text: str) -> None:
         """Queue a frame even before start-up completes (``ready``, ``offlineMessages``)."""
-        self._outbox.append((p.encode(frame), OTHER, None))
+        self._outbox.append((text, OTHER, None))
         self._wake_writer()
 
     def _enqueue(self, text: str, kind: int = OTHER, stamp: Any = None) -> None:
@@ -335,8 +335,7 @@ class Connection:
         batch, text = ready
         self.inflight.start_batch([m.id for m in batch.messages], batch.more, self._services.clock.now())
         self._pushed(batch.messages)
-        self._outbox.append((text, OTHER, None))
-        self._wake_writer()
+        self._send_now(text)
         if batch.more and batch.messages:
             self._settled_meanwhile = set()
             self._prefetch = asyncio.create_task(self._fetch_batch([m.id for m in batch.messages]))
