@@ -146,9 +146,9 @@ class _StoreMessages:
                 drafts[key] = draft
                 outcomes.append(draft)
         appended = {a.message.id: a for a in await uow.conversations.append(list(drafts.values()))}
-        new_contacts = [a.message for a in appended.values() if a.became_contacts]
-        for message in new_contacts:
-            await uow.contacts.add_pair(message.sender_id, message.recipient_id)
+        await uow.contacts.add_pairs(
+            (a.message.sender_id, a.message.recipient_id) for a in appended.values() if a.became_contacts
+        )
         answered: set[str] = set()
         results: list[_Stored | DomainError] = []
         for outcome in outcomes:

@@ -147,8 +147,8 @@ class LoginRepository(Protocol):
 class ContactRepository(Protocol):
     """Who are contacts (each sent the other a non-withheld message) and who blocked whom."""
 
-    async def add_pair(self, a: int, b: int) -> None:
-        """Record that ``a`` and ``b`` are contacts (idempotent, symmetric)."""
+    async def add_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Record that each pair's two users are contacts (idempotent, symmetric)."""
         ...
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:

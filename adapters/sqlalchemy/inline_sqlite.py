@@ -128,6 +128,11 @@ class InlineSqliteConnection:
     def _connection(self) -> sqlite3.Connection | None:  # read by SQLAlchemy's adapter
         return self._conn
 
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The connection itself, for statements run at the driver level (:mod:`adapters.sqlalchemy.driver`)."""
+        return self._live()
+
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
             raise ValueError("no active connection")

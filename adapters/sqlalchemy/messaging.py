@@ -1,7 +1,11 @@
 """SQLAlchemy implementations of the messaging repositories (conversations, messages), in Core.
 
 :class:`domain.messages.Message` is a frozen snapshot, so messages are not mapped: rows become
-``Message``\\ s by hand (:func:`_message`).
+``Message``\\ s by hand (:func:`_message`, :func:`raw_message`).
+
+The statements that run for every message (the send batch, acknowledgements, offline batches)
+are plain SQL per dialect (:mod:`adapters.sqlalchemy.hot_sql`) run at the driver level
+(:class:`adapters.sqlalchemy.driver.Driver`); the rest is Core.
 
 Concurrency. :meth:`SqlAlchemyConversationRepository.append` reserves seqs by incrementing the
 conversations' rows with one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``; on PostgreSQL those
@@ -14,18 +18,18 @@ seqs, one read of the members' state, one multi-row insert, one upsert of the me
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, String, and_, bindparam, case, func, insert, literal, or_, select, text, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.sqlalchemy.orm import Id, UtcDateTime, conversation_members, conversations, messages
-from adapters.sqlalchemy.upsert import dialect_insert, upsert
+from adapters.sqlalchemy import hot_sql
+from adapters.sqlalchemy.driver import Driver
+from adapters.sqlalchemy.orm import UtcDateTime, conversation_members, conversations, messages
+from adapters.sqlalchemy.upsert import upsert
 from application.ports import (
     Appended,
     ConversationRepository,
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Row, Table
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from adapters.sqlalchemy.memo import StoreMemo
 
@@ -110,104 +114,22 @@ def _is_duplicate_client_msg_id(exc: IntegrityError) -> bool:
     return "uq_messages_sender_id" in text or "messages.sender_id, messages.client_msg_id" in text
 
 
-@dataclass(frozen=True, slots=True)
-class _HotStatements:
-    """The statements of the send and acknowledgement paths, built once per dialect so every
-    batch hits the compiled cache. Looking up many composite keys at once joins the keys, passed
-    as one JSON text (SQLite, ``json_each``) or as arrays (PostgreSQL, ``unnest``), to the table's
-    index: one lookup per key (a row-value ``IN`` would scan the table on SQLite)."""
-
-    reserve_seqs: Any
-    upsert_members: Any
-    members_has_sent: Any
-    mark_delivered: Any
-    pg: bool
-
-    def keys(self, name: str, pairs: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
-        """The parameters passing ``pairs`` as the key list ``name`` (``name`` + 0/1 on PostgreSQL)."""
-        if self.pg:
-            return {f"{name}0": [p[0] for p in pairs], f"{name}1": [p[1] for p in pairs]}
-        return {name: json.dumps(pairs)}
-
-
-# Constant templates filled with constant table and column names only (values are bound).
-_SQLITE_KEYS = (
-    "json_each(:{name}) AS k JOIN {table} AS m"
-    " ON m.{a} = json_extract(k.value, '$[0]') AND m.{b} = json_extract(k.value, '$[1]')"
-)
-_PG_KEYS = (
-    "unnest(CAST(:{name}0 AS {ta}[]), CAST(:{name}1 AS {tb}[])) AS k(a, b) JOIN {table} AS m"
-    " ON m.{a} = k.a AND m.{b} = k.b"
-)
-
-
-def _keyed(pg: bool, name: str, table: str, a: str, b: str, ta: str, tb: str) -> str:
-    return (_PG_KEYS if pg else _SQLITE_KEYS).format(name=name, table=table, a=a, b=b, ta=ta, tb=tb)
-
-
-@functools.cache
-def _hot_statements(dialect: str) -> _HotStatements:
-    conv = dialect_insert(dialect, conversations)
-    members = conversation_members
-    member = dialect_insert(dialect, members).values(
-        user_id=bindparam("user_id"),
-        peer_id=bindparam("peer_id"),
-        has_sent=bindparam("has_sent"),
-        last_message_pos=bindparam("pos"),
+def raw_message(driver: Driver, row: Sequence[Any]) -> Message:
+    """A driver-level row of the hot statements' message columns as a Message."""
+    message_id, seq, sender_id, recipient_id, body, client_msg_id, created_at, delivered_at, read_at, withheld = row
+    when = driver.when
+    return Message(
+        id=message_id,
+        seq=seq,
+        sender_id=sender_id,
+        recipient_id=recipient_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=when(created_at),  # type: ignore[arg-type]
+        delivered_at=when(delivered_at),
+        read_at=when(read_at),
+        withheld=bool(withheld),
     )
-    pg = dialect == "postgresql"
-    members_has_sent = text(
-        "SELECT m.user_id, m.peer_id, m.has_sent FROM "  # noqa: S608 - constant SQL, values are bound
-        + _keyed(pg, "keys", "conversation_members", "user_id", "peer_id", "BIGINT", "BIGINT")
-    ).columns(user_id=Id, peer_id=Id, has_sent=Boolean())
-    # Locked in storage order (as mark_read locks them, so the two never deadlock) and re-checked
-    # on each locked row: of two concurrent acknowledgements of one message only one returns it.
-    mark_delivered = (
-        text(
-            "UPDATE messages SET delivered_at = :now WHERE pos IN (SELECT m.pos FROM "  # noqa: S608 - constant SQL, values are bound
-            + _keyed(pg, "acks", "messages", "id", "recipient_id", "VARCHAR", "BIGINT")
-            + " WHERE m.delivered_at IS NULL AND NOT m.withheld"
-            + (" ORDER BY m.pos FOR UPDATE OF m)" if pg else ")")
-            + " RETURNING id, sender_id, recipient_id"
-        )
-        .bindparams(bindparam("now", type_=UtcDateTime()))
-        .columns(id=String(), sender_id=Id, recipient_id=Id)
-    )
-    return _HotStatements(
-        pg=pg,
-        members_has_sent=members_has_sent,
-        mark_delivered=mark_delivered,
-        reserve_seqs=conv.on_conflict_do_update(
-            index_elements=["low_id", "high_id"], set_={"last_seq": conversations.c.last_seq + conv.excluded.last_seq}
-        ).returning(conversations.c.low_id, conversations.c.high_id, conversations.c.last_seq),
-        upsert_members=member.on_conflict_do_update(
-            index_elements=["user_id", "peer_id"],
-            set_={
-                "has_sent": member.excluded.has_sent,
-                "last_message_pos": func.coalesce(member.excluded.last_message_pos, members.c.last_message_pos),
-            },
-        ),
-    )
-
-
-_INSERT_MESSAGE = insert(messages).returning(messages.c.id, messages.c.pos)
-
-
-def _message_row(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "low_id": min(m.sender_id, m.recipient_id),
-        "high_id": max(m.sender_id, m.recipient_id),
-        "seq": m.seq,
-        "sender_id": m.sender_id,
-        "recipient_id": m.recipient_id,
-        "body": m.body,
-        "client_msg_id": m.client_msg_id,
-        "created_at": m.created_at,
-        "delivered_at": None,
-        "read_at": None,
-        "withheld": m.withheld,
-    }
 
 
 class SqlAlchemyConversationRepository(ConversationRepository):
@@ -219,39 +141,46 @@ class SqlAlchemyConversationRepository(ConversationRepository):
     async def append(self, drafts: Sequence[NewMessage]) -> list[Appended]:
         if not drafts:
             return []
-        hot = _hot_statements(self._session.get_bind().dialect.name)
-        conn = await self._session.connection()
-        seqs = await self._reserve_seqs(conn, hot, drafts)
+        driver = await Driver.of(self._session)
+        seqs = await self._reserve_seqs(driver, drafts)
         stored = [draft.stored(next(seqs[draft.pair])) for draft in drafts]
         keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
-        has_sent = await self._has_sent(conn, hot, keys)
+        has_sent = await self._has_sent(driver, keys)
         made = contacts_made(stored, has_sent)
         self.learned.update(key for key, sent in has_sent.items() if sent)
+        rows = [
+            (
+                m.id,
+                min(m.sender_id, m.recipient_id),
+                max(m.sender_id, m.recipient_id),
+                m.seq,
+                m.sender_id,
+                m.recipient_id,
+                m.body,
+                m.client_msg_id,
+                driver.stamp(m.created_at),
+                m.withheld,
+            )
+            for m in stored
+        ]
         try:
-            inserted = await conn.execute(_INSERT_MESSAGE, [_message_row(m) for m in stored])
+            inserted = await driver.rows(hot_sql.INSERT_MESSAGES, driver.table(rows, 10))
         except IntegrityError as exc:
             # On PostgreSQL the transaction is aborted now; the caller starts a new one.
             if _is_duplicate_client_msg_id(exc):
                 raise DuplicateMessageError(str(exc.orig)) from exc
             raise
-        positions = {row.id: row.pos for row in inserted}
+        positions = dict(inserted)
         last_visible: dict[tuple[int, int], int] = {}
         for m in stored:
             last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
             if not m.withheld:
                 last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
-        await conn.execute(
-            hot.upsert_members,
-            [
-                {"user_id": u, "peer_id": p, "has_sent": has_sent.get((u, p), False), "pos": last_visible.get((u, p))}
-                for u, p in keys
-            ],
-        )
+        members = [(u, p, has_sent.get((u, p), False), last_visible.get((u, p))) for u, p in keys]
+        await driver.rows(hot_sql.UPSERT_MEMBERS, driver.table(members, 4))
         return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
 
-    async def _has_sent(
-        self, conn: AsyncConnection, hot: _HotStatements, keys: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], bool]:
+    async def _has_sent(self, driver: Driver, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bool]:
         """``has_sent`` of these member rows (missing: False). ``has_sent`` never goes back to
         False, so keys known to be True (:class:`StoreMemo`) need no query; in a steady state none
         does. The conversations' rows are locked (PostgreSQL) until the end of the transaction, so
@@ -260,21 +189,20 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         found = dict.fromkeys((key for key in keys if key in known), True)
         unknown = [key for key in keys if key not in known]
         if unknown:
-            rows = await conn.execute(hot.members_has_sent, hot.keys("keys", unknown))
-            found.update(((row.user_id, row.peer_id), bool(row.has_sent)) for row in rows)
+            rows = await driver.rows(hot_sql.MEMBERS_HAS_SENT, driver.table(unknown, 2))
+            found.update(((user_id, peer_id), bool(sent)) for user_id, peer_id, sent in rows)
         return found
 
-    async def _reserve_seqs(
-        self, conn: AsyncConnection, hot: _HotStatements, drafts: Sequence[NewMessage]
-    ) -> dict[Pair, Iterator[int]]:
+    @staticmethod
+    async def _reserve_seqs(driver: Driver, drafts: Sequence[NewMessage]) -> dict[Pair, Iterator[int]]:
         """Reserve as many seqs per conversation as the drafts need, in one upsert; the rows are
         locked in pair order, so concurrent batches queue instead of deadlocking."""
         counts = Counter(draft.pair for draft in drafts)
-        params = [{"low_id": p.low, "high_id": p.high, "last_seq": counts[p]} for p in sorted(counts, key=_pair_key)]
+        params = [(p.low, p.high, counts[p]) for p in sorted(counts, key=_pair_key)]
         reserved: dict[Pair, Iterator[int]] = {}
-        for row in await conn.execute(hot.reserve_seqs, params):
-            pair = Pair(row.low_id, row.high_id)
-            reserved[pair] = iter(range(row.last_seq - counts[pair] + 1, row.last_seq + 1))
+        for low_id, high_id, last_seq in await driver.rows(hot_sql.RESERVE_SEQS, driver.table(params, 3)):
+            pair = Pair(low_id, high_id)
+            reserved[pair] = iter(range(last_seq - counts[pair] + 1, last_seq + 1))
         return reserved
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None:
@@ -372,37 +300,23 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         ]
 
 
-# Two IN lists use the unique index on (sender_id, client_msg_id) on every backend; the few rows
-# matching a sender of one key and the client id of another are dropped by the caller.
-_BY_CLIENT_IDS = select(*MESSAGE_COLUMNS).where(
-    messages.c.sender_id.in_(bindparam("senders", expanding=True)),
-    messages.c.client_msg_id.in_(bindparam("client_ids", expanding=True)),
-)
-
-
 class SqlAlchemyMessageRepository(MessageRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def by_client_ids(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Message]:
-        wanted = set(keys)
+        wanted = sorted(set(keys))
         if not wanted:
             return {}
-        params = {"senders": list({k[0] for k in wanted}), "client_ids": list({k[1] for k in wanted})}
-        conn = await self._session.connection()  # Core: no ORM work per statement on the send path
-        found = (_message(row) for row in await conn.execute(_BY_CLIENT_IDS, params))
-        return {key: m for m in found if (key := (m.sender_id, m.client_msg_id)) in wanted}
+        driver = await Driver.of(self._session)
+        found = [raw_message(driver, row) for row in await driver.rows(hot_sql.BY_CLIENT_IDS, driver.table(wanted, 2))]
+        return {(m.sender_id, m.client_msg_id): m for m in found}
 
     async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
-        stmt = (
-            select(*MESSAGE_COLUMNS)
-            .where(messages.c.recipient_id == recipient_id, _pending())
-            .order_by(messages.c.pos)
-            .limit(limit)
-        )
-        if excluding:
-            stmt = stmt.where(messages.c.id.not_in(list(excluding)))
-        return [_message(row) for row in await self._session.execute(stmt)]
+        driver = await Driver.of(self._session)
+        left_out = list(excluding) if driver.pg else json.dumps(list(excluding))
+        rows = await driver.rows(hot_sql.PENDING_FOR, (recipient_id, left_out, limit))
+        return [raw_message(driver, row) for row in rows]
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:
         wanted = list(dict.fromkeys(ids))
@@ -420,9 +334,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
         keys = [(message_id, recipient) for ack in wanted for recipient, message_id in ack]
         if not keys:
             return [[] for _ in acks]
-        hot = _hot_statements(self._session.get_bind().dialect.name)
-        conn = await self._session.connection()
-        rows = await conn.execute(hot.mark_delivered, {"now": now, **hot.keys("acks", keys)})
+        driver = await Driver.of(self._session)
+        rows = await driver.rows(hot_sql.MARK_DELIVERED, (driver.stamp(now), *driver.table(keys, 2)))
         found = {
             (recipient_id, message_id): Delivered(id=message_id, sender_id=sender_id, recipient_id=recipient_id)
             for message_id, sender_id, recipient_id in rows

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from adapters.sqlalchemy import hot_sql
+from adapters.sqlalchemy.driver import Driver
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
-from adapters.sqlalchemy.upsert import dialect_insert, upsert
+from adapters.sqlalchemy.upsert import upsert
 from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
@@ -140,21 +141,15 @@ class SqlAlchemyLoginRepository(LoginRepository):
         return result.rowcount == 1
 
 
-@functools.cache
-def _add_contacts(dialect: str) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` into contacts, built once per dialect."""
-    return dialect_insert(dialect, contacts).on_conflict_do_nothing(index_elements=["user_id", "contact_id"])
-
-
 class SqlAlchemyContactRepository(ContactRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add_pair(self, a: int, b: int) -> None:
-        conn = await self._session.connection()
-        await conn.execute(
-            _add_contacts(conn.dialect.name), [{"user_id": a, "contact_id": b}, {"user_id": b, "contact_id": a}]
-        )
+    async def add_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        rows = sorted({row for a, b in pairs for row in ((a, b), (b, a))})
+        if rows:
+            driver = await Driver.of(self._session)
+            await driver.rows(hot_sql.ADD_CONTACTS, driver.table(rows, 2))
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)
@@ -186,25 +181,16 @@ class SqlAlchemyContactRepository(ContactRepository):
         return list((await self._session.execute(stmt)).scalars())
 
 
-# Blocks are few: the rows of the IN lists' cross product that are not wanted are dropped by the caller.
-_BLOCKS_AMONG = select(blocks.c.blocker_id, blocks.c.blocked_id).where(
-    blocks.c.blocker_id.in_(bindparam("blockers", expanding=True)),
-    blocks.c.blocked_id.in_(bindparam("blocked", expanding=True)),
-)
-
-
 class SqlAlchemyBlockRepository(BlockRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def among(self, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-        wanted = set(pairs)
+        wanted = sorted(set(pairs))
         if not wanted:
             return set()
-        params = {"blockers": list({p[0] for p in wanted}), "blocked": list({p[1] for p in wanted})}
-        conn = await self._session.connection()
-        found = {(row.blocker_id, row.blocked_id) for row in await conn.execute(_BLOCKS_AMONG, params)}
-        return found & wanted
+        driver = await Driver.of(self._session)
+        return {(a, b) for a, b in await driver.rows(hot_sql.BLOCKS_AMONG, driver.table(wanted, 2))}
 
     async def block(self, blocker_id: int, blocked_id: int, *, now: datetime) -> None:
         if blocker_id == blocked_id:

@@ -41,7 +41,7 @@ class Api:
 
     async def make_contacts(self, a: int, b: int) -> None:
         async with self.uow() as uow:
-            await uow.contacts.add_pair(a, b)
+            await uow.contacts.add_pairs([(a, b)])
             await uow.commit()
 
 

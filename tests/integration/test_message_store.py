@@ -94,7 +94,7 @@ async def send(
             withheld = (to, sender) in await uow.blocks.among([(to, sender)])
         (appended,) = await uow.conversations.append([draft(sender, to, body, client_msg_id=key[1], withheld=withheld)])
         if appended.became_contacts:
-            await uow.contacts.add_pair(sender, to)
+            await uow.contacts.add_pairs([(sender, to)])
         await asyncio.sleep(hold_s)  # keep the transaction open while the others try
         await uow.commit()
     return appended.message, appended.became_contacts
@@ -872,7 +872,7 @@ async def test_visible_contact_ids_are_contacts_without_a_block_by_id(uow_factor
     me, ann, bob, cid, dan = await add_users(uow_factory, "Me", "Ann", "Bob", "Cid", "Dan")
     async with uow_factory() as uow:
         for other in (dan, bob, ann, cid):
-            await uow.contacts.add_pair(me, other)
+            await uow.contacts.add_pairs([(me, other)])
         await uow.blocks.block(me, bob, now=NOW)
         await uow.blocks.block(cid, me, now=NOW)
         await uow.commit()

@@ -293,11 +293,11 @@ async def test_two_concurrent_spends_of_one_refresh_token_succeed_once(uow_facto
 async def test_add_pair_is_symmetric_and_idempotent(uow_factory: UowFactory, session_factory: Sessions) -> None:
     ann_id, bob_id, cid_id = await store(uow_factory, new_user("Ann"), new_user("Bob"), new_user("Cid"))
     async with uow_factory() as uow:
-        await uow.contacts.add_pair(ann_id, bob_id)
-        await uow.contacts.add_pair(ann_id, bob_id)
+        await uow.contacts.add_pairs([(ann_id, bob_id)])
+        await uow.contacts.add_pairs([(ann_id, bob_id)])
         await uow.commit()
     async with uow_factory() as uow:
-        await uow.contacts.add_pair(bob_id, ann_id)
+        await uow.contacts.add_pairs([(bob_id, ann_id)])
         await uow.commit()
 
     assert await count(session_factory, contacts) == 2
@@ -312,7 +312,7 @@ async def test_list_contacts_pages_by_id(uow_factory: UowFactory) -> None:
     stranger = others.pop()
     async with uow_factory() as uow:
         for other in reversed(others):
-            await uow.contacts.add_pair(other, ann_id)
+            await uow.contacts.add_pairs([(other, ann_id)])
         await uow.commit()
 
     async with uow_factory() as uow:
@@ -334,7 +334,7 @@ async def test_visible_among_needs_a_contact_and_no_block_either_way(
     ann, bob, cid, dan, eve = await store(uow_factory, *(new_user(n) for n in ["Ann", "Bob", "Cid", "Dan", "Eve"]))
     async with uow_factory() as uow:
         for other in (bob, cid, dan):
-            await uow.contacts.add_pair(ann, other)
+            await uow.contacts.add_pairs([(ann, other)])
         await uow.commit()
     await block(session_factory, ann, cid)  # Ann blocked Cid
     await block(session_factory, dan, ann)  # Dan blocked Ann

@@ -519,10 +519,11 @@ class InMemoryContactRepository(ContactRepository):
     def __init__(self, txn: _Transaction) -> None:
         self._txn = txn
 
-    async def add_pair(self, a: int, b: int) -> None:
-        if a == b:
-            raise ValueError("a user is not their own contact")
-        self._txn.data.contacts.add(frozenset((a, b)))
+    async def add_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        for a, b in pairs:
+            if a == b:
+                raise ValueError("a user is not their own contact")
+            self._txn.data.contacts.add(frozenset((a, b)))
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         data = self._txn.data

@@ -126,7 +126,7 @@ async def test_an_error_inside_the_block_rolls_back() -> None:
 
     async def pair_then_fail() -> None:
         async with uow:
-            await uow.contacts.add_pair(1, 2)
+            await uow.contacts.add_pairs([(1, 2)])
             raise LookupError("boom")
 
     with pytest.raises(LookupError, match="boom"):
@@ -216,8 +216,8 @@ async def test_contacts_are_symmetric_and_visibility_needs_no_block_either_way()
     me, friend, blocked, blocker, stranger = (store.seed_user(n).uid for n in ["Me", "F", "Bd", "Br", "S"])
     async with store.unit_of_work() as uow:
         for other in (friend, blocked, blocker):
-            await uow.contacts.add_pair(other, me)
-        await uow.contacts.add_pair(me, friend)  # idempotent
+            await uow.contacts.add_pairs([(other, me)])
+        await uow.contacts.add_pairs([(me, friend)])  # idempotent
         await uow.commit()
     store.block(me, blocked)
     store.block(blocker, me)

@@ -1,0 +1,106 @@
+"""Statements at the driver level, for the hot paths (sending, acknowledging, draining).
+
+SQLAlchemy's execution of a statement — the compiled cache lookup, per-row parameter processing,
+the execution context, result processing and, for the async engines, a greenlet switch or two —
+costs a few hundred microseconds of CPU per statement, many times what SQLite itself takes for
+the short indexed statements of a batch. The handful of statements that run for every message
+are therefore written here as plain SQL for each dialect and run on the session's own connection,
+inside its transaction:
+
+* SQLite on the event loop's thread (``CHAT_SQLITE_DRIVER=inline``): straight on the
+  :class:`sqlite3.Connection`;
+* aiosqlite and asyncpg: through ``exec_driver_sql``, which skips compilation and parameter
+  processing but keeps the adapter's transaction handling.
+
+Many rows travel as one parameter — a JSON array read with ``json_each`` on SQLite, one array per
+column read with ``unnest`` on PostgreSQL — so every statement is a constant string, whatever the
+batch size. Values are bound, never formatted into the SQL. Timestamps are stored as SQLAlchemy
+stores them (:class:`adapters.sqlalchemy.orm.UtcDateTime`): naive UTC text with microseconds on
+SQLite, ``timestamptz`` on PostgreSQL. Errors come out as SQLAlchemy's exception classes, as they
+would from ``Connection.execute``, so the unit of work translates them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
+
+from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """One statement for each dialect: ``?`` placeholders on SQLite, ``$1…$n`` on PostgreSQL."""
+
+    sqlite: str
+    postgresql: str
+
+
+class Driver:
+    """The session's connection, inside its transaction, at the driver level."""
+
+    __slots__ = ("_conn", "_raw", "pg")
+
+    def __init__(self, conn: AsyncConnection, raw: sqlite3.Connection | None) -> None:
+        self._conn = conn
+        self._raw = raw  # SQLite on this thread: the connection itself
+        self.pg = conn.dialect.name == "postgresql"
+
+    @classmethod
+    async def of(cls, session: AsyncSession) -> Driver:
+        """The driver of ``session``'s connection (which begins its transaction)."""
+        conn = await session.connection()
+        raw: sqlite3.Connection | None = None
+        if conn.dialect.name == "sqlite":
+            pooled = await conn.get_raw_connection()
+            driver_connection = pooled.driver_connection
+            if isinstance(driver_connection, InlineSqliteConnection):
+                raw = driver_connection.raw
+        return cls(conn, raw)
+
+    async def rows(self, sql: Sql, params: Sequence[Any]) -> list[Any]:
+        """Run ``sql`` with positional ``params``; its rows as tuples (none for plain DML)."""
+        if self._raw is None:
+            result = await self._conn.exec_driver_sql(sql.postgresql if self.pg else sql.sqlite, tuple(params))
+            return list(result.all()) if result.returns_rows else []
+        try:
+            return self._raw.execute(sql.sqlite, params).fetchall()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql.sqlite, params, exc, sqlite3.Error) from exc
+
+    # -- values ---------------------------------------------------------------------------
+
+    def table(self, rows: Sequence[Sequence[Any]], columns: int) -> list[Any]:
+        """``rows`` as the parameters of a row set: one JSON array on SQLite (``json_each``),
+        ``columns`` arrays on PostgreSQL (``unnest``)."""
+        if self.pg:
+            return [[row[i] for row in rows] for i in range(columns)]
+        return [json.dumps(rows, separators=(",", ":"))]
+
+    def stamp(self, value: datetime) -> Any:
+        """An aware datetime as the column stores it."""
+        if self.pg:
+            return value
+        if value.utcoffset():
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def when(self, value: Any) -> datetime | None:
+        """A stored timestamp as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
