@@ -22,12 +22,12 @@ would from ``Connection.execute``, so the unit of work translates them the same 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+
+_json = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ class Driver:
         ``columns`` arrays on PostgreSQL (``unnest``)."""
         if self.pg:
             return [[row[i] for row in rows] for i in range(columns)]
-        return [json.dumps(rows, separators=(",", ":"))]
+        return [_json(rows).decode()]
 
     def stamp(self, value: datetime) -> Any:
         """An aware datetime as the column stores it."""

@@ -106,7 +106,7 @@ ADD_CONTACTS = Sql(
 # predicate is written as it is declared, so both planners use it).
 PENDING_FOR = Sql(
     sqlite=f"SELECT {_COLUMNS} FROM messages AS m WHERE m.recipient_id = ?"  # noqa: S608 - constant SQL
-    " AND m.delivered_at IS NULL AND m.withheld = 0 AND m.id NOT IN (SELECT value FROM json_each(?))"
+    " AND m.delivered_at IS NULL AND m.withheld = 0 AND m.id NOT IN (SELECT k.value ->> 0 FROM json_each(?) AS k)"
     " ORDER BY m.pos LIMIT ?",
     postgresql=f"SELECT {_COLUMNS} FROM messages AS m WHERE m.recipient_id = $1"  # noqa: S608
     " AND m.delivered_at IS NULL AND NOT m.withheld AND m.id <> ALL($2::varchar[])"

@@ -18,7 +18,6 @@ seqs, one read of the members' state, one multi-row insert, one upsert of the me
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -142,8 +141,9 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         if not drafts:
             return []
         driver = await Driver.of(self._session)
-        seqs = await self._reserve_seqs(driver, drafts)
-        stored = [draft.stored(next(seqs[draft.pair])) for draft in drafts]
+        pairs = [draft.pair for draft in drafts]
+        seqs = await self._reserve_seqs(driver, pairs)
+        stored = [draft.stored(next(seqs[pair])) for draft, pair in zip(drafts, pairs, strict=True)]
         keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
         has_sent = await self._has_sent(driver, keys)
         made = contacts_made(stored, has_sent)
@@ -151,8 +151,8 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         rows = [
             (
                 m.id,
-                min(m.sender_id, m.recipient_id),
-                max(m.sender_id, m.recipient_id),
+                pair.low,
+                pair.high,
                 m.seq,
                 m.sender_id,
                 m.recipient_id,
@@ -161,7 +161,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
                 driver.stamp(m.created_at),
                 m.withheld,
             )
-            for m in stored
+            for m, pair in zip(stored, pairs, strict=True)
         ]
         try:
             inserted = await driver.rows(hot_sql.INSERT_MESSAGES, driver.table(rows, 10))
@@ -194,10 +194,10 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         return found
 
     @staticmethod
-    async def _reserve_seqs(driver: Driver, drafts: Sequence[NewMessage]) -> dict[Pair, Iterator[int]]:
-        """Reserve as many seqs per conversation as the drafts need, in one upsert; the rows are
-        locked in pair order, so concurrent batches queue instead of deadlocking."""
-        counts = Counter(draft.pair for draft in drafts)
+    async def _reserve_seqs(driver: Driver, pairs: list[Pair]) -> dict[Pair, Iterator[int]]:
+        """Reserve a seq for each of ``pairs`` (the drafts' conversations), in one upsert; the rows
+        are locked in pair order, so concurrent batches queue instead of deadlocking."""
+        counts = Counter(pairs)
         params = [(p.low, p.high, counts[p]) for p in sorted(counts, key=_pair_key)]
         reserved: dict[Pair, Iterator[int]] = {}
         for low_id, high_id, last_seq in await driver.rows(hot_sql.RESERVE_SEQS, driver.table(params, 3)):
@@ -314,8 +314,8 @@ class SqlAlchemyMessageRepository(MessageRepository):
 
     async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
         driver = await Driver.of(self._session)
-        left_out = list(excluding) if driver.pg else json.dumps(list(excluding))
-        rows = await driver.rows(hot_sql.PENDING_FOR, (recipient_id, left_out, limit))
+        left_out = driver.table([(message_id,) for message_id in excluding], 1)
+        rows = await driver.rows(hot_sql.PENDING_FOR, (recipient_id, *left_out, limit))
         return [raw_message(driver, row) for row in rows]
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:
