@@ -61,8 +61,9 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4430
 
 SYNC_TIMEOUT_S = 2.0
-# sendMessage frames of one connection handled concurrently (their writes share transactions);
-# reading stops while this many wait, and any other frame waits until they are answered.
+# sendMessage and ackMessages frames of one connection handled concurrently (their writes share
+# transactions); reading stops while this many wait, and any other frame waits until they are
+# answered.
 MAX_PIPELINED_SENDS = 16
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 # Outbound frame kinds: typing is ephemeral (dropped first), messages are measured.
@@ -119,7 +120,7 @@ class Connection:
         self._prefetch: asyncio.Task[tuple[Batch, str]] | None = None  # the next offline batch
         self._settled_meanwhile: set[str] | None = None  # acknowledged here while it is read
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
-        self._sends: list[asyncio.Task[None]] = []  # pipelined sendMessage frames, oldest first
+        self._sends: list[asyncio.Task[None]] = []  # pipelined sendMessage / ackMessages frames, oldest first
         self._receiving = False
         self._close: tuple[int, str] | None = None
         self._started = False
@@ -419,10 +420,10 @@ class Connection:
             await self._sends_answered()
             self._refuse(frame, *refused)
             return
-        if isinstance(frame, p.SendMessage):
-            # Pipelined: the next frames are read while this send waits for its transaction.
-            # Sends are submitted in the order read, so seqs keep that order, and each send
-            # answers after the one before it, so messageAcks and errors do too.
+        if isinstance(frame, p.SendMessage | p.AckMessages):
+            # Pipelined: the next frames are read while this one waits for its transaction.
+            # They are submitted in the order read, so seqs keep that order, and each answers
+            # after the one before it, so messageAcks and errors do too.
             self._forget_done_sends()
             if len(self._sends) >= MAX_PIPELINED_SENDS:
                 await asyncio.wait([self._sends[0]])

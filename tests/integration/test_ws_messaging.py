@@ -215,13 +215,15 @@ async def test_history_and_conversations_paginate_over_what_the_socket_delivered
 
 
 async def test_pipelined_frames_are_answered_in_the_order_sent(chat: Chat) -> None:
-    """Sends in flight together (sharing transactions), failures among them, and a frame of
-    another kind after them: every reply comes in the order of the frames."""
+    """Sends and acknowledgements in flight together (sharing transactions), failures among them,
+    and a frame of another kind after them: every reply comes in the order of the frames."""
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
     frames: list[dict[str, object]] = [
         {"type": "sendMessage", "to": bob.id, "message": "one", "clientMsgId": "p-1", "ref": "r0"},
         {"type": "sendMessage", "to": bob.id, "message": "two", "clientMsgId": "p-2", "ref": "r1"},
+        {"type": "ackMessages", "ids": ["not-a-message-of-ann"], "ref": "quiet"},  # no reply
+        {"type": "ackMessages", "ids": [], "ref": "rA"},  # an error, in its turn
         {"type": "sendMessage", "to": 999_999, "message": "nobody", "clientMsgId": "p-3", "ref": "r2"},
         {"type": "sendMessage", "to": bob.id, "message": "three", "clientMsgId": "", "ref": "r3"},
         {"type": "sendMessage", "to": bob.id, "message": "four", "clientMsgId": "p-4", "ref": "r4"},
@@ -231,17 +233,18 @@ async def test_pipelined_frames_are_answered_in_the_order_sent(chat: Chat) -> No
     for frame in frames:
         await a.send(**frame)
 
-    replies = [await a.recv() for _ in frames]
+    replies = [await a.recv() for _ in range(len(frames) - 1)]  # all but the quiet acknowledgement
 
     assert [(r["type"], r.get("ref")) for r in replies] == [
         ("messageAck", "r0"),
         ("messageAck", "r1"),
+        ("error", "rA"),
         ("error", "r2"),
         ("error", "r3"),
         ("messageAck", "r4"),
         ("messageAck", "r5"),
         ("pong", "r6"),
     ]
-    assert (replies[2]["code"], replies[3]["code"]) == ("not_found", "bad_request")
+    assert [r["code"] for r in replies[2:5]] == ["bad_request", "not_found", "bad_request"]
     assert [r["seq"] for r in replies if r["type"] == "messageAck"] == [1, 2, 3, 2]  # r5: the stored p-2
-    assert replies[5]["id"] == replies[1]["id"]
+    assert replies[6]["id"] == replies[1]["id"]
