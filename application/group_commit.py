@@ -70,11 +70,16 @@ class GroupCommit:
 
     async def submit(self, step: Step[I, R], item: I) -> R:
         """Write ``item`` with ``step`` in the next transaction; its result once committed."""
+        return await self.enqueue(step, item)
+
+    def enqueue(self, step: Step[I, R], item: I) -> asyncio.Future[R]:
+        """Queue ``item`` for the next transaction: a future of its result once committed (or of
+        its error). Cancelling the future before its batch starts leaves the item unwritten."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="group-commit")
-        return await future
+        return future
 
     async def _work(self) -> None:
         batch: list[_Entry[Any, Any]] = []

@@ -24,6 +24,7 @@ from domain.messages import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Collection
     from datetime import datetime
 
@@ -88,8 +89,16 @@ class SendMessage:
         self._store = _StoreMessages(clock, ids, max_body_chars)
 
     async def __call__(self, cmd: Send) -> SendResult:
+        return await self.finish(cmd, await self.begin(cmd))
+
+    def begin(self, cmd: Send) -> asyncio.Future[StoredSend]:
+        """Validate ``cmd`` and queue its write: a future of the write once committed. Callers
+        that pipeline sends (one WebSocket's frames) call :meth:`finish` with it, in order."""
         check_client_msg_id(cmd.client_msg_id)
-        stored = await self._writes.submit(self._store, cmd)
+        return self._writes.enqueue(self._store, cmd)
+
+    async def finish(self, cmd: Send, stored: StoredSend) -> SendResult:
+        """After the commit: fan the message out (and introduce new contacts); the result."""
         result = stored.result
         if not result.duplicate:
             fanout = fanout_of(result.message, cmd.connection_id)
@@ -110,7 +119,9 @@ class SendMessage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Stored:
+class StoredSend:
+    """A committed send, before its fan-out."""
+
     result: SendResult
     introduce: bool  # they became contacts and may see each other's presence (no block either way)
 
@@ -124,17 +135,17 @@ class _StoreMessages:
         self._clock, self._ids = clock, ids
         self._max_body_chars = max_body_chars
 
-    async def write(self, uow: UnitOfWork, sends: list[Send]) -> list[_Stored | DomainError]:
+    async def write(self, uow: UnitOfWork, sends: list[Send]) -> list[StoredSend | DomainError]:
         stored = await uow.messages.by_client_ids((s.sender_id, s.client_msg_id) for s in sends)
         users = await uow.users.existing_ids(s.to for s in sends)
         blocks = await uow.blocks.among(pair for s in sends for pair in ((s.to, s.sender_id), (s.sender_id, s.to)))
         now = self._clock.now()
-        outcomes: list[_Stored | DomainError | NewMessage] = []
+        outcomes: list[StoredSend | DomainError | NewMessage] = []
         drafts: dict[tuple[int, str], NewMessage] = {}  # a resend within the batch is its duplicate
         for send in sends:
             key = (send.sender_id, send.client_msg_id)
             if key in stored:
-                outcomes.append(_Stored(result=SendResult(message=stored[key], duplicate=True), introduce=False))
+                outcomes.append(StoredSend(result=SendResult(message=stored[key], duplicate=True), introduce=False))
             elif key in drafts:
                 outcomes.append(drafts[key])
             else:
@@ -150,7 +161,7 @@ class _StoreMessages:
             (a.message.sender_id, a.message.recipient_id) for a in appended.values() if a.became_contacts
         )
         answered: set[str] = set()
-        results: list[_Stored | DomainError] = []
+        results: list[StoredSend | DomainError] = []
         for outcome in outcomes:
             if not isinstance(outcome, NewMessage):
                 results.append(outcome)
@@ -160,7 +171,7 @@ class _StoreMessages:
             answered.add(outcome.id)
             m = done.message
             results.append(
-                _Stored(
+                StoredSend(
                     result=SendResult(message=m, duplicate=not first, became_contacts=first and done.became_contacts),
                     introduce=first
                     and done.became_contacts
@@ -216,8 +227,16 @@ class AcknowledgeDelivery:
         self._step = _MarkDelivered(clock)
 
     async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
+        return self.finish(await self.begin(user_id, ids))
+
+    def begin(self, user_id: int, ids: list[str]) -> asyncio.Future[tuple[list[Delivered], datetime]]:
+        """Validate and queue the acknowledgement: a future of what it delivered, once committed."""
         check_batch(ids)
-        delivered, now = await self._writes.submit(self._step, _Ack(user_id=user_id, ids=ids))
+        return self._writes.enqueue(self._step, _Ack(user_id=user_id, ids=ids))
+
+    def finish(self, written: tuple[list[Delivered], datetime]) -> list[Delivered]:
+        """After the commit: the receipts to the senders; the newly delivered messages."""
+        delivered, now = written
         publish_receipts(self._notifier, delivered, now)
         return delivered
 

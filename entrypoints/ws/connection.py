@@ -48,6 +48,10 @@ from entrypoints.ws import protocol as p
 
 log = logging.getLogger("p2p_chat.ws")
 
+# A pipelined frame's queued write: a future of what it wrote once committed, or the error that
+# refused it before anything was queued.
+Written = asyncio.Future[Any] | DomainError
+
 # WebSocket close codes (contract §3.4).
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -120,7 +124,11 @@ class Connection:
         self._prefetch: asyncio.Task[tuple[Batch, str]] | None = None  # the next offline batch
         self._settled_meanwhile: set[str] | None = None  # acknowledged here while it is read
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
-        self._sends: list[asyncio.Task[None]] = []  # pipelined sendMessage / ackMessages frames, oldest first
+        # Pipelined sendMessage / ackMessages frames, oldest first: each with its request and its
+        # queued write (or the error that refused it), answered in turn by the ``_answerer`` task.
+        self._pipeline: list[tuple[p.SendMessage | p.AckMessages, Send | None, Written]] = []
+        self._answerer: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None  # the reader waiting for a free slot
         self._receiving = False
         self._close: tuple[int, str] | None = None
         self._started = False
@@ -207,13 +215,15 @@ class Connection:
         finally:
             self._task = None
             try:
-                if self._sends:  # let sends already read be answered (or fail) before leaving
-                    await asyncio.wait(list(self._sends), timeout=SEND_DRAIN_TIMEOUT_S)
+                if self._answerer is not None:  # let frames already read be answered (or fail) first
+                    await asyncio.wait([self._answerer], timeout=SEND_DRAIN_TIMEOUT_S)
             finally:  # also when shutdown cancels that wait: the connection must still go away
                 hub.detach(self)
                 self._services.metrics.connections.dec()
                 if self._writer is not None:
                     self._writer.cancel()
+                if self._answerer is not None:
+                    self._answerer.cancel()
                 if self._prefetch is not None:
                     self._prefetch.cancel()
                 if self._expiry is not None:
@@ -412,51 +422,111 @@ class Connection:
         try:
             frame = p.decode_client(text)
         except p.FrameError as exc:
-            await self._sends_answered()
+            await self._pipeline_answered()
             self.error(exc.ref, exc.code, exc.message)
             return
         refused = self._over_rate(frame)
         if refused is not None:
-            await self._sends_answered()
+            await self._pipeline_answered()
             self._refuse(frame, *refused)
             return
         if isinstance(frame, p.SendMessage | p.AckMessages):
-            # Pipelined: the next frames are read while this one waits for its transaction.
-            # They are submitted in the order read, so seqs keep that order, and each answers
-            # after the one before it, so messageAcks and errors do too.
-            self._forget_done_sends()
-            if len(self._sends) >= MAX_PIPELINED_SENDS:
-                await asyncio.wait([self._sends[0]])
-                self._forget_done_sends()
-            previous = self._sends[-1] if self._sends else None
-            self._sends.append(asyncio.create_task(self._answer(frame, previous)))
+            # Pipelined: the next frames are read while this one waits for its transaction. They
+            # are queued for writing in the order read, so seqs keep that order, and answered in
+            # that order, so messageAcks and errors are too.
+            while len(self._pipeline) >= MAX_PIPELINED_SENDS:
+                self._room = asyncio.get_running_loop().create_future()
+                await self._room
+            request, written = self._begin(frame)
+            self._pipeline.append((frame, request, written))
+            if self._answerer is None or self._answerer.done():
+                self._answerer = asyncio.create_task(self._answer_pipeline())
             return
-        await self._sends_answered()  # any other frame: once the sends read before it are answered
+        await self._pipeline_answered()  # any other frame: once the frames read before it are answered
         await self._answer(frame)
 
-    async def _sends_answered(self) -> None:
-        if self._sends:
-            await asyncio.wait(list(self._sends))
-            self._sends.clear()
+    async def _pipeline_answered(self) -> None:
+        if self._answerer is not None and not self._answerer.done():
+            await asyncio.wait([self._answerer])
 
-    def _forget_done_sends(self) -> None:
-        while self._sends and self._sends[0].done():
-            _ = self._sends.pop(0)
-
-    async def _answer(self, frame: p.ClientMessage, previous: asyncio.Task[None] | None = None) -> None:
-        """Handle a frame and reply; with ``previous`` (the send read before this one), reply only
-        once that one has."""
+    def _begin(self, frame: p.SendMessage | p.AckMessages) -> tuple[Send | None, Written]:
+        """Validate the frame and queue its write; what the answerer needs for it."""
+        s = self._services
         try:
-            await self._dispatch(frame, previous)
+            if isinstance(frame, p.AckMessages):
+                return None, s.acknowledge.begin(self.user_id, frame.ids)
+            send = Send(
+                sender_id=self.user_id,
+                to=frame.to,
+                body=frame.message,
+                client_msg_id=frame.client_msg_id,
+                connection_id=self._connection_id,
+            )
+            return send, s.send_message.begin(send)
+        except DomainError as exc:
+            return None, exc
+
+    async def _answer_pipeline(self) -> None:
+        """Answer the pipelined frames in order, each once its write committed; ends when none is
+        left (the next pipelined frame starts another). Cancelled (the connection is going away),
+        the writes not yet started are dropped."""
+        try:
+            while self._pipeline:
+                frame, request, written = self._pipeline[0]
+                try:
+                    await self._finish(frame, request, written)
+                except DomainError as exc:
+                    self.error(frame.ref, _error_code(exc), exc.message)
+                except Exception:
+                    log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
+                    self.error(frame.ref, "internal", "unexpected server error")
+                del self._pipeline[0]
+                if self._room is not None and not self._room.done():
+                    self._room.set_result(None)
+        except asyncio.CancelledError:
+            for _, _, written in self._pipeline:
+                if isinstance(written, asyncio.Future):
+                    written.cancel()
+            self._pipeline.clear()
+            raise
+
+    async def _finish(self, frame: p.SendMessage | p.AckMessages, request: Send | None, written: Written) -> None:
+        if isinstance(written, DomainError):
+            raise written
+        s = self._services
+        if isinstance(frame, p.AckMessages):
+            s.acknowledge.finish(await written)
+            self._settled(frame.ids)
+            if self.inflight.next_batch_due():
+                await self._send_batch()
+            return
+        if request is None:  # pragma: no cover - a send always has its request
+            raise RuntimeError("a pipelined send without its request")
+        result = await s.send_message.finish(request, await written)
+        m = result.message
+        if not result.duplicate:
+            s.metrics.messages_in.inc()
+        self.reply(
+            p.MessageAck(
+                ref=frame.ref,
+                client_msg_id=m.client_msg_id,
+                id=m.id,
+                seq=m.seq,
+                to=m.recipient_id,
+                timestamp=iso_ms(m.created_at),
+            )
+        )
+
+    async def _answer(self, frame: p.ClientMessage) -> None:
+        """Handle a frame that is not pipelined and reply."""
+        try:
+            await self._dispatch(frame)
         except AuthenticationError:
             self.close_soon(CLOSE_UNAUTHENTICATED, "authentication failed")
         except DomainError as exc:
-            await _in_turn(previous)
-            code = next(c for cls, c in _ERROR_CODES if isinstance(exc, cls))
-            self.error(frame.ref, code, exc.message)
+            self.error(frame.ref, _error_code(exc), exc.message)
         except Exception:
             log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
-            await _in_turn(previous)
             self.error(frame.ref, "internal", "unexpected server error")
 
     def _over_rate(self, frame: p.ClientMessage) -> tuple[str, float] | None:
@@ -481,38 +551,9 @@ class Connection:
         if self._refusals.refused(at):
             self.close_soon(CLOSE_RATE_LIMITED, "rate limited for too long")
 
-    async def _dispatch(self, frame: p.ClientMessage, previous: asyncio.Task[None] | None = None) -> None:
+    async def _dispatch(self, frame: p.ClientMessage) -> None:
         s = self._services
         match frame:
-            case p.SendMessage(to=to, message=body, client_msg_id=client_msg_id, ref=ref):
-                result = await s.send_message(
-                    Send(
-                        sender_id=self.user_id,
-                        to=to,
-                        body=body,
-                        client_msg_id=client_msg_id,
-                        connection_id=self._connection_id,
-                    )
-                )
-                m = result.message
-                if not result.duplicate:
-                    s.metrics.messages_in.inc()
-                await _in_turn(previous)
-                self.reply(
-                    p.MessageAck(
-                        ref=ref,
-                        client_msg_id=m.client_msg_id,
-                        id=m.id,
-                        seq=m.seq,
-                        to=m.recipient_id,
-                        timestamp=iso_ms(m.created_at),
-                    )
-                )
-            case p.AckMessages(ids=ids):
-                await s.acknowledge(self.user_id, ids)
-                self._settled(ids)
-                if self.inflight.next_batch_due():
-                    await self._send_batch()
             case p.MarkRead(peer_id=peer_id, up_to_seq=up_to_seq):
                 await s.mark_read(
                     Read(
@@ -539,10 +580,8 @@ class Connection:
                 self.reply(p.OnlineUsers(ref=ref, user_ids=online))
 
 
-async def _in_turn(previous: asyncio.Task[None] | None) -> None:
-    """Wait until the send read before this one has answered (it never raises: it replies)."""
-    if previous is not None and not previous.done():
-        await asyncio.wait([previous])
+def _error_code(exc: DomainError) -> str:
+    return next(code for cls, code in _ERROR_CODES if isinstance(exc, cls))
 
 
 async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
