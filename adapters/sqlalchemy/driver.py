@@ -81,6 +81,20 @@ class Driver:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql.sqlite, params, exc, sqlite3.Error) from exc
 
+    async def many(self, sql: Sql, rows: Sequence[Sequence[Any]], columns: int) -> None:
+        """Run ``sql`` once per row: on SQLite its ``VALUES (?, …)`` form bound row by row
+        (``executemany``: no JSON to parse per value), on PostgreSQL its ``unnest`` form once over
+        :meth:`table`. Returns nothing."""
+        if self.pg:
+            await self.rows(sql, self.table(rows, columns))
+        elif self._raw is None:
+            await self._conn.exec_driver_sql(sql.sqlite, [tuple(row) for row in rows])
+        else:
+            try:
+                self._raw.executemany(sql.sqlite, rows)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(sql.sqlite, rows, exc, sqlite3.Error) from exc
+
     # -- values ---------------------------------------------------------------------------
 
     def table(self, rows: Sequence[Sequence[Any]], columns: int) -> list[Any]:

@@ -55,13 +55,9 @@ MEMBERS_HAS_SENT = Sql(
 )
 
 # (id, low_id, high_id, seq, sender_id, recipient_id, body, client_msg_id, created_at, withheld)
-# → (id, pos), positions given in the rows' order.
+# → (id, pos), positions given in the rows' order. PostgreSQL only: see INSERT_MESSAGES_AT.
 INSERT_MESSAGES = Sql(
-    sqlite="INSERT INTO messages (id, low_id, high_id, seq, sender_id, recipient_id, body, client_msg_id,"
-    " created_at, delivered_at, read_at, withheld)"
-    " SELECT k.value ->> 0, k.value ->> 1, k.value ->> 2, k.value ->> 3, k.value ->> 4, k.value ->> 5,"
-    " k.value ->> 6, k.value ->> 7, k.value ->> 8, NULL, NULL, k.value ->> 9 FROM json_each(?) AS k"
-    " ORDER BY k.key RETURNING id, pos",
+    sqlite="",
     postgresql="INSERT INTO messages (id, low_id, high_id, seq, sender_id, recipient_id, body, client_msg_id,"
     " created_at, delivered_at, read_at, withheld)"
     " SELECT i, lo, hi, s, f, t, b, c, w, NULL, NULL, h FROM unnest($1::varchar[], $2::bigint[], $3::bigint[],"
@@ -69,10 +65,21 @@ INSERT_MESSAGES = Sql(
     " WITH ORDINALITY AS k(i, lo, hi, s, f, t, b, c, w, h, n) ORDER BY n RETURNING id, pos",
 )
 
-# (user_id, peer_id, has_sent, last_message_pos or null): create or update the member rows.
+# SQLite: the highest position, and the insert at positions chosen after it. A SQLite write
+# transaction holds the database's write lock from its start (BEGIN IMMEDIATE), so no other
+# writer can take those positions; the rows are bound one by one (executemany), which costs
+# SQLite less than reading ten values per row out of JSON.
+LAST_POSITION = Sql(sqlite="SELECT coalesce(max(pos), 0) FROM messages", postgresql="")
+INSERT_MESSAGES_AT = Sql(
+    sqlite="INSERT INTO messages (pos, id, low_id, high_id, seq, sender_id, recipient_id, body, client_msg_id,"
+    " created_at, delivered_at, read_at, withheld) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+    postgresql="",
+)
+
+# (user_id, peer_id, has_sent, last_message_pos or null): create or update the member rows
+# (``Driver.many``).
 UPSERT_MEMBERS = Sql(
-    sqlite="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos)"
-    " SELECT k.value ->> 0, k.value ->> 1, k.value ->> 2, k.value ->> 3 FROM json_each(?) AS k WHERE true"
+    sqlite="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (user_id, peer_id) DO UPDATE SET has_sent = excluded.has_sent,"
     " last_message_pos = coalesce(excluded.last_message_pos, conversation_members.last_message_pos)",
     postgresql="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos)"
@@ -94,10 +101,10 @@ MARK_DELIVERED = Sql(
     " RETURNING id, sender_id, recipient_id",
 )
 
-# (user_id, contact_id): both directions given by the caller; existing rows are kept.
+# (user_id, contact_id): both directions given by the caller; existing rows are kept
+# (``Driver.many``).
 ADD_CONTACTS = Sql(
-    sqlite="INSERT INTO contacts (user_id, contact_id) SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?) AS k"
-    " WHERE true ON CONFLICT (user_id, contact_id) DO NOTHING",
+    sqlite="INSERT INTO contacts (user_id, contact_id) VALUES (?, ?) ON CONFLICT (user_id, contact_id) DO NOTHING",
     postgresql="INSERT INTO contacts (user_id, contact_id) SELECT a, b FROM unnest($1::bigint[], $2::bigint[])"
     " AS k(a, b) ORDER BY a, b ON CONFLICT (user_id, contact_id) DO NOTHING",
 )

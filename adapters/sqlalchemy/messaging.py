@@ -164,21 +164,30 @@ class SqlAlchemyConversationRepository(ConversationRepository):
             for m, pair in zip(stored, pairs, strict=True)
         ]
         try:
-            inserted = await driver.rows(hot_sql.INSERT_MESSAGES, driver.table(rows, 10))
+            positions = await self._insert(driver, rows)
         except IntegrityError as exc:
             # On PostgreSQL the transaction is aborted now; the caller starts a new one.
             if _is_duplicate_client_msg_id(exc):
                 raise DuplicateMessageError(str(exc.orig)) from exc
             raise
-        positions = dict(inserted)
         last_visible: dict[tuple[int, int], int] = {}
         for m in stored:
             last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
             if not m.withheld:
                 last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
         members = [(u, p, has_sent.get((u, p), False), last_visible.get((u, p))) for u, p in keys]
-        await driver.rows(hot_sql.UPSERT_MEMBERS, driver.table(members, 4))
+        await driver.many(hot_sql.UPSERT_MEMBERS, members, 4)
         return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
+
+    @staticmethod
+    async def _insert(driver: Driver, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Insert the message rows (id first); their storage positions by id, in the rows' order."""
+        if driver.pg:
+            return dict(await driver.rows(hot_sql.INSERT_MESSAGES, driver.table(rows, 10)))
+        ((top,),) = await driver.rows(hot_sql.LAST_POSITION, ())
+        positioned = [(top + i, *row) for i, row in enumerate(rows, 1)]
+        await driver.many(hot_sql.INSERT_MESSAGES_AT, positioned, 11)
+        return {row[1]: row[0] for row in positioned}
 
     async def _has_sent(self, driver: Driver, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bool]:
         """``has_sent`` of these member rows (missing: False). ``has_sent`` never goes back to

@@ -149,7 +149,7 @@ class SqlAlchemyContactRepository(ContactRepository):
         rows = sorted({row for a, b in pairs for row in ((a, b), (b, a))})
         if rows:
             driver = await Driver.of(self._session)
-            await driver.rows(hot_sql.ADD_CONTACTS, driver.table(rows, 2))
+            await driver.many(hot_sql.ADD_CONTACTS, rows, 2)
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
         stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)

@@ -85,7 +85,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{tmp_path}/chat.db"
         return
     server_url = postgres_server_url()
@@ -110,9 +110,10 @@ async def migrated_url(database_url: str) -> str:
 
 
 @pytest.fixture
-async def session_factory(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def session_factory(backend: str, migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """``backend`` ``sqlite-thread``: SQLite through aiosqlite's thread instead of inline."""
     start_mappers()
-    engine = create_engine(migrated_url)
+    engine = create_engine(migrated_url, sqlite_driver="thread" if backend == "sqlite-thread" else "inline")
     try:
         yield make_sessionmaker(engine)
     finally:

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.memory.presence import InMemoryPresenceRegistry
+from adapters.sqlalchemy import hot_sql
 from adapters.sqlalchemy.orm import blocks, contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.events import Event
@@ -28,8 +29,19 @@ from domain.delivery import Delivered
 from domain.errors import InvalidInputError
 from domain.messages import Message, NewMessage, Pair
 from domain.users import User, email_key, name_key
+from tests.integration.conftest import BACKENDS
 
 UowFactory = Callable[[], SqlAlchemyUnitOfWork]
+
+
+@pytest.fixture(params=[*BACKENDS, "sqlite-thread"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store on every backend, and SQLite through both drivers (``CHAT_SQLITE_DRIVER``): the
+    hot statements run on the ``sqlite3`` connection inline and through aiosqlite otherwise."""
+    name: str = request.param
+    return name
+
+
 Sessions = async_sessionmaker[AsyncSession]
 
 NOW = datetime(2026, 11, 24, 5, 20, 21, 89_000, tzinfo=UTC)
@@ -897,17 +909,13 @@ async def test_set_last_seen_updates_the_user_and_ignores_unknown_ids(uow_factor
 
 
 async def test_the_pending_query_uses_the_partial_index(backend: str, session_factory: Sessions) -> None:
-    pending_query = (
-        select(messages.c.id)
-        .where(messages.c.recipient_id == 1, and_(messages.c.delivered_at.is_(None), ~messages.c.withheld))
-        .order_by(messages.c.pos)
-        .limit(10)
-    )
+    """The offline-batch query, as the store runs it (:data:`adapters.sqlalchemy.hot_sql.PENDING_FOR`)."""
     async with session_factory() as session:
-        compiled = pending_query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
-        if backend == "sqlite":
-            plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))).all()
+        conn = await session.connection()
+        if backend.startswith("sqlite"):
+            explain = "EXPLAIN QUERY PLAN " + hot_sql.PENDING_FOR.sqlite
+            plan = (await conn.exec_driver_sql(explain, (1, '[["a"]]', 10))).all()
         else:
-            await session.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = (await session.execute(text(f"EXPLAIN {compiled}"))).all()
+            await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = (await conn.exec_driver_sql("EXPLAIN " + hot_sql.PENDING_FOR.postgresql, (1, ["a"], 10))).all()
     assert "ix_messages_recipient_id_pos" in " ".join(str(row) for row in plan)
