@@ -18,14 +18,18 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
+from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection
 from application.messaging import Send
 from bench.fixture import drop_database, fresh_database, new_secret, seed_users
 from entrypoints.container import Container
 from entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    import sqlite3
 
 WARM_UP = 20
 
@@ -43,16 +47,29 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
             await send(Send(sender_id=a, to=b, body="warm-up", client_msg_id=f"w{i}"))
         statements: Counter[str] = Counter()
 
-        def count_statement(*args: Any) -> None:
-            statements[args[2].split(None, 1)[0].upper()] += 1
+        def tally(sql: str) -> None:
+            statements[sql.split(None, 1)[0].upper()] += 1
 
-        event.listen(container.engine().sync_engine, "before_cursor_execute", count_statement)
+        def count_statement(*args: Any) -> None:
+            tally(args[2])
+
+        # Inline SQLite runs some statements on the sqlite3 connection itself
+        # (adapters/sqlalchemy/driver.py), which SQLAlchemy does not see: there SQLite's own trace
+        # counts every statement (an executemany once per row); elsewhere SQLAlchemy's events.
+        raw = await _inline_sqlite(container)
+        if raw is not None:
+            raw.set_trace_callback(tally)
+        else:
+            event.listen(container.engine().sync_engine, "before_cursor_execute", count_statement)
         result = await send(Send(sender_id=a, to=b, body="counted", client_msg_id="counted"))
         per_send = dict(statements)
         statements.clear()
         await ack(b, [result.message.id])
         per_ack = dict(statements)
-        event.remove(container.engine().sync_engine, "before_cursor_execute", count_statement)
+        if raw is not None:
+            raw.set_trace_callback(None)
+        else:
+            event.remove(container.engine().sync_engine, "before_cursor_execute", count_statement)
 
         profiler = cProfile.Profile() if profile else None
         wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
@@ -84,6 +101,13 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
     finally:
         await drop_database(db)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _inline_sqlite(container: Container) -> sqlite3.Connection | None:
+    """The pooled sqlite3 connection when the engine runs SQLite inline (one pooled connection)."""
+    async with container.engine().connect() as conn:
+        driver_connection = (await conn.get_raw_connection()).driver_connection
+    return driver_connection.raw if isinstance(driver_connection, InlineSqliteConnection) else None
 
 
 def run(database: str, postgres_url: str, count: int, profile: bool) -> None:

@@ -14,10 +14,12 @@ inside its transaction:
 
 Many rows travel as one parameter — a JSON array read with ``json_each`` on SQLite, one array per
 column read with ``unnest`` on PostgreSQL — so every statement is a constant string, whatever the
-batch size. Values are bound, never formatted into the SQL. Timestamps are stored as SQLAlchemy
-stores them (:class:`adapters.sqlalchemy.orm.UtcDateTime`): naive UTC text with microseconds on
-SQLite, ``timestamptz`` on PostgreSQL. Errors come out as SQLAlchemy's exception classes, as they
-would from ``Connection.execute``, so the unit of work translates them the same way.
+batch size; rows only written (``Driver.many``) are bound row by row on SQLite instead, which
+spares SQLite parsing each value out of JSON. Values are bound, never formatted into the SQL.
+Timestamps are stored as SQLAlchemy stores them (:class:`adapters.sqlalchemy.orm.UtcDateTime`):
+naive UTC text with microseconds on SQLite, ``timestamptz`` on PostgreSQL. Errors come out as
+SQLAlchemy's exception classes, as they would from ``Connection.execute``, so the unit of work
+translates them the same way.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ class Driver:
         return [_json(rows).decode()]
 
     def stamp(self, value: datetime) -> Any:
-        """An aware datetime as the column stores it."""
+        """An aware datetime as the column stores it (as :class:`UtcDateTime` would)."""
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
         if self.pg:
             return value
         if value.utcoffset():

@@ -148,6 +148,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         has_sent = await self._has_sent(driver, keys)
         made = contacts_made(stored, has_sent)
         self.learned.update(key for key, sent in has_sent.items() if sent)
+        stamps = {at: driver.stamp(at) for at in {m.created_at for m in stored}}  # a batch shares its time
         rows = [
             (
                 m.id,
@@ -158,7 +159,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
                 m.recipient_id,
                 m.body,
                 m.client_msg_id,
-                driver.stamp(m.created_at),
+                stamps[m.created_at],
                 m.withheld,
             )
             for m, pair in zip(stored, pairs, strict=True)

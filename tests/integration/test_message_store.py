@@ -7,13 +7,14 @@ connection and transaction), the way concurrent ``sendMessage`` batches of diffe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -919,3 +920,23 @@ async def test_the_pending_query_uses_the_partial_index(backend: str, session_fa
             await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = (await conn.exec_driver_sql("EXPLAIN " + hot_sql.PENDING_FOR.postgresql, (1, ["a"], 10))).all()
     assert "ix_messages_recipient_id_pos" in " ".join(str(row) for row in plan)
+
+
+async def test_timestamps_written_at_the_driver_level_read_back_alike(
+    backend: str, uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    """The hot statements store timestamps exactly as SQLAlchemy's ``UtcDateTime`` does: UTC,
+    with microseconds, readable by the Core queries (history) and the driver-level ones (pending)."""
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    at = datetime(2026, 11, 24, 7, 20, 21, tzinfo=timezone(timedelta(hours=2)))  # 05:20:21 UTC, no µs
+    await append(uow_factory, dataclasses.replace(draft(ann, bob), created_at=at))
+
+    (via_core,) = await history(uow_factory, ann, bob)
+    (via_driver,) = await pending(uow_factory, bob)
+
+    assert via_core.created_at == via_driver.created_at == at
+    assert via_core.created_at.tzinfo == via_driver.created_at.tzinfo == UTC
+    if backend.startswith("sqlite"):
+        async with session_factory() as session:
+            stored = (await session.execute(text("SELECT created_at FROM messages"))).scalar_one()
+        assert stored == "2026-11-24 05:20:21.000000"  # what SQLAlchemy writes for a DATETIME on SQLite
