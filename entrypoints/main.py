@@ -21,5 +21,4 @@ def create() -> Litestar:
     # only visits what connections and messages made (decision 20).
     gc.collect()
     gc.freeze()
-
     return app
