@@ -15,7 +15,7 @@ _COLUMNS = (
     "m.id, m.seq, m.sender_id, m.recipient_id, m.body, m.client_msg_id,"
     " m.created_at, m.delivered_at, m.read_at, m.withheld"
 )
-"""The columns of :func:`adapters.sqlalchemy.messaging.raw_message`, in its order."""
+"""The message columns in the order ``adapters.sqlalchemy.messaging._message`` reads them."""
 
 # (sender_id, client_msg_id) → the stored messages with those keys.
 BY_CLIENT_IDS = Sql(

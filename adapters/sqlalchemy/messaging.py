@@ -1,7 +1,7 @@
 """SQLAlchemy implementations of the messaging repositories (conversations, messages), in Core.
 
 :class:`domain.messages.Message` is a frozen snapshot, so messages are not mapped: rows become
-``Message``\\ s by hand (:func:`_message`, :func:`raw_message`).
+``Message``\\ s by hand (:func:`_message`).
 
 The statements that run for every message (the send batch, acknowledgements, offline batches)
 are plain SQL per dialect (:mod:`adapters.sqlalchemy.hot_sql`) run at the driver level
@@ -42,10 +42,10 @@ from domain.errors import InvalidInputError
 from domain.messages import Message, NewMessage, Pair, contacts_made
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
     from datetime import datetime
 
-    from sqlalchemy import Row, Table
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from adapters.sqlalchemy.memo import StoreMemo
@@ -68,12 +68,16 @@ _CURSOR = re.compile(r"[0-9]{1,19}")
 _POS_MAX = 2**63 - 1
 
 
-def _message(row: Row[*tuple[Any, ...]]) -> Message:
-    """A row that starts with :data:`MESSAGE_COLUMNS` as a Message (unpacked by position: a
-    Row's attribute access costs a key lookup per column, on the drain's hot path)."""
+def _message(row: Sequence[Any], when: Callable[[Any], Any] | None = None) -> Message:
+    """A row that starts with the message columns (:data:`MESSAGE_COLUMNS`, or the hot statements'
+    ``m.id, m.seq, …``) as a Message, unpacked by position (a Row's attribute access costs a key
+    lookup per column, on the drain's hot path). ``when`` converts the timestamps of driver-level
+    rows (:meth:`Driver.when`); Core rows come converted."""
     message_id, seq, sender_id, recipient_id, body, client_msg_id, created_at, delivered_at, read_at, withheld = row[
         :10
     ]
+    if when is not None:
+        created_at, delivered_at, read_at = when(created_at), when(delivered_at), when(read_at)
     return Message(
         id=message_id,
         seq=seq,
@@ -111,24 +115,6 @@ def _is_duplicate_client_msg_id(exc: IntegrityError) -> bool:
     text = str(exc.orig)
     # PostgreSQL names the constraint; SQLite names its columns.
     return "uq_messages_sender_id" in text or "messages.sender_id, messages.client_msg_id" in text
-
-
-def raw_message(driver: Driver, row: Sequence[Any]) -> Message:
-    """A driver-level row of the hot statements' message columns as a Message."""
-    message_id, seq, sender_id, recipient_id, body, client_msg_id, created_at, delivered_at, read_at, withheld = row
-    when = driver.when
-    return Message(
-        id=message_id,
-        seq=seq,
-        sender_id=sender_id,
-        recipient_id=recipient_id,
-        body=body,
-        client_msg_id=client_msg_id,
-        created_at=when(created_at),  # type: ignore[arg-type]
-        delivered_at=when(delivered_at),
-        read_at=when(read_at),
-        withheld=bool(withheld),
-    )
 
 
 class SqlAlchemyConversationRepository(ConversationRepository):
@@ -319,14 +305,16 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if not wanted:
             return {}
         driver = await Driver.of(self._session)
-        found = [raw_message(driver, row) for row in await driver.rows(hot_sql.BY_CLIENT_IDS, driver.table(wanted, 2))]
+        found = [
+            _message(row, driver.when) for row in await driver.rows(hot_sql.BY_CLIENT_IDS, driver.table(wanted, 2))
+        ]
         return {(m.sender_id, m.client_msg_id): m for m in found}
 
     async def pending_for(self, recipient_id: int, *, limit: int, excluding: Collection[str] = ()) -> list[Message]:
         driver = await Driver.of(self._session)
         left_out = driver.table([(message_id,) for message_id in excluding], 1)
         rows = await driver.rows(hot_sql.PENDING_FOR, (recipient_id, *left_out, limit))
-        return [raw_message(driver, row) for row in rows]
+        return [_message(row, driver.when) for row in rows]
 
     async def still_pending(self, recipient_id: int, ids: Iterable[str]) -> set[str]:
         wanted = list(dict.fromkeys(ids))
