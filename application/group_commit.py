@@ -44,11 +44,18 @@ class Step(Protocol[I, R]):
     """One kind of write. ``write`` runs inside the batch's transaction, over the items of every
     caller in submission order, and returns one outcome per item: a result, or a DomainError that
     fails that caller alone (raise it before writing anything for that item). Anything it raises
-    fails the whole transaction. Steps run in ascending ``order`` (a fixed lock order)."""
+    fails the whole transaction. Steps run in ascending ``order`` (a fixed lock order).
+
+    ``committed`` runs once the transaction committed, for each item written, in submission
+    order, before its caller is answered and whether or not that caller still waits: what must
+    follow a write (publishing it) belongs there, so that a caller that went away cannot leave
+    a committed write unpublished, and publications keep commit order."""
 
     order: int
 
     async def write(self, uow: UnitOfWork, items: list[I]) -> list[R | DomainError]: ...
+
+    def committed(self, item: I, result: R) -> None: ...
 
 
 @dataclass(slots=True)
@@ -109,6 +116,11 @@ class GroupCommit:
                 await self._run([entry])
             return
         for entry, outcome in zip(batch, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                try:
+                    entry.step.committed(entry.item, outcome)
+                except Exception:  # publishing failed; the write stands and its caller is answered
+                    log.exception("after the commit of %s", type(entry.step).__name__)
             _answer(entry, outcome)
 
     async def _transaction(self, batch: list[_Entry[Any, Any]]) -> list[Any]:

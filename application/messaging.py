@@ -25,7 +25,7 @@ from domain.messages import (
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
     from application.group_commit import GroupCommit
@@ -86,29 +86,33 @@ class SendMessage:
         max_body_chars: int,
     ) -> None:
         self._writes, self._notifier, self._presence = writes, notifier, presence
-        self._store = _StoreMessages(clock, ids, max_body_chars)
+        self._store = _StoreMessages(clock, ids, max_body_chars, committed=self._fan_out)
 
     async def __call__(self, cmd: Send) -> SendResult:
         return await self.finish(cmd, await self.begin(cmd))
 
     def begin(self, cmd: Send) -> asyncio.Future[StoredSend]:
-        """Validate ``cmd`` and queue its write: a future of the write once committed. Callers
-        that pipeline sends (one WebSocket's frames) call :meth:`finish` with it, in order."""
+        """Validate ``cmd`` and queue its write: a future of the write once committed (and fanned
+        out). Callers that pipeline sends (one WebSocket's frames) call :meth:`finish` with it."""
         check_client_msg_id(cmd.client_msg_id)
         return self._writes.enqueue(self._store, cmd)
 
     async def finish(self, cmd: Send, stored: StoredSend) -> SendResult:
-        """After the commit: fan the message out (and introduce new contacts); the result."""
-        result = stored.result
-        if not result.duplicate:
-            fanout = fanout_of(result.message, cmd.connection_id)
-            event = MessageReceived(message=result.message)
-            if fanout.recipient is not None:
-                self._notifier.publish(fanout.recipient, event)
-            self._notifier.publish(fanout.sender, event, skip_connection=fanout.skip_connection)
+        """After the commit and the fan-out: introduce new contacts; the result."""
         if stored.introduce:
             await self._introduce(cmd.sender_id, cmd.to)
-        return result
+        return stored.result
+
+    def _fan_out(self, cmd: Send, stored: StoredSend) -> None:
+        """Right after the commit, in commit order, whether or not the sender still waits."""
+        result = stored.result
+        if result.duplicate:
+            return
+        fanout = fanout_of(result.message, cmd.connection_id)
+        event = MessageReceived(message=result.message)
+        if fanout.recipient is not None:
+            self._notifier.publish(fanout.recipient, event)
+        self._notifier.publish(fanout.sender, event, skip_connection=fanout.skip_connection)
 
     async def _introduce(self, a: int, b: int) -> None:
         """New contacts: each hears ``userOnline`` of the other if the other is online."""
@@ -131,9 +135,12 @@ class _StoreMessages:
 
     order = 0  # before acknowledgements: member rows are locked before message rows
 
-    def __init__(self, clock: Clock, ids: IdGenerator, max_body_chars: int) -> None:
+    def __init__(
+        self, clock: Clock, ids: IdGenerator, max_body_chars: int, committed: Callable[[Send, StoredSend], None]
+    ) -> None:
         self._clock, self._ids = clock, ids
         self._max_body_chars = max_body_chars
+        self.committed = committed  # the fan-out (Step.committed)
 
     async def write(self, uow: UnitOfWork, sends: list[Send]) -> list[StoredSend | DomainError]:
         stored = await uow.messages.by_client_ids((s.sender_id, s.client_msg_id) for s in sends)
@@ -208,8 +215,13 @@ class _MarkDelivered:
 
     order = 1  # after sends: member rows are locked before message rows
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock, notifier: Notifier) -> None:
+        self._clock, self._notifier = clock, notifier
+
+    def committed(self, ack: _Ack, written: tuple[list[Delivered], datetime]) -> None:
+        """The receipts to the senders, right after the commit (Step.committed)."""
+        delivered, now = written
+        publish_receipts(self._notifier, delivered, now)
 
     async def write(self, uow: UnitOfWork, acks: list[_Ack]) -> list[tuple[list[Delivered], datetime] | DomainError]:
         now = self._clock.now()
@@ -223,22 +235,22 @@ class AcknowledgeDelivery:
     Concurrent acknowledgements share a transaction (:class:`GroupCommit`)."""
 
     def __init__(self, writes: GroupCommit, notifier: Notifier, clock: Clock) -> None:
-        self._writes, self._notifier = writes, notifier
-        self._step = _MarkDelivered(clock)
+        self._writes = writes
+        self._step = _MarkDelivered(clock, notifier)
 
     async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
         return self.finish(await self.begin(user_id, ids))
 
     def begin(self, user_id: int, ids: list[str]) -> asyncio.Future[tuple[list[Delivered], datetime]]:
-        """Validate and queue the acknowledgement: a future of what it delivered, once committed."""
+        """Validate and queue the acknowledgement: a future of what it delivered, once committed
+        (the receipts are published then, whether or not the caller still waits)."""
         check_batch(ids)
         return self._writes.enqueue(self._step, _Ack(user_id=user_id, ids=ids))
 
-    def finish(self, written: tuple[list[Delivered], datetime]) -> list[Delivered]:
-        """After the commit: the receipts to the senders; the newly delivered messages."""
-        delivered, now = written
-        publish_receipts(self._notifier, delivered, now)
-        return delivered
+    @staticmethod
+    def finish(written: tuple[list[Delivered], datetime]) -> list[Delivered]:
+        """The newly delivered messages of a committed acknowledgement."""
+        return written[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

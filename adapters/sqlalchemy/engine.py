@@ -4,6 +4,7 @@ pool), WAL, a busy timeout (for other processes, e.g. ``p2p-chat migrate``), the
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from adapters.sqlalchemy.inline_sqlite import inline_creator
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 SqliteDriver = Literal["inline", "thread"]
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIN_SQLITE = (3, 35, 0)  # RETURNING (adapters/sqlalchemy/hot_sql.py)
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,6 +42,11 @@ def create_engine(
     (:mod:`adapters.sqlalchemy.inline_sqlite`), ``thread`` in aiosqlite's worker thread."""
     if not is_sqlite(url):
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise RuntimeError(
+            f"SQLite {sqlite3.sqlite_version} is too old: p2p-chat needs SQLite "
+            f"{'.'.join(map(str, MIN_SQLITE))} or later (RETURNING); use a newer Python build or PostgreSQL"
+        )
     ensure_sqlite_directory(url)
     options: dict[str, Any] = {}
     if sqlite_driver == "inline":

@@ -2,7 +2,8 @@
 (run by :class:`adapters.sqlalchemy.driver.Driver`).
 
 A row set travels as one parameter: on SQLite a JSON array of arrays, read with ``json_each``
-(``k.value ->> n`` is the n-th column); on PostgreSQL one array per column, read with ``unnest``.
+(``json_extract(k.value, '$[n]')`` is the n-th column: ``->>`` would need SQLite 3.38, this runs
+from 3.35, the first with ``RETURNING``); on PostgreSQL one array per column, read with ``unnest``.
 Looking up many composite keys joins that row set to the table's index: one probe per key.
 Constant strings only; every value is bound.
 """
@@ -20,7 +21,7 @@ _COLUMNS = (
 # (sender_id, client_msg_id) → the stored messages with those keys.
 BY_CLIENT_IDS = Sql(
     sqlite=f"SELECT {_COLUMNS} FROM json_each(?) AS k JOIN messages AS m"  # noqa: S608 - constant SQL
-    " ON m.sender_id = k.value ->> 0 AND m.client_msg_id = k.value ->> 1",
+    " ON m.sender_id = json_extract(k.value, '$[0]') AND m.client_msg_id = json_extract(k.value, '$[1]')",
     postgresql=f"SELECT {_COLUMNS} FROM unnest($1::bigint[], $2::varchar[]) AS k(a, b) JOIN messages AS m"  # noqa: S608
     " ON m.sender_id = k.a AND m.client_msg_id = k.b",
 )
@@ -28,7 +29,7 @@ BY_CLIENT_IDS = Sql(
 # (blocker_id, blocked_id) → those that exist.
 BLOCKS_AMONG = Sql(
     sqlite="SELECT b.blocker_id, b.blocked_id FROM json_each(?) AS k JOIN blocks AS b"
-    " ON b.blocker_id = k.value ->> 0 AND b.blocked_id = k.value ->> 1",
+    " ON b.blocker_id = json_extract(k.value, '$[0]') AND b.blocked_id = json_extract(k.value, '$[1]')",
     postgresql="SELECT b.blocker_id, b.blocked_id FROM unnest($1::bigint[], $2::bigint[]) AS k(a, b) JOIN blocks AS b"
     " ON b.blocker_id = k.a AND b.blocked_id = k.b",
 )
@@ -37,7 +38,8 @@ BLOCKS_AMONG = Sql(
 # pair order, so concurrent batches queue instead of deadlocking.
 RESERVE_SEQS = Sql(
     sqlite="INSERT INTO conversations (low_id, high_id, last_seq)"
-    " SELECT k.value ->> 0, k.value ->> 1, k.value ->> 2 FROM json_each(?) AS k WHERE true"
+    " SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[1]'), json_extract(k.value, '$[2]')"
+    " FROM json_each(?) AS k WHERE true"
     " ON CONFLICT (low_id, high_id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq"
     " RETURNING low_id, high_id, last_seq",
     postgresql="INSERT INTO conversations (low_id, high_id, last_seq)"
@@ -49,7 +51,7 @@ RESERVE_SEQS = Sql(
 # (user_id, peer_id) → has_sent of the member rows that exist.
 MEMBERS_HAS_SENT = Sql(
     sqlite="SELECT m.user_id, m.peer_id, m.has_sent FROM json_each(?) AS k JOIN conversation_members AS m"
-    " ON m.user_id = k.value ->> 0 AND m.peer_id = k.value ->> 1",
+    " ON m.user_id = json_extract(k.value, '$[0]') AND m.peer_id = json_extract(k.value, '$[1]')",
     postgresql="SELECT m.user_id, m.peer_id, m.has_sent FROM unnest($1::bigint[], $2::bigint[]) AS k(a, b)"
     " JOIN conversation_members AS m ON m.user_id = k.a AND m.peer_id = k.b",
 )
@@ -93,7 +95,7 @@ UPSERT_MEMBERS = Sql(
 # row: of two concurrent acknowledgements of one message only one returns it.
 MARK_DELIVERED = Sql(
     sqlite="UPDATE messages SET delivered_at = ? WHERE pos IN (SELECT m.pos FROM json_each(?) AS k"
-    " JOIN messages AS m ON m.id = k.value ->> 0 AND m.recipient_id = k.value ->> 1"
+    " JOIN messages AS m ON m.id = json_extract(k.value, '$[0]') AND m.recipient_id = json_extract(k.value, '$[1]')"
     " WHERE m.delivered_at IS NULL AND m.withheld = 0) RETURNING id, sender_id, recipient_id",
     postgresql="UPDATE messages SET delivered_at = $1 WHERE pos IN (SELECT m.pos FROM"
     " unnest($2::varchar[], $3::bigint[]) AS k(a, b) JOIN messages AS m ON m.id = k.a AND m.recipient_id = k.b"
@@ -113,7 +115,8 @@ ADD_CONTACTS = Sql(
 # predicate is written as it is declared, so both planners use it).
 PENDING_FOR = Sql(
     sqlite=f"SELECT {_COLUMNS} FROM messages AS m WHERE m.recipient_id = ?"  # noqa: S608 - constant SQL
-    " AND m.delivered_at IS NULL AND m.withheld = 0 AND m.id NOT IN (SELECT k.value ->> 0 FROM json_each(?) AS k)"
+    " AND m.delivered_at IS NULL AND m.withheld = 0"
+    " AND m.id NOT IN (SELECT json_extract(k.value, '$[0]') FROM json_each(?) AS k)"
     " ORDER BY m.pos LIMIT ?",
     postgresql=f"SELECT {_COLUMNS} FROM messages AS m WHERE m.recipient_id = $1"  # noqa: S608
     " AND m.delivered_at IS NULL AND NOT m.withheld AND m.id <> ALL($2::varchar[])"

@@ -50,7 +50,7 @@ log = logging.getLogger("p2p_chat.ws")
 
 # A pipelined frame's queued write: a future of what it wrote once committed, or the error that
 # refused it before anything was queued.
-Written = asyncio.Future[Any] | DomainError
+Written = asyncio.Future[Any] | Exception
 
 # WebSocket close codes (contract §3.4).
 CLOSE_GOING_AWAY = 1001
@@ -411,9 +411,11 @@ class Connection:
                 return
             text = message.get("text")
             if not isinstance(text, str):
+                await self._pipeline_answered()
                 self.error(None, "bad_request", "binary frames are not supported; send JSON text frames")
                 continue
             if len(text) * 4 > self._max_frame_bytes and len(text.encode()) > self._max_frame_bytes:
+                await self._pipeline_answered()
                 self.error(None, "too_large", f"frame larger than {self._max_frame_bytes} bytes")
                 continue
             await self.handle(text)
@@ -436,7 +438,11 @@ class Connection:
             # that order, so messageAcks and errors are too.
             while len(self._pipeline) >= MAX_PIPELINED_SENDS:
                 self._room = asyncio.get_running_loop().create_future()
-                await self._room
+                self._receiving = True  # a requested close interrupts this wait, as a read's
+                try:
+                    await self._room
+                finally:
+                    self._receiving = False
             request, written = self._begin(frame)
             self._pipeline.append((frame, request, written))
             if self._answerer is None or self._answerer.done():
@@ -450,7 +456,8 @@ class Connection:
             await asyncio.wait([self._answerer])
 
     def _begin(self, frame: p.SendMessage | p.AckMessages) -> tuple[Send | None, Written]:
-        """Validate the frame and queue its write; what the answerer needs for it."""
+        """Validate the frame and queue its write; what the answerer needs for it (an error
+        raised here is answered in its turn)."""
         s = self._services
         try:
             if isinstance(frame, p.AckMessages):
@@ -463,13 +470,14 @@ class Connection:
                 connection_id=self._connection_id,
             )
             return send, s.send_message.begin(send)
-        except DomainError as exc:
+        except Exception as exc:
             return None, exc
 
     async def _answer_pipeline(self) -> None:
         """Answer the pipelined frames in order, each once its write committed; ends when none is
-        left (the next pipelined frame starts another). Cancelled (the connection is going away),
-        the writes not yet started are dropped."""
+        left (the next pipelined frame starts another). The writes themselves are never
+        cancelled from here: once queued, a write commits and is published (Step.committed) even
+        if this connection goes away before its answer."""
         try:
             while self._pipeline:
                 frame, request, written = self._pipeline[0]
@@ -477,21 +485,31 @@ class Connection:
                     await self._finish(frame, request, written)
                 except DomainError as exc:
                     self.error(frame.ref, _error_code(exc), exc.message)
+                except asyncio.CancelledError:
+                    if not (isinstance(written, asyncio.Future) and written.cancelled()):
+                        raise  # this task is cancelled: the connection is going away
+                    # The write was dropped before it ran (the server is shutting down).
+                    self.error(frame.ref, "internal", "the server is shutting down; send it again")
                 except Exception:
                     log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
                     self.error(frame.ref, "internal", "unexpected server error")
                 del self._pipeline[0]
-                if self._room is not None and not self._room.done():
-                    self._room.set_result(None)
+                self._make_room()
         except asyncio.CancelledError:
-            for _, _, written in self._pipeline:
+            for _, _, written in self._pipeline:  # nobody answers these any more
                 if isinstance(written, asyncio.Future):
-                    written.cancel()
+                    written.add_done_callback(_unanswered)
             self._pipeline.clear()
             raise
+        finally:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
 
     async def _finish(self, frame: p.SendMessage | p.AckMessages, request: Send | None, written: Written) -> None:
-        if isinstance(written, DomainError):
+        if isinstance(written, Exception):
             raise written
         s = self._services
         if isinstance(frame, p.AckMessages):
@@ -578,6 +596,12 @@ class Connection:
             case p.GetOnlineUsers(user_ids=user_ids, ref=ref):
                 online = await s.visible_online(self.user_id, user_ids)
                 self.reply(p.OnlineUsers(ref=ref, user_ids=online))
+
+
+def _unanswered(written: asyncio.Future[Any]) -> None:
+    """Mark a write's outcome as seen when its connection went away before answering it."""
+    if not written.cancelled():
+        _ = written.exception()
 
 
 def _error_code(exc: DomainError) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from application.events import MessageDelivered, MessageReceived
 from application.group_commit import GroupCommit
+from application.messaging import Send
 from application.ports import ConflictError, StoreUnavailableError
 from domain.errors import DomainError, InvalidInputError, UserNotFoundError
 from tests.unit.fakes import EPOCH, InMemoryStore
@@ -40,6 +41,25 @@ async def test_concurrent_sends_share_one_transaction_in_submission_order(world:
     assert world.store.data.messages == [r.message for r in results]  # storage order = submission order
     to_bob = [e.message for e in world.notifier.events_to(bob) if isinstance(e, MessageReceived)]
     assert [m.body for m in to_bob if m.recipient_id == bob] == ["m0", "m3"]  # published in seq order
+
+
+async def test_a_send_is_published_at_its_commit_even_if_its_sender_went_away(world: World) -> None:
+    """The fan-out follows the commit, not the caller: a sender whose connection went away while
+    its batch committed is not answered, but the recipient still gets the message."""
+    ada, bob = world.seed_users("Ada", "Bob")
+    gate = world.store.commit_gate = asyncio.Event()
+    left = world.send_message.begin(Send(sender_id=ada, to=bob, body="left", client_msg_id="c-left"))
+    await settle()  # written, waiting to commit
+
+    left.cancel()  # its sender goes away meanwhile
+    assert world.notifier.published == []
+    gate.set()
+    await settle()
+
+    assert left.cancelled()
+    received = [e.message.body for e in world.notifier.events_to(bob) if isinstance(e, MessageReceived)]
+    assert received == ["left"]
+    assert [m.body for m in world.store.data.messages] == ["left"]
 
 
 async def test_no_send_is_answered_or_published_before_its_transaction_commits(world: World) -> None:
@@ -178,6 +198,7 @@ class BlockStep:
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[int, int]]] = []
+        self.followed: list[tuple[tuple[int, int], str]] = []  # what ``committed`` saw
 
     async def write(self, uow: UnitOfWork, items: list[tuple[int, int]]) -> list[str | DomainError]:
         self.batches.append(list(items))
@@ -191,6 +212,42 @@ class BlockStep:
             await uow.blocks.block(blocker, blocked, now=EPOCH)
             outcomes.append(f"{blocker}->{blocked}")
         return outcomes
+
+    def committed(self, item: tuple[int, int], result: str) -> None:
+        self.followed.append((item, result))
+
+
+async def test_what_follows_a_commit_runs_for_each_written_item_even_if_its_caller_left() -> None:
+    """Publishing a write must not depend on its caller still waiting: a caller cancelled while
+    its batch commits is not answered, but what follows its write still happens, in order."""
+    store = InMemoryStore()
+    gate = store.commit_gate = asyncio.Event()
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+    left = writes.enqueue(step, (1, 2))
+    refused = writes.enqueue(step, (3, 0))  # a domain error: nothing written, nothing follows
+    stays = writes.enqueue(step, (4, 5))
+    await settle()  # the batch is written and waits to commit
+
+    left.cancel()
+    assert step.followed == []  # nothing before the commit
+    gate.set()
+
+    assert await stays == "4->5"
+    assert isinstance(refused.exception(), InvalidInputError)
+    assert left.cancelled()
+    assert step.followed == [((1, 2), "1->2"), ((4, 5), "4->5")]
+    assert store.data.blocks == {(1, 2), (4, 5)}
+
+
+async def test_a_failed_batch_is_followed_by_nothing() -> None:
+    store = InMemoryStore()
+    store.fail_commit = StoreUnavailableError("database is locked")
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+
+    outcomes = await asyncio.gather(writes.submit(step, (1, 2)), writes.submit(step, (3, 4)), return_exceptions=True)
+
+    assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
+    assert step.followed == []
 
 
 async def test_a_failing_item_is_isolated_by_writing_the_batch_one_by_one() -> None:
