@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 
 _json = msgspec.json.Encoder().encode
+_SESSION_KEY = "p2p_chat.driver"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,11 @@ class Driver:
 
     @classmethod
     async def of(cls, session: AsyncSession) -> Driver:
-        """The driver of ``session``'s connection (which begins its transaction)."""
+        """The driver of ``session``'s connection (which begins its transaction); made once per
+        session, whose repositories all share it."""
+        known = session.info.get(_SESSION_KEY)
+        if isinstance(known, Driver):
+            return known
         conn = await session.connection()
         raw: sqlite3.Connection | None = None
         if conn.dialect.name == "sqlite":
@@ -71,7 +76,14 @@ class Driver:
             driver_connection = pooled.driver_connection
             if isinstance(driver_connection, InlineSqliteConnection):
                 raw = driver_connection.raw
-        return cls(conn, raw)
+        driver = session.info[_SESSION_KEY] = cls(conn, raw)
+        return driver
+
+    @staticmethod
+    def forget(session: AsyncSession) -> None:
+        """Drop ``session``'s driver when its transaction ends (the next one may get another
+        connection)."""
+        session.info.pop(_SESSION_KEY, None)
 
     async def rows(self, sql: Sql, params: Sequence[Any]) -> list[Any]:
         """Run ``sql`` with positional ``params``; its rows as tuples (none for plain DML)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Self
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
 
+from adapters.sqlalchemy.driver import Driver
 from adapters.sqlalchemy.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
@@ -67,6 +68,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
         if self._session is None:
             raise RuntimeError("commit outside of a unit of work")
+        Driver.forget(self._session)
         await self._session.commit()
         self._memo.learn(sent=self.conversations.learned, users=self.users.learned)
         self.conversations.learned.clear()

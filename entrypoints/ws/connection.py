@@ -483,16 +483,15 @@ class Connection:
                 frame, request, written = self._pipeline[0]
                 try:
                     await self._finish(frame, request, written)
-                except DomainError as exc:
-                    self.error(frame.ref, _error_code(exc), exc.message)
                 except asyncio.CancelledError:
-                    if not (isinstance(written, asyncio.Future) and written.cancelled()):
+                    dropped = isinstance(written, asyncio.Future) and written.cancelled()
+                    current = asyncio.current_task()
+                    if not dropped or (current is not None and current.cancelling()):
                         raise  # this task is cancelled: the connection is going away
                     # The write was dropped before it ran (the server is shutting down).
                     self.error(frame.ref, "internal", "the server is shutting down; send it again")
-                except Exception:
-                    log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
-                    self.error(frame.ref, "internal", "unexpected server error")
+                except Exception as exc:
+                    self._failed(frame, exc)
                 del self._pipeline[0]
                 self._make_room()
         except asyncio.CancelledError:
@@ -541,11 +540,16 @@ class Connection:
             await self._dispatch(frame)
         except AuthenticationError:
             self.close_soon(CLOSE_UNAUTHENTICATED, "authentication failed")
-        except DomainError as exc:
-            self.error(frame.ref, _error_code(exc), exc.message)
-        except Exception:
-            log.exception("frame %s failed on connection %s", type(frame).__name__, self._connection_id)
-            self.error(frame.ref, "internal", "unexpected server error")
+        except Exception as exc:
+            self._failed(frame, exc)
+
+    def _failed(self, frame: p.ClientMessage, exc: Exception) -> None:
+        """Answer a frame whose handling raised: its domain error's code, else ``internal``."""
+        if isinstance(exc, DomainError):
+            self.error(frame.ref, next(code for cls, code in _ERROR_CODES if isinstance(exc, cls)), exc.message)
+            return
+        log.error("frame %s failed on connection %s", type(frame).__name__, self._connection_id, exc_info=exc)
+        self.error(frame.ref, "internal", "unexpected server error")
 
     def _over_rate(self, frame: p.ClientMessage) -> tuple[str, float] | None:
         """Spend a token of the frame's bucket; None when there was one, else the bucket's name and
@@ -602,10 +606,6 @@ def _unanswered(written: asyncio.Future[Any]) -> None:
     """Mark a write's outcome as seen when its connection went away before answering it."""
     if not written.cancelled():
         _ = written.exception()
-
-
-def _error_code(exc: DomainError) -> str:
-    return next(code for cls, code in _ERROR_CODES if isinstance(exc, cls))
 
 
 async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
