@@ -67,6 +67,7 @@ def ws_services(container: Container, metrics: Metrics) -> Services:
     return Services(
         settings=settings,
         clock=container.clock(),
+        monotonic=container.monotonic(),
         hub=container.fanout(),
         authenticate=container.authenticate(),
         send_message=container.send_message(),

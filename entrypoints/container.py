@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from dependency_injector import containers, providers
 from redis.asyncio import Redis
 
@@ -68,6 +70,8 @@ class Container(containers.DeclarativeContainer):
     uow = providers.Factory(SqlAlchemyUnitOfWork, session_factory=session_factory, memo=store_memo)
 
     clock = providers.Singleton(SystemClock)
+    # Seconds that never go back, for per-connection rate limits (tests pass a clock they move).
+    monotonic = providers.Object(time.monotonic)
     ids = providers.Singleton(Uuid7Ids)
     password_hasher = providers.Singleton(Argon2PasswordHasher, concurrency=settings.provided.hash_concurrency)
     tokens = providers.Singleton(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,10 +85,11 @@ _ERROR_CODES: list[tuple[type[DomainError], str]] = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """What a connection needs: the use cases, the hub, the clock and the settings."""
+    """What a connection needs: the use cases, the hub, the clocks and the settings."""
 
     settings: Settings
     clock: Clock
+    monotonic: Callable[[], float]  # seconds for the rate and error limits
     hub: ConnectionHub
     authenticate: Authenticate
     send_message: SendMessage
@@ -287,7 +288,7 @@ class Connection:
         """Answer with an ``error`` frame; over 20 (rate limits aside) in 10 s closes 1008."""
         self._services.metrics.rejected_frames.labels(code).inc()
         self.reply(p.ErrorFrame(ref=ref, code=code, message=message))
-        if code != "rate_limited" and self._errors.record(asyncio.get_running_loop().time()):
+        if code != "rate_limited" and self._errors.record(self._services.monotonic()):
             self.close_soon(CLOSE_POLICY, "too many errors")
 
     def _wake_writer(self) -> None:
@@ -563,7 +564,7 @@ class Connection:
                 bucket, name = self._search, "search"
             case _:
                 return None
-        now = asyncio.get_running_loop().time()
+        now = self._services.monotonic()
         return None if bucket.take(now) else (name, now)
 
     def _refuse(self, frame: p.ClientMessage, name: str, at: float) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from dependency_injector import providers
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -156,10 +157,16 @@ class Chat:
 
 @asynccontextmanager
 async def running_chat(
-    url: str, uow: Callable[[], SqlAlchemyUnitOfWork], env: dict[str, str] | None = None
+    url: str,
+    uow: Callable[[], SqlAlchemyUnitOfWork],
+    env: dict[str, str] | None = None,
+    monotonic: Callable[[], float] | None = None,
 ) -> AsyncIterator[Chat]:
+    """Serve the app on a free port. ``monotonic`` replaces the rate limits' clock."""
     settings = {"CHAT_REGISTER_PER_HOUR": "1000", **(env or {})}
     container = make_container(make_settings(url, settings))
+    if monotonic is not None:
+        container.monotonic.override(providers.Object(monotonic))
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             yield Chat(base_url, http, container, uow)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
-from tests.integration.chat import Chat, close_code, read_until_closed, running_chat
+from tests.integration.chat import Chat, read_until_closed, running_chat
 
 LIMITS = {
     "CHAT_RATE_MSG_PER_S": "2",
@@ -27,36 +25,58 @@ def backend() -> str:
     return "sqlite"
 
 
+class Ticks:
+    """The rate limits' clock, moved by the test: limits depend on it, not on how fast CI is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.25
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-async def chat(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork]) -> AsyncIterator[Chat]:
-    async with running_chat(migrated_url, uow_factory, LIMITS) as value:
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
+async def chat(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork], ticks: Ticks) -> AsyncIterator[Chat]:
+    async with running_chat(migrated_url, uow_factory, LIMITS, monotonic=ticks) as value:
         yield value
 
 
-async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat: Chat) -> None:
+async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat: Chat, ticks: Ticks) -> None:
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
+    # second 1000: the burst of 4 is acked, the rest refused; one second of refusals is no streak
     replies = [await a.send_message(bob.id, f"m{i}", f"flood-{i}") for i in range(8)]
-    kinds = [r["type"] for r in replies]
-    assert kinds[:4] == ["messageAck"] * 4
-    refused = [r for r in replies if r["type"] == "error"]
-    assert refused
-    assert {r["code"] for r in refused} == {"rate_limited"}
+    assert [r["type"] for r in replies] == ["messageAck"] * 4 + ["error"] * 4
+    assert {r["code"] for r in replies[4:]} == {"rate_limited"}
     stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
-    assert len(stored["items"]) == len(replies) - len(refused)  # refused sends were not stored
+    assert sorted(m["clientMsgId"] for m in stored["items"]) == [f"flood-{i}" for i in range(4)]
 
-    async def keep_flooding() -> int:
-        try:
-            for i in range(10_000):
-                await a.send(type="sendMessage", to=bob.id, message="x", clientMsgId=f"more-{i}")
-                await asyncio.sleep(0.05)
-        except ConnectionClosed as exc:
-            return close_code(exc)
-        return -1
+    # a refused send is resent with its clientMsgId once the bucket refills: stored once
+    ticks.now = 1000.75  # +0.5 s at 2/s: one token
+    assert (await a.send_message(bob.id, "m4", "flood-4"))["type"] == "messageAck"
+    assert (await a.send_message(bob.id, "m5", "flood-5"))["type"] == "error"
 
-    flood = asyncio.create_task(keep_flooding())
-    assert await a.closed_with(within=10) == 4429
-    await flood
+    # second 1001 refused too: refusals in 2 consecutive seconds (CHAT_RATE_CLOSE_AFTER_S) close 4429
+    ticks.now = 1001.0
+    assert (await a.send_message(bob.id, "m6", "flood-6"))["type"] == "error"
+    assert await a.closed_with() == 4429
+    stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
+    assert sorted(m["clientMsgId"] for m in stored["items"]) == [f"flood-{i}" for i in range(5)]
+
+
+async def test_a_second_without_refusals_ends_the_streak(chat: Chat, ticks: Ticks) -> None:
+    ann, bob = await chat.account("Ann"), await chat.account("Bob")
+    a = await chat.connect(ann)
+    for second in (1000.25, 1002.5, 1004.75):  # refused in seconds 1000, 1002, 1004; never two in a row
+        ticks.now = second
+        replies = [await a.send_message(bob.id, f"m{i}") for i in range(6)]
+        assert [r["type"] for r in replies] == ["messageAck"] * 4 + ["error"] * 2
+    assert (await a.barrier()) == []  # still open
 
 
 async def test_typing_has_its_own_smaller_bucket(chat: Chat) -> None:
@@ -65,9 +85,9 @@ async def test_typing_has_its_own_smaller_bucket(chat: Chat) -> None:
     for _ in range(3):
         await a.send(type="typing", to=bob.id, isTyping=True)
     errors = [f for f in await a.barrier() if f["type"] == "error"]
-    # burst ceil(4/4) = 1 and rate ceil(2/4) = 1/s: of three quick frames one or two are refused
+    # burst ceil(4/4) = 1, and the clock stands still: two of three typing frames are refused
     # (the message bucket, burst 4, would refuse none)
-    assert 1 <= len(errors) <= 2
+    assert len(errors) == 2
     assert {e["code"] for e in errors} == {"rate_limited"}
     assert (await a.send_message(bob.id, "messages are unaffected"))["type"] == "messageAck"
 
