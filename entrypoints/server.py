@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from entrypoints.keepalive import KeepaliveProtocol
 from entrypoints.settings import Settings
 
 WS_MAX_FRAME_BYTES = 1_048_576  # larger frames are closed with 1009 by the protocol layer
@@ -12,7 +13,9 @@ WS_MAX_FRAME_BYTES = 1_048_576  # larger frames are closed with 1009 by the prot
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "ws_max_size": WS_MAX_FRAME_BYTES,
-        # WebSocket pings every heartbeat; no pong within another heartbeat closes with 1011.
+        # WebSocket pings every heartbeat; no pong within another heartbeat closes with 1011. One
+        # timer per process serves every connection's pings (entrypoints/keepalive.py).
+        "ws": KeepaliveProtocol,
         "ws_ping_interval": settings.heartbeat_s,
         "ws_ping_timeout": settings.heartbeat_s,
         # The client address comes from CHAT_TRUSTED_PROXIES only (entrypoints/http/client.py).

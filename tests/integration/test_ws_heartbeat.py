@@ -1,0 +1,71 @@
+"""The WebSocket heartbeat (contract §5): the server pings every ``heartbeatS`` and closes with 1011 a
+connection that has not answered for another ``heartbeatS``; a client that answers stays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from tests.integration.chat import Chat, running_chat
+
+HEARTBEAT_S = 0.5
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+async def chat(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork]) -> AsyncIterator[Chat]:
+    async with running_chat(migrated_url, uow_factory, {"CHAT_HEARTBEAT_S": str(HEARTBEAT_S)}) as value:
+        yield value
+
+
+async def connections_of(chat: Chat, user_id: int) -> int:
+    assert chat.container is not None
+    return len(chat.container.fanout().connections_of(user_id))
+
+
+async def test_a_client_that_answers_pings_stays_connected(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    a = await chat.connect(ann)
+    assert a.ready["heartbeatS"] == HEARTBEAT_S
+    pings = count_pings(a.ws)
+    await asyncio.sleep(HEARTBEAT_S * 6)  # the websockets client answers every ping by itself
+    assert await a.barrier() == []
+    assert 4 <= pings[0] <= 7  # about one ping per heartbeat, each answered, none missed
+    assert await connections_of(chat, ann.id) == 1
+
+
+async def test_a_client_that_stops_answering_is_closed_1011(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    a = await chat.connect(ann)
+    a.ws.transport.pause_reading()  # it neither reads the pings nor answers them
+    for _ in range(200):  # the server drops it within two heartbeats (plus a slot); 10 s at most
+        if await connections_of(chat, ann.id) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await connections_of(chat, ann.id) == 0
+    a.ws.transport.resume_reading()
+    assert await a.closed_with() == 1011
+
+
+def count_pings(ws: ClientConnection) -> list[int]:
+    """A counter of the pings this client receives (it still answers them as usual)."""
+    counter = [0]
+    protocol = ws.protocol
+    receive = protocol.recv_frame
+
+    def recv_frame(frame: Frame) -> None:
+        if frame.opcode is Opcode.PING:
+            counter[0] += 1
+        receive(frame)
+
+    protocol.recv_frame = recv_frame  # type: ignore[method-assign]
+    return counter
