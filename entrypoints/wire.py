@@ -11,12 +11,24 @@ import msgspec
 from domain.messages import Message
 from domain.users import UserCard
 
+_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:20:21." by second
 
-@functools.lru_cache(maxsize=4096)  # a message's time is formatted for its ack and each push
+
+@functools.lru_cache(maxsize=4096)  # a batch's messages share one timestamp, formatted for each ack and push
 def iso_ms(moment: datetime) -> str:
-    """ISO-8601 UTC with exactly three fractional digits and ``Z`` (``2026-11-24T05:20:21.089Z``)."""
+    """ISO-8601 UTC with exactly three fractional digits and ``Z`` (``2026-11-24T05:20:21.089Z``).
+
+    Formatting a datetime costs ~4.5 µs on the benchmark machine. Beyond the exact times cached
+    above, the part up to the second is kept for the seconds recently formatted (a backlog read
+    for an offline batch is mostly dense), so most other calls only add the milliseconds."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    second = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = utc.replace(microsecond=0, tzinfo=None).isoformat() + "."
+    return f"{prefix}{utc.microsecond // 1000:03d}Z"
 
 
 def iso_ms_or_none(moment: datetime | None) -> str | None:
