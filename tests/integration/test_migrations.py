@@ -11,9 +11,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, insert, inspect, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.pool import Pool
 
 from adapters.sqlalchemy import orm
 from adapters.sqlalchemy.engine import create_engine
@@ -255,14 +256,17 @@ async def test_sqlite_migration_runs_inside_the_engines_begin_immediate(tmp_path
     url = f"sqlite+aiosqlite:///{tmp_path}/chat.db"
     statements: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def record(statement: str) -> None:
         statements.append(" ".join(statement.split()).upper())
 
-    event.listen(Engine, "before_cursor_execute", record)
+    def trace(dbapi_connection: Any, _record: Any) -> None:  # what SQLite itself runs
+        dbapi_connection.driver_connection.raw.set_trace_callback(record)
+
+    event.listen(Pool, "connect", trace)
     try:
         await upgrade(url)
     finally:
-        event.remove(Engine, "before_cursor_execute", record)
+        event.remove(Pool, "connect", trace)
 
     begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
     creates = [i for i, s in enumerate(statements) if s.startswith("CREATE TABLE")]

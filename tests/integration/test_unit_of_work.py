@@ -22,14 +22,16 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
+@pytest.mark.parametrize("driver", ["inline", "thread"])
 async def test_a_database_locked_by_another_process_is_store_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: str
 ) -> None:
-    """SQLite only: its lock is on the whole file (PostgreSQL locks rows)."""
+    """SQLite only: its lock is on the whole file (PostgreSQL locks rows). The transaction's
+    ``BEGIN IMMEDIATE`` is what waits and fails, on either driver."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
     await upgrade(url)
     monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
-    holder, server = create_engine(url), create_engine(url)
+    holder, server = create_engine(url), create_engine(url, sqlite_driver=driver)
     try:
         async with holder.connect() as other:  # another process holding the write lock
             await other.execute(text("SELECT 1"))  # BEGIN IMMEDIATE (the engine's begin hook)
