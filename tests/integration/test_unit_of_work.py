@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy import engine as engine_module
-from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
+from adapters.sqlalchemy.engine import SqliteDriver, create_engine, make_sessionmaker
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.ports import StoreUnavailableError
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @pytest.mark.parametrize("driver", ["inline", "thread"])
 async def test_a_database_locked_by_another_process_is_store_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: SqliteDriver
 ) -> None:
     """SQLite only: its lock is on the whole file (PostgreSQL locks rows). The transaction's
     ``BEGIN IMMEDIATE`` is what waits and fails, on either driver."""
