@@ -21,7 +21,7 @@ from application.events import (
     Typing as TypingEvent,
 )
 from domain.messages import Message
-from entrypoints.wire import UserPublic, WireMessage, iso_ms, message_fields
+from entrypoints.wire import UserPublic, WireMessage, iso_ms, message_values
 
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
 UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
@@ -142,7 +142,7 @@ class MessageAck(ServerFrame, frozen=True, kw_only=True, tag="messageAck"):
     timestamp: str
 
 
-class MessageReceivedFrame(ServerFrame, frozen=True, kw_only=True, tag="messageReceived"):
+class MessageReceivedFrame(ServerFrame, frozen=True, tag="messageReceived"):  # positional: message_values
     id: str
     seq: int
     from_: int = msgspec.field(name="from")
@@ -153,7 +153,7 @@ class MessageReceivedFrame(ServerFrame, frozen=True, kw_only=True, tag="messageR
 
     @classmethod
     def of(cls, m: Message) -> MessageReceivedFrame:
-        return cls(**message_fields(m))
+        return cls(*message_values(m))
 
 
 class MessageDeliveredFrame(ServerFrame, frozen=True, kw_only=True, tag="messageDelivered"):
