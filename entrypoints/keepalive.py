@@ -1,31 +1,42 @@
-"""WebSocket keepalive for many idle connections: one timer per event loop instead of two per
+"""WebSocket keepalive for many idle connections: one timer per server instead of two per
 connection.
 
 uvicorn's sans-I/O WebSocket protocol arms a ``call_later`` per connection for its next ping and
 another for the pong deadline, and builds each ping frame through ``websockets``. With 15,000 idle
 connections and a 20 s heartbeat that is 750 separate loop wake-ups a second, and it was most of
 an idle server's CPU (docs/performance.md, scenario (b)). Here the connections' deadlines sit in
-slots of a wheel that one timer per loop turns; a slot's pings go out in one pass as a constant
-frame (a server's empty ping is the two bytes ``89 00``). The behaviour is uvicorn's: a ping every
-``ws_ping_interval``, and a connection that has not answered within ``ws_ping_timeout`` is failed
-with 1011 — late by at most one slot (a tenth of the interval, at most a quarter of a second, so
-that 15,000 connections' pings go out in bursts of ~190 rather than ~750).
+slots of a wheel that one timer per server (per uvicorn ``ServerState``, so per event loop) turns;
+a slot's pings go out in one pass as a constant frame (a server's empty ping is the two bytes
+``89 00``). The behaviour is uvicorn's: a ping every ``ws_ping_interval`` after the last one, at
+once if a late pong comes after that time, and a connection that has not answered within
+``ws_ping_timeout`` is failed with 1011 — each late by at most one slot (a tenth of the interval,
+at most a quarter of a second, so that 15,000 connections' pings go out in bursts of ~190 rather
+than ~750).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import Frame
+
+if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+    from websockets.frames import Frame
 
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
 
+log = logging.getLogger(__name__)
+
 
 class Wheel:
-    """The keepalive deadlines of one event loop's connections, in slots of ``resolution`` seconds."""
+    """The keepalive deadlines of one server's connections, in slots of ``resolution`` seconds,
+    served by one timer that is armed while any connection waits."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float):
         self._loop = loop
@@ -38,15 +49,17 @@ class Wheel:
         return math.ceil(when / self._resolution)
 
     def add(self, protocol: KeepaliveProtocol, when: float) -> None:
-        slot = self.slot_of(when)
+        """Serve ``protocol`` at ``when`` (in the slot after it), or at the next turn if that slot
+        has already been served."""
+        if self._timer is None:
+            self._next = self.slot_of(self._loop.time())
+            self._timer = self._loop.call_at(self._next * self._resolution, self.turn)
+        slot = max(self.slot_of(when), self._next)
         if protocol.slot == slot:
             return
         self.discard(protocol)
         self._slots.setdefault(slot, set()).add(protocol)
         protocol.slot = slot
-        if self._timer is None:
-            self._next = self.slot_of(self._loop.time())
-            self._timer = self._loop.call_at(self._next * self._resolution, self.turn)
 
     def discard(self, protocol: KeepaliveProtocol) -> None:
         if protocol.slot is None:
@@ -59,40 +72,47 @@ class Wheel:
         protocol.slot = None
 
     def turn(self) -> None:
+        """The timer's callback: serve every slot due by now — at least the one the timer was
+        armed for, whatever the float arithmetic of ``now / resolution`` says."""
         now = self._loop.time()
-        last = math.floor(now / self._resolution)
-        while self._next <= last:
-            due = self._slots.pop(self._next, None)
-            self._next += 1
-            for protocol in due or ():
-                protocol.slot = None
-                protocol.keepalive_due(now)
-        self._timer = self._loop.call_at(self._next * self._resolution, self.turn) if self._slots else None
+        last = max(math.floor(now / self._resolution), self._next)
+        try:
+            while self._next <= last:
+                due = self._slots.pop(self._next, None)
+                self._next += 1
+                for protocol in due or ():
+                    protocol.slot = None
+                    try:
+                        protocol.keepalive_due(now)
+                    except Exception:  # one connection's failure must not stop the others' keepalive
+                        log.exception("keepalive of a WebSocket connection failed")
+        finally:
+            self._timer = self._loop.call_at(self._next * self._resolution, self.turn) if self._slots else None
 
 
-_wheels: dict[tuple[asyncio.AbstractEventLoop, float], Wheel] = {}
-
-
-def _wheel(loop: asyncio.AbstractEventLoop, interval: float) -> Wheel:
-    resolution = min(0.25, interval / 10)
-    key = (loop, resolution)
-    wheel = _wheels.get(key)
-    if wheel is None:
-        for other in [k for k in _wheels if k[0].is_closed()]:  # servers of finished test loops
-            del _wheels[other]
-        wheel = _wheels[key] = Wheel(loop, resolution)
-    return wheel
+_wheels: weakref.WeakKeyDictionary[ServerState, Wheel] = weakref.WeakKeyDictionary()
 
 
 class KeepaliveProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with its keepalive timers replaced by a shared wheel."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.slot: int | None = None  # the wheel's slot this connection waits in
         self._ping_sent_at: float | None = None  # a ping not answered yet
         self._interval = self.ping_interval or 0.0  # 0: no keepalive
-        self._wheel = _wheel(self.loop, self._interval) if self._interval > 0 else None
+        self._wheel: Wheel | None = None
+        if self._interval > 0:
+            wheel = _wheels.get(server_state)
+            if wheel is None:  # a server's protocols all run on its loop, with its one interval
+                wheel = _wheels[server_state] = Wheel(self.loop, min(0.25, self._interval / 10))
+            self._wheel = wheel
 
     def start_keepalive(self) -> None:
         if self._wheel is not None:
@@ -125,4 +145,6 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
             return
         self._ping_sent_at = None
         self.last_ping_rtt = self.loop.time() - sent
+        # The next ping one interval after this one; at once if that time has passed (a pong that
+        # came later than an interval, when the timeout is longer than the interval).
         self._wheel.add(self, sent + self._interval)

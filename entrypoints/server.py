@@ -14,7 +14,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "ws_max_size": WS_MAX_FRAME_BYTES,
         # WebSocket pings every heartbeat; no pong within another heartbeat closes with 1011. One
-        # timer per process serves every connection's pings (entrypoints/keepalive.py).
+        # timer per server (per worker process) serves every connection's pings
+        # (entrypoints/keepalive.py).
         "ws": KeepaliveProtocol,
         "ws_ping_interval": settings.heartbeat_s,
         "ws_ping_timeout": settings.heartbeat_s,

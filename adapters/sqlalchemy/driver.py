@@ -30,9 +30,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy.exc import DBAPIError
 
-from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection
+from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection, sqlalchemy_error
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -93,7 +92,7 @@ class Driver:
         try:
             return self._raw.execute(sql.sqlite, params).fetchall()
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql.sqlite, params, exc, sqlite3.Error) from exc
+            raise sqlalchemy_error(self._conn.sync_connection, sql.sqlite, params, exc) from exc
 
     async def many(self, sql: Sql, rows: Sequence[Sequence[Any]], columns: int) -> None:
         """Run ``sql`` once per row: on SQLite its ``VALUES (?, …)`` form bound row by row
@@ -107,7 +106,7 @@ class Driver:
             try:
                 self._raw.executemany(sql.sqlite, rows)
             except sqlite3.Error as exc:
-                raise DBAPIError.instance(sql.sqlite, rows, exc, sqlite3.Error) from exc
+                raise sqlalchemy_error(self._conn.sync_connection, sql.sqlite, rows, exc) from exc
 
     # -- values ---------------------------------------------------------------------------
 

@@ -20,10 +20,14 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any, Self
 
+from sqlalchemy.exc import DBAPIError, StatementError
+
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
+
+    from sqlalchemy.engine import Connection
 
 
 class _InlineCursor:
@@ -177,3 +181,22 @@ def inline_creator(database: str) -> Callable[[], Any]:
         return InlineSqliteConnection(sqlite3.connect(database, isolation_level=None, check_same_thread=True))
 
     return connect
+
+
+def sqlalchemy_error(connection: Connection | None, statement: str, params: Any, exc: Exception) -> StatementError:
+    """An error of a statement run on the :class:`sqlite3.Connection` itself, as SQLAlchemy would
+    have raised it from ``Connection.execute``: wrapped in its ``DBAPIError`` class, and, when the
+    connection is gone (closed underneath, "no active connection"), the connection invalidated so
+    the pool replaces it and the unit of work reports the store unavailable."""
+    orig = exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))
+    gone = connection is not None and connection.dialect.is_disconnect(orig, connection.connection, None)  # type: ignore[arg-type]
+    if gone and connection is not None:
+        connection.invalidate(orig)
+    return DBAPIError.instance(
+        statement,
+        params,
+        orig,
+        sqlite3.Error,
+        connection_invalidated=gone,
+        dialect=connection.dialect if connection is not None else None,
+    )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy import engine as engine_module
@@ -63,3 +63,32 @@ async def test_bad_data_is_not_store_unavailable(session_factory: async_sessionm
 
     with pytest.raises(IntegrityError):
         await send_to_nobody()
+
+
+async def test_a_sqlite_connection_that_died_is_store_unavailable_then_replaced(tmp_path: Path) -> None:
+    """Inline SQLite: the engine's ``BEGIN IMMEDIATE`` runs on the sqlite3 connection itself; a
+    connection found dead there is reported as the store being unavailable and replaced."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dies.db'}"
+    await upgrade(url)
+    server = create_engine(url)
+    killed: list[object] = []
+
+    def kill_once(_dbapi: Any, _record: Any, proxy: Any) -> None:
+        if not killed:
+            killed.append(proxy.driver_connection)
+            proxy.driver_connection.raw.close()  # dies between checkout and BEGIN
+
+    event.listen(server.sync_engine.pool, "checkout", kill_once)
+    try:
+        sessions = make_sessionmaker(server)
+
+        async def read() -> set[int]:
+            async with SqlAlchemyUnitOfWork(sessions) as uow:
+                return await uow.users.existing_ids([1])
+
+        with pytest.raises(StoreUnavailableError):
+            await read()
+        assert killed
+        assert await read() == set()  # a fresh connection
+    finally:
+        await server.dispose()

@@ -1,12 +1,18 @@
-"""The keepalive wheel (entrypoints/keepalive.py) on a fake loop: each connection's deadline is
-served once, in its slot, never early and at most one slot late; one timer serves them all."""
+"""The keepalive (entrypoints/keepalive.py) on a fake loop: the wheel serves each deadline once, in
+its slot, never early and at most one slot late, with one timer; the protocol pings, re-arms on a
+pong and fails a connection that does not answer with 1011, as uvicorn's own keepalive does."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, cast
 
-from entrypoints.keepalive import KeepaliveProtocol, Wheel
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from entrypoints.keepalive import PING_FRAME, KeepaliveProtocol, Wheel
 
 
 class Seen(list[tuple[str, float]]):
@@ -111,3 +117,142 @@ def test_a_connection_re_added_from_its_own_deadline_waits_for_a_later_slot() ->
     wheel.add(a, 100.5)
     loop.run_until(103.0)
     assert seen == [("a", 100.5), ("a", 101.5), ("a", 102.5)]
+
+
+def test_a_deadline_in_a_slot_already_served_is_served_at_the_next_turn() -> None:
+    loop, seen = FakeLoop(), Seen()
+    wheel = wheel_of(loop)
+    wheel.add(conn("keeps the timer armed", seen), 200.0)
+    loop.run_until(110.0)
+    wheel.add(conn("late", seen), 105.0)  # e.g. the next ping after a pong later than the interval
+    loop.run_until(110.25)
+    assert seen == [("late", 110.25)]
+
+
+def test_one_failing_connection_does_not_stop_the_others_or_the_timer() -> None:
+    loop, seen = FakeLoop(), Seen()
+    wheel = wheel_of(loop)
+    broken = conn("broken", seen)
+
+    def fail(now: float) -> None:
+        raise RuntimeError("boom")
+
+    cast("FakeConnection", broken).keepalive_due = fail  # type: ignore[method-assign]
+    wheel.add(broken, 101.0)
+    wheel.add(conn("same slot", seen), 101.0)
+    wheel.add(conn("later", seen), 102.0)
+    loop.run_until(103.0)
+    assert seen == [("same slot", 101.0), ("later", 102.0)]
+
+
+def test_inexact_slot_sizes_serve_each_slot_in_one_turn() -> None:
+    for resolution in (0.05, 0.1, 0.3):
+        loop, seen = FakeLoop(), Seen()
+        wheel = wheel_of(loop, resolution)
+        for n in range(200):
+            wheel.add(conn(str(n), seen), 100.0 + n * resolution)
+        turns = 0
+        while loop.timers:
+            turns += 1
+            assert turns <= 250, "the wheel re-armed for a slot it had not served"
+            loop.timers.sort(key=lambda t: t[0])
+            when, callback = loop.timers.pop(0)
+            loop.now = when  # the timer fires exactly on time
+            callback()
+        assert sorted(int(name) for name, _ in seen) == list(range(200))
+
+
+# -- the protocol ---------------------------------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("not called")
+
+
+def protocol(loop: FakeLoop, interval: float, timeout: float | None) -> tuple[KeepaliveProtocol, FakeTransport]:
+    config = Config(_no_app, ws=KeepaliveProtocol, ws_ping_interval=interval, ws_ping_timeout=timeout)
+    config.load()
+    made = KeepaliveProtocol(config, ServerState(), {}, _loop=cast("Any", loop))
+    made.conn.state = State.OPEN  # as after the handshake
+    transport = FakeTransport()
+    made.transport = cast("Any", transport)
+    return made, transport
+
+
+PONG = Frame(Opcode.PONG, b"")
+
+
+def test_a_connection_that_answers_is_pinged_once_per_interval() -> None:
+    loop = FakeLoop()
+    p, transport = protocol(loop, 20.0, 20.0)
+    p.start_keepalive()
+    for second in (120.0, 140.0, 160.0):
+        loop.run_until(second)
+        assert transport.written[-1] == PING_FRAME
+        loop.run_until(second + 0.5)
+        p.handle_pong(PONG)
+    assert transport.written == [PING_FRAME] * 3
+    assert not transport.is_closing()
+
+
+def test_no_pong_within_the_timeout_closes_1011() -> None:
+    loop = FakeLoop()
+    p, transport = protocol(loop, 20.0, 20.0)
+    p.start_keepalive()
+    loop.run_until(139.9)
+    assert transport.written == [PING_FRAME]
+    assert not transport.is_closing()  # never early
+    loop.run_until(140.0)
+    assert transport.closed
+    close = transport.written[-1]
+    assert close[0] == 0x88  # a close frame
+    assert int.from_bytes(close[2:4], "big") == 1011
+
+
+def test_a_pong_later_than_the_interval_gets_the_next_ping_at_once() -> None:
+    loop = FakeLoop()
+    p, transport = protocol(loop, 5.0, 15.0)
+    p.start_keepalive()
+    loop.run_until(105.0)  # ping
+    loop.run_until(111.0)
+    p.handle_pong(PONG)  # 6 s later: in time for the timeout, late for the interval
+    loop.run_until(111.25)
+    assert transport.written == [PING_FRAME, PING_FRAME]
+    loop.run_until(112.0)
+    p.handle_pong(PONG)  # answered in time: the next ping one interval after this one's
+    loop.run_until(116.25)
+    assert transport.written == [PING_FRAME] * 3
+    assert not transport.is_closing()
+    loop.run_until(131.25)  # this one is never answered: closed a timeout after it
+    assert transport.closed
+
+
+def test_unsolicited_pongs_and_closing_connections() -> None:
+    loop = FakeLoop()
+    p, transport = protocol(loop, 20.0, 20.0)
+    p.start_keepalive()
+    p.handle_pong(PONG)  # nothing was sent: ignored
+    p.close_sent = True  # the app closed it
+    loop.run_until(200.0)
+    assert transport.written == []
+    q, other = protocol(loop, 20.0, 20.0)
+    q.start_keepalive()
+    q.stop_keepalive()  # connection lost
+    assert q.slot is None
+    loop.run_until(300.0)
+    assert other.written == []

@@ -26,6 +26,7 @@ def test_matches_plain_formatting_across_seconds_offsets_and_cache_resets() -> N
 
 
 def test_the_same_second_is_formatted_once_then_only_its_milliseconds_change() -> None:
+    wire.iso_ms.cache_clear()  # the exact-time cache in front, or a rerun would never reach _SECONDS
     wire._SECONDS.clear()
     base = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     stamps = [wire.iso_ms(base + timedelta(milliseconds=n)) for n in range(0, 1000, 7)]
