@@ -189,14 +189,10 @@ def sqlalchemy_error(connection: Connection | None, statement: str, params: Any,
     connection is gone (closed underneath, "no active connection"), the connection invalidated so
     the pool replaces it and the unit of work reports the store unavailable."""
     orig = exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))
-    gone = connection is not None and connection.dialect.is_disconnect(orig, connection.connection, None)  # type: ignore[arg-type]
-    if gone and connection is not None:
+    if connection is None:
+        return DBAPIError.instance(statement, params, orig, sqlite3.Error)
+    dialect = connection.dialect
+    gone = dialect.is_disconnect(orig, connection.connection, None)  # type: ignore[arg-type]
+    if gone:
         connection.invalidate(orig)
-    return DBAPIError.instance(
-        statement,
-        params,
-        orig,
-        sqlite3.Error,
-        connection_invalidated=gone,
-        dialect=connection.dialect if connection is not None else None,
-    )
+    return DBAPIError.instance(statement, params, orig, sqlite3.Error, connection_invalidated=gone, dialect=dialect)
