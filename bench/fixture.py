@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -175,8 +175,15 @@ async def seed_pending(url: str, recipient: int, senders: list[int], count: int,
                 await connection.execute(insert(messages), rows[offset : offset + CHUNK])
             for sender, last_seq in seqs.items():
                 pair = Pair.of(sender, recipient)
+                last_pos = (
+                    select(func.max(messages.c.pos))
+                    .where(messages.c.low_id == pair.low, messages.c.high_id == pair.high)
+                    .scalar_subquery()
+                )
                 await connection.execute(
-                    insert(conversations), {"low_id": pair.low, "high_id": pair.high, "last_seq": last_seq}
+                    insert(conversations).values(
+                        low_id=pair.low, high_id=pair.high, last_seq=last_seq, last_pos=last_pos
+                    )
                 )
                 await connection.execute(
                     insert(conversation_members),
@@ -184,19 +191,6 @@ async def seed_pending(url: str, recipient: int, senders: list[int], count: int,
                         {"user_id": sender, "peer_id": recipient, "read_seq": 0, "has_sent": True},
                         {"user_id": recipient, "peer_id": sender, "read_seq": 0, "has_sent": False},
                     ],
-                )
-                last_pos = (
-                    select(func.max(messages.c.pos))
-                    .where(messages.c.low_id == pair.low, messages.c.high_id == pair.high)
-                    .scalar_subquery()
-                )
-                await connection.execute(
-                    update(conversation_members)
-                    .where(
-                        conversation_members.c.user_id.in_((sender, recipient)),
-                        conversation_members.c.peer_id.in_((sender, recipient)),
-                    )
-                    .values(last_message_pos=last_pos)
                 )
     finally:
         await engine.dispose()

@@ -78,16 +78,24 @@ INSERT_MESSAGES_AT = Sql(
     postgresql="",
 )
 
-# (user_id, peer_id, has_sent, last_message_pos or null): create or update the member rows
-# (``Driver.many``).
+# (user_id, peer_id, has_sent, last_withheld_pos or null): create the member rows that are new,
+# update those whose has_sent turned true or whose user's message was withheld (``Driver.many``).
 UPSERT_MEMBERS = Sql(
-    sqlite="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos) VALUES (?, ?, ?, ?)"
+    sqlite="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_withheld_pos) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (user_id, peer_id) DO UPDATE SET has_sent = excluded.has_sent,"
-    " last_message_pos = coalesce(excluded.last_message_pos, conversation_members.last_message_pos)",
-    postgresql="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos)"
+    " last_withheld_pos = coalesce(excluded.last_withheld_pos, conversation_members.last_withheld_pos)",
+    postgresql="INSERT INTO conversation_members (user_id, peer_id, has_sent, last_withheld_pos)"
     " SELECT u, p, s, q FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[]) AS k(u, p, s, q)"
     " ORDER BY u, p ON CONFLICT (user_id, peer_id) DO UPDATE SET has_sent = excluded.has_sent,"
-    " last_message_pos = coalesce(excluded.last_message_pos, conversation_members.last_message_pos)",
+    " last_withheld_pos = coalesce(excluded.last_withheld_pos, conversation_members.last_withheld_pos)",
+)
+
+# (last_pos, low_id, high_id): the last message both users see, per conversation of the batch
+# (``Driver.many``; the rows were locked by RESERVE_SEQS in this transaction).
+SET_LAST_POS = Sql(
+    sqlite="UPDATE conversations SET last_pos = ? WHERE low_id = ? AND high_id = ?",
+    postgresql="UPDATE conversations AS c SET last_pos = k.p"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(p, a, b) WHERE c.low_id = k.a AND c.high_id = k.b",
 )
 
 # now, (message id, recipient_id) → the newly delivered (id, sender_id, recipient_id). Locked in

@@ -13,7 +13,9 @@ rows stay locked until the transaction ends, so the writers of one conversation 
 other from there on and ``seq`` order is commit order (a rolled-back batch gives its seqs back).
 On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`adapters.sqlalchemy.engine`),
 which serialises all writers. A batch touches few statements whatever its size: one upsert for the
-seqs, one read of the members' state, one multi-row insert, one upsert of the members' rows.
+seqs, one read of the members' state (none once they are known), one multi-row insert, one update
+of the conversations' last visible message, and an upsert of the member rows that are new or
+change (none in a steady conversation).
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         stored = [draft.stored(next(seqs[pair])) for draft, pair in zip(drafts, pairs, strict=True)]
         keys = sorted({key for m in stored for key in ((m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id))})
         has_sent = await self._has_sent(driver, keys)
+        existing = dict(has_sent)  # the member rows that exist, as they were
         made = contacts_made(stored, has_sent)
         self.learned.update(key for key, sent in has_sent.items() if sent)
         stamps = {at: driver.stamp(at) for at in {m.created_at for m in stored}}  # a batch shares its time
@@ -157,13 +160,24 @@ class SqlAlchemyConversationRepository(ConversationRepository):
             if _is_duplicate_client_msg_id(exc):
                 raise DuplicateMessageError(str(exc.orig)) from exc
             raise
-        last_visible: dict[tuple[int, int], int] = {}
-        for m in stored:
-            last_visible[(m.sender_id, m.recipient_id)] = positions[m.id]
-            if not m.withheld:
-                last_visible[(m.recipient_id, m.sender_id)] = positions[m.id]
-        members = [(u, p, has_sent.get((u, p), False), last_visible.get((u, p))) for u, p in keys]
-        await driver.many(hot_sql.UPSERT_MEMBERS, members, 4)
+        last_visible: dict[Pair, int] = {}  # per conversation, the last message both see
+        withheld: dict[tuple[int, int], int] = {}  # per (sender, recipient), the last one withheld
+        for m, pair in zip(stored, pairs, strict=True):
+            pos = positions[m.id]
+            if m.withheld:
+                withheld[(m.sender_id, m.recipient_id)] = max(pos, withheld.get((m.sender_id, m.recipient_id), 0))
+            else:
+                last_visible[pair] = max(pos, last_visible.get(pair, 0))
+        if last_visible:
+            await driver.many(hot_sql.SET_LAST_POS, [(pos, p.low, p.high) for p, pos in last_visible.items()], 3)
+        # Only the member rows that are new or change: in a steady conversation, none.
+        members = [
+            (u, p, has_sent.get((u, p), False), withheld.get((u, p)))
+            for u, p in keys
+            if (u, p) not in existing or has_sent.get((u, p), False) != existing[(u, p)] or (u, p) in withheld
+        ]
+        if members:
+            await driver.many(hot_sql.UPSERT_MEMBERS, members, 4)
         return [Appended(message=m, became_contacts=b) for m, b in zip(stored, made, strict=True)]
 
     @staticmethod
@@ -242,6 +256,13 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         me = conversation_members
         peer = conversation_members.alias("peer")
         other = messages.alias("other")
+        # The last message the user sees: the conversation's last visible one, or the user's own
+        # withheld one if later. Sorted by it; a conversation of withheld messages only is listed
+        # to its sender alone.
+        shared, own = func.coalesce(conversations.c.last_pos, 0), func.coalesce(me.c.last_withheld_pos, 0)
+        last_pos = case((own > shared, own), else_=shared)
+        low = case((me.c.user_id < me.c.peer_id, me.c.user_id), else_=me.c.peer_id)
+        high = case((me.c.user_id < me.c.peer_id, me.c.peer_id), else_=me.c.user_id)
         # Both subqueries correlate with the outer row (``me`` and the last message).
         peer_read_seq = (
             select(peer.c.read_seq).where(peer.c.user_id == me.c.peer_id, peer.c.peer_id == me.c.user_id)
@@ -262,23 +283,22 @@ class SqlAlchemyConversationRepository(ConversationRepository):
                 *MESSAGE_COLUMNS,
                 me.c.peer_id,
                 me.c.read_seq,
-                me.c.last_message_pos,
+                messages.c.pos,
                 conversations.c.last_seq,
                 func.coalesce(peer_read_seq, 0).label("peer_read_seq"),
                 unread.label("unread_count"),
             )
             .select_from(
-                me.join(messages, messages.c.pos == me.c.last_message_pos).join(
-                    conversations,
-                    and_(conversations.c.low_id == messages.c.low_id, conversations.c.high_id == messages.c.high_id),
+                me.join(conversations, and_(conversations.c.low_id == low, conversations.c.high_id == high)).join(
+                    messages, messages.c.pos == last_pos
                 )
             )
-            .where(me.c.user_id == user_id, me.c.last_message_pos.is_not(None))
-            .order_by(me.c.last_message_pos.desc())
+            .where(me.c.user_id == user_id)
+            .order_by(messages.c.pos.desc())
             .limit(limit)
         )
         if before is not None:
-            stmt = stmt.where(me.c.last_message_pos < _cursor_pos(before))
+            stmt = stmt.where(messages.c.pos < _cursor_pos(before))
         rows = (await self._session.execute(stmt)).all()
         return [
             ConversationSummary(
@@ -290,7 +310,7 @@ class SqlAlchemyConversationRepository(ConversationRepository):
                 ),
                 last_message=_message(row),
                 unread_count=row.unread_count,
-                cursor=str(row.last_message_pos),
+                cursor=str(row.pos),
             )
             for row in rows
         ]

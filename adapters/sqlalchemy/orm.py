@@ -151,17 +151,22 @@ Index(
     postgresql_where=text("delivered_at IS NULL AND NOT withheld"),
 )
 
-# One row per conversation: the highest ``seq`` handed out (withheld messages included).
+# One row per conversation: the highest ``seq`` handed out (withheld messages included) and the
+# position of the last message both users see (none while every message was withheld).
 conversations = Table(
     "conversations",
     metadata,
     Column("low_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("high_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("last_seq", Integer(), nullable=False),
+    Column("last_pos", BigInteger(), nullable=True),
 )
 
 # One row per user and conversation: the read pointer, whether the user has sent the peer a
-# message that was not withheld, and the last message visible to the user (the conversation list).
+# message that was not withheld, and the position of the last message the user sent that was
+# withheld (only its sender sees it). The last message a user sees in a conversation is the later
+# of that and the conversation's ``last_pos``. A row is written when it is new, when ``has_sent``
+# turns true or when its user's message is withheld: not for every message (migration 0003).
 conversation_members = Table(
     "conversation_members",
     metadata,
@@ -169,8 +174,7 @@ conversation_members = Table(
     Column("peer_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("read_seq", Integer(), nullable=False, server_default=text("0")),
     Column("has_sent", Boolean(), nullable=False, server_default=false()),
-    Column("last_message_pos", BigInteger(), nullable=True),
-    Index("ix_conversation_members_user_id_last_message_pos", "user_id", "last_message_pos"),
+    Column("last_withheld_pos", BigInteger(), nullable=True),
 )
 
 

@@ -12,9 +12,10 @@ import itertools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -482,6 +483,57 @@ async def test_a_conversation_of_only_withheld_messages_is_not_listed_for_the_re
     assert summary.unread_count == 0
     assert await pending(uow_factory, bob) == []
     assert await history(uow_factory, bob, ann) == []
+
+
+async def test_each_member_sees_the_later_of_the_shared_and_its_own_withheld_message(
+    uow_factory: UowFactory, session_factory: Sessions
+) -> None:
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+
+    async def last_seen() -> tuple[str, str]:
+        async with uow_factory() as uow:
+            (anns,) = await uow.conversations.summaries(ann, before=None, limit=10)
+            (bobs,) = await uow.conversations.summaries(bob, before=None, limit=10)
+        assert anns.cursor == bobs.cursor or anns.last_message.id != bobs.last_message.id
+        return anns.last_message.body, bobs.last_message.body
+
+    await send(uow_factory, ann, bob, "shared 1")
+    await block(session_factory, bob, ann)
+    await send(uow_factory, ann, bob, "withheld 1")
+    assert await last_seen() == ("withheld 1", "shared 1")
+    await send(uow_factory, bob, ann, "shared 2")  # later than Ann's withheld message
+    assert await last_seen() == ("shared 2", "shared 2")
+    await send(uow_factory, ann, bob, "withheld 2")
+    await send(uow_factory, ann, bob, "withheld 3")
+    assert await last_seen() == ("withheld 3", "shared 2")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_steady_conversation_writes_no_member_rows(uow_factory: UowFactory, session_factory: Sessions) -> None:
+    """Member rows are written when new, when ``has_sent`` turns true or for a withheld message:
+    once both have written, a message touches the conversation's row, not the members'."""
+    ann, bob = await add_users(uow_factory, "Ann", "Bob")
+    await send(uow_factory, ann, bob, "first")
+    await send(uow_factory, bob, ann, "reply")  # both have sent: nothing left to change
+    statements: list[str] = []
+
+    def trace(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.driver_connection.raw.set_trace_callback(statements.append)
+
+    engine = session_factory.kw["bind"]
+    event.listen(engine.sync_engine.pool, "checkout", trace)
+    try:
+        await append(uow_factory, draft(ann, bob, "a"), draft(bob, ann, "b"), draft(ann, bob, "c"))
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", trace)
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert any("INTO messages" in s for s in writes)
+    assert any(s.startswith("UPDATE conversations SET last_pos") for s in writes)
+    assert not [s for s in writes if "conversation_members" in s]
+    async with uow_factory() as uow:
+        (anns,) = await uow.conversations.summaries(ann, before=None, limit=10)
+    assert anns.last_message.body == "c"
+    assert anns.state.last_seq == 5
 
 
 # --- contacts through append -------------------------------------------------------------------

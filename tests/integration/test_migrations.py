@@ -58,9 +58,13 @@ async def schema_drift(url: str) -> list[Any]:
 
 
 def test_history_is_one_linear_chain_starting_at_0001() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     script = ScriptDirectory.from_config(alembic_config())
-    assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [("0002", "0001"), ("0001", None)]
+    assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [
+        ("0003", "0002"),
+        ("0002", "0001"),
+        ("0001", None),
+    ]
 
 
 async def test_stairway_upgrade_downgrade_upgrade(database_url: str) -> None:
@@ -99,7 +103,7 @@ async def test_messaging_revision_upgrades_and_downgrades_over_existing_accounts
     finally:
         await engine.dispose()
 
-    await upgrade(database_url)
+    await upgrade(database_url, "0002")
     assert await table_names(database_url) == TABLES | {"alembic_version"}
     assert await current_revision(database_url) == "0002"
 
@@ -110,6 +114,67 @@ async def test_messaging_revision_upgrades_and_downgrades_over_existing_accounts
     try:
         async with engine.connect() as conn:
             assert (await conn.execute(select(orm.users.c.name))).scalars().all() == ["Ann"]
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0003_moves_the_last_visible_message_and_back(database_url: str) -> None:
+    """At 0002 each member row held the last message its user sees; 0003 keeps the conversation's
+    last shared message and each member's last withheld one, and the downgrade rebuilds the first."""
+    await upgrade(database_url, "0002")
+    engine = create_engine(database_url)
+
+    async def run(*statements: str) -> list[Any]:
+        async with engine.begin() as conn:
+            result = None
+            for statement in statements:
+                result = await conn.exec_driver_sql(statement)
+            return list(result.all()) if result is not None and result.returns_rows else []
+
+    try:
+        for n, name in ((1, "ann"), (2, "bob"), (3, "cid")):
+            await run(
+                "INSERT INTO users (id, name, name_key, email, email_key, phone_number, password_hash, created_at)"  # noqa: S608 - constants
+                f" VALUES ({n}, '{name}', '{name}', '{name}@example.com', '{name}@example.com', '+1415555000{n}',"
+                " 'x', '2026-11-24 00:00:00')"
+            )
+        # Ann-Bob: shared 1, 2, then Ann's withheld 3. Ann-Cid: only Cid's withheld 4.
+        for pos, low, high, seq, sender, recipient, withheld in (
+            (1, 1, 2, 1, 1, 2, False),
+            (2, 1, 2, 2, 2, 1, False),
+            (3, 1, 2, 3, 1, 2, True),
+            (4, 1, 3, 1, 3, 1, True),
+        ):
+            await run(
+                "INSERT INTO messages (pos, id, low_id, high_id, seq, sender_id, recipient_id, body, client_msg_id,"  # noqa: S608 - constants
+                f" created_at, withheld) VALUES ({pos}, 'm{pos}', {low}, {high}, {seq}, {sender}, {recipient},"
+                f" 'b', 'c{pos}', '2026-11-24 00:00:00', {str(withheld).lower()})"
+            )
+        await run(
+            "INSERT INTO conversations (low_id, high_id, last_seq) VALUES (1, 2, 3), (1, 3, 1)",
+            "INSERT INTO conversation_members (user_id, peer_id, has_sent, last_message_pos)"
+            " VALUES (1, 2, true, 3), (2, 1, true, 2), (1, 3, false, NULL), (3, 1, false, 4)",
+        )
+
+        await upgrade(database_url)
+        assert await run("SELECT low_id, high_id, last_pos FROM conversations ORDER BY 1, 2") == [
+            (1, 2, 2),
+            (1, 3, None),
+        ]
+        assert await run("SELECT user_id, peer_id, last_withheld_pos FROM conversation_members ORDER BY 1, 2") == [
+            (1, 2, 3),
+            (1, 3, None),
+            (2, 1, None),
+            (3, 1, 4),
+        ]
+
+        await downgrade(database_url, "0002")
+        assert await run("SELECT user_id, peer_id, last_message_pos FROM conversation_members ORDER BY 1, 2") == [
+            (1, 2, 3),
+            (1, 3, None),
+            (2, 1, 2),
+            (3, 1, 4),
+        ]
     finally:
         await engine.dispose()
 
@@ -137,7 +202,7 @@ async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
 
 async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
     assert await current_revision(database_url) is None
-    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0002: run `p2p-chat migrate`") as caught:
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0003: run `p2p-chat migrate`") as caught:
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()
@@ -206,7 +271,6 @@ async def test_constraint_and_index_names_follow_the_naming_convention(migrated_
             "pk_conversation_members",
             "fk_conversation_members_user_id",
             "fk_conversation_members_peer_id",
-            "ix_conversation_members_user_id_last_message_pos",
         },
     }
 
@@ -235,7 +299,8 @@ async def test_postgres_column_types(migrated_url: str) -> None:
         ("messages", "pos"),
         ("messages", "sender_id"),
         ("conversations", "high_id"),
-        ("conversation_members", "last_message_pos"),
+        ("conversations", "last_pos"),
+        ("conversation_members", "last_withheld_pos"),
     ]:
         assert type(cols[key]["type"]).__name__ == "BIGINT", key
     for key in [
