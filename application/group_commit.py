@@ -73,6 +73,7 @@ class GroupCommit:
         self._max_batch = max_batch
         self._queue: deque[_Entry[Any, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.transactions = 0  # committed transactions, for tests and benchmarks
 
     async def submit(self, step: Step[I, R], item: I) -> R:
@@ -82,10 +83,14 @@ class GroupCommit:
     def enqueue(self, step: Step[I, R], item: I) -> asyncio.Future[R]:
         """Queue ``item`` for the next transaction: a future of its result once committed (or of
         its error). Cancelling the future before its batch starts leaves the item unwritten."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # Remembered: asking asyncio for the running loop costs a getpid() system call (3.11).
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name="group-commit")
+            self._worker = loop.create_task(self._work(), name="group-commit")
         return future
 
     async def _work(self) -> None:

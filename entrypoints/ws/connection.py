@@ -111,6 +111,7 @@ class Connection:
 
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket = socket
+        self._loop = asyncio.get_running_loop()  # remembered: asking for it costs a getpid() (3.11)
         self._services = services
         self._principal = principal
         self._connection_id = connection_id
@@ -293,7 +294,7 @@ class Connection:
 
     def _wake_writer(self) -> None:
         if self._started and self._outbox and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._write_loop())
+            self._writer = self._loop.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         """Write queued frames in order, then end (the next queued frame starts a new writer)."""
@@ -350,7 +351,7 @@ class Connection:
         self._send_now(text)
         if batch.more and batch.messages:
             self._settled_meanwhile = set()
-            self._prefetch = asyncio.create_task(self._fetch_batch([m.id for m in batch.messages]))
+            self._prefetch = self._loop.create_task(self._fetch_batch([m.id for m in batch.messages]))
 
     async def _fetch_batch(self, excluding: list[str] | tuple[()]) -> tuple[Batch, str]:
         return self._encoded(await self._services.pending_for(self.user_id, excluding=excluding))
@@ -438,7 +439,7 @@ class Connection:
             # are queued for writing in the order read, so seqs keep that order, and answered in
             # that order, so messageAcks and errors are too.
             while len(self._pipeline) >= MAX_PIPELINED_SENDS:
-                self._room = asyncio.get_running_loop().create_future()
+                self._room = self._loop.create_future()
                 self._receiving = True  # a requested close interrupts this wait, as a read's
                 try:
                     await self._room
@@ -447,7 +448,7 @@ class Connection:
             request, written = self._begin(frame)
             self._pipeline.append((frame, request, written))
             if self._answerer is None or self._answerer.done():
-                self._answerer = asyncio.create_task(self._answer_pipeline())
+                self._answerer = self._loop.create_task(self._answer_pipeline())
             return
         await self._pipeline_answered()  # any other frame: once the frames read before it are answered
         await self._answer(frame)

@@ -302,6 +302,21 @@ async def test_a_lone_write_goes_through_at_once_and_the_worker_ends() -> None:
     assert step.batches == [[(1, 2)], [(3, 4)]]
 
 
+def test_one_group_commit_serves_a_later_event_loop_once_the_first_closed() -> None:
+    """It remembers its loop (asking asyncio each time costs a system call), and takes the running
+    one again when the remembered loop has closed (a process's second ``asyncio.run``)."""
+    store = InMemoryStore()
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+
+    async def write(item: tuple[int, int]) -> tuple[str, bool]:
+        future = writes.enqueue(step, item)
+        return await future, future.get_loop() is asyncio.get_running_loop()
+
+    assert asyncio.run(write((1, 2))) == ("1->2", True)
+    assert asyncio.run(write((3, 4))) == ("3->4", True)
+    assert store.data.blocks == {(1, 2), (3, 4)}
+
+
 async def test_a_cancelled_worker_cancels_whoever_still_waits() -> None:
     store = InMemoryStore()
     gate = store.commit_gate = asyncio.Event()
