@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy import engine as engine_module
 from adapters.sqlalchemy.engine import SqliteDriver, create_engine, make_sessionmaker
+from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection, WalCheckpointer, inline_creator
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.ports import StoreUnavailableError
@@ -17,9 +20,10 @@ from domain.errors import BusyError
 from tests.integration.test_message_store import add_users, draft
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 @pytest.mark.parametrize("driver", ["inline", "thread"])
@@ -116,3 +120,53 @@ async def test_sqlite_connections_are_set_up_for_a_server(tmp_path: Path, driver
         "foreign_keys": 1,
     }
     assert engine_module.SQLITE_WAL_AUTOCHECKPOINT_PAGES == 10_000
+
+
+async def _checkpointer(engine: AsyncEngine) -> WalCheckpointer | None:
+    async with engine.connect() as conn:
+        driver_connection = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver_connection, InlineSqliteConnection)
+    return driver_connection.checkpointer
+
+
+async def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait for another thread to make ``condition`` true (polled; fails after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the checkpoint thread did not get there in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_inline_sqlite_checkpoints_the_log_in_a_thread_after_commits_and_stops_with_the_engine(
+    tmp_path: Path,
+) -> None:
+    """The write-ahead log is copied into the database file by a thread of the connection's own,
+    after commits, not inside the event loop's commits; the thread ends when the pool closes."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        checkpointer = await _checkpointer(engine)
+        assert checkpointer is not None
+        assert checkpointer.running
+        before = checkpointer.passes
+        sessions = make_sessionmaker(engine)
+        ann, bob = await add_users(lambda: SqlAlchemyUnitOfWork(sessions), "Ann", "Bob")
+        async with SqlAlchemyUnitOfWork(sessions) as tx:
+            await tx.conversations.append([draft(ann, bob)])
+            await tx.commit()
+        await _eventually(lambda: checkpointer.passes > before and checkpointer.last is not None)
+        # Nothing wrote since: the pass copied every page of the log.
+        await _eventually(lambda: checkpointer.last is not None and checkpointer.last[1] == checkpointer.last[2] > 0)
+    finally:
+        await engine.dispose()
+    assert not checkpointer.running
+
+
+async def test_an_in_memory_sqlite_database_has_no_checkpoint_thread() -> None:
+    connection = await inline_creator(":memory:")()
+    try:
+        assert isinstance(connection, InlineSqliteConnection)
+        assert connection.checkpointer is None
+    finally:
+        await connection.close()
