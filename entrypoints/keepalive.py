@@ -20,7 +20,7 @@ import asyncio
 import logging
 import math
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -93,6 +93,48 @@ class Wheel:
 _wheels: weakref.WeakKeyDictionary[ServerState, Wheel] = weakref.WeakKeyDictionary()
 
 
+class CorkedTransport:
+    """A connection's transport whose writes within one turn of the event loop leave together, in
+    one system call, at the end of that turn (a write costs a system call whatever its size; under
+    load a connection is written several frames a turn: the acks of a committed batch, messages,
+    receipts). Everything the protocol writes goes through it, so the order of frames holds, and
+    closing sends what is pending first. Flow control is unchanged: the transport pauses the
+    protocol when its buffer fills, one turn later at most."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class KeepaliveProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with its keepalive timers replaced by a shared wheel."""
 
@@ -113,6 +155,9 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
             if wheel is None:  # a server's protocols all run on its loop, with its one interval
                 wheel = _wheels[server_state] = Wheel(self.loop, min(0.25, self._interval / 10))
             self._wheel = wheel
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(cast("asyncio.Transport", CorkedTransport(transport, self.loop)))
 
     def start_keepalive(self) -> None:
         if self._wheel is not None:

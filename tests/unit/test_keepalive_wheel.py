@@ -12,7 +12,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from entrypoints.keepalive import PING_FRAME, KeepaliveProtocol, Wheel
+from entrypoints.keepalive import PING_FRAME, CorkedTransport, KeepaliveProtocol, Wheel
 
 
 class Seen(list[tuple[str, float]]):
@@ -256,3 +256,70 @@ def test_unsolicited_pongs_and_closing_connections() -> None:
     assert q.slot is None
     loop.run_until(300.0)
     assert other.written == []
+
+
+# -- writes corked per turn of the loop -----------------------------------------------------------
+
+
+class TurnLoop(FakeLoop):
+    """A fake loop whose ``call_soon`` callbacks run when the test ends the turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.soon: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> object:
+        self.soon.append(callback)
+        return object()
+
+    def end_turn(self) -> None:
+        callbacks, self.soon = self.soon, []
+        for callback in callbacks:
+            callback()
+
+
+def test_writes_within_one_turn_leave_in_one_write_in_order() -> None:
+    loop, transport = TurnLoop(), FakeTransport()
+    corked = CorkedTransport(transport, cast("Any", loop))
+    corked.write(b"a")
+    corked.write(b"b")
+    corked.write(b"c")
+    assert transport.written == []
+    assert len(loop.soon) == 1  # one flush per turn, however many writes
+    loop.end_turn()
+    assert transport.written == [b"abc"]
+    corked.write(b"d")
+    loop.end_turn()
+    assert transport.written == [b"abc", b"d"]
+    loop.end_turn()
+    assert transport.written == [b"abc", b"d"]  # nothing pending, nothing written
+
+
+def test_closing_sends_what_is_pending_first_and_nothing_after() -> None:
+    loop, transport = TurnLoop(), FakeTransport()
+    corked = CorkedTransport(transport, cast("Any", loop))
+    corked.write(b"last message")
+    corked.write(b"close frame")
+    corked.close()
+    assert transport.written == [b"last messageclose frame"]
+    assert transport.closed
+    assert corked.is_closing()
+    corked.write(b"too late")
+    loop.end_turn()
+    assert transport.written == [b"last messageclose frame"]
+
+
+def test_the_protocol_writes_through_a_corked_transport() -> None:
+    loop = TurnLoop()
+    config = Config(_no_app, ws=KeepaliveProtocol, ws_ping_interval=20.0, ws_ping_timeout=20.0)
+    config.load()
+    made = KeepaliveProtocol(config, ServerState(), {}, _loop=cast("Any", loop))
+    made.connection_made(cast("Any", SocketTransport()))
+    written_through: Any = made.transport
+    assert isinstance(written_through, CorkedTransport)
+    assert made.client == ("127.0.0.1", 50000)  # the rest of the transport is the real one's
+
+
+class SocketTransport(FakeTransport):
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
