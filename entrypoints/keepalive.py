@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
 
+CORK_BYTES = 8192  # a write at least this large leaves at once
+
 log = logging.getLogger(__name__)
 
 
@@ -97,9 +99,10 @@ class CorkedTransport:
     """A connection's transport whose writes within one turn of the event loop leave together, in
     one system call, at the end of that turn (a write costs a system call whatever its size; under
     load a connection is written several frames a turn: the acks of a committed batch, messages,
-    receipts). Everything the protocol writes goes through it, so the order of frames holds, and
-    closing sends what is pending first. Flow control is unchanged: the transport pauses the
-    protocol when its buffer fills, one turn later at most."""
+    receipts). A large write (``CORK_BYTES``) leaves at once, with what is pending before it.
+    Everything the protocol writes goes through it, so the order of frames holds, and closing
+    sends what is pending first. Flow control is unchanged: the transport pauses the protocol when
+    its buffer fills, one turn later at most."""
 
     __slots__ = ("_loop", "_pending", "_transport")
 
@@ -109,11 +112,17 @@ class CorkedTransport:
         self._pending: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
-        if self._pending is None:
+        pending = self._pending
+        if len(data) >= CORK_BYTES:
+            # Nothing to gain by waiting (and the turn may go on for a while: an offline batch is
+            # followed by reading the next one): out now, after what is pending.
+            self._pending = None
+            self._transport.write(b"".join((*pending, data)) if pending else data)
+        elif pending is None:
             self._pending = [data]
             self._loop.call_soon(self.flush)
         else:
-            self._pending.append(data)
+            pending.append(data)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, None

@@ -12,7 +12,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from entrypoints.keepalive import PING_FRAME, CorkedTransport, KeepaliveProtocol, Wheel
+from entrypoints.keepalive import CORK_BYTES, PING_FRAME, CorkedTransport, KeepaliveProtocol, Wheel
 
 
 class Seen(list[tuple[str, float]]):
@@ -293,6 +293,21 @@ def test_writes_within_one_turn_leave_in_one_write_in_order() -> None:
     assert transport.written == [b"abc", b"d"]
     loop.end_turn()
     assert transport.written == [b"abc", b"d"]  # nothing pending, nothing written
+
+
+def test_a_large_write_leaves_at_once_after_what_is_pending() -> None:
+    """An offline batch is not held back behind the rest of the turn (reading the next batch)."""
+    loop, transport = TurnLoop(), FakeTransport()
+    corked = CorkedTransport(transport, cast("Any", loop))
+    large = b"x" * CORK_BYTES
+    corked.write(large)
+    assert transport.written == [large]
+    corked.write(b"ack")
+    corked.write(large)
+    assert transport.written == [large, b"ack" + large]
+    corked.write(b"later")
+    loop.end_turn()  # the flush of the earlier turn's write finds nothing; this one goes out
+    assert transport.written == [large, b"ack" + large, b"later"]
 
 
 def test_closing_sends_what_is_pending_first_and_nothing_after() -> None:
