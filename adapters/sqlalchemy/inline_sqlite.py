@@ -9,7 +9,8 @@ coroutines call :mod:`sqlite3` directly, so a statement costs what SQLite costs.
 
 The price: while SQLite works, the event loop waits. That is why this is only for SQLite with
 short, indexed statements, a single pooled connection (no lock waits inside the process) and
-``synchronous=NORMAL`` in WAL mode (no fsync on commit; checkpoints are small). If another
+``synchronous=NORMAL`` in WAL mode (no fsync on commit; the log is copied back into the database
+file by a thread of the connection's own, :class:`WalCheckpointer`). If another
 process holds the write lock (``p2p-chat migrate``, a second server on the same file), a
 transaction's first write waits for it inside SQLite for up to the busy timeout. Operators who
 would rather pay the hops choose ``CHAT_SQLITE_DRIVER=thread`` (aiosqlite as it comes).
