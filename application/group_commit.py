@@ -87,6 +87,7 @@ class GroupCommit:
         if loop is None or loop.is_closed():
             # Remembered: asking asyncio for the running loop costs a getpid() system call (3.11).
             loop = self._loop = asyncio.get_running_loop()
+            self._worker = None  # a worker of the closed loop will never run again
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():

@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from uvicorn.config import Config
     from uvicorn.server import ServerState
     from websockets.frames import Frame
 
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
 
-CORK_BYTES = 8192  # a write at least this large leaves at once
+CORK_BYTES = 8192  # pending writes leave at once when they reach this size
 
 log = logging.getLogger(__name__)
 
@@ -96,48 +98,61 @@ _wheels: weakref.WeakKeyDictionary[ServerState, Wheel] = weakref.WeakKeyDictiona
 
 
 class CorkedTransport:
-    """A connection's transport whose writes within one turn of the event loop leave together, in
-    one system call, at the end of that turn (a write costs a system call whatever its size; under
-    load a connection is written several frames a turn: the acks of a committed batch, messages,
-    receipts). A large write (``CORK_BYTES``) leaves at once, with what is pending before it.
-    Everything the protocol writes goes through it, so the order of frames holds, and closing
-    sends what is pending first. Flow control is unchanged: the transport pauses the protocol when
-    its buffer fills, one turn later at most."""
+    """A connection's transport whose small writes within one turn of the event loop leave
+    together, in one system call (a write costs a system call whatever its size; under load a
+    connection is written several frames a turn: the acks of a committed batch, messages,
+    receipts). They go out at the loop's next iteration, or at once when ``CORK_BYTES`` are
+    pending, so the transport's flow control (it pauses the protocol when its buffer is full) is
+    late by at most that many bytes, and a large frame (an offline batch) is not held behind the
+    rest of the turn. Everything the protocol writes goes through here, so frames keep their
+    order; closing sends what is pending first."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_loop", "_pending", "_size", "_transport")
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] | None = None
+        self._size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = data if type(data) is bytes else bytes(data)  # the caller may reuse its buffer
         pending = self._pending
-        if len(data) >= CORK_BYTES:
-            # Nothing to gain by waiting (and the turn may go on for a while: an offline batch is
-            # followed by reading the next one): out now, after what is pending.
-            self._pending = None
-            self._transport.write(b"".join((*pending, data)) if pending else data)
-        elif pending is None:
-            self._pending = [data]
+        if pending is None:
+            if len(chunk) >= CORK_BYTES:
+                self._transport.write(chunk)
+                return
+            self._pending, self._size = [chunk], len(chunk)
             self._loop.call_soon(self.flush)
-        else:
-            pending.append(data)
+            return
+        pending.append(chunk)
+        self._size += len(chunk)
+        if self._size >= CORK_BYTES:
+            self.flush()
+
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(lines))
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, None
+        pending, self._pending, self._size = self._pending, None, 0
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()  # type: ignore[no-any-return]
 
-    def close(self) -> None:
+    def write_eof(self) -> None:
         self.flush()
-        self._transport.close()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._transport.close()
 
     def abort(self) -> None:
-        self._pending = None
+        self._pending, self._size = None, 0
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:

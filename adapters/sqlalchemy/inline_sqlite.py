@@ -18,6 +18,7 @@ would rather pay the hops choose ``CHAT_SQLITE_DRIVER=thread`` (aiosqlite as it 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -28,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 log = logging.getLogger("p2p_chat.sqlite")
 
 CHECKPOINT_INTERVAL_S = 0.1
-CHECKPOINT_STOP_TIMEOUT_S = 5.0
+CHECKPOINT_STOP_TIMEOUT_S = 1.0
 
 if TYPE_CHECKING:
     import asyncio
@@ -146,6 +147,7 @@ class WalCheckpointer:
         self._interval_s = interval_s
         self._written = threading.Event()
         self._stopping = threading.Event()
+        self._connection: sqlite3.Connection | None = None
         self.passes = 0  # checkpoints run, and the last one's (busy, log pages, pages copied): for tests
         self.last: tuple[int, int, int] | None = None
         self._thread = threading.Thread(target=self._run, name="sqlite-wal-checkpoint", daemon=True)
@@ -157,7 +159,7 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         try:
-            connection = sqlite3.connect(self._database, isolation_level=None)
+            connection = self._connection = sqlite3.connect(self._database, isolation_level=None)
         except sqlite3.Error:
             log.exception("the WAL checkpoint thread could not open %s; commits will checkpoint", self._database)
             return
@@ -170,7 +172,8 @@ class WalCheckpointer:
                 try:
                     self.last = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # e.g. the file went away; the writer still checkpoints
-                    log.warning("WAL checkpoint failed: %s", exc)
+                    if not self._stopping.is_set():  # not just interrupted by stop()
+                        log.warning("WAL checkpoint failed: %s", exc)
                 else:
                     self.passes += 1
                 if self._stopping.wait(self._interval_s):
@@ -183,10 +186,16 @@ class WalCheckpointer:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop after the checkpoint under way, if any."""
+        """Stop, interrupting a checkpoint under way (called on the event loop: it must not wait
+        for a pass over a large log)."""
         self._stopping.set()
         self._written.set()
-        self._thread.join(timeout=CHECKPOINT_STOP_TIMEOUT_S)
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(sqlite3.Error):  # already closed by the thread: nothing to interrupt
+                connection.interrupt()  # safe from another thread; a pass cut short loses nothing
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=CHECKPOINT_STOP_TIMEOUT_S)
 
 
 class InlineSqliteConnection:
@@ -236,11 +245,13 @@ class InlineSqliteConnection:
 
     def stop(self) -> None:
         connection, self._conn = self._conn, None
-        if connection is not None:
-            connection.close()
         checkpointer, self.checkpointer = self.checkpointer, None
-        if checkpointer is not None:
-            checkpointer.stop()
+        try:
+            if connection is not None:
+                connection.close()
+        finally:
+            if checkpointer is not None:
+                checkpointer.stop()
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._live().create_function(*args, **kwargs)

@@ -263,9 +263,21 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         last_pos = case((own > shared, own), else_=shared)
         low = case((me.c.user_id < me.c.peer_id, me.c.user_id), else_=me.c.peer_id)
         high = case((me.c.user_id < me.c.peer_id, me.c.peer_id), else_=me.c.user_id)
-        # Both subqueries correlate with the outer row (``me`` and the last message).
+        # First the page (the user's conversations sorted by that position, cut at ``limit``),
+        # then the per-conversation counts for that page only: computed before the cut they would
+        # cost the user's whole inbox on every page.
+        page = (
+            select(me.c.peer_id, me.c.read_seq, conversations.c.last_seq, last_pos.label("pos"))
+            .select_from(me.join(conversations, and_(conversations.c.low_id == low, conversations.c.high_id == high)))
+            .where(me.c.user_id == user_id, last_pos > 0)
+            .order_by(last_pos.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            page = page.where(last_pos < _cursor_pos(before))
+        latest = page.subquery("latest")
         peer_read_seq = (
-            select(peer.c.read_seq).where(peer.c.user_id == me.c.peer_id, peer.c.peer_id == me.c.user_id)
+            select(peer.c.read_seq).where(peer.c.user_id == latest.c.peer_id, peer.c.peer_id == user_id)
         ).scalar_subquery()
         unread = (
             select(func.count())
@@ -273,32 +285,24 @@ class SqlAlchemyConversationRepository(ConversationRepository):
             .where(
                 other.c.low_id == messages.c.low_id,
                 other.c.high_id == messages.c.high_id,
-                other.c.recipient_id == me.c.user_id,
+                other.c.recipient_id == user_id,
                 ~other.c.withheld,
-                other.c.seq > me.c.read_seq,
+                other.c.seq > latest.c.read_seq,
             )
         ).scalar_subquery()
         stmt = (
             select(
                 *MESSAGE_COLUMNS,
-                me.c.peer_id,
-                me.c.read_seq,
+                latest.c.peer_id,
+                latest.c.read_seq,
                 messages.c.pos,
-                conversations.c.last_seq,
+                latest.c.last_seq,
                 func.coalesce(peer_read_seq, 0).label("peer_read_seq"),
                 unread.label("unread_count"),
             )
-            .select_from(
-                me.join(conversations, and_(conversations.c.low_id == low, conversations.c.high_id == high)).join(
-                    messages, messages.c.pos == last_pos
-                )
-            )
-            .where(me.c.user_id == user_id)
+            .select_from(latest.join(messages, messages.c.pos == latest.c.pos))
             .order_by(messages.c.pos.desc())
-            .limit(limit)
         )
-        if before is not None:
-            stmt = stmt.where(messages.c.pos < _cursor_pos(before))
         rows = (await self._session.execute(stmt)).all()
         return [
             ConversationSummary(

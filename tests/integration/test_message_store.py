@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.sqlalchemy import hot_sql
+from adapters.sqlalchemy.memo import StoreMemo
 from adapters.sqlalchemy.orm import blocks, contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.events import Event
@@ -521,19 +522,24 @@ async def test_a_steady_conversation_writes_no_member_rows(uow_factory: UowFacto
         dbapi_connection.driver_connection.raw.set_trace_callback(statements.append)
 
     engine = session_factory.kw["bind"]
+    restarted = StoreMemo()  # a process that knows nothing yet reads the member rows: no writes either
     event.listen(engine.sync_engine.pool, "checkout", trace)
     try:
         await append(uow_factory, draft(ann, bob, "a"), draft(bob, ann, "b"), draft(ann, bob, "c"))
+        await append(lambda: SqlAlchemyUnitOfWork(session_factory, restarted), draft(bob, ann, "d"))
     finally:
         event.remove(engine.sync_engine.pool, "checkout", trace)
+        async with engine.connect() as conn:  # leave the pooled connection untraced
+            (await conn.get_raw_connection()).driver_connection.raw.set_trace_callback(None)
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
-    assert any("INTO messages" in s for s in writes)
+    assert sum("INTO messages" in s for s in writes) == 4
     assert any(s.startswith("UPDATE conversations SET last_pos") for s in writes)
     assert not [s for s in writes if "conversation_members" in s]
+    assert any(s.lstrip().upper().startswith("SELECT") and "conversation_members" in s for s in statements)
     async with uow_factory() as uow:
         (anns,) = await uow.conversations.summaries(ann, before=None, limit=10)
-    assert anns.last_message.body == "c"
-    assert anns.state.last_seq == 5
+    assert anns.last_message.body == "d"
+    assert anns.state.last_seq == 6
 
 
 # --- contacts through append -------------------------------------------------------------------

@@ -310,6 +310,30 @@ def test_a_large_write_leaves_at_once_after_what_is_pending() -> None:
     assert transport.written == [large, b"ack" + large, b"later"]
 
 
+def test_small_writes_leave_once_they_add_up_so_flow_control_sees_them() -> None:
+    """A writer that queues frames faster than one turn (a whole outbox) hands them to the
+    transport every ``CORK_BYTES``, so its buffer fills and it can pause the protocol as before."""
+    loop, transport = TurnLoop(), FakeTransport()
+    corked = CorkedTransport(transport, cast("Any", loop))
+    frame = b"f" * 1000
+    for _ in range(20):
+        corked.write(frame)
+    assert [len(w) for w in transport.written] == [CORK_BYTES // 1000 * 1000 + 1000] * 2
+    loop.end_turn()
+    assert sum(len(w) for w in transport.written) == 20 * 1000
+
+
+def test_a_reused_buffer_and_writelines_keep_what_was_written_in_order() -> None:
+    loop, transport = TurnLoop(), FakeTransport()
+    corked = CorkedTransport(transport, cast("Any", loop))
+    buffer = bytearray(b"one")
+    corked.write(buffer)
+    buffer[:] = b"two"  # asyncio's transports copy; so must this one
+    corked.writelines([b"-", bytes(buffer)])
+    loop.end_turn()
+    assert transport.written == [b"one-two"]
+
+
 def test_closing_sends_what_is_pending_first_and_nothing_after() -> None:
     loop, transport = TurnLoop(), FakeTransport()
     corked = CorkedTransport(transport, cast("Any", loop))
