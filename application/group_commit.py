@@ -87,7 +87,10 @@ class GroupCommit:
         if loop is None or loop.is_closed():
             # Remembered: asking asyncio for the running loop costs a getpid() system call (3.11).
             loop = self._loop = asyncio.get_running_loop()
-            self._worker = None  # a worker of the closed loop will never run again
+            # What a closed loop left (a worker that will never run again, callers that can never
+            # be answered) is dropped: their writes were not made, and no one waits for them.
+            self._worker = None
+            self._queue.clear()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():

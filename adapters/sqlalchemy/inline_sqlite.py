@@ -22,6 +22,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -30,6 +31,7 @@ log = logging.getLogger("p2p_chat.sqlite")
 
 CHECKPOINT_INTERVAL_S = 0.1
 CHECKPOINT_STOP_TIMEOUT_S = 1.0
+CHECKPOINT_STOP_POLL_S = 0.005
 
 if TYPE_CHECKING:
     import asyncio
@@ -190,12 +192,17 @@ class WalCheckpointer:
         for a pass over a large log)."""
         self._stopping.set()
         self._written.set()
-        connection = self._connection
-        if connection is not None:
-            with contextlib.suppress(sqlite3.Error):  # already closed by the thread: nothing to interrupt
-                connection.interrupt()  # safe from another thread; a pass cut short loses nothing
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=CHECKPOINT_STOP_TIMEOUT_S)
+        if threading.current_thread() is self._thread:
+            return
+        deadline = time.monotonic() + CHECKPOINT_STOP_TIMEOUT_S
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            # Again and again: an interrupt that comes just before a pass starts is forgotten by
+            # SQLite. Safe from another thread; a pass cut short loses nothing.
+            connection = self._connection
+            if connection is not None:
+                with contextlib.suppress(sqlite3.Error):  # already closed by the thread
+                    connection.interrupt()
+            self._thread.join(CHECKPOINT_STOP_POLL_S)
 
 
 class InlineSqliteConnection:

@@ -317,6 +317,31 @@ def test_one_group_commit_serves_a_later_event_loop_once_the_first_closed() -> N
     assert store.data.blocks == {(1, 2), (3, 4)}
 
 
+def test_what_a_closed_loop_left_queued_is_dropped_and_the_next_loop_is_served() -> None:
+    """A loop closed while its batch hung leaves a worker that never runs again and callers that
+    can never be answered: the next loop's callers are served alone, and the leftovers are not
+    written (nobody could be told)."""
+    store = InMemoryStore()
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+    old = asyncio.new_event_loop()
+
+    async def leave_behind() -> None:
+        store.commit_gate = asyncio.Event()  # never set: the batch waits in its commit for ever
+        hung = writes.enqueue(step, (1, 2))
+        await settle()
+        behind = writes.enqueue(step, (3, 4))  # queued behind the hung batch
+        assert not hung.done()
+        assert not behind.done()
+
+    old.run_until_complete(leave_behind())
+    old.close()
+    store.commit_gate = None
+
+    assert asyncio.run(writes.submit(step, (5, 6))) == "5->6"
+    assert store.data.blocks == {(5, 6)}
+    assert step.batches == [[(1, 2)], [(5, 6)]]
+
+
 async def test_a_cancelled_worker_cancels_whoever_still_waits() -> None:
     store = InMemoryStore()
     gate = store.commit_gate = asyncio.Event()
