@@ -12,6 +12,9 @@ once if a late pong comes after that time, and a connection that has not answere
 ``ws_ping_timeout`` is failed with 1011 — each late by at most one slot (a tenth of the interval,
 at most a quarter of a second, so that 15,000 connections' pings go out in bursts of ~190 rather
 than ~750).
+
+The same protocol writes through a :class:`CorkedTransport`: a connection's frames of one turn of
+the loop leave in one system call.
 """
 
 from __future__ import annotations

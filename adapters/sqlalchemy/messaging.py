@@ -165,16 +165,18 @@ class SqlAlchemyConversationRepository(ConversationRepository):
         for m, pair in zip(stored, pairs, strict=True):
             pos = positions[m.id]
             if m.withheld:
-                withheld[(m.sender_id, m.recipient_id)] = max(pos, withheld.get((m.sender_id, m.recipient_id), 0))
+                key = (m.sender_id, m.recipient_id)
+                withheld[key] = max(pos, withheld.get(key, 0))
             else:
                 last_visible[pair] = max(pos, last_visible.get(pair, 0))
         if last_visible:
             await driver.many(hot_sql.SET_LAST_POS, [(pos, p.low, p.high) for p, pos in last_visible.items()], 3)
-        # Only the member rows that are new or change: in a steady conversation, none.
+        # Only the member rows that are new (``existing`` has no entry: None) or change: in a
+        # steady conversation, none.
         members = [
             (u, p, has_sent.get((u, p), False), withheld.get((u, p)))
             for u, p in keys
-            if (u, p) not in existing or has_sent.get((u, p), False) != existing[(u, p)] or (u, p) in withheld
+            if existing.get((u, p)) != has_sent.get((u, p), False) or (u, p) in withheld
         ]
         if members:
             await driver.many(hot_sql.UPSERT_MEMBERS, members, 4)

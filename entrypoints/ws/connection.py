@@ -242,8 +242,7 @@ class Connection:
         if self._principal.expires_at is None:
             return
         delay = (self._principal.expires_at - self._services.clock.now()).total_seconds()
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(max(0.0, delay), self.close_soon, CLOSE_UNAUTHENTICATED, "token expired")
+        self._expiry = self._loop.call_later(max(0.0, delay), self.close_soon, CLOSE_UNAUTHENTICATED, "token expired")
 
     def _ready(self, ref: str | None = None) -> p.Ready:
         return p.Ready(

@@ -27,8 +27,9 @@ depends_on: str | tuple[str, ...] | None = None
 
 OLD_INDEX = "ix_conversation_members_user_id_last_message_pos"
 # A member row's conversation, as (low_id, high_id).
-_LOW = "CASE WHEN conversation_members.user_id < conversation_members.peer_id THEN conversation_members.user_id ELSE conversation_members.peer_id END"  # noqa: E501
-_HIGH = "CASE WHEN conversation_members.user_id < conversation_members.peer_id THEN conversation_members.peer_id ELSE conversation_members.user_id END"  # noqa: E501
+_USER_FIRST = "conversation_members.user_id < conversation_members.peer_id"
+_LOW = f"CASE WHEN {_USER_FIRST} THEN conversation_members.user_id ELSE conversation_members.peer_id END"
+_HIGH = f"CASE WHEN {_USER_FIRST} THEN conversation_members.peer_id ELSE conversation_members.user_id END"
 
 
 def upgrade() -> None:
