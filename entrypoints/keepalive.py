@@ -13,8 +13,29 @@ once if a late pong comes after that time, and a connection that has not answere
 at most a quarter of a second, so that 15,000 connections' pings go out in bursts of ~190 rather
 than ~750).
 
-The same protocol writes through a :class:`CorkedTransport`: a connection's frames of one turn of
-the loop leave in one system call.
+The same protocol writes through a :class:`entrypoints.corked.CorkedTransport`: a connection's
+frames of one turn of the loop leave in one system call.
+
+Upgrade checklist (uvicorn, ``websockets``). This subclasses a class of uvicorn's that is not
+documented as public, ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol``,
+and relies on:
+
+* its constructor ``(config, server_state, app_state, _loop)`` and the attributes it sets:
+  ``loop``, ``transport``, ``conn`` (the ``websockets`` ``ServerProtocol``), ``close_sent``,
+  ``ping_interval``, ``ping_timeout`` (from ``ws_ping_interval`` / ``ws_ping_timeout``) and
+  ``last_ping_rtt``;
+* its keepalive hooks, replaced or called here: ``start_keepalive`` (called once the handshake is
+  accepted), ``stop_keepalive`` (called when the connection is lost or shut down),
+  ``handle_pong`` (called for every pong frame, given the ``websockets`` ``Frame``) and
+  ``keepalive_timeout`` (fails the connection with 1011 and closes it);
+* ``connection_made(transport)``, which keeps the transport as ``self.transport``;
+* one ``ServerState`` per uvicorn server, shared by its connections (the wheel's key).
+
+If one of these is renamed or no longer called, the keepalive silently stops (no pings, or pings
+and no 1011). ``tests/unit/test_keepalive_wheel.py`` (the hooks exist; the wheel and the protocol on
+a fake loop: pings, re-arming, late pongs, 1011 on a missed pong, never early) and
+``tests/integration/test_ws_heartbeat.py`` (over real sockets: a silent client is closed 1011, not
+before two heartbeats; an answering one is pinged again and again and stays) must stay green.
 """
 
 from __future__ import annotations
@@ -27,16 +48,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from entrypoints.corked import CorkedTransport
 
+if TYPE_CHECKING:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
     from websockets.frames import Frame
 
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
-
-CORK_BYTES = 8192  # pending writes leave at once when they reach this size
 
 log = logging.getLogger(__name__)
 
@@ -98,68 +117,6 @@ class Wheel:
 
 
 _wheels: weakref.WeakKeyDictionary[ServerState, Wheel] = weakref.WeakKeyDictionary()
-
-
-class CorkedTransport:
-    """A connection's transport whose small writes within one turn of the event loop leave
-    together, in one system call (a write costs a system call whatever its size; under load a
-    connection is written several frames a turn: the acks of a committed batch, messages,
-    receipts). They go out at the loop's next iteration, or at once when ``CORK_BYTES`` are
-    pending, so the transport's flow control (it pauses the protocol when its buffer is full) is
-    late by at most that many bytes, and a large frame (an offline batch) is not held behind the
-    rest of the turn. Everything the protocol writes goes through here, so frames keep their
-    order; closing sends what is pending first."""
-
-    __slots__ = ("_loop", "_pending", "_size", "_transport")
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
-        self._size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        chunk = data if type(data) is bytes else bytes(data)  # the caller may reuse its buffer
-        pending = self._pending
-        if pending is None:
-            if len(chunk) >= CORK_BYTES:
-                self._transport.write(chunk)
-                return
-            self._pending, self._size = [chunk], len(chunk)
-            self._loop.call_soon(self.flush)
-            return
-        pending.append(chunk)
-        self._size += len(chunk)
-        if self._size >= CORK_BYTES:
-            self.flush()
-
-    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
-        self.write(b"".join(lines))
-
-    def flush(self) -> None:
-        pending, self._pending, self._size = self._pending, None, 0
-        if pending and not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()  # type: ignore[no-any-return]
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._transport.close()
-
-    def abort(self) -> None:
-        self._pending, self._size = None, 0
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class KeepaliveProtocol(WebSocketsSansIOProtocol):

@@ -1,6 +1,7 @@
 """The keepalive (entrypoints/keepalive.py) on a fake loop: the wheel serves each deadline once, in
 its slot, never early and at most one slot late, with one timer; the protocol pings, re-arms on a
-pong and fails a connection that does not answer with 1011, as uvicorn's own keepalive does."""
+pong and fails a connection that does not answer with 1011, as uvicorn's own keepalive does, and
+writes through a corked transport (whose own tests are in test_corked_transport.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from entrypoints.keepalive import CORK_BYTES, PING_FRAME, CorkedTransport, KeepaliveProtocol, Wheel
+from entrypoints.corked import CorkedTransport
+from entrypoints.keepalive import PING_FRAME, KeepaliveProtocol, Wheel
 
 
 class Seen(list[tuple[str, float]]):
@@ -258,98 +261,25 @@ def test_unsolicited_pongs_and_closing_connections() -> None:
     assert other.written == []
 
 
-# -- writes corked per turn of the loop -----------------------------------------------------------
+# -- what the protocol takes from uvicorn --------------------------------------------------------
 
 
-class TurnLoop(FakeLoop):
-    """A fake loop whose ``call_soon`` callbacks run when the test ends the turn."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.soon: list[Callable[[], None]] = []
-
-    def call_soon(self, callback: Callable[[], None]) -> object:
-        self.soon.append(callback)
-        return object()
-
-    def end_turn(self) -> None:
-        callbacks, self.soon = self.soon, []
-        for callback in callbacks:
-            callback()
-
-
-def test_writes_within_one_turn_leave_in_one_write_in_order() -> None:
-    loop, transport = TurnLoop(), FakeTransport()
-    corked = CorkedTransport(transport, cast("Any", loop))
-    corked.write(b"a")
-    corked.write(b"b")
-    corked.write(b"c")
-    assert transport.written == []
-    assert len(loop.soon) == 1  # one flush per turn, however many writes
-    loop.end_turn()
-    assert transport.written == [b"abc"]
-    corked.write(b"d")
-    loop.end_turn()
-    assert transport.written == [b"abc", b"d"]
-    loop.end_turn()
-    assert transport.written == [b"abc", b"d"]  # nothing pending, nothing written
-
-
-def test_a_large_write_leaves_at_once_after_what_is_pending() -> None:
-    """An offline batch is not held back behind the rest of the turn (reading the next batch)."""
-    loop, transport = TurnLoop(), FakeTransport()
-    corked = CorkedTransport(transport, cast("Any", loop))
-    large = b"x" * CORK_BYTES
-    corked.write(large)
-    assert transport.written == [large]
-    corked.write(b"ack")
-    corked.write(large)
-    assert transport.written == [large, b"ack" + large]
-    corked.write(b"later")
-    loop.end_turn()  # the flush of the earlier turn's write finds nothing; this one goes out
-    assert transport.written == [large, b"ack" + large, b"later"]
-
-
-def test_small_writes_leave_once_they_add_up_so_flow_control_sees_them() -> None:
-    """A writer that queues frames faster than one turn (a whole outbox) hands them to the
-    transport every ``CORK_BYTES``, so its buffer fills and it can pause the protocol as before."""
-    loop, transport = TurnLoop(), FakeTransport()
-    corked = CorkedTransport(transport, cast("Any", loop))
-    frame = b"f" * 1000
-    for _ in range(20):
-        corked.write(frame)
-    assert [len(w) for w in transport.written] == [CORK_BYTES // 1000 * 1000 + 1000] * 2
-    loop.end_turn()
-    assert sum(len(w) for w in transport.written) == 20 * 1000
-
-
-def test_a_reused_buffer_and_writelines_keep_what_was_written_in_order() -> None:
-    loop, transport = TurnLoop(), FakeTransport()
-    corked = CorkedTransport(transport, cast("Any", loop))
-    buffer = bytearray(b"one")
-    corked.write(buffer)
-    buffer[:] = b"two"  # asyncio's transports copy; so must this one
-    corked.writelines([b"-", bytes(buffer)])
-    loop.end_turn()
-    assert transport.written == [b"one-two"]
-
-
-def test_closing_sends_what_is_pending_first_and_nothing_after() -> None:
-    loop, transport = TurnLoop(), FakeTransport()
-    corked = CorkedTransport(transport, cast("Any", loop))
-    corked.write(b"last message")
-    corked.write(b"close frame")
-    corked.close()
-    assert transport.written == [b"last messageclose frame"]
-    assert transport.closed
-    assert corked.is_closing()
-    corked.write(b"too late")
-    loop.end_turn()
-    assert transport.written == [b"last messageclose frame"]
+def test_uvicorn_still_has_what_the_keepalive_relies_on() -> None:
+    """The upgrade checklist of entrypoints/keepalive.py: if uvicorn renames a hook or an attribute,
+    the keepalive would silently stop; this says which one is gone."""
+    hooks = ("start_keepalive", "stop_keepalive", "handle_pong", "keepalive_timeout", "connection_made")
+    missing = [name for name in hooks if not callable(getattr(WebSocketsSansIOProtocol, name, None))]
+    assert missing == [], f"uvicorn's WebSocketsSansIOProtocol no longer has {missing}"
+    loop = FakeLoop()
+    made, _ = protocol(loop, 20.0, 20.0)
+    attributes = ("loop", "transport", "conn", "close_sent", "ping_interval", "ping_timeout", "last_ping_rtt")
+    gone = [name for name in attributes if not hasattr(made, name)]
+    assert gone == [], f"uvicorn's WebSocketsSansIOProtocol no longer sets {gone}"
+    assert (made.ping_interval, made.ping_timeout) == (20.0, 20.0)
 
 
 def test_the_protocol_writes_through_a_corked_transport() -> None:
-    loop = TurnLoop()
+    loop = FakeLoop()
     config = Config(_no_app, ws=KeepaliveProtocol, ws_ping_interval=20.0, ws_ping_timeout=20.0)
     config.load()
     made = KeepaliveProtocol(config, ServerState(), {}, _loop=cast("Any", loop))
