@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
-from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection
+from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection
 from application.messaging import Send
 from bench.fixture import drop_database, fresh_database, new_secret, seed_users
 from entrypoints.container import Container
@@ -54,7 +54,7 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
             tally(args[2])
 
         # Inline SQLite runs some statements on the sqlite3 connection itself
-        # (adapters/sqlalchemy/driver.py), which SQLAlchemy does not see: there SQLite's own trace
+        # (adapters/sqlalchemy/fastpath/driver.py), which SQLAlchemy does not see: there SQLite's own trace
         # counts every statement (an executemany once per row); elsewhere SQLAlchemy's events.
         raw = await _inline_sqlite(container)
         if raw is not None:

@@ -16,7 +16,7 @@ from adapters.redis.counters import RedisAttemptCounter
 from adapters.redis.fanout import RedisFanout
 from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
-from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock

@@ -13,17 +13,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection, inline_creator, sqlalchemy_error
+from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection, inline_creator, sqlalchemy_error
 
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 SqliteDriver = Literal["inline", "thread"]
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # WAL pages (4 KiB each) after which a commit copies the log back into the database file. SQLite's
 # default, 1,000, checkpoints every few commits under load, each time rewriting the same hot index
-# pages; at 10,000 (a log of up to ~40 MiB) SQLite's own time per message fell from ~38 to ~31 µs
-# in benchmark (a) (docs/performance.md, round 4).
+# pages; at 10,000 (a log of up to ~40 MiB) those pages are copied ten times less often
+# (docs/performance.md, item 17; the checkpoint thread of adapters/sqlalchemy/fastpath/inline_sqlite.py
+# copies the rest between commits).
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
-MIN_SQLITE = (3, 35, 0)  # RETURNING (adapters/sqlalchemy/hot_sql.py)
+MIN_SQLITE = (3, 35, 0)  # RETURNING (adapters/sqlalchemy/fastpath/hot_sql.py)
 
 
 def is_sqlite(url: str) -> bool:
@@ -45,7 +46,7 @@ def create_engine(
     echo: bool = False,
 ) -> AsyncEngine:
     """``sqlite_driver``: ``inline`` runs SQLite on the event loop's thread
-    (:mod:`adapters.sqlalchemy.inline_sqlite`), ``thread`` in aiosqlite's worker thread."""
+    (:mod:`adapters.sqlalchemy.fastpath.inline_sqlite`), ``thread`` in aiosqlite's worker thread."""
     if not is_sqlite(url):
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
     if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -75,10 +76,10 @@ def create_engine(
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # Straight to SQLite: through ``exec_driver_sql`` SQLAlchemy's statement machinery cost
-        # ~0.09 ms per transaction, many times the statement. Errors come out as SQLAlchemy's (a
-        # busy database is an OperationalError to the unit of work; a dead connection is
-        # invalidated).
+        # Straight to SQLite (part of the fast path, adapters/sqlalchemy/fastpath/): through
+        # ``exec_driver_sql`` SQLAlchemy's statement machinery costs many times the statement
+        # (docs/performance.md, item 16). Errors come out as SQLAlchemy's (a busy database is an
+        # OperationalError to the unit of work; a dead connection is invalidated).
         driver_connection = connection.connection.driver_connection
         if isinstance(driver_connection, InlineSqliteConnection):
             try:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.sqlalchemy import hot_sql
-from adapters.sqlalchemy.driver import Driver
+from adapters.sqlalchemy.fastpath import hot_sql
+from adapters.sqlalchemy.fastpath.driver import Driver
 from adapters.sqlalchemy.orm import UtcDateTime, conversation_members, conversations, messages
 from adapters.sqlalchemy.upsert import upsert
 from application.ports import (
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from adapters.sqlalchemy.memo import StoreMemo
+    from adapters.sqlalchemy.fastpath.memo import StoreMemo
 
 MESSAGE_COLUMNS = (
     messages.c.id,

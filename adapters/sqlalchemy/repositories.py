@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.sqlalchemy import hot_sql
-from adapters.sqlalchemy.driver import Driver
+from adapters.sqlalchemy.fastpath import hot_sql
+from adapters.sqlalchemy.fastpath.driver import Driver
 from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
 from adapters.sqlalchemy.upsert import upsert
 from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from adapters.sqlalchemy.memo import StoreMemo
+    from adapters.sqlalchemy.fastpath.memo import StoreMemo
 
 
 def escape_like(text: str) -> str:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Self
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
 
-from adapters.sqlalchemy.driver import Driver
-from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.fastpath.driver import Driver
+from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyBlockRepository,

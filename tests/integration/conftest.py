@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
-from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.memory.presence import InMemoryPresenceRegistry
-from adapters.sqlalchemy import hot_sql
-from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.fastpath import hot_sql
+from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.orm import blocks, contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.events import Event
@@ -968,7 +968,7 @@ async def test_set_last_seen_updates_the_user_and_ignores_unknown_ids(uow_factor
 
 
 async def test_the_pending_query_uses_the_partial_index(backend: str, session_factory: Sessions) -> None:
-    """The offline-batch query, as the store runs it (:data:`adapters.sqlalchemy.hot_sql.PENDING_FOR`)."""
+    """The offline-batch query, as the store runs it (:data:`adapters.sqlalchemy.fastpath.hot_sql.PENDING_FOR`)."""
     async with session_factory() as session:
         conn = await session.connection()
         if backend.startswith("sqlite"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from adapters.sqlalchemy.memo import StoreMemo
+from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from tests.integration.test_message_store import add_users, draft
 

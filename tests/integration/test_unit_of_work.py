@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy import engine as engine_module
 from adapters.sqlalchemy.engine import SqliteDriver, create_engine, make_sessionmaker
-from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection, WalCheckpointer, inline_creator
+from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection, WalCheckpointer, inline_creator
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.ports import StoreUnavailableError
@@ -170,7 +170,6 @@ async def test_inline_sqlite_checkpoints_the_log_in_a_thread_after_commits_and_s
             await tx.commit()
         # Far below the writer's own checkpoint (10,000 pages): only the thread copies it there.
         await _eventually(lambda: in_database_file(message.id))
-        assert checkpointer.passes > 0
     finally:
         await engine.dispose()
     assert not checkpointer.running

@@ -2,8 +2,8 @@
 
 SQLAlchemy's execution of a statement — the compiled cache lookup, per-row parameter processing,
 the execution context, result processing and, for the async engines, a greenlet switch or two —
-costs a few hundred microseconds of CPU per statement, many times what SQLite itself takes for
-the short indexed statements of a batch. The handful of statements that run for every message
+costs many times what SQLite itself takes for the short indexed statements of a batch
+(docs/performance.md, item 9). The handful of statements that run for every message
 are therefore written here as plain SQL for each dialect and run on the session's own connection,
 inside its transaction:
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from adapters.sqlalchemy.inline_sqlite import InlineSqliteConnection, sqlalchemy_error
+from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection, sqlalchemy_error
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -131,7 +131,9 @@ class Driver:
         """A stored timestamp as an aware UTC datetime."""
         if value is None:
             return None
-        if isinstance(value, str):  # naive UTC text (see :meth:`stamp`); parsed with its offset: 5× faster
+        # Naive UTC text (see :meth:`stamp`), parsed with its offset appended: cheaper than parsing,
+        # then replacing the time zone, on the drain's hot path (docs/performance.md, item 15).
+        if isinstance(value, str):
             return datetime.fromisoformat(value + "+00:00")
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]

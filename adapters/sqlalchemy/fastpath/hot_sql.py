@@ -1,5 +1,5 @@
 """The statements of the send, acknowledgement and drain paths, as plain SQL per dialect
-(run by :class:`adapters.sqlalchemy.driver.Driver`).
+(run by :class:`adapters.sqlalchemy.fastpath.driver.Driver`).
 
 A row set travels as one parameter: on SQLite a JSON array of arrays, read with ``json_each``
 (``json_extract(k.value, '$[n]')`` is the n-th column: ``->>`` would need SQLite 3.38, this runs
@@ -10,7 +10,7 @@ Constant strings only; every value is bound.
 
 from __future__ import annotations
 
-from adapters.sqlalchemy.driver import Sql
+from adapters.sqlalchemy.fastpath.driver import Sql
 
 _COLUMNS = (
     "m.id, m.seq, m.sender_id, m.recipient_id, m.body, m.client_msg_id,"

@@ -1,11 +1,13 @@
 """SQLite on the event loop's own thread, for SQLAlchemy's ``sqlite+aiosqlite`` dialect.
 
-aiosqlite runs each call in a worker thread and hands the result back through the event loop:
-on the machines we measured, each such hop costs ~0.2 ms, and SQLAlchemy makes about four per
-statement (cursor, execute, fetch, close) — far more than the statements themselves, which on an
-indexed WAL database take microseconds. This module gives the dialect (through
-``create_async_engine(async_creator=...)``) a connection with aiosqlite's interface whose
-coroutines call :mod:`sqlite3` directly, so a statement costs what SQLite costs.
+aiosqlite runs each call in a worker thread and hands the result back through the event loop, and
+SQLAlchemy makes about four such calls per statement (cursor, execute, fetch, close): each hop (a
+hand-off to the thread and a wake-up of the loop) costs far more than the short statements
+themselves on an indexed WAL database (docs/performance.md, item 4). This module gives the dialect
+(through ``create_async_engine(async_creator=...)``) a connection with aiosqlite's interface whose
+coroutines call :mod:`sqlite3` directly, so a statement costs what SQLite costs. It is one part of
+the SQL fast path (:mod:`adapters.sqlalchemy.fastpath`, whose upgrade checklist lists the private
+names of aiosqlite that this connection mimics for SQLAlchemy's adapter).
 
 The price: while SQLite works, the event loop waits. That is why this is only for SQLite with
 short, indexed statements, a single pooled connection (no lock waits inside the process) and
@@ -136,10 +138,11 @@ class WalCheckpointer:
     """Copies the write-ahead log back into the database file from a thread of its own.
 
     SQLite checkpoints inside the commit that takes the log past ``wal_autocheckpoint`` pages: on
-    the event loop's thread that stalled every connection ~30 ms every ~0.4 s under load, and the
-    slowest 1 % of messages waited that much longer. This thread runs a ``PASSIVE`` checkpoint (it
-    never waits for the writer nor blocks it) on its own connection after commits, at most once
-    per ``interval_s``, with Python's lock released while SQLite works; an idle database costs it
+    the event loop's thread that commit copies the log into the database file while every
+    connection waits, and under load those stalls were what the slowest messages waited for
+    (docs/performance.md, item 20). This thread runs a ``PASSIVE`` checkpoint (it never waits for
+    the writer nor blocks it) on its own connection after commits, at most once per
+    ``interval_s``, with Python's lock released while SQLite works; an idle database costs it
     nothing. The writer's own checkpoint stays, as the way the log restarts from its beginning
     under continuous writes; it then only copies the pages written since this thread's last pass.
     """
@@ -150,8 +153,6 @@ class WalCheckpointer:
         self._written = threading.Event()
         self._stopping = threading.Event()
         self._connection: sqlite3.Connection | None = None
-        self.passes = 0  # checkpoints run, and the last one's (busy, log pages, pages copied): for tests
-        self.last: tuple[int, int, int] | None = None
         self._thread = threading.Thread(target=self._run, name="sqlite-wal-checkpoint", daemon=True)
         self._thread.start()
 
@@ -172,12 +173,10 @@ class WalCheckpointer:
                     return
                 self._written.clear()
                 try:
-                    self.last = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # e.g. the file went away; the writer still checkpoints
                     if not self._stopping.is_set():  # not just interrupted by stop()
                         log.warning("WAL checkpoint failed: %s", exc)
-                else:
-                    self.passes += 1
                 if self._stopping.wait(self._interval_s):
                     return
         finally:
@@ -210,6 +209,8 @@ class InlineSqliteConnection:
     with a :class:`WalCheckpointer` for a file database, stopped when the connection closes."""
 
     def __init__(self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None) -> None:
+        # ``_conn``, ``_tx`` and ``_connection``: aiosqlite's private names, which SQLAlchemy's
+        # adapter reads (the upgrade checklist in adapters/sqlalchemy/fastpath/__init__.py).
         self._conn: sqlite3.Connection | None = connection
         self._tx = _RunNow()
         self.checkpointer = checkpointer
@@ -220,7 +221,7 @@ class InlineSqliteConnection:
 
     @property
     def raw(self) -> sqlite3.Connection:
-        """The connection itself, for statements run at the driver level (:mod:`adapters.sqlalchemy.driver`)."""
+        """The connection itself, for the statements of :mod:`adapters.sqlalchemy.fastpath.driver`."""
         return self._live()
 
     def _live(self) -> sqlite3.Connection:
