@@ -24,8 +24,8 @@ def create() -> Litestar:
     gc.collect()
     gc.freeze()
     # A batch of sends keeps a few thousand objects alive at once, so at Python's default of 700
-    # net allocations the young generation was collected ~90 times a second under load (~4 % of
-    # the CPU, and full collections of ~10 ms). Objects here die by reference counting; cycles
-    # are rare, and still collected (decision 25).
+    # net allocations the young generation was collected many times a second under load (figures
+    # in docs/performance.md). Objects here die by reference counting; cycles are rare, and still
+    # collected (decision 25).
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     return app

@@ -17,8 +17,8 @@ _SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:
 def iso_ms(moment: datetime) -> str:
     """ISO-8601 UTC with exactly three fractional digits and ``Z`` (``2026-11-24T05:20:21.089Z``).
 
-    Formatting a datetime costs ~4.5 µs on the benchmark machine. Beyond the exact times cached
-    above, the part up to the second is kept for the seconds recently formatted (a backlog read
+    Formatting a datetime is slow next to the rest of a frame (docs/performance.md). Beyond the
+    exact times cached above, the part up to the second is kept for the seconds recently formatted (a backlog read
     for an offline batch is mostly dense), so most other calls only add the milliseconds."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     second = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
@@ -49,8 +49,8 @@ class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
 
 class WireMessage(msgspec.Struct, rename="camel", frozen=True):
     """A message as history, offline batches and the HTTP API show it. Fields are positional
-    (:func:`message_values` first): building one by position costs a third of keywords, and an
-    offline batch builds a hundred."""
+    (:func:`message_values` first): building one by position is much cheaper than by keywords,
+    and an offline batch builds a hundred."""
 
     id: str
     seq: int

@@ -4,8 +4,8 @@
 ``Message``\\ s by hand (:func:`_message`).
 
 The statements that run for every message (the send batch, acknowledgements, offline batches)
-are plain SQL per dialect (:mod:`adapters.sqlalchemy.hot_sql`) run at the driver level
-(:class:`adapters.sqlalchemy.driver.Driver`); the rest is Core.
+are plain SQL per dialect (:mod:`adapters.sqlalchemy.fastpath.hot_sql`) run at the driver level
+(:class:`adapters.sqlalchemy.fastpath.driver.Driver`); the rest is Core.
 
 Concurrency. :meth:`SqlAlchemyConversationRepository.append` reserves seqs by incrementing the
 conversations' rows with one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``; on PostgreSQL those
