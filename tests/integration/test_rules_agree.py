@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from domain.messages import NewMessage, Pair
 from domain.social import Relation
-from domain.users import User, email_key, name_key
+from tests.integration.test_repositories import new_user, store
 
 UowFactory = Callable[[], SqlAlchemyUnitOfWork]
 NOW = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
 USERS_PER_GRAPH = 6
 SEEDS = range(6)  # together they hold every combination of contact and blocks
-_numbers = itertools.count(14155551000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +44,7 @@ class Graph:
 
 async def random_graph(uow_factory: UowFactory, rng: random.Random) -> Graph:
     """A stored graph: every pair is a contact with probability ½, every direction blocked with ¼."""
-    new = [_user(f"Member {i}") for i in range(USERS_PER_GRAPH)]
-    async with uow_factory() as uow:
-        for user in new:
-            await uow.users.add(user)
-        await uow.commit()
-    ids = [user.uid for user in new]
+    ids = await store(uow_factory, *(new_user(f"Member {i}") for i in range(USERS_PER_GRAPH)))
     graph = Graph(
         users=ids,
         contacts={frozenset(pair) for pair in itertools.combinations(ids, 2) if rng.random() < 0.5},
@@ -62,20 +56,6 @@ async def random_graph(uow_factory: UowFactory, rng: random.Random) -> Graph:
             await uow.blocks.block(blocker, blocked, now=NOW)
         await uow.commit()
     return graph
-
-
-def _user(name: str) -> User:
-    number = next(_numbers)
-    email = f"member.{number}@example.com"
-    return User(
-        name=name,
-        name_key=name_key(name),
-        email=email,
-        email_key=email_key(email),
-        phone_number=f"+{number}",
-        password_hash="$argon2id$not-a-real-hash",
-        created_at=NOW,
-    )
 
 
 async def test_the_store_agrees_with_the_domain_rules_for_every_pair(uow_factory: UowFactory) -> None:
