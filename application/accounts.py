@@ -298,21 +298,21 @@ class LogOutEverywhere:
         self._uow, self._clock, self._notifier = uow, clock, notifier
 
     async def __call__(self, principal: Principal) -> list[str]:
-        revoked = await revoke_logins(self._uow, self._clock, principal.user_id, keep=None)
+        async with self._uow() as uow:
+            revoked = await revoke_logins(uow, self._clock.now(), principal.user_id, keep=None)
+            await uow.commit()
         publish_revoked(self._notifier, principal.user_id, revoked)
         return revoked
 
 
-async def revoke_logins(uow_factory: UnitOfWorkFactory, clock: Clock, user_id: int, keep: str | None) -> list[str]:
-    now = clock.now()
+async def revoke_logins(uow: UnitOfWork, now: datetime, user_id: int, keep: str | None) -> list[str]:
+    """Revoke the user's active logins but ``keep``, in the caller's transaction; their ids."""
     revoked: list[str] = []
-    async with uow_factory() as uow:
-        for sid in await uow.logins.active_ids_of(user_id):
-            login = await uow.logins.get(sid)
-            if login is not None and sid != keep:
-                login.revoke(now)
-                revoked.append(sid)
-        await uow.commit()
+    for sid in await uow.logins.active_ids_of(user_id):
+        login = await uow.logins.get(sid)
+        if login is not None and sid != keep:
+            login.revoke(now)
+            revoked.append(sid)
     return revoked
 
 
@@ -327,8 +327,9 @@ class ChangePassword:
     """Replace the caller's password after checking the current one, and revoke every other login.
 
     A wrong current password counts as a failed login of the account (so a stolen access token
-    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``. After the
-    commit the revoked logins' connections hear :class:`LoginsRevoked`. Returns their ids.
+    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``. The new hash
+    and the revocations commit together (or neither does); after the commit the revoked logins'
+    connections hear :class:`LoginsRevoked`. Returns their ids.
     """
 
     def __init__(
@@ -355,12 +356,12 @@ class ChangePassword:
             await count_failure(self._counter, limits, self._clock)
             raise InvalidInputError.of("currentPassword", "is not your current password")
         new_hash = await self._hasher.hash(new_password)
-        async with self._uow() as uow:
+        async with self._uow() as uow:  # one transaction: never a new password with old logins alive
             stored = await uow.users.get(user.uid)
             if stored is None:
                 raise UserNotFoundError(user.uid)
             stored.change_password_hash(new_hash)
+            revoked = await revoke_logins(uow, self._clock.now(), user.uid, keep=cmd.principal.sid)
             await uow.commit()
-        revoked = await revoke_logins(self._uow, self._clock, user.uid, keep=cmd.principal.sid)
         publish_revoked(self._notifier, user.uid, revoked)
         return revoked

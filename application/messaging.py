@@ -22,6 +22,7 @@ from domain.messages import (
     check_body,
     check_client_msg_id,
 )
+from domain.social import Relation
 
 if TYPE_CHECKING:
     import asyncio
@@ -127,7 +128,7 @@ class StoredSend:
     """A committed send, before its fan-out."""
 
     result: SendResult
-    introduce: bool  # they became contacts and may see each other's presence (no block either way)
+    introduce: bool  # they became contacts and may see each other's presence (Relation.presence_visible)
 
 
 class _StoreMessages:
@@ -182,7 +183,7 @@ class _StoreMessages:
                     result=SendResult(message=m, duplicate=not first, became_contacts=first and done.became_contacts),
                     introduce=first
                     and done.became_contacts
-                    and not {(m.sender_id, m.recipient_id), (m.recipient_id, m.sender_id)} & blocks,
+                    and Relation.between(m.sender_id, m.recipient_id, blocks, contacts=True).presence_visible,
                 )
             )
         return results
@@ -199,7 +200,7 @@ class _StoreMessages:
             body=body,
             client_msg_id=send.client_msg_id,
             created_at=now,
-            withheld=(send.to, send.sender_id) in blocks,
+            withheld=Relation.between(send.sender_id, send.to, blocks).withholds_sent,
         )
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from domain.auth import AttemptWindow, Login, RefreshToken
     from domain.delivery import Delivered
     from domain.messages import Message, NewMessage, Pair
+    from domain.social import Relation
     from domain.users import User
 
 
@@ -122,7 +123,8 @@ class UserRepository(Protocol):
     ) -> list[User]:
         """Users whose ``name_key`` contains ``name_key`` literally, whose email key equals
         ``email_key`` or whose number equals ``phone_number``; ordered exact email/phone match
-        first, then by name, then id; excluding the viewer and users who blocked the viewer."""
+        first, then by name, then id; excluding the viewer and those the viewer may not find
+        (:attr:`domain.social.Relation.may_find`, applied by the store)."""
         ...
 
 
@@ -155,13 +157,15 @@ class ContactRepository(Protocol):
         """The user's contacts ordered by id, above ``after_id``."""
         ...
 
-    async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
-        """Those of ``user_ids`` whose presence ``viewer_id`` may see: contacts, no block either way."""
+    async def relations(self, user_id: int, others: Iterable[int]) -> dict[int, Relation]:
+        """The facts between ``user_id`` and each of ``others`` that is no stranger to them
+        (a contact, or a block either way); the rules of :mod:`domain.social` decide from them."""
         ...
 
     async def visible_contact_ids(self, user_id: int) -> list[int]:
-        """The user's contacts with no block either way, ordered by id: who sees the user's
-        presence, so whom presence events about the user go to."""
+        """The user's contacts whose :attr:`~domain.social.Relation.presence_visible` holds, ordered
+        by id: who sees the user's presence, so whom presence events about the user go to. The
+        store applies that rule itself (one query over all contacts)."""
         ...
 
 

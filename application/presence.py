@@ -2,7 +2,8 @@
 
 The rules live in :mod:`domain.presence` and, per deployment, behind the
 :class:`~application.ports.PresenceRegistry`. Presence events (``userOnline``/``userOffline``) go
-only to the user's contacts with no block either way (contract §6), after any commit.
+only to those who may see the user's presence (:attr:`domain.social.Relation.presence_visible`:
+contacts, no block either way; contract §6), after any commit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
 from domain.errors import InvalidInputError
 from domain.messages import BATCH_MAX
+from domain.social import presence_visible_among
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -107,8 +109,7 @@ class VisibleOnline:
             if wanted is None:
                 candidates = await uow.contacts.visible_contact_ids(viewer_id)
             else:
-                visible = await uow.contacts.visible_among(viewer_id, wanted)
-                candidates = [uid for uid in wanted if uid in visible]
+                candidates = presence_visible_among(await uow.contacts.relations(viewer_id, wanted), wanted)
         candidates = [uid for uid in candidates if uid != viewer_id]
         if not candidates:
             return []

@@ -1,8 +1,8 @@
 """Social use cases between two users: blocking, unblocking, the block list, and typing.
 
 A block is directional (``blocker`` → ``blocked``) but hides presence and typing both ways
-(contract §4). Nothing here tells the blocked user anything, and nothing here touches their
-connections: blocking is never revealed.
+(contract §4; the rules are :mod:`domain.social`'s). Nothing here tells the blocked user
+anything, and nothing here touches their connections: blocking is never revealed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from application.common import MAX_ID
 from application.events import Typing
 from domain.errors import InvalidInputError, UserNotFoundError
+from domain.social import presence_visible_among
 from domain.users import UserCard
 
 if TYPE_CHECKING:
@@ -88,6 +89,6 @@ class RelayTyping:
         if to == from_id or not 1 <= to <= MAX_ID:
             return
         async with self._uow() as uow:
-            visible = await uow.contacts.visible_among(to, [from_id])
-        if from_id in visible:
+            relations = await uow.contacts.relations(to, [from_id])
+        if presence_visible_among(relations, [from_id]):
             self._notifier.publish(to, Typing(from_id=from_id, is_typing=is_typing))

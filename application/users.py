@@ -1,7 +1,7 @@
 """User use cases: own profile, rename, look up one user, list contacts, search.
 
 Other users are returned as :class:`domain.users.UserCard` — never email, phone or hash — with
-presence filled in only where the viewer may see it (contacts, no block either way).
+presence filled in only where the viewer may see it (:attr:`domain.social.Relation.presence_visible`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from application.common import Page, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
+from domain.social import presence_visible_among
 from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class CardMaker:
 
     async def cards(self, uow: UnitOfWork, viewer_id: int, users: Sequence[User]) -> list[UserCard]:
         ids = [u.uid for u in users]
-        visible = await uow.contacts.visible_among(viewer_id, ids) if ids else set()
+        visible = set(presence_visible_among(await uow.contacts.relations(viewer_id, ids), ids))
         online = await self._presence.online_among(visible) if visible else set()
         return [self._card(u, u.uid in visible, u.uid in online) for u in users]
 

@@ -2,8 +2,8 @@
 
 A conversation is the unordered pair of its two users, stored as ``(low, high)``. Messages get a
 per-conversation ``seq`` (1, 2, 3 …) when they are stored; within a conversation ``seq`` order is
-commit order. A message to a user who blocked the sender is stored *withheld*: only its sender
-ever sees it.
+commit order. A message to a user who blocked the sender is stored *withheld*
+(:attr:`domain.social.Relation.withholds_sent`): only its sender ever sees it.
 """
 
 from __future__ import annotations

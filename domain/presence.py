@@ -16,7 +16,7 @@ Per user, as a pure state machine (time is passed in, nothing here reads the clo
 
 Visibility (:func:`presence_visible`): a user's presence is visible to another user, and presence
 events go to them, only when the two are contacts and neither blocked the other. The same rule
-decides who may hear ``typing``.
+decides who may hear ``typing``. The use cases ask it through :attr:`domain.social.Relation.presence_visible`.
 """
 
 from __future__ import annotations

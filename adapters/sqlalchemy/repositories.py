@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, case, delete, exists, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.fastpath import hot_sql
@@ -14,6 +26,7 @@ from adapters.sqlalchemy.upsert import upsert
 from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
+from domain.social import Relation
 from domain.users import User
 
 if TYPE_CHECKING:
@@ -31,6 +44,7 @@ def escape_like(text: str) -> str:
 
 
 def _blocked_either_way(a: int, other_id_column: object) -> object:
+    """:attr:`domain.social.Relation.blocked_either_way` between ``a`` and each row's other user."""
     return exists().where(
         or_(
             and_(blocks.c.blocker_id == a, blocks.c.blocked_id == other_id_column),
@@ -98,6 +112,7 @@ class SqlAlchemyUserRepository(UserRepository):
         if phone_number is not None:
             exact = or_(exact, users.c.phone_number == phone_number)
         by_name = users.c.name_key.like(f"%{escape_like(name_key)}%", escape="\\")
+        # Relation.may_find, in SQL: the limit applies to what the viewer may find.
         blocked_me = exists().where(blocks.c.blocker_id == users.c.id, blocks.c.blocked_id == viewer_id)
         stmt = (
             select(User)
@@ -158,18 +173,31 @@ class SqlAlchemyContactRepository(ContactRepository):
         stmt = stmt.order_by(users.c.id).limit(limit)
         return list((await self._session.execute(stmt)).scalars())
 
-    async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
-        ids = list(user_ids)
+    async def relations(self, user_id: int, others: Iterable[int]) -> dict[int, Relation]:
+        ids = list(set(others))
         if not ids:
-            return set()
-        stmt = select(contacts.c.contact_id).where(
-            contacts.c.user_id == viewer_id,
-            contacts.c.contact_id.in_(ids),
-            ~_blocked_either_way(viewer_id, contacts.c.contact_id),  # type: ignore[operator]
+            return {}
+        facts = union_all(
+            select(contacts.c.contact_id, literal_column("'c'")).where(
+                contacts.c.user_id == user_id, contacts.c.contact_id.in_(ids)
+            ),
+            select(blocks.c.blocked_id, literal_column("'i'")).where(
+                blocks.c.blocker_id == user_id, blocks.c.blocked_id.in_(ids)
+            ),
+            select(blocks.c.blocker_id, literal_column("'m'")).where(
+                blocks.c.blocked_id == user_id, blocks.c.blocker_id.in_(ids)
+            ),
         )
-        return set((await self._session.execute(stmt)).scalars())
+        kinds: dict[int, set[str]] = {}
+        for other, kind in await self._session.execute(facts):
+            kinds.setdefault(other, set()).add(kind)
+        return {
+            other: Relation(contacts="c" in found, i_block="i" in found, blocks_me="m" in found)
+            for other, found in kinds.items()
+        }
 
     async def visible_contact_ids(self, user_id: int) -> list[int]:
+        # Relation.presence_visible, in SQL (contacts: the join; no block either way: the filter).
         stmt = (
             select(contacts.c.contact_id)
             .where(

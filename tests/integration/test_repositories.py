@@ -16,6 +16,7 @@ from adapters.sqlalchemy.orm import blocks, contacts, users
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
+from domain.social import Relation
 from domain.users import User, email_key, name_key, try_normalise_phone
 
 UowFactory = Callable[[], SqlAlchemyUnitOfWork]
@@ -328,7 +329,7 @@ async def test_list_contacts_pages_by_id(uow_factory: UowFactory) -> None:
     assert all(stranger not in page for page in pages)
 
 
-async def test_visible_among_needs_a_contact_and_no_block_either_way(
+async def test_relations_are_the_contacts_and_blocks_seen_from_the_user(
     uow_factory: UowFactory, session_factory: Sessions
 ) -> None:
     ann, bob, cid, dan, eve = await store(uow_factory, *(new_user(n) for n in ["Ann", "Bob", "Cid", "Dan", "Eve"]))
@@ -339,15 +340,24 @@ async def test_visible_among_needs_a_contact_and_no_block_either_way(
     await block(session_factory, ann, cid)  # Ann blocked Cid
     await block(session_factory, dan, ann)  # Dan blocked Ann
     await block(session_factory, bob, eve)  # unrelated to Ann
+    await block(session_factory, eve, ann)  # Eve blocked Ann, no contacts
 
     async with uow_factory() as uow:
-        assert await uow.contacts.visible_among(ann, [bob, cid, dan, eve, ann]) == {bob}
-        assert await uow.contacts.visible_among(bob, [ann]) == {ann}
-        assert await uow.contacts.visible_among(cid, [ann]) == set()
-        assert await uow.contacts.visible_among(dan, [ann]) == set()
-        assert await uow.contacts.visible_among(eve, [ann, bob]) == set()
-        assert await uow.contacts.visible_among(ann, []) == set()
-        assert await uow.contacts.visible_among(ann, iter([bob])) == {bob}
+        assert await uow.contacts.relations(ann, [bob, cid, dan, eve, ann, bob]) == {
+            bob: Relation(contacts=True),
+            cid: Relation(contacts=True, i_block=True),
+            dan: Relation(contacts=True, blocks_me=True),
+            eve: Relation(blocks_me=True),
+        }
+        assert await uow.contacts.relations(bob, [ann]) == {ann: Relation(contacts=True)}
+        assert await uow.contacts.relations(cid, [ann]) == {ann: Relation(contacts=True, blocks_me=True)}
+        assert await uow.contacts.relations(eve, [ann, bob, cid]) == {
+            ann: Relation(i_block=True),
+            bob: Relation(blocks_me=True),
+        }
+        assert await uow.contacts.relations(cid, [eve, dan]) == {}
+        assert await uow.contacts.relations(ann, []) == {}
+        assert await uow.contacts.relations(ann, iter([bob])) == {bob: Relation(contacts=True)}
 
 
 # --- search -----------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ from domain.auth import AttemptWindow, Login, RefreshToken, first_attempt
 from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
 from domain.messages import Message, NewMessage, Pair, contacts_made
-from domain.presence import UserPresence, presence_visible
+from domain.presence import UserPresence
+from domain.social import STRANGERS, Relation
 from domain.users import Registration, User
 
 EPOCH = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -465,7 +466,6 @@ class InMemoryUserRepository(UserRepository):
         self, *, viewer_id: int, name_key: str, email_key: str, phone_number: str | None, limit: int
     ) -> list[User]:
         data = self._txn.data
-        blocked_viewer = {blocker for blocker, blocked in data.blocks if blocked == viewer_id}
 
         def exact(user: User) -> bool:
             return user.email_key == email_key or (phone_number is not None and user.phone_number == phone_number)
@@ -474,7 +474,7 @@ class InMemoryUserRepository(UserRepository):
             user
             for user in data.users.values()
             if user.uid != viewer_id
-            and user.uid not in blocked_viewer
+            and Relation.between(viewer_id, user.uid, data.blocks).may_find
             # ``in`` is a literal substring test: %, _ and \ mean themselves.
             and (exact(user) or name_key in user.name_key)
         ]
@@ -536,20 +536,18 @@ class InMemoryContactRepository(ContactRepository):
         )
         return [data.users[uid] for uid in ids[:limit]]
 
-    async def visible_among(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
-        return {uid for uid in user_ids if self._visible(viewer_id, uid)}
+    async def relations(self, user_id: int, others: Iterable[int]) -> dict[int, Relation]:
+        found = {other: self._relation(user_id, other) for other in others}
+        return {other: relation for other, relation in found.items() if relation != STRANGERS}
 
     async def visible_contact_ids(self, user_id: int) -> list[int]:
         data = self._txn.data
         contacts = (other for pair in data.contacts if user_id in pair for other in pair if other != user_id)
-        return sorted(uid for uid in contacts if self._visible(user_id, uid))
+        return sorted(uid for uid in contacts if self._relation(user_id, uid).presence_visible)
 
-    def _visible(self, a: int, b: int) -> bool:
+    def _relation(self, a: int, b: int) -> Relation:
         data = self._txn.data
-        return presence_visible(
-            contacts=a != b and frozenset((a, b)) in data.contacts,
-            blocked_either_way=(a, b) in data.blocks or (b, a) in data.blocks,
-        )
+        return Relation.between(a, b, data.blocks, contacts=a != b and frozenset((a, b)) in data.contacts)
 
 
 class InMemoryBlockRepository(BlockRepository):

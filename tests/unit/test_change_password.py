@@ -15,7 +15,7 @@ from domain.errors import (
     RateLimitedError,
     UserNotFoundError,
 )
-from tests.unit.fakes import FakePasswordHasher
+from tests.unit.fakes import FakePasswordHasher, InMemoryLoginRepository
 from tests.unit.harness import PASSWORD, World, login_of, principal_of
 
 NEW_PASSWORD = "battery staple"
@@ -128,3 +128,47 @@ async def test_change_for_a_vanished_user_is_not_found(world: World) -> None:
 
     with pytest.raises(UserNotFoundError):
         await world.change_password(change(session))
+
+
+async def test_the_new_hash_and_the_revocations_commit_together(world: World) -> None:
+    current = await world.sign_up("Ada", email="ada@example.com")
+    other = await world.sign_in("ada@example.com")
+    commits = world.store.commits
+
+    await world.change_password(change(current))
+
+    assert world.store.commits == commits + 1
+    assert stored_password(world, current) == NEW_PASSWORD
+    assert not world.store.data.logins[other.sid].active
+
+
+async def test_a_failing_revocation_leaves_the_old_password_and_every_login(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = await world.sign_up("Ada", email="ada@example.com")
+    other = await world.sign_in("ada@example.com")
+
+    async def lost(self: InMemoryLoginRepository, user_id: int) -> list[str]:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(InMemoryLoginRepository, "active_ids_of", lost)
+    with pytest.raises(ConnectionError):
+        await world.change_password(change(current))
+
+    assert stored_password(world, current) == PASSWORD
+    assert login_of(await world.authenticate(other.access_token)) == login_of(other)
+    assert world.notifier.published == []
+
+
+async def test_a_failing_commit_leaves_the_old_password_and_every_login(world: World) -> None:
+    current = await world.sign_up("Ada", email="ada@example.com")
+    other = await world.sign_in("ada@example.com")
+    world.store.fail_commit = ConnectionError("the commit was lost")
+
+    with pytest.raises(ConnectionError):
+        await world.change_password(change(current))
+
+    world.store.fail_commit = None
+    assert stored_password(world, current) == PASSWORD
+    assert login_of(await world.authenticate(other.access_token)) == login_of(other)
+    assert world.notifier.published == []

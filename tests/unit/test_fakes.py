@@ -12,6 +12,7 @@ from domain.auth import AttemptWindow, Login, RefreshToken
 from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
 from domain.messages import Message, NewMessage, Pair
+from domain.social import Relation
 from domain.users import Registration, User
 from tests.unit.fakes import (
     EPOCH,
@@ -211,7 +212,7 @@ async def test_refresh_tokens_can_be_spent_only_once() -> None:
 # --- contacts ---------------------------------------------------------------------------------
 
 
-async def test_contacts_are_symmetric_and_visibility_needs_no_block_either_way() -> None:
+async def test_contacts_are_symmetric_and_relations_are_the_facts_seen_from_the_user() -> None:
     store = InMemoryStore()
     me, friend, blocked, blocker, stranger = (store.seed_user(n).uid for n in ["Me", "F", "Bd", "Br", "S"])
     async with store.unit_of_work() as uow:
@@ -224,12 +225,16 @@ async def test_contacts_are_symmetric_and_visibility_needs_no_block_either_way()
 
     async with store.unit_of_work() as uow:
         listed = [u.uid for u in await uow.contacts.list_contacts(me, after_id=None, limit=10)]
-        visible = await uow.contacts.visible_among(me, [friend, blocked, blocker, stranger, me])
-        from_friend = await uow.contacts.visible_among(friend, [me])
+        mine = await uow.contacts.relations(me, [friend, blocked, blocker, stranger, me])
+        of_blocked = await uow.contacts.relations(blocked, iter([me, friend]))
 
     assert listed == [friend, blocked, blocker]
-    assert visible == {friend}
-    assert from_friend == {me}
+    assert mine == {
+        friend: Relation(contacts=True),
+        blocked: Relation(contacts=True, i_block=True),
+        blocker: Relation(contacts=True, blocks_me=True),
+    }
+    assert of_blocked == {me: Relation(contacts=True, blocks_me=True)}
 
 
 async def test_visible_contact_ids_are_the_contacts_without_a_block_by_id() -> None:
