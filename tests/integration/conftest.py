@@ -171,6 +171,11 @@ def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mig
         templates.drop()
 
 
+def _check_postgres(backend: str) -> None:
+    if backend != "postgres":
+        raise ValueError(f"backend {backend!r} has no database")
+
+
 @asynccontextmanager
 async def _new_postgres_database(template: str | None = None) -> AsyncIterator[str]:
     """A uniquely named database (a copy of ``template`` when given), dropped afterwards."""
@@ -189,6 +194,7 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{tmp_path}/chat.db"
         return
+    _check_postgres(backend)
     await _require_postgres(postgres_server_url())
     async with _new_postgres_database() as url:
         yield url
@@ -201,6 +207,7 @@ async def migrated_url(backend: str, tmp_path: Path, migrated_templates: Migrate
         await migrated_templates.sqlite_copy(path)
         yield f"sqlite+aiosqlite:///{path}"
         return
+    _check_postgres(backend)
     server_url = postgres_server_url()
     await _require_postgres(server_url)
     async with _new_postgres_database(await migrated_templates.postgres_template(server_url)) as url:
@@ -218,10 +225,15 @@ async def session_factory(backend: str, migrated_url: str) -> AsyncIterator[asyn
         await engine.dispose()
 
 
+def sql_unit_of_work_factory(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
+    """Units of work over ``sessions`` sharing one memo, as the container shares one per database."""
+    memo = StoreMemo()
+    return lambda: SqlAlchemyUnitOfWork(sessions, memo)
+
+
 @pytest.fixture
 def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
-    memo = StoreMemo()  # shared, as the container shares one per database
-    return lambda: SqlAlchemyUnitOfWork(session_factory, memo)
+    return sql_unit_of_work_factory(session_factory)
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
