@@ -10,7 +10,8 @@
   SQLite and ``CREATE DATABASE … TEMPLATE`` on PostgreSQL. A test asks for one or the other.
 * ``session_factory`` — an ``async_sessionmaker`` over ``create_engine(migrated_url)`` with the
   mappers started; the engine is disposed afterwards.
-* ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``.
+* ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``
+  (:func:`sql_unit_of_work_factory`).
 * ``redis_url`` — the Redis server named by ``CHAT_TEST_REDIS_URL`` (probed once per session with
   PING; unreachable → skipped, or failed when ``CI=true``). Tests using it carry the ``redis`` marker.
 * ``redis_client`` — a ``redis.asyncio.Redis`` on ``redis_url``, closed afterwards. Tests share the
@@ -20,13 +21,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -111,7 +111,7 @@ class MigratedTemplates:
             await upgrade(f"sqlite+aiosqlite:///{template}")
             # The engine is disposed, so every connection is closed; still, copy the write-ahead log
             # into the file and empty it first, so that the file alone is the whole database.
-            with contextlib.closing(sqlite3.connect(template)) as conn:
+            with closing(sqlite3.connect(template)) as conn:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._sqlite = template
         shutil.copyfile(self._sqlite, target)
