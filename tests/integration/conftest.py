@@ -5,10 +5,13 @@
 * ``database_url`` — an empty database: a file ``chat.db`` under ``tmp_path``, or a uniquely
   named database created on the server named by ``CHAT_TEST_POSTGRES_URL`` and dropped afterwards.
   When PostgreSQL is unreachable its tests are skipped, or fail when ``CI=true``.
-* ``migrated_url`` — ``database_url`` migrated to the head revision.
+* ``migrated_url`` — a database at the head revision, in the same place ``database_url`` would
+  be: a copy of a template migrated once per test session (``migrated_templates``), a file copy on
+  SQLite and ``CREATE DATABASE … TEMPLATE`` on PostgreSQL. A test asks for one or the other.
 * ``session_factory`` — an ``async_sessionmaker`` over ``create_engine(migrated_url)`` with the
   mappers started; the engine is disposed afterwards.
-* ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``.
+* ``uow_factory`` — makes a fresh :class:`SqlAlchemyUnitOfWork` over ``session_factory``
+  (:func:`sql_unit_of_work_factory`).
 * ``redis_url`` — the Redis server named by ``CHAT_TEST_REDIS_URL`` (probed once per session with
   PING; unreachable → skipped, or failed when ``CI=true``). Tests using it carry the ``redis`` marker.
 * ``redis_client`` — a ``redis.asyncio.Redis`` on ``redis_url``, closed afterwards. Tests share the
@@ -17,9 +20,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -83,30 +90,128 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+class MigratedTemplates:
+    """One database per backend migrated to head once per test session, then copied for each test
+    that wants a migrated database: migrating is most of a store test's setup, copying is not.
+
+    The templates are made on first use, inside the asking test's event loop (like the per-test
+    migrations they replace; every engine is disposed before the test goes on), and dropped by
+    :meth:`drop` at the end of the session.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._sqlite: Path | None = None
+        self._postgres: dict[str, str] = {}  # server URL -> template database name
+
+    async def sqlite_copy(self, target: Path) -> None:
+        """Copy the migrated SQLite template to ``target``."""
+        if self._sqlite is None:
+            template = self._directory / "template.db"
+            await upgrade(f"sqlite+aiosqlite:///{template}")
+            # The engine is disposed, so every connection is closed; still, copy the write-ahead log
+            # into the file and empty it first, so that the file alone is the whole database.
+            with closing(sqlite3.connect(template)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._sqlite = template
+        shutil.copyfile(self._sqlite, target)
+
+    async def postgres_template(self, server_url: str) -> str:
+        """The name of the migrated template database on the server (made on first use)."""
+        if server_url not in self._postgres:
+            name = f"chat_template_{uuid.uuid4().hex}"
+            await _admin_execute(server_url, f'CREATE DATABASE "{name}"')
+            try:
+                await upgrade(_database_on(server_url, name))
+                # ``CREATE DATABASE … TEMPLATE`` fails while anyone is connected to the template:
+                # close whatever is left and let nobody connect any more.
+                await _admin_execute(
+                    server_url, _terminate_connections(name), f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'
+                )
+            except BaseException:
+                await _drop_database(server_url, name)
+                raise
+            self._postgres[server_url] = name
+        return self._postgres[server_url]
+
+    def drop(self) -> None:
+        """Drop the PostgreSQL templates (in a loop of their own: the tests' loops are closed)."""
+        if not self._postgres:
+            return
+        loop = asyncio.new_event_loop()
+        try:
+            for server_url, name in self._postgres.items():
+                loop.run_until_complete(_drop_database(server_url, name))
+        finally:
+            loop.close()
+        self._postgres.clear()
+
+
+def _database_on(server_url: str, name: str) -> str:
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _terminate_connections(name: str) -> str:
+    return (
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "  # noqa: S608
+        "AND pid <> pg_backend_pid()"
+    )
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    await _admin_execute(server_url, _terminate_connections(name), f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("migrated-template"))
+    try:
+        yield templates
+    finally:
+        templates.drop()
+
+
+def _check_postgres(backend: str) -> None:
+    if backend != "postgres":
+        raise ValueError(f"backend {backend!r} has no database")
+
+
+@asynccontextmanager
+async def _new_postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """A uniquely named database (a copy of ``template`` when given), dropped afterwards."""
+    server_url = postgres_server_url()
+    name = f"chat_test_{uuid.uuid4().hex}"
+    copy_of = f' TEMPLATE "{template}"' if template is not None else ""
+    await _admin_execute(server_url, f'CREATE DATABASE "{name}"{copy_of}')
+    try:
+        yield _database_on(server_url, name)
+    finally:
+        await _drop_database(server_url, name)
+
+
 @pytest.fixture
 async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{tmp_path}/chat.db"
         return
-    server_url = postgres_server_url()
-    await _require_postgres(server_url)
-    name = f"chat_test_{uuid.uuid4().hex}"
-    await _admin_execute(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await _admin_execute(
-            server_url,
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "  # noqa: S608
-            "AND pid <> pg_backend_pid()",
-            f'DROP DATABASE IF EXISTS "{name}"',
-        )
+    _check_postgres(backend)
+    await _require_postgres(postgres_server_url())
+    async with _new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
-async def migrated_url(database_url: str) -> str:
-    await upgrade(database_url)
-    return database_url
+async def migrated_url(backend: str, tmp_path: Path, migrated_templates: MigratedTemplates) -> AsyncIterator[str]:
+    if backend.startswith("sqlite"):
+        path = tmp_path / "chat.db"
+        await migrated_templates.sqlite_copy(path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    _check_postgres(backend)
+    server_url = postgres_server_url()
+    await _require_postgres(server_url)
+    async with _new_postgres_database(await migrated_templates.postgres_template(server_url)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -120,10 +225,15 @@ async def session_factory(backend: str, migrated_url: str) -> AsyncIterator[asyn
         await engine.dispose()
 
 
+def sql_unit_of_work_factory(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
+    """Units of work over ``sessions`` sharing one memo, as the container shares one per database."""
+    memo = StoreMemo()
+    return lambda: SqlAlchemyUnitOfWork(sessions, memo)
+
+
 @pytest.fixture
 def uow_factory(session_factory: async_sessionmaker[AsyncSession]) -> Callable[[], SqlAlchemyUnitOfWork]:
-    memo = StoreMemo()  # shared, as the container shares one per database
-    return lambda: SqlAlchemyUnitOfWork(session_factory, memo)
+    return sql_unit_of_work_factory(session_factory)
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -18,7 +18,6 @@ from dependency_injector import providers
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from adapters.auth.passwords import Argon2PasswordHasher
-from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.container import Container
 from tests.integration.support import TEST_SECRET, make_container, make_settings, serve
@@ -191,16 +190,14 @@ async def test_hashing_slots_full_gives_503_busy(migrated_url: str) -> None:
             assert (await first).status_code == 401
 
 
-async def test_dev_secret_survives_a_restart(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/chat.db"
-    await upgrade(url)
+async def test_dev_secret_survives_a_restart(migrated_url: str, tmp_path: Path) -> None:
     secret_file = tmp_path / "data" / "jwt_secret"
     body = {"name": "A", "email": "a@example.com", "phoneNumber": "+14155550100", "password": PASSWORD}
 
     def settings() -> Any:
         from entrypoints.settings import load_settings
 
-        return load_settings({"CHAT_DATABASE_URL": url}, secret_file=secret_file)
+        return load_settings({"CHAT_DATABASE_URL": migrated_url}, secret_file=secret_file)
 
     with serve(make_container(settings())) as base_url:
         async with httpx.AsyncClient(base_url=base_url) as client:

@@ -1,7 +1,12 @@
-"""The SQLAlchemy message store (messages, conversations, blocks) on SQLite and PostgreSQL.
+"""The message store's contract (messages, conversations, contacts, blocks), the same test bodies on
+the SQLAlchemy store (SQLite through both drivers, PostgreSQL) and on the unit tests' fake store
+(:class:`tests.unit.fakes.InMemoryStore`), so that unit tests on the fake rely on what the real
+store does.
 
-Same test bodies on both backends; concurrent writers each have their own unit of work (their own
-connection and transaction), the way concurrent ``sendMessage`` batches of different processes do.
+Concurrent writers each have their own unit of work (their own connection and transaction), the
+way concurrent ``sendMessage`` batches of different processes do. Those cases, and the ones about
+tables, statements or the schema, run on the SQL store only (:data:`SQL_ONLY`): the fake publishes
+a whole snapshot on commit and does not model concurrent transactions.
 """
 
 from __future__ import annotations
@@ -22,30 +27,56 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.sqlalchemy.fastpath import hot_sql
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
-from adapters.sqlalchemy.orm import blocks, contacts, conversation_members, conversations, messages
+from adapters.sqlalchemy.orm import contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.events import Event
 from application.group_commit import GroupCommit
 from application.messaging import Send, SendMessage
-from application.ports import Appended, ConversationState, DuplicateMessageError
+from application.ports import Appended, ConversationState, DuplicateMessageError, UnitOfWork
 from domain.delivery import Delivered
 from domain.errors import InvalidInputError
 from domain.messages import Message, NewMessage, Pair
 from domain.users import User, email_key, name_key
-from tests.integration.conftest import BACKENDS
+from tests.integration.conftest import BACKENDS, sql_unit_of_work_factory
+from tests.unit.fakes import InMemoryStore
 
-UowFactory = Callable[[], SqlAlchemyUnitOfWork]
+UowFactory = Callable[[], UnitOfWork]
+Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture(params=[*BACKENDS, "sqlite-thread"])
+FAKE = "fake"
+SQL_BACKENDS = [*BACKENDS, "sqlite-thread"]
+
+
+@pytest.fixture(params=[*SQL_BACKENDS, FAKE])
 def backend(request: pytest.FixtureRequest) -> str:
-    """The store on every backend, and SQLite through both drivers (``CHAT_SQLITE_DRIVER``): the
-    hot statements run on the ``sqlite3`` connection inline and through aiosqlite otherwise."""
+    """The store on every backend, SQLite through both drivers (``CHAT_SQLITE_DRIVER``: the hot
+    statements run on the ``sqlite3`` connection inline and through aiosqlite otherwise), and the fake."""
     name: str = request.param
     return name
 
 
-Sessions = async_sessionmaker[AsyncSession]
+SQL_ONLY = pytest.mark.parametrize("backend", SQL_BACKENDS, indirect=True)
+"""For a case the fake cannot or need not keep: concurrent transactions, tables and statements."""
+
+
+@pytest.fixture
+def uow_factory(backend: str, request: pytest.FixtureRequest) -> UowFactory:
+    """Units of work of the store under test (the SQL ones share one memo, as in the container)."""
+    if backend == FAKE:
+        return InMemoryStore().unit_of_work
+    sessions: Sessions = request.getfixturevalue("session_factory")
+    return sql_unit_of_work_factory(sessions)
+
+
+@pytest.fixture
+def sql_sessions(backend: str, request: pytest.FixtureRequest) -> Sessions | None:
+    """The SQL store's sessions, to look at its tables; None for the fake."""
+    if backend == FAKE:
+        return None
+    sessions: Sessions = request.getfixturevalue("session_factory")
+    return sessions
+
 
 NOW = datetime(2026, 11, 24, 5, 20, 21, 89_000, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -145,10 +176,10 @@ async def pending(uow_factory: UowFactory, recipient: int, limit: int = 100) -> 
         return await uow.messages.pending_for(recipient, limit=limit)
 
 
-async def block(session_factory: Sessions, blocker_id: int, blocked_id: int) -> None:
-    async with session_factory() as session:
-        await session.execute(insert(blocks).values(blocker_id=blocker_id, blocked_id=blocked_id, created_at=NOW))
-        await session.commit()
+async def block(uow_factory: UowFactory, blocker_id: int, blocked_id: int) -> None:
+    async with uow_factory() as uow:
+        await uow.blocks.block(blocker_id, blocked_id, now=NOW)
+        await uow.commit()
 
 
 async def count(session_factory: Sessions, table: object, *where: object) -> int:
@@ -207,6 +238,8 @@ async def test_bodies_are_stored_as_sent(uow_factory: UowFactory) -> None:
     assert loaded == message
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_twenty_concurrent_senders_get_seqs_one_to_twenty(uow_factory: UowFactory) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
     results = await asyncio.gather(
@@ -226,6 +259,8 @@ async def test_twenty_concurrent_senders_get_seqs_one_to_twenty(uow_factory: Uow
         assert len(got) == 10
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_concurrent_senders_in_several_conversations_count_independently(uow_factory: UowFactory) -> None:
     hub, *others = await add_users(uow_factory, "Hub", "A", "B", "C", "D")
     results = await asyncio.gather(
@@ -240,7 +275,7 @@ async def test_concurrent_senders_in_several_conversations_count_independently(u
 
 
 async def test_append_refuses_a_second_message_with_the_same_sender_and_client_id(
-    uow_factory: UowFactory, session_factory: Sessions
+    uow_factory: UowFactory, sql_sessions: Sessions | None
 ) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
     first, _ = await send(uow_factory, ann, bob, client_msg_id="same")
@@ -250,17 +285,20 @@ async def test_append_refuses_a_second_message_with_the_same_sender_and_client_i
     async with uow_factory() as uow:
         with pytest.raises(DuplicateMessageError):
             await uow.conversations.append([draft(ann, cid, "again", client_msg_id="same")])
-    assert await count(session_factory, messages, messages.c.client_msg_id == "same") == 2
     assert await state(uow_factory, ann, cid) == ConversationState(peer_id=cid, last_seq=1, read_seq=0, peer_read_seq=0)
-
-    # Other integrity problems are not reported as duplicates.
-    async with uow_factory() as uow:
-        with pytest.raises(IntegrityError):
-            await uow.conversations.append([draft(ann, bob + 1000, "x", client_msg_id="x")])
+    assert [m.body for m in await history(uow_factory, cid, ann)] == ["hi"]
+    if sql_sessions is not None:  # the tables, and the foreign keys the fake does not check
+        assert await count(sql_sessions, messages, messages.c.client_msg_id == "same") == 2
+        # Other integrity problems are not reported as duplicates.
+        async with uow_factory() as uow:
+            with pytest.raises(IntegrityError):
+                await uow.conversations.append([draft(ann, bob + 1000, "x", client_msg_id="x")])
     async with uow_factory() as uow:
         assert await uow.messages.by_client_ids([(ann, "same")]) == {(ann, "same"): first}
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
     uow_factory: UowFactory, session_factory: Sessions
 ) -> None:
@@ -287,7 +325,9 @@ async def test_a_raced_client_msg_id_is_stored_once_and_its_seq_is_not_lost(
     assert nxt.seq == 2
 
 
+# SQL only: concurrent transactions (the fake does not model them).
 @pytest.mark.parametrize("processes", [1, 4], ids=["one-group-commit", "four-group-commits"])
+@SQL_ONLY
 async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factory: UowFactory, processes: int) -> None:
     """Four sends of one ``clientMsgId`` at once: sharing one batch (one process), or each in its
     own transaction racing the others (one :class:`GroupCommit` each, like four processes)."""
@@ -388,7 +428,7 @@ async def test_one_append_numbers_each_conversation_in_order_and_makes_contacts_
 
 
 async def test_a_duplicate_client_msg_id_within_one_append_stores_nothing(
-    uow_factory: UowFactory, session_factory: Sessions
+    uow_factory: UowFactory, sql_sessions: Sessions | None
 ) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
     async with uow_factory() as uow:
@@ -400,9 +440,13 @@ async def test_a_duplicate_client_msg_id_within_one_append_stores_nothing(
                     draft(ann, cid, client_msg_id="dup"),
                 ]
             )
-    for table in (messages, conversations, conversation_members, contacts):
-        assert await count(session_factory, table) == 0
     assert await state(uow_factory, ann, bob) is None
+    assert await state(uow_factory, ann, cid) is None
+    async with uow_factory() as uow:
+        assert await uow.messages.by_client_ids([(ann, "dup"), (ann, "other")]) == {}
+    if sql_sessions is not None:
+        for table in (messages, conversations, conversation_members, contacts):
+            assert await count(sql_sessions, table) == 0
 
     # The same client id from two senders in one append is no duplicate; seqs start over at 1.
     appended = await append(
@@ -438,10 +482,10 @@ async def test_by_client_ids_returns_only_exact_key_matches(uow_factory: UowFact
 # --- withheld messages ----------------------------------------------------------------------------
 
 
-async def test_withheld_messages_reach_only_their_sender(uow_factory: UowFactory, session_factory: Sessions) -> None:
+async def test_withheld_messages_reach_only_their_sender(uow_factory: UowFactory) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
     await send(uow_factory, ann, bob, "before the block")
-    await block(session_factory, bob, ann)  # Bob blocked Ann: her messages to him are withheld
+    await block(uow_factory, bob, ann)  # Bob blocked Ann: her messages to him are withheld
     withheld, became = await send(uow_factory, ann, bob, "withheld")
     assert withheld.withheld
     assert not became
@@ -486,9 +530,7 @@ async def test_a_conversation_of_only_withheld_messages_is_not_listed_for_the_re
     assert await history(uow_factory, bob, ann) == []
 
 
-async def test_each_member_sees_the_later_of_the_shared_and_its_own_withheld_message(
-    uow_factory: UowFactory, session_factory: Sessions
-) -> None:
+async def test_each_member_sees_the_later_of_the_shared_and_its_own_withheld_message(uow_factory: UowFactory) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
 
     async def last_seen() -> tuple[str, str]:
@@ -499,7 +541,7 @@ async def test_each_member_sees_the_later_of_the_shared_and_its_own_withheld_mes
         return anns.last_message.body, bobs.last_message.body
 
     await send(uow_factory, ann, bob, "shared 1")
-    await block(session_factory, bob, ann)
+    await block(uow_factory, bob, ann)
     await send(uow_factory, ann, bob, "withheld 1")
     assert await last_seen() == ("withheld 1", "shared 1")
     await send(uow_factory, bob, ann, "shared 2")  # later than Ann's withheld message
@@ -545,11 +587,18 @@ async def test_a_steady_conversation_writes_no_member_rows(uow_factory: UowFacto
 # --- contacts through append -------------------------------------------------------------------
 
 
-async def test_append_reports_new_contacts_exactly_once(uow_factory: UowFactory, session_factory: Sessions) -> None:
+async def test_append_reports_new_contacts_exactly_once(uow_factory: UowFactory, sql_sessions: Sessions | None) -> None:
     ann, bob, cid = await add_users(uow_factory, "Ann", "Bob", "Cid")
+
+    async def contacts_of(user_id: int) -> list[int]:
+        async with uow_factory() as uow:
+            return [u.uid for u in await uow.contacts.list_contacts(user_id, after_id=None, limit=10)]
+
     flow = [(ann, bob), (ann, bob), (bob, ann), (bob, ann), (ann, bob)]
     assert [(await send(uow_factory, s, t))[1] for s, t in flow] == [False, False, True, False, False]
-    assert await count(session_factory, contacts) == 2
+    assert (await contacts_of(ann), await contacts_of(bob)) == ([bob], [ann])
+    if sql_sessions is not None:
+        assert await count(sql_sessions, contacts) == 2
 
     # Withheld messages never count: Cid's message to Ann is withheld, so Ann answering is not enough.
     assert (await send(uow_factory, cid, ann, withheld=True))[1] is False
@@ -558,9 +607,13 @@ async def test_append_reports_new_contacts_exactly_once(uow_factory: UowFactory,
     assert (await send(uow_factory, cid, ann, withheld=True))[1] is False
     assert (await send(uow_factory, cid, ann))[1] is True
     assert (await send(uow_factory, cid, ann))[1] is False
-    assert await count(session_factory, contacts) == 4
+    assert (await contacts_of(ann), await contacts_of(cid)) == ([bob, cid], [ann])
+    if sql_sessions is not None:
+        assert await count(sql_sessions, contacts) == 4
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_first_messages_in_both_directions_at_once_make_contacts_once(uow_factory: UowFactory) -> None:
     pairs = await add_users(uow_factory, *(f"U{i}" for i in range(10)))
     # Five pairs in turn, each pair's two first messages at the same time.
@@ -572,7 +625,9 @@ async def test_first_messages_in_both_directions_at_once_make_contacts_once(uow_
         assert max(results, key=lambda r: r[0].seq)[1]
 
 
+# SQL only: concurrent transactions (the fake does not model them).
 @pytest.mark.parametrize("member_rows", [False, True], ids=["new-pair", "member-rows-exist"])
+@SQL_ONLY
 async def test_appends_racing_in_both_directions_make_contacts_once(uow_factory: UowFactory, member_rows: bool) -> None:
     """Two units of work append at the same time a first message in each direction of a pair:
     a new pair, or one whose member rows already exist (from a withheld message), so that neither
@@ -665,6 +720,8 @@ async def test_mark_delivered_returns_only_the_newly_delivered_in_the_given_orde
     assert {m.id: m.delivered_at for m in await history(uow_factory, bob, cid)} == {ids[1]: LATER, ids[3]: LATER}
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_concurrent_acknowledgements_deliver_each_message_once(uow_factory: UowFactory) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
     ids = [(await send(uow_factory, ann, bob))[0].id for _ in range(5)]
@@ -680,6 +737,8 @@ async def test_concurrent_acknowledgements_deliver_each_message_once(uow_factory
     assert sorted(len(r) for r in results) == [0, 0, 0, 5]
 
 
+# SQL only: concurrent transactions (the fake does not model them).
+@SQL_ONLY
 async def test_acknowledgements_and_reads_racing_deliver_each_message_once(uow_factory: UowFactory) -> None:
     """Two devices: one acknowledges (ids in any order), the other reads, at the same time."""
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
@@ -795,6 +854,8 @@ async def test_read_seq_only_moves_forward_and_both_sides_see_it(uow_factory: Uo
     assert await state(uow_factory, ann, bob) == ConversationState(peer_id=bob, last_seq=5, read_seq=5, peer_read_seq=3)
 
 
+# SQL only: a conversation row without member rows is a state of the tables.
+@SQL_ONLY
 async def test_set_read_seq_creates_the_members_row_when_missing(
     uow_factory: UowFactory, session_factory: Sessions
 ) -> None:
@@ -873,6 +934,13 @@ async def test_summaries_reject_a_malformed_cursor(uow_factory: UowFactory) -> N
             with pytest.raises(InvalidInputError) as caught:
                 await uow.conversations.summaries(me, before=cursor, limit=10)
             assert caught.value.problems[0].field == "cursor"
+
+
+# SQL only: what a cursor holds is the adapter's own (the fake issues other cursors on purpose).
+@SQL_ONLY
+async def test_summaries_take_any_storage_position_as_a_cursor(uow_factory: UowFactory) -> None:
+    (me,) = await add_users(uow_factory, "Me")
+    async with uow_factory() as uow:
         assert await uow.conversations.summaries(me, before="0", limit=10) == []
         assert await uow.conversations.summaries(me, before=str(2**63 - 1), limit=10) == []
 
@@ -898,10 +966,10 @@ async def test_existing_ids_are_the_accounts_among_the_ids(uow_factory: UowFacto
         assert await uow.users.existing_ids([]) == set()
 
 
-async def test_blocks_among_are_directional(uow_factory: UowFactory, session_factory: Sessions) -> None:
+async def test_blocks_among_are_directional(uow_factory: UowFactory) -> None:
     ann, bob, cid, dan = await add_users(uow_factory, "Ann", "Bob", "Cid", "Dan")
-    await block(session_factory, ann, bob)
-    await block(session_factory, cid, dan)
+    await block(uow_factory, ann, bob)
+    await block(uow_factory, cid, dan)
     async with uow_factory() as uow:
         assert await uow.blocks.among([(ann, bob)]) == {(ann, bob)}
         assert await uow.blocks.among([(bob, ann)]) == set()
@@ -967,6 +1035,8 @@ async def test_set_last_seen_updates_the_user_and_ignores_unknown_ids(uow_factor
 # --- the schema serves the queries --------------------------------------------------------------
 
 
+# SQL only: the schema and the statements.
+@SQL_ONLY
 async def test_the_pending_query_uses_the_partial_index(backend: str, session_factory: Sessions) -> None:
     """The offline-batch query, as the store runs it (:data:`adapters.sqlalchemy.fastpath.hot_sql.PENDING_FOR`)."""
     async with session_factory() as session:
@@ -980,6 +1050,7 @@ async def test_the_pending_query_uses_the_partial_index(backend: str, session_fa
     assert "ix_messages_recipient_id_pos" in " ".join(str(row) for row in plan)
 
 
+@SQL_ONLY
 async def test_timestamps_written_at_the_driver_level_read_back_alike(
     backend: str, uow_factory: UowFactory, session_factory: Sessions
 ) -> None:

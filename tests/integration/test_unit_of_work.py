@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from adapters.sqlalchemy import engine as engine_module
 from adapters.sqlalchemy.engine import SqliteDriver, create_engine, make_sessionmaker
 from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection, WalCheckpointer, inline_creator
-from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from application.ports import StoreUnavailableError
 from domain.errors import BusyError
@@ -27,15 +26,17 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+    from tests.integration.conftest import MigratedTemplates
+
 
 @pytest.mark.parametrize("driver", ["inline", "thread"])
 async def test_a_database_locked_by_another_process_is_store_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: SqliteDriver
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: SqliteDriver, migrated_templates: MigratedTemplates
 ) -> None:
     """SQLite only: its lock is on the whole file (PostgreSQL locks rows). The transaction's
     ``BEGIN IMMEDIATE`` is what waits and fails, on either driver."""
+    await migrated_templates.sqlite_copy(tmp_path / "locked.db")
     url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
-    await upgrade(url)
     monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
     holder, server = create_engine(url), create_engine(url, sqlite_driver=driver)
     try:
@@ -71,11 +72,13 @@ async def test_bad_data_is_not_store_unavailable(session_factory: async_sessionm
         await send_to_nobody()
 
 
-async def test_a_sqlite_connection_that_died_is_store_unavailable_then_replaced(tmp_path: Path) -> None:
+async def test_a_sqlite_connection_that_died_is_store_unavailable_then_replaced(
+    tmp_path: Path, migrated_templates: MigratedTemplates
+) -> None:
     """Inline SQLite: the engine's ``BEGIN IMMEDIATE`` runs on the sqlite3 connection itself; a
     connection found dead there is reported as the store being unavailable and replaced."""
+    await migrated_templates.sqlite_copy(tmp_path / "dies.db")
     url = f"sqlite+aiosqlite:///{tmp_path / 'dies.db'}"
-    await upgrade(url)
     server = create_engine(url)
     killed: list[object] = []
 
@@ -140,13 +143,13 @@ async def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) ->
 
 
 async def test_inline_sqlite_checkpoints_the_log_in_a_thread_after_commits_and_stops_with_the_engine(
-    tmp_path: Path,
+    tmp_path: Path, migrated_templates: MigratedTemplates
 ) -> None:
     """The write-ahead log is copied into the database file by a thread of the connection's own,
     after commits, not inside the event loop's commits; the thread ends when the pool closes."""
     path = tmp_path / "wal.db"
+    await migrated_templates.sqlite_copy(path)
     url = f"sqlite+aiosqlite:///{path}"
-    await upgrade(url)
     engine = create_engine(url)
 
     def in_database_file(message_id: str) -> bool:

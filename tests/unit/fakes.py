@@ -631,8 +631,9 @@ class InMemoryConversationRepository(ConversationRepository):
         )
 
     async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None:
-        """Sets the pointer as told (backwards too, so a use case that moved it back would show)."""
-        self._txn.data.conversations.setdefault((user_id, peer_id), ConversationRow()).read_seq = seq
+        """Never moves the pointer backwards, like the SQL store."""
+        row = self._txn.data.conversations.setdefault((user_id, peer_id), ConversationRow())
+        row.read_seq = max(row.read_seq, seq)
 
     async def summaries(self, user_id: int, *, before: str | None, limit: int) -> list[ConversationSummary]:
         data = self._txn.data

@@ -1,4 +1,9 @@
-"""The fakes keep the promises of the ports, so the use-case tests above them mean something."""
+"""The fakes keep the promises of the ports, so the use-case tests above them mean something.
+
+The message store's contract also runs on the fake store, with the same test bodies as on the SQL
+store, in ``tests/integration/test_message_store.py``; the cases here look at the fake's own
+mechanics too (snapshots, rollback, its test hooks).
+"""
 
 from __future__ import annotations
 
