@@ -208,6 +208,11 @@ def publish_revoked(notifier: Notifier, user_id: int, sids: list[str]) -> None:
         notifier.publish(user_id, LoginsRevoked(sids=frozenset(sids)))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refresh:
+    refresh_token: str
+
+
 class RefreshLogin:
     """Exchange a refresh token for a new pair (rotation). A spent token presented again revokes
     its whole login (committed, then its connections hear :class:`LoginsRevoked`). Raises
@@ -219,8 +224,8 @@ class RefreshLogin:
         self._uow, self._tokens, self._issuer, self._clock = uow, tokens, issuer, clock
         self._notifier = notifier
 
-    async def __call__(self, raw_refresh_token: str) -> Session:
-        outcome = await self._exchange(self._tokens.refresh_digest(raw_refresh_token), self._clock.now())
+    async def __call__(self, cmd: Refresh) -> Session:
+        outcome = await self._exchange(self._tokens.refresh_digest(cmd.refresh_token), self._clock.now())
         if isinstance(outcome, Login):  # reuse: the login was revoked (committed)
             publish_revoked(self._notifier, outcome.user_id, [outcome.id])
             raise RefreshToken.rejected()
@@ -278,16 +283,16 @@ class LogOut:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, notifier: Notifier) -> None:
         self._uow, self._clock, self._notifier = uow, clock, notifier
 
-    async def __call__(self, principal: Principal) -> list[str]:
+    async def __call__(self, actor: Principal) -> list[str]:
         revoked: list[str] = []
         async with self._uow() as uow:
-            login = await uow.logins.get(principal.sid)
-            if login is not None and login.user_id == principal.user_id and login.active:
+            login = await uow.logins.get(actor.sid)
+            if login is not None and login.user_id == actor.user_id and login.active:
                 login.revoke(self._clock.now())
                 revoked.append(login.id)
             await uow.commit()
-        publish_revoked(self._notifier, principal.user_id, revoked)
-        return [principal.sid]
+        publish_revoked(self._notifier, actor.user_id, revoked)
+        return [actor.sid]
 
 
 class LogOutEverywhere:
@@ -297,11 +302,11 @@ class LogOutEverywhere:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, notifier: Notifier) -> None:
         self._uow, self._clock, self._notifier = uow, clock, notifier
 
-    async def __call__(self, principal: Principal) -> list[str]:
+    async def __call__(self, actor: Principal) -> list[str]:
         async with self._uow() as uow:
-            revoked = await revoke_logins(uow, self._clock.now(), principal.user_id, keep=None)
+            revoked = await revoke_logins(uow, self._clock.now(), actor.user_id, keep=None)
             await uow.commit()
-        publish_revoked(self._notifier, principal.user_id, revoked)
+        publish_revoked(self._notifier, actor.user_id, revoked)
         return revoked
 
 
@@ -318,7 +323,6 @@ async def revoke_logins(uow: UnitOfWork, now: datetime, user_id: int, keep: str 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PasswordChange:
-    principal: Principal
     current_password: str
     new_password: str
 
@@ -344,12 +348,12 @@ class ChangePassword:
         self._uow, self._hasher, self._counter = uow, hasher, counter
         self._clock, self._throttle, self._notifier = clock, throttle, notifier
 
-    async def __call__(self, cmd: PasswordChange) -> list[str]:
+    async def __call__(self, actor: Principal, cmd: PasswordChange) -> list[str]:
         new_password = check_password(cmd.new_password, "newPassword")
         async with self._uow() as uow:
-            user = await uow.users.get(cmd.principal.user_id)
+            user = await uow.users.get(actor.user_id)
         if user is None:
-            raise UserNotFoundError(cmd.principal.user_id)
+            raise UserNotFoundError(actor.user_id)
         limits = {account_key(user.email_key): self._throttle.per_account}
         await check_attempts(self._counter, limits, self._clock)
         if not await self._hasher.verify(cmd.current_password, user.password_hash):
@@ -361,7 +365,7 @@ class ChangePassword:
             if stored is None:
                 raise UserNotFoundError(user.uid)
             stored.change_password_hash(new_hash)
-            revoked = await revoke_logins(uow, self._clock.now(), user.uid, keep=cmd.principal.sid)
+            revoked = await revoke_logins(uow, self._clock.now(), user.uid, keep=actor.sid)
             await uow.commit()
         publish_revoked(self._notifier, user.uid, revoked)
         return revoked

@@ -1,4 +1,22 @@
-"""Small pieces shared by the use cases: the authenticated principal, pages, limits, UoW factory."""
+"""Small pieces shared by the use cases: the authenticated principal, pages, limits, UoW factory.
+
+How a use case is called
+------------------------
+A use case is a class whose constructor takes its ports and whose
+``async def __call__(self, actor: Principal, cmd: <Command>) -> <Result>`` does one thing:
+
+- ``actor`` is the authenticated caller (:class:`Principal`); ``cmd`` is ONE command or query
+  object, a frozen, slotted, kw_only dataclass in the use case's module named for what is asked
+  (``Rename``, ``Block``, ``HistoryQuery``, ``PasswordChange``; :class:`PageRequest` for a page of
+  a list). Commands hold plain values only; the actor is never repeated inside one.
+- A use case with nothing to say beyond the actor takes ``(actor)`` alone (``GetProfile``,
+  ``LogOut``). An anonymous one, called before anyone is signed in, takes ``(cmd)`` alone
+  (``RegisterUser``, ``LogIn``, ``RefreshLogin``); ``Authenticate``, which turns a bearer token into
+  the actor, takes the token itself.
+
+The use cases the WebSocket calls (sending, receipts, pending messages, presence, typing, and
+``SearchUsers``) still take user ids; they take this shape when the WebSocket layer does.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +53,15 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageRequest:
+    """Which page of a keyset-paginated list: its size (None: the default) and where it continues
+    (None: the first page; else a ``next_cursor`` this server issued)."""
+
+    limit: int | None = None
+    cursor: str | None = None
 
 
 def parse_id_cursor(cursor: str | None) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import MAX_ID, Page, UnitOfWorkFactory, page_limit
+from application.common import MAX_ID, Page, PageRequest, Principal, UnitOfWorkFactory, page_limit
 from application.events import MessageDelivered, MessageReceived, MessagesRead, UserOnline
 from domain.delivery import Delivered, fanout_of, receipts_by_sender
 from domain.errors import DomainError, InvalidInputError, NotFoundError, UserNotFoundError
@@ -331,7 +331,6 @@ class StillPending:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryQuery:
-    viewer_id: int
     peer_id: int
     before: int | None = None
     after: int | None = None
@@ -351,18 +350,18 @@ class History:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, q: HistoryQuery) -> HistoryPage:
+    async def __call__(self, actor: Principal, q: HistoryQuery) -> HistoryPage:
         if q.before is not None and q.after is not None:
             raise InvalidInputError.of("before", "give before or after, not both")
         for name, value, lowest in (("before", q.before, 1), ("after", q.after, 0)):
             if value is not None and not lowest <= value <= MAX_ID:
                 raise InvalidInputError.of(name, "is not a valid seq")
         size = page_limit(q.limit)
-        pair = Pair.of(q.viewer_id, q.peer_id)
+        pair = Pair.of(actor.user_id, q.peer_id)
         async with self._uow() as uow:
             if await uow.users.get(q.peer_id) is None:
                 raise UserNotFoundError(q.peer_id)
-            found = await uow.messages.history(q.viewer_id, pair, before=q.before, after=q.after, limit=size + 1)
+            found = await uow.messages.history(actor.user_id, pair, before=q.before, after=q.after, limit=size + 1)
         page = found[:size]
         items = page if q.after is not None else list(reversed(page))
         return HistoryPage(items=items, has_more=len(found) > size)
@@ -378,18 +377,18 @@ class ConversationView:
 
 
 class ListConversations:
-    """The user's conversations, most recent visible message first, keyset-paginated."""
+    """The caller's conversations, most recent visible message first, keyset-paginated."""
 
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
 
-    async def __call__(self, viewer_id: int, *, limit: int | None, cursor: str | None) -> Page[ConversationView]:
-        size = page_limit(limit)
+    async def __call__(self, actor: Principal, cmd: PageRequest) -> Page[ConversationView]:
+        size = page_limit(cmd.limit)
         async with self._uow() as uow:
-            rows = await uow.conversations.summaries(viewer_id, before=cursor, limit=size + 1)
+            rows = await uow.conversations.summaries(actor.user_id, before=cmd.cursor, limit=size + 1)
             page = rows[:size]
             users = await uow.users.get_many(r.state.peer_id for r in page)
-            cards = {c.id: c for c in await self._cards.cards(uow, viewer_id, list(users.values()))}
+            cards = {c.id: c for c in await self._cards.cards(uow, actor.user_id, list(users.values()))}
         views = [
             ConversationView(
                 peer=cards[r.state.peer_id],

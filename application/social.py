@@ -7,6 +7,7 @@ anything, and nothing here touches their connections: blocking is never revealed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from application.common import MAX_ID
@@ -16,7 +17,7 @@ from domain.social import presence_visible_among
 from domain.users import UserCard
 
 if TYPE_CHECKING:
-    from application.common import UnitOfWorkFactory
+    from application.common import Principal, UnitOfWorkFactory
     from application.ports import Clock, Notifier, UnitOfWork
 
 
@@ -28,8 +29,13 @@ async def _other_user(uow: UnitOfWork, me: int, other: int) -> None:
         raise UserNotFoundError(other)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block:
+    user_id: int  # the user to block
+
+
 class BlockUser:
-    """``blocker_id`` blocks ``blocked_id``; idempotent (blocking again keeps the first block).
+    """The caller blocks ``cmd.user_id``; idempotent (blocking again keeps the first block).
 
     Commits its own transaction. Raises InvalidInputError on ``id`` for blocking yourself and
     UserNotFoundError for an unknown user. Publishes nothing.
@@ -38,15 +44,20 @@ class BlockUser:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow, self._clock = uow, clock
 
-    async def __call__(self, blocker_id: int, blocked_id: int) -> None:
+    async def __call__(self, actor: Principal, cmd: Block) -> None:
         async with self._uow() as uow:
-            await _other_user(uow, blocker_id, blocked_id)
-            await uow.blocks.block(blocker_id, blocked_id, now=self._clock.now())
+            await _other_user(uow, actor.user_id, cmd.user_id)
+            await uow.blocks.block(actor.user_id, cmd.user_id, now=self._clock.now())
             await uow.commit()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unblock:
+    user_id: int  # the user to unblock
+
+
 class UnblockUser:
-    """``blocker_id`` lifts their block of ``blocked_id``; idempotent (no block is fine).
+    """The caller lifts their block of ``cmd.user_id``; idempotent (no block is fine).
 
     Messages withheld meanwhile stay withheld. Commits its own transaction. Raises
     InvalidInputError on ``id`` for yourself and UserNotFoundError for an unknown user, like
@@ -56,10 +67,10 @@ class UnblockUser:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, blocker_id: int, blocked_id: int) -> None:
+    async def __call__(self, actor: Principal, cmd: Unblock) -> None:
         async with self._uow() as uow:
-            await _other_user(uow, blocker_id, blocked_id)
-            await uow.blocks.unblock(blocker_id, blocked_id)
+            await _other_user(uow, actor.user_id, cmd.user_id)
+            await uow.blocks.unblock(actor.user_id, cmd.user_id)
             await uow.commit()
 
 
@@ -69,9 +80,9 @@ class ListBlocked:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, blocker_id: int) -> list[UserCard]:
+    async def __call__(self, actor: Principal) -> list[UserCard]:
         async with self._uow() as uow:
-            users = await uow.blocks.blocked_by(blocker_id)
+            users = await uow.blocks.blocked_by(actor.user_id)
         return [UserCard(id=user.uid, name=user.name) for user in users]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import Page, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
+from application.common import Page, PageRequest, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
 from domain.social import presence_visible_among
@@ -49,12 +49,17 @@ class GetProfile:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, principal: Principal) -> User:
+    async def __call__(self, actor: Principal) -> User:
         async with self._uow() as uow:
-            user = await uow.users.get(principal.user_id)
+            user = await uow.users.get(actor.user_id)
         if user is None:
-            raise UserNotFoundError(principal.user_id)
+            raise UserNotFoundError(actor.user_id)
         return user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rename:
+    name: str
 
 
 class RenameUser:
@@ -63,14 +68,19 @@ class RenameUser:
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, principal: Principal, name: str) -> User:
+    async def __call__(self, actor: Principal, cmd: Rename) -> User:
         async with self._uow() as uow:
-            user = await uow.users.get(principal.user_id)
+            user = await uow.users.get(actor.user_id)
             if user is None:
-                raise UserNotFoundError(principal.user_id)
-            user.rename(name)
+                raise UserNotFoundError(actor.user_id)
+            user.rename(cmd.name)
             await uow.commit()
         return user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserLookup:
+    user_id: int
 
 
 class GetUser:
@@ -79,12 +89,12 @@ class GetUser:
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
 
-    async def __call__(self, viewer: Principal, user_id: int) -> UserCard:
+    async def __call__(self, actor: Principal, cmd: UserLookup) -> UserCard:
         async with self._uow() as uow:
-            user = await uow.users.get(user_id)
+            user = await uow.users.get(cmd.user_id)
             if user is None:
-                raise UserNotFoundError(user_id)
-            (card,) = await self._cards.cards(uow, viewer.user_id, [user])
+                raise UserNotFoundError(cmd.user_id)
+            (card,) = await self._cards.cards(uow, actor.user_id, [user])
         return card
 
 
@@ -94,13 +104,13 @@ class ListContacts:
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
 
-    async def __call__(self, viewer: Principal, *, limit: int | None, cursor: str | None) -> Page[UserCard]:
-        size = page_limit(limit)
-        after_id = parse_id_cursor(cursor)
+    async def __call__(self, actor: Principal, cmd: PageRequest) -> Page[UserCard]:
+        size = page_limit(cmd.limit)
+        after_id = parse_id_cursor(cmd.cursor)
         async with self._uow() as uow:
-            users = await uow.contacts.list_contacts(viewer.user_id, after_id=after_id, limit=size + 1)
+            users = await uow.contacts.list_contacts(actor.user_id, after_id=after_id, limit=size + 1)
             more = len(users) > size
-            cards = await self._cards.cards(uow, viewer.user_id, users[:size])
+            cards = await self._cards.cards(uow, actor.user_id, users[:size])
         return Page(items=cards, next_cursor=str(cards[-1].id) if more else None)
 
 

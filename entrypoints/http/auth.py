@@ -14,6 +14,7 @@ from application.accounts import (
     LogOut,
     LogOutEverywhere,
     PasswordChange,
+    Refresh,
     RefreshLogin,
     Register,
     RegisterUser,
@@ -67,7 +68,7 @@ class AuthController(Controller):
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Exchange a refresh token for a new pair (rotation)")
     async def refresh(self, data: JSONBody[RefreshIn], refresh_login: NamedDependency[RefreshLogin]) -> TokenOut:
-        return token_out(await refresh_login(data.refresh_token))
+        return token_out(await refresh_login(Refresh(refresh_token=data.refresh_token)))
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke this login", security=[{"bearer": []}])
     async def logout(self, principal: NamedDependency[Principal], log_out: NamedDependency[LogOut]) -> None:
@@ -97,5 +98,5 @@ class AuthController(Controller):
         change_password: NamedDependency[ChangePassword],
     ) -> None:
         await change_password(
-            PasswordChange(principal=principal, current_password=data.current_password, new_password=data.new_password)
+            principal, PasswordChange(current_password=data.current_password, new_password=data.new_password)
         )

@@ -7,7 +7,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from application.common import Principal
+from application.common import PageRequest, Principal
 from application.messaging import History, HistoryQuery, ListConversations
 from entrypoints.wire import UserPublic, WireMessage
 
@@ -43,7 +43,7 @@ class ConversationsController(Controller):
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
     ) -> ConversationPage:
-        page = await list_conversations(principal.user_id, limit=limit, cursor=cursor)
+        page = await list_conversations(principal, PageRequest(limit=limit, cursor=cursor))
         return ConversationPage(
             items=[
                 ConversationOut(
@@ -68,7 +68,5 @@ class ConversationsController(Controller):
         after: FromQuery[int | None] = None,
         limit: FromQuery[int | None] = None,
     ) -> MessagePage:
-        page = await history(
-            HistoryQuery(viewer_id=principal.user_id, peer_id=peer_id, before=before, after=after, limit=limit)
-        )
+        page = await history(principal, HistoryQuery(peer_id=peer_id, before=before, after=after, limit=limit))
         return MessagePage(items=[WireMessage.of(m) for m in page.items], has_more=page.has_more)

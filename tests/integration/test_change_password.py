@@ -66,7 +66,7 @@ class Account:
             self.notifier,
         )
         principal = Principal(user_id=self.user_id, sid=self.sids[0])
-        return await change(PasswordChange(principal=principal, current_password=OLD, new_password=NEW))
+        return await change(principal, PasswordChange(current_password=OLD, new_password=NEW))
 
     async def stored(self) -> tuple[str, list[str]]:
         """The password that verifies against the stored hash, and the active logins."""

@@ -181,9 +181,12 @@ class World:
         return await self.mark_read(Read(reader_id=reader, peer_id=peer, up_to_seq=up_to_seq, connection_id=connection))
 
 
-def principal_of(session: Session) -> Principal:
-    """The principal of a session, as use cases take it (no token expiry)."""
-    return Principal(user_id=session.user.uid, sid=session.sid)
+def principal_of(who: Session | int) -> Principal:
+    """The actor use cases take (no token expiry): a session's, or for a seeded user's id, a
+    principal with a made-up login ``sid-<id>``."""
+    if isinstance(who, Session):
+        return Principal(user_id=who.user.uid, sid=who.sid)
+    return Principal(user_id=who, sid=f"sid-{who}")
 
 
 def login_of(who: Principal | Session) -> tuple[int, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.accounts import PasswordChange, Session
+from application.accounts import PasswordChange, Refresh, Session
 from domain.errors import (
     AuthenticationError,
     BusyError,
@@ -21,8 +21,8 @@ from tests.unit.harness import PASSWORD, World, login_of, principal_of
 NEW_PASSWORD = "battery staple"
 
 
-def change(session: Session, current: str = PASSWORD, new: str = NEW_PASSWORD) -> PasswordChange:
-    return PasswordChange(principal=principal_of(session), current_password=current, new_password=new)
+def change(current: str = PASSWORD, new: str = NEW_PASSWORD) -> PasswordChange:
+    return PasswordChange(current_password=current, new_password=new)
 
 
 def stored_password(world: World, session: Session) -> str:
@@ -34,7 +34,7 @@ async def test_wrong_current_password_is_invalid_input_and_changes_nothing(world
     commits = world.store.commits
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.change_password(change(session, current="not my password"))
+        await world.change_password(principal_of(session), change(current="not my password"))
 
     assert [p.field for p in caught.value.problems] == ["currentPassword"]
     assert stored_password(world, session) == PASSWORD
@@ -46,10 +46,10 @@ async def test_wrong_current_password_counts_as_a_failed_login_of_the_account() 
     session = await world.sign_up("Ada", email="ada@example.com")
     for _ in range(3):
         with pytest.raises(InvalidInputError):
-            await world.change_password(change(session, current="guess"))
+            await world.change_password(principal_of(session), change(current="guess"))
 
     with pytest.raises(RateLimitedError):
-        await world.change_password(change(session))
+        await world.change_password(principal_of(session), change())
     with pytest.raises(RateLimitedError):
         await world.sign_in("ada@example.com")
     assert stored_password(world, session) == PASSWORD
@@ -59,7 +59,7 @@ async def test_too_short_new_password_is_invalid_input_on_new_password(world: Wo
     session = await world.sign_up("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.change_password(change(session, new="short"))
+        await world.change_password(principal_of(session), change(new="short"))
 
     assert [p.field for p in caught.value.problems] == ["newPassword"]
     assert stored_password(world, session) == PASSWORD
@@ -69,7 +69,7 @@ async def test_whitespace_only_new_password_is_refused(world: World) -> None:
     session = await world.sign_up("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.change_password(change(session, new=" " * 10))
+        await world.change_password(principal_of(session), change(new=" " * 10))
 
     assert caught.value.problems == (FieldProblem("newPassword", "must not be only whitespace"),)
 
@@ -78,22 +78,22 @@ async def test_change_replaces_the_password_and_revokes_every_other_login(world:
     current = await world.sign_up("Ada", email="ada@example.com")
     others = [await world.sign_in("ada@example.com") for _ in range(2)]
 
-    revoked = await world.change_password(change(current))
+    revoked = await world.change_password(principal_of(current), change())
 
     assert sorted(revoked) == sorted(s.sid for s in others)
     assert stored_password(world, current) == NEW_PASSWORD
     assert login_of(await world.authenticate(current.access_token)) == login_of(current)
-    await world.refresh(current.refresh_token)
+    await world.refresh(Refresh(refresh_token=current.refresh_token))
     for other in others:
         with pytest.raises(LoginRevokedError):
             await world.authenticate(other.access_token)
         with pytest.raises(AuthenticationError):
-            await world.refresh(other.refresh_token)
+            await world.refresh(Refresh(refresh_token=other.refresh_token))
 
 
 async def test_after_a_change_only_the_new_password_logs_in(world: World) -> None:
     session = await world.sign_up("Ada", email="ada@example.com")
-    await world.change_password(change(session))
+    await world.change_password(principal_of(session), change())
 
     with pytest.raises(InvalidCredentialsError):
         await world.sign_in("ada@example.com", PASSWORD)
@@ -104,7 +104,7 @@ async def test_change_leaves_other_users_logins_alone(world: World) -> None:
     ada = await world.sign_up("Ada")
     bob = await world.sign_up("Bob")
 
-    await world.change_password(change(ada))
+    await world.change_password(principal_of(ada), change())
 
     assert login_of(await world.authenticate(bob.access_token)) == login_of(bob)
 
@@ -115,7 +115,7 @@ async def test_busy_hasher_propagates_and_changes_nothing(world: World) -> None:
     world.hasher.busy = True
 
     with pytest.raises(BusyError):
-        await world.change_password(change(current))
+        await world.change_password(principal_of(current), change())
 
     world.hasher.busy = False
     assert stored_password(world, current) == PASSWORD
@@ -127,7 +127,7 @@ async def test_change_for_a_vanished_user_is_not_found(world: World) -> None:
     del world.store.data.users[session.user.uid]
 
     with pytest.raises(UserNotFoundError):
-        await world.change_password(change(session))
+        await world.change_password(principal_of(session), change())
 
 
 async def test_the_new_hash_and_the_revocations_commit_together(world: World) -> None:
@@ -135,7 +135,7 @@ async def test_the_new_hash_and_the_revocations_commit_together(world: World) ->
     other = await world.sign_in("ada@example.com")
     commits = world.store.commits
 
-    await world.change_password(change(current))
+    await world.change_password(principal_of(current), change())
 
     assert world.store.commits == commits + 1
     assert stored_password(world, current) == NEW_PASSWORD
@@ -153,7 +153,7 @@ async def test_a_failing_revocation_leaves_the_old_password_and_every_login(
 
     monkeypatch.setattr(InMemoryLoginRepository, "active_ids_of", lost)
     with pytest.raises(ConnectionError):
-        await world.change_password(change(current))
+        await world.change_password(principal_of(current), change())
 
     assert stored_password(world, current) == PASSWORD
     assert login_of(await world.authenticate(other.access_token)) == login_of(other)
@@ -166,7 +166,7 @@ async def test_a_failing_commit_leaves_the_old_password_and_every_login(world: W
     world.store.fail_commit = ConnectionError("the commit was lost")
 
     with pytest.raises(ConnectionError):
-        await world.change_password(change(current))
+        await world.change_password(principal_of(current), change())
 
     world.store.fail_commit = None
     assert stored_password(world, current) == PASSWORD

@@ -7,19 +7,19 @@ from datetime import timedelta
 
 import pytest
 
-from application.common import Page
+from application.common import Page, PageRequest
 from application.messaging import ConversationView
 from application.ports import ConversationState
 from domain.errors import FieldProblem, InvalidInputError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
-from tests.unit.harness import World
+from tests.unit.harness import World, principal_of
 
 LAST_SEEN = EPOCH - timedelta(hours=1)
 
 
 async def peers(world: World, viewer: int, *, limit: int | None = None, cursor: str | None = None) -> list[int]:
-    page = await world.list_conversations(viewer, limit=limit, cursor=cursor)
+    page = await world.list_conversations(principal_of(viewer), PageRequest(limit=limit, cursor=cursor))
     return [view.peer.id for view in page.items]
 
 
@@ -42,7 +42,7 @@ async def test_a_conversation_shows_its_last_message_counters_and_pointers(world
     await world.read(bob, ada, 3)
     last = world.store.messages_between(ada, bob)[-1]
 
-    page = await world.list_conversations(ada, limit=None, cursor=None)
+    page = await world.list_conversations(principal_of(ada), PageRequest())
 
     assert page == Page(
         items=[
@@ -56,7 +56,7 @@ async def test_a_conversation_shows_its_last_message_counters_and_pointers(world
         ],
         next_cursor=None,
     )
-    (bobs_view,) = (await world.list_conversations(bob, limit=None, cursor=None)).items
+    (bobs_view,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
     assert (bobs_view.unread_count, bobs_view.state) == (
         1,  # Ada's 5
         ConversationState(peer_id=ada, last_seq=5, read_seq=3, peer_read_seq=2),
@@ -67,7 +67,7 @@ async def test_pointers_are_zero_before_any_read(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     await world.exchange(ada, bob, 3)
 
-    (view,) = (await world.list_conversations(bob, limit=None, cursor=None)).items
+    (view,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
 
     assert view.state == ConversationState(peer_id=ada, last_seq=3, read_seq=0, peer_read_seq=0)
     assert view.unread_count == 2
@@ -79,7 +79,7 @@ async def test_the_last_message_carries_its_current_receipts(world: World) -> No
     now = world.clock.advance(9)
     await world.acknowledge(bob, [sent.id])
 
-    (view,) = (await world.list_conversations(ada, limit=None, cursor=None)).items
+    (view,) = (await world.list_conversations(principal_of(ada), PageRequest())).items
 
     assert view.last_message.delivered_at == now
 
@@ -90,8 +90,8 @@ async def test_a_sender_sees_a_withheld_message_and_its_recipient_does_not(world
     world.store.block(bob, ada)
     withheld = (await world.send(ada, bob)).message
 
-    (adas,) = (await world.list_conversations(ada, limit=None, cursor=None)).items
-    (bobs,) = (await world.list_conversations(bob, limit=None, cursor=None)).items
+    (adas,) = (await world.list_conversations(principal_of(ada), PageRequest())).items
+    (bobs,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
 
     assert adas.last_message == withheld
     assert bobs.last_message == first
@@ -122,11 +122,11 @@ async def test_reading_brings_the_unread_count_down(world: World) -> None:
     for _ in range(3):
         await world.send(ada, bob)
 
-    counts = [(await world.list_conversations(bob, limit=None, cursor=None)).items[0].unread_count]
+    counts = [(await world.list_conversations(principal_of(bob), PageRequest())).items[0].unread_count]
     await world.read(bob, ada, 2)
-    counts.append((await world.list_conversations(bob, limit=None, cursor=None)).items[0].unread_count)
+    counts.append((await world.list_conversations(principal_of(bob), PageRequest())).items[0].unread_count)
     await world.read(bob, ada, 3)
-    counts.append((await world.list_conversations(bob, limit=None, cursor=None)).items[0].unread_count)
+    counts.append((await world.list_conversations(principal_of(bob), PageRequest())).items[0].unread_count)
 
     assert counts == [3, 1, 0]
 
@@ -136,7 +136,7 @@ async def test_acknowledging_does_not_count_as_reading(world: World) -> None:
     sent = (await world.send(ada, bob)).message
     await world.acknowledge(bob, [sent.id])
 
-    (view,) = (await world.list_conversations(bob, limit=None, cursor=None)).items
+    (view,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
 
     assert view.unread_count == 1
 
@@ -147,9 +147,9 @@ async def test_conversations_are_paginated_by_cursor(world: World) -> None:
         await world.send(other, viewer)
     newest_first = list(reversed(others))
 
-    first = await world.list_conversations(viewer, limit=2, cursor=None)
-    second = await world.list_conversations(viewer, limit=2, cursor=first.next_cursor)
-    third = await world.list_conversations(viewer, limit=2, cursor=second.next_cursor)
+    first = await world.list_conversations(principal_of(viewer), PageRequest(limit=2, cursor=None))
+    second = await world.list_conversations(principal_of(viewer), PageRequest(limit=2, cursor=first.next_cursor))
+    third = await world.list_conversations(principal_of(viewer), PageRequest(limit=2, cursor=second.next_cursor))
 
     assert [v.peer.id for v in first.items] == newest_first[:2]
     assert [v.peer.id for v in second.items] == newest_first[2:4]
@@ -163,7 +163,7 @@ async def test_an_exactly_full_last_page_has_no_next_cursor(world: World) -> Non
     for other in others:
         await world.send(other, viewer)
 
-    page = await world.list_conversations(viewer, limit=2, cursor=None)
+    page = await world.list_conversations(principal_of(viewer), PageRequest(limit=2, cursor=None))
 
     assert (len(page.items), page.next_cursor) == (2, None)
 
@@ -172,7 +172,7 @@ async def test_paging_goes_on_below_the_cursor_when_a_conversation_moves_to_the_
     viewer, p1, p2, p3 = world.seed_users("Viewer", "P1", "P2", "P3")
     for other in (p1, p2, p3):
         await world.send(other, viewer)
-    first = await world.list_conversations(viewer, limit=1, cursor=None)
+    first = await world.list_conversations(principal_of(viewer), PageRequest(limit=1, cursor=None))
     await world.send(p3, viewer)  # the conversation already shown gets newer
 
     assert await peers(world, viewer, limit=5, cursor=first.next_cursor) == [p2, p1]
@@ -188,7 +188,7 @@ async def test_peer_cards_never_carry_email_or_phone_and_show_presence_only_to_c
     await world.send(friend, me)  # contacts now
     await world.send(stranger, me)  # one-way: not a contact
 
-    page = await world.list_conversations(me, limit=None, cursor=None)
+    page = await world.list_conversations(principal_of(me), PageRequest())
 
     assert [view.peer for view in page.items] == [
         UserCard(id=stranger, name="Stranger", online=None, last_seen_at=None),
@@ -206,7 +206,7 @@ async def test_a_block_hides_a_contacts_presence_in_the_list(world: World) -> No
     world.presence.online.add(friend)
     world.store.block(me, friend)
 
-    (view,) = (await world.list_conversations(me, limit=None, cursor=None)).items
+    (view,) = (await world.list_conversations(principal_of(me), PageRequest())).items
 
     assert view.peer == UserCard(id=friend, name="Friend", online=None, last_seen_at=None)
 
@@ -214,7 +214,7 @@ async def test_a_block_hides_a_contacts_presence_in_the_list(world: World) -> No
 async def test_no_conversations_gives_an_empty_page(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 
-    assert await world.list_conversations(ada, limit=None, cursor=None) == Page(items=[], next_cursor=None)
+    assert await world.list_conversations(principal_of(ada), PageRequest()) == Page(items=[], next_cursor=None)
 
 
 async def test_the_page_size_defaults_to_50(world: World) -> None:
@@ -222,7 +222,7 @@ async def test_the_page_size_defaults_to_50(world: World) -> None:
     for other in others:
         await world.send(viewer, other)
 
-    page = await world.list_conversations(viewer, limit=None, cursor=None)
+    page = await world.list_conversations(principal_of(viewer), PageRequest())
 
     assert len(page.items) == 50
     assert page.next_cursor is not None
@@ -233,6 +233,6 @@ async def test_a_page_size_outside_1_to_100_is_invalid_input(world: World, limit
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.list_conversations(ada, limit=limit, cursor=None)
+        await world.list_conversations(principal_of(ada), PageRequest(limit=limit, cursor=None))
 
     assert caught.value.problems == (FieldProblem("limit", "must be between 1 and 100"),)

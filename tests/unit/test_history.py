@@ -6,7 +6,7 @@ import pytest
 
 from application.messaging import HistoryPage, HistoryQuery
 from domain.errors import FieldProblem, InvalidInputError, UserNotFoundError
-from tests.unit.harness import World
+from tests.unit.harness import World, principal_of
 
 
 async def seqs(
@@ -18,7 +18,8 @@ async def seqs(
     after: int | None = None,
     limit: int | None = None,
 ) -> tuple[list[int], bool]:
-    page = await world.history(HistoryQuery(viewer_id=viewer, peer_id=peer, before=before, after=after, limit=limit))
+    query = HistoryQuery(peer_id=peer, before=before, after=after, limit=limit)
+    page = await world.history(principal_of(viewer), query)
     return [m.seq for m in page.items], page.has_more
 
 
@@ -76,7 +77,7 @@ async def test_items_are_the_stored_messages_with_their_current_receipts(world: 
     now = world.clock.advance(3)
     await world.read(bob, ada, 1)
 
-    page = await world.history(HistoryQuery(viewer_id=ada, peer_id=bob))
+    page = await world.history(principal_of(ada), HistoryQuery(peer_id=bob))
 
     assert page == HistoryPage(items=[world.store.message(sent.id)], has_more=False)
     assert (page.items[0].delivered_at, page.items[0].read_at) == (now, now)
@@ -88,7 +89,7 @@ async def test_only_the_two_users_messages_are_in_their_conversation(world: Worl
     await world.send(ada, cleo, "to cleo")
     await world.send(cleo, bob, "cleo to bob")
 
-    page = await world.history(HistoryQuery(viewer_id=bob, peer_id=ada))
+    page = await world.history(principal_of(bob), HistoryQuery(peer_id=ada))
 
     assert [m.body for m in page.items] == ["to bob"]
 
@@ -96,7 +97,7 @@ async def test_only_the_two_users_messages_are_in_their_conversation(world: Worl
 async def test_a_conversation_without_messages_is_an_empty_page(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
-    assert await world.history(HistoryQuery(viewer_id=ada, peer_id=bob)) == HistoryPage(items=[], has_more=False)
+    assert await world.history(principal_of(ada), HistoryQuery(peer_id=bob)) == HistoryPage(items=[], has_more=False)
 
 
 async def test_withheld_messages_appear_only_in_the_senders_history(world: World) -> None:

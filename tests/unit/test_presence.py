@@ -6,13 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from application.common import MAX_ID, Principal
+from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
 from application.presence import ONLINE_QUERY_MAX
+from application.users import UserLookup
 from domain.errors import InvalidInputError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
-from tests.unit.harness import World
+from tests.unit.harness import World, principal_of
 
 
 def circle(world: World) -> tuple[int, int, int, int, int]:
@@ -141,7 +142,7 @@ async def test_settling_stores_last_seen_before_telling_anyone(world: World) -> 
     assert world.store.user(ada).last_seen_at == left_at
     assert world.store.commits == 1
     assert [p.commits for p in world.notifier.published] == [1]
-    card = await world.get_user(Principal(user_id=bob, sid="sid-bob"), ada)
+    card = await world.get_user(principal_of(bob), UserLookup(user_id=ada))
     assert card == UserCard(id=ada, name="Ada", online=False, last_seen_at=left_at)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from application.accounts import Refresh
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, PhoneTakenError, RateLimitedError
 from tests.unit.fakes import FakePasswordHasher
 from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, login_of
@@ -31,7 +32,7 @@ async def test_registration_issues_working_access_and_refresh_tokens(world: Worl
     assert session.expires_in == world.access_ttl_s
     assert login_of(await world.authenticate(session.access_token)) == login_of(session)
     assert world.store.data.logins[session.sid].user_id == session.user.uid
-    refreshed = await world.refresh(session.refresh_token)
+    refreshed = await world.refresh(Refresh(refresh_token=session.refresh_token))
     assert refreshed.sid == session.sid
 
 

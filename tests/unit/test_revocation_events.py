@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.accounts import PasswordChange
+from application.accounts import PasswordChange, Refresh
 from application.events import LoginsRevoked
 from domain.errors import InvalidInputError, InvalidTokenError
 from tests.unit.harness import PASSWORD, World, principal_of
@@ -74,7 +74,7 @@ async def test_a_password_change_tells_the_other_logins_only(world: World) -> No
     others = [await world.sign_in("ada@example.com") for _ in range(2)]
 
     await world.change_password(
-        PasswordChange(principal=principal_of(current), current_password=PASSWORD, new_password="battery staple")
+        principal_of(current), PasswordChange(current_password=PASSWORD, new_password="battery staple")
     )
 
     assert world.notifier.calls == [(current.user.uid, LoginsRevoked(sids=frozenset(s.sid for s in others)), None)]
@@ -85,7 +85,7 @@ async def test_a_password_change_with_no_other_login_tells_nobody(world: World) 
     current = await world.sign_up("Ada")
 
     await world.change_password(
-        PasswordChange(principal=principal_of(current), current_password=PASSWORD, new_password="battery staple")
+        principal_of(current), PasswordChange(current_password=PASSWORD, new_password="battery staple")
     )
 
     assert world.notifier.published == []
@@ -97,7 +97,7 @@ async def test_a_refused_password_change_tells_nobody(world: World) -> None:
 
     with pytest.raises(InvalidInputError):
         await world.change_password(
-            PasswordChange(principal=principal_of(current), current_password="wrong one", new_password="battery staple")
+            principal_of(current), PasswordChange(current_password="wrong one", new_password="battery staple")
         )
 
     assert world.notifier.published == []
@@ -106,7 +106,7 @@ async def test_a_refused_password_change_tells_nobody(world: World) -> None:
 async def test_a_normal_refresh_tells_nobody(world: World) -> None:
     session = await world.sign_up("Ada")
 
-    await world.refresh(session.refresh_token)
+    await world.refresh(Refresh(refresh_token=session.refresh_token))
 
     assert world.notifier.published == []
 
@@ -114,15 +114,15 @@ async def test_a_normal_refresh_tells_nobody(world: World) -> None:
 async def test_reusing_a_refresh_token_tells_the_connections_of_that_login_once(world: World) -> None:
     session = await world.sign_up("Ada", email="ada@example.com")
     await world.sign_in("ada@example.com")
-    await world.refresh(session.refresh_token)
+    await world.refresh(Refresh(refresh_token=session.refresh_token))
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh(session.refresh_token)
+        await world.refresh(Refresh(refresh_token=session.refresh_token))
     assert world.notifier.calls == [(session.user.uid, LoginsRevoked(sids=frozenset({session.sid})), None)]
     assert_after_commit(world)
     world.notifier.clear()
     with pytest.raises(InvalidTokenError):  # the login is already revoked: a plain refusal
-        await world.refresh(session.refresh_token)
+        await world.refresh(Refresh(refresh_token=session.refresh_token))
 
     assert world.notifier.published == []
 
@@ -131,6 +131,6 @@ async def test_an_unknown_refresh_token_tells_nobody(world: World) -> None:
     await world.sign_up("Ada")
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh("refresh-999")
+        await world.refresh(Refresh(refresh_token="refresh-999"))
 
     assert world.notifier.published == []

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from application.accounts import Refresh
 from application.common import Principal
 from domain.errors import AuthenticationError, InvalidTokenError, LoginRevokedError
 from tests.unit.fakes import EPOCH
@@ -18,7 +19,7 @@ async def test_refresh_rotates_to_a_new_pair_for_the_same_login(world: World) ->
     first = await world.sign_up("Ada")
     world.clock.advance(60)
 
-    second = await world.refresh(first.refresh_token)
+    second = await world.refresh(Refresh(refresh_token=first.refresh_token))
 
     assert second.sid == first.sid
     assert second.user.uid == first.user.uid
@@ -32,23 +33,23 @@ async def test_refresh_rotates_to_a_new_pair_for_the_same_login(world: World) ->
 async def test_rotated_token_can_itself_be_rotated(world: World) -> None:
     first = await world.sign_up("Ada")
 
-    second = await world.refresh(first.refresh_token)
-    third = await world.refresh(second.refresh_token)
+    second = await world.refresh(Refresh(refresh_token=first.refresh_token))
+    third = await world.refresh(Refresh(refresh_token=second.refresh_token))
 
     assert third.sid == first.sid
 
 
 async def test_reusing_a_spent_refresh_token_revokes_the_whole_login(world: World) -> None:
     first = await world.sign_up("Ada")
-    newest = await world.refresh(first.refresh_token)
+    newest = await world.refresh(Refresh(refresh_token=first.refresh_token))
     world.clock.advance(5)
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh(first.refresh_token)
+        await world.refresh(Refresh(refresh_token=first.refresh_token))
 
     assert world.store.data.logins[first.sid].revoked_at == world.clock.now()  # committed despite the error
     with pytest.raises(AuthenticationError):
-        await world.refresh(newest.refresh_token)
+        await world.refresh(Refresh(refresh_token=newest.refresh_token))
     with pytest.raises(LoginRevokedError):
         await world.authenticate(newest.access_token)
 
@@ -56,13 +57,13 @@ async def test_reusing_a_spent_refresh_token_revokes_the_whole_login(world: Worl
 async def test_reuse_revokes_only_that_login_of_the_user(world: World) -> None:
     first = await world.sign_up("Ada", email="ada@example.com")
     other_device = await world.sign_in("ada@example.com")
-    await world.refresh(first.refresh_token)
+    await world.refresh(Refresh(refresh_token=first.refresh_token))
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh(first.refresh_token)
+        await world.refresh(Refresh(refresh_token=first.refresh_token))
 
     assert login_of(await world.authenticate(other_device.access_token)) == login_of(other_device)
-    await world.refresh(other_device.refresh_token)
+    await world.refresh(Refresh(refresh_token=other_device.refresh_token))
 
 
 async def test_refresh_token_is_rejected_from_its_expiry_on() -> None:
@@ -71,7 +72,7 @@ async def test_refresh_token_is_rejected_from_its_expiry_on() -> None:
     world.clock.advance(3600)
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh(session.refresh_token)
+        await world.refresh(Refresh(refresh_token=session.refresh_token))
 
     assert world.store.data.logins[session.sid].active  # expiry is no reason to revoke
 
@@ -81,7 +82,7 @@ async def test_refresh_token_works_until_just_before_its_expiry() -> None:
     session = await world.sign_up("Ada")
     world.clock.advance(3599.999)
 
-    assert (await world.refresh(session.refresh_token)).sid == session.sid
+    assert (await world.refresh(Refresh(refresh_token=session.refresh_token))).sid == session.sid
 
 
 async def test_unknown_refresh_token_is_rejected_without_committing(world: World) -> None:
@@ -89,7 +90,7 @@ async def test_unknown_refresh_token_is_rejected_without_committing(world: World
     commits = world.store.commits
 
     with pytest.raises(InvalidTokenError):
-        await world.refresh("refresh-999")
+        await world.refresh(Refresh(refresh_token="refresh-999"))
 
     assert world.store.commits == commits
 
@@ -101,7 +102,7 @@ async def test_refresh_of_a_logged_out_login_is_rejected(world: World) -> None:
     # RefreshLogin's docstring promises LoginRevokedError here; it raises InvalidTokenError.
     # Either is a 401; only the family is asserted.
     with pytest.raises(AuthenticationError):
-        await world.refresh(session.refresh_token)
+        await world.refresh(Refresh(refresh_token=session.refresh_token))
 
     token = world.store.data.refresh_tokens[world.tokens.refresh_digest(session.refresh_token)]
     assert token.spent_at is None
@@ -174,7 +175,7 @@ async def test_log_out_revokes_this_login_only(world: World) -> None:
     with pytest.raises(LoginRevokedError):
         await world.authenticate(phone.access_token)
     with pytest.raises(AuthenticationError):
-        await world.refresh(phone.refresh_token)
+        await world.refresh(Refresh(refresh_token=phone.refresh_token))
     assert login_of(await world.authenticate(laptop.access_token)) == login_of(laptop)
 
 
@@ -205,7 +206,7 @@ async def test_log_out_everywhere_revokes_every_login_of_the_user(world: World) 
         with pytest.raises(LoginRevokedError):
             await world.authenticate(session.access_token)
         with pytest.raises(AuthenticationError):
-            await world.refresh(session.refresh_token)
+            await world.refresh(Refresh(refresh_token=session.refresh_token))
     assert login_of(await world.authenticate(bob.access_token)) == login_of(bob)
 
 

@@ -6,9 +6,10 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import Typing
+from application.social import Block, Unblock
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.users import UserCard
-from tests.unit.harness import World
+from tests.unit.harness import World, principal_of
 
 # --- BlockUser --------------------------------------------------------------------------------
 
@@ -16,7 +17,7 @@ from tests.unit.harness import World
 async def test_blocking_stores_a_directional_block(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
-    await world.block_user(ada, bob)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
 
     assert world.store.data.blocks == {(ada, bob)}
     assert world.store.commits == 1
@@ -26,8 +27,8 @@ async def test_blocking_stores_a_directional_block(world: World) -> None:
 async def test_blocking_twice_is_the_same_as_once(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
-    await world.block_user(ada, bob)
-    await world.block_user(ada, bob)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
+    await world.block_user(principal_of(ada), Block(user_id=bob))
 
     assert world.store.data.blocks == {(ada, bob)}
 
@@ -35,8 +36,8 @@ async def test_blocking_twice_is_the_same_as_once(world: World) -> None:
 async def test_blocking_back_adds_the_other_direction(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
-    await world.block_user(ada, bob)
-    await world.block_user(bob, ada)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
+    await world.block_user(principal_of(bob), Block(user_id=ada))
 
     assert world.store.data.blocks == {(ada, bob), (bob, ada)}
 
@@ -45,7 +46,7 @@ async def test_blocking_yourself_is_invalid_input_and_stores_nothing(world: Worl
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.block_user(ada, ada)
+        await world.block_user(principal_of(ada), Block(user_id=ada))
 
     assert [p.field for p in caught.value.problems] == ["id"]
     assert (world.store.data.blocks, world.store.commits) == (set(), 0)
@@ -56,7 +57,7 @@ async def test_blocking_an_unknown_user_is_user_not_found(world: World, target: 
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(UserNotFoundError) as caught:
-        await world.block_user(ada, target)
+        await world.block_user(principal_of(ada), Block(user_id=target))
 
     assert caught.value.user_id == target
     assert (world.store.data.blocks, world.store.commits) == (set(), 0)
@@ -67,7 +68,7 @@ async def test_a_block_hides_presence_between_contacts(world: World) -> None:
     world.store.connect(ada, bob)
     world.presence.online |= {ada, bob}
 
-    await world.block_user(ada, bob)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
 
     assert await world.visible_online(ada, None) == []
     assert await world.visible_online(bob, [ada]) == []
@@ -81,7 +82,7 @@ async def test_unblocking_removes_only_your_own_block(world: World) -> None:
     world.store.block(ada, bob)
     world.store.block(bob, ada)
 
-    await world.unblock_user(ada, bob)
+    await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
     assert world.store.data.blocks == {(bob, ada)}
     assert world.store.commits == 1
@@ -91,8 +92,8 @@ async def test_unblocking_removes_only_your_own_block(world: World) -> None:
 async def test_unblocking_without_a_block_is_fine(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
 
-    await world.unblock_user(ada, bob)
-    await world.unblock_user(ada, bob)
+    await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
+    await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
     assert world.store.data.blocks == set()
 
@@ -101,19 +102,19 @@ async def test_unblocking_restores_presence_between_contacts(world: World) -> No
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
     world.presence.online |= {ada, bob}
-    await world.block_user(ada, bob)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
 
-    await world.unblock_user(ada, bob)
+    await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
     assert await world.visible_online(bob, None) == [ada]
 
 
 async def test_unblocking_keeps_withheld_messages_withheld(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
-    await world.block_user(ada, bob)
+    await world.block_user(principal_of(ada), Block(user_id=bob))
     withheld = (await world.send(bob, ada)).message
 
-    await world.unblock_user(ada, bob)
+    await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
     assert world.store.message(withheld.id).withheld
     assert (await world.pending_for(ada)).messages == []
@@ -123,7 +124,7 @@ async def test_unblocking_yourself_is_invalid_input(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.unblock_user(ada, ada)
+        await world.unblock_user(principal_of(ada), Unblock(user_id=ada))
 
     assert [p.field for p in caught.value.problems] == ["id"]
 
@@ -132,7 +133,7 @@ async def test_unblocking_an_unknown_user_is_user_not_found(world: World) -> Non
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(UserNotFoundError):
-        await world.unblock_user(ada, 404)
+        await world.unblock_user(principal_of(ada), Unblock(user_id=404))
 
 
 # --- ListBlocked ------------------------------------------------------------------------------
@@ -142,11 +143,11 @@ async def test_the_block_list_holds_your_blocks_by_id_without_presence(world: Wo
     ada, bob, cleo, dan = world.seed_users("Ada", "Bob", "Cleo", "Dan")
     world.store.connect(ada, cleo)
     world.presence.online |= {bob, cleo, dan}
-    await world.block_user(ada, cleo)
-    await world.block_user(ada, bob)
-    await world.block_user(dan, ada)  # blocks of others are not listed
+    await world.block_user(principal_of(ada), Block(user_id=cleo))
+    await world.block_user(principal_of(ada), Block(user_id=bob))
+    await world.block_user(principal_of(dan), Block(user_id=ada))  # blocks of others are not listed
 
-    listed = await world.list_blocked(ada)
+    listed = await world.list_blocked(principal_of(ada))
 
     assert listed == [UserCard(id=bob, name="Bob"), UserCard(id=cleo, name="Cleo")]
     assert world.presence.asked == []
@@ -155,7 +156,7 @@ async def test_the_block_list_holds_your_blocks_by_id_without_presence(world: Wo
 async def test_the_block_list_is_empty_without_blocks(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 
-    assert await world.list_blocked(ada) == []
+    assert await world.list_blocked(principal_of(ada)) == []
 
 
 # --- RelayTyping ------------------------------------------------------------------------------

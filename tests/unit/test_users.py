@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from application.common import Principal
+from application.common import PageRequest, Principal
+from application.users import Rename, UserLookup
 from domain.errors import FieldProblem, InvalidInputError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
@@ -43,7 +44,7 @@ async def test_profile_of_a_vanished_user_is_not_found(world: World) -> None:
 async def test_rename_trims_and_is_committed(world: World) -> None:
     caller = me(world, "Ada")
 
-    renamed = await world.rename(caller, "  Ada Lovelace  ")
+    renamed = await world.rename(caller, Rename(name="  Ada Lovelace  "))
 
     assert renamed.name == "Ada Lovelace"
     stored = world.store.user(caller.user_id)
@@ -56,7 +57,7 @@ async def test_invalid_rename_is_invalid_input_on_name_and_changes_nothing(world
     caller = me(world, "Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.rename(caller, name)
+        await world.rename(caller, Rename(name=name))
 
     assert [p.field for p in caught.value.problems] == ["name"]
     assert world.store.user(caller.user_id).name == "Ada"
@@ -66,12 +67,12 @@ async def test_invalid_rename_is_invalid_input_on_name_and_changes_nothing(world
 async def test_rename_accepts_100_characters(world: World) -> None:
     caller = me(world, "Ada")
 
-    assert (await world.rename(caller, "é" * 100)).name == "é" * 100
+    assert (await world.rename(caller, Rename(name="é" * 100))).name == "é" * 100
 
 
 async def test_rename_of_a_vanished_user_is_not_found(world: World) -> None:
     with pytest.raises(UserNotFoundError):
-        await world.rename(Principal(user_id=404, sid="s"), "Ghost")
+        await world.rename(Principal(user_id=404, sid="s"), Rename(name="Ghost"))
 
 
 # --- GetUser ----------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ async def test_unknown_user_is_not_found(world: World) -> None:
     caller = me(world)
 
     with pytest.raises(UserNotFoundError) as caught:
-        await world.get_user(caller, 404)
+        await world.get_user(caller, UserLookup(user_id=404))
 
     assert caught.value.user_id == 404
 
@@ -91,7 +92,7 @@ async def test_stranger_is_shown_without_presence_even_when_online(world: World)
     stranger = world.store.seed_user("Stranger", last_seen_at=LAST_SEEN)
     world.presence.online.add(stranger.uid)
 
-    card = await world.get_user(caller, stranger.uid)
+    card = await world.get_user(caller, UserLookup(user_id=stranger.uid))
 
     assert card == UserCard(id=stranger.uid, name="Stranger", online=None, last_seen_at=None)
     assert world.presence.asked == []  # presence of a non-contact is not even looked up
@@ -103,7 +104,7 @@ async def test_online_contact_is_shown_online_without_last_seen(world: World) ->
     world.store.connect(caller.user_id, friend.uid)
     world.presence.online.add(friend.uid)
 
-    card = await world.get_user(caller, friend.uid)
+    card = await world.get_user(caller, UserLookup(user_id=friend.uid))
 
     assert card == UserCard(id=friend.uid, name="Friend", online=True, last_seen_at=None)
 
@@ -113,7 +114,7 @@ async def test_offline_contact_is_shown_offline_with_last_seen(world: World) -> 
     friend = world.store.seed_user("Friend", last_seen_at=LAST_SEEN)
     world.store.connect(caller.user_id, friend.uid)
 
-    card = await world.get_user(caller, friend.uid)
+    card = await world.get_user(caller, UserLookup(user_id=friend.uid))
 
     assert card == UserCard(id=friend.uid, name="Friend", online=False, last_seen_at=LAST_SEEN)
 
@@ -129,7 +130,7 @@ async def test_a_block_either_way_hides_a_contacts_presence(world: World, direct
     else:
         world.store.block(friend.uid, caller.user_id)
 
-    card = await world.get_user(caller, friend.uid)
+    card = await world.get_user(caller, UserLookup(user_id=friend.uid))
 
     assert card == UserCard(id=friend.uid, name="Friend", online=None, last_seen_at=None)
 
@@ -151,7 +152,7 @@ async def test_contacts_are_listed_by_id_and_strangers_are_not(world: World) -> 
     other = world.store.seed_user("Someone else's friend")
     world.store.connect(ids[0], other.uid)
 
-    page = await world.list_contacts(caller, limit=None, cursor=None)
+    page = await world.list_contacts(caller, PageRequest())
 
     assert [card.id for card in page.items] == ids
     assert page.next_cursor is None
@@ -161,9 +162,9 @@ async def test_contacts_are_paginated_by_keyset(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 5)
 
-    first = await world.list_contacts(caller, limit=2, cursor=None)
-    second = await world.list_contacts(caller, limit=2, cursor=first.next_cursor)
-    third = await world.list_contacts(caller, limit=2, cursor=second.next_cursor)
+    first = await world.list_contacts(caller, PageRequest(limit=2, cursor=None))
+    second = await world.list_contacts(caller, PageRequest(limit=2, cursor=first.next_cursor))
+    third = await world.list_contacts(caller, PageRequest(limit=2, cursor=second.next_cursor))
 
     assert ([c.id for c in first.items], first.next_cursor) == (ids[:2], str(ids[1]))
     assert ([c.id for c in second.items], second.next_cursor) == (ids[2:4], str(ids[3]))
@@ -174,7 +175,7 @@ async def test_last_full_page_has_no_next_cursor(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 4)
 
-    page = await world.list_contacts(caller, limit=2, cursor=str(ids[1]))
+    page = await world.list_contacts(caller, PageRequest(limit=2, cursor=str(ids[1])))
 
     assert ([c.id for c in page.items], page.next_cursor) == (ids[2:], None)
 
@@ -182,11 +183,11 @@ async def test_last_full_page_has_no_next_cursor(world: World) -> None:
 async def test_a_contact_added_after_a_page_was_served_still_shows_on_a_later_page(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 3)
-    first = await world.list_contacts(caller, limit=2, cursor=None)
+    first = await world.list_contacts(caller, PageRequest(limit=2, cursor=None))
     late = world.store.seed_user("Late")
     world.store.connect(caller.user_id, late.uid)
 
-    second = await world.list_contacts(caller, limit=2, cursor=first.next_cursor)
+    second = await world.list_contacts(caller, PageRequest(limit=2, cursor=first.next_cursor))
 
     assert [c.id for c in second.items] == [ids[2], late.uid]
 
@@ -195,7 +196,7 @@ async def test_contacts_page_defaults_to_50(world: World) -> None:
     caller = me(world)
     ids = seed_contacts(world, caller, 51)
 
-    page = await world.list_contacts(caller, limit=None, cursor=None)
+    page = await world.list_contacts(caller, PageRequest())
 
     assert len(page.items) == 50
     assert page.next_cursor == str(ids[49])
@@ -206,7 +207,7 @@ async def test_contacts_page_size_may_be_1_to_100(world: World, limit: int) -> N
     caller = me(world)
     seed_contacts(world, caller, 2)
 
-    page = await world.list_contacts(caller, limit=limit, cursor=None)
+    page = await world.list_contacts(caller, PageRequest(limit=limit, cursor=None))
 
     assert len(page.items) == min(limit, 2)
 
@@ -216,7 +217,7 @@ async def test_contacts_page_size_outside_1_to_100_is_invalid_input(world: World
     caller = me(world)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.list_contacts(caller, limit=limit, cursor=None)
+        await world.list_contacts(caller, PageRequest(limit=limit, cursor=None))
 
     assert caught.value.problems == (FieldProblem("limit", "must be between 1 and 100"),)
 
@@ -227,7 +228,7 @@ async def test_a_cursor_the_server_did_not_issue_is_invalid_input_on_cursor(worl
     seed_contacts(world, caller, 2)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.list_contacts(caller, limit=None, cursor=cursor)
+        await world.list_contacts(caller, PageRequest(limit=None, cursor=cursor))
 
     assert [p.field for p in caught.value.problems] == ["cursor"]
 
@@ -238,7 +239,7 @@ async def test_contacts_show_presence_except_across_a_block(world: World) -> Non
     world.presence.online |= {online, blocked}
     world.store.block(blocked, caller.user_id)
 
-    page = await world.list_contacts(caller, limit=None, cursor=None)
+    page = await world.list_contacts(caller, PageRequest())
 
     assert [(c.id, c.online) for c in page.items] == [(online, True), (offline, False), (blocked, None)]
 
@@ -246,6 +247,6 @@ async def test_contacts_show_presence_except_across_a_block(world: World) -> Non
 async def test_no_contacts_gives_an_empty_page(world: World) -> None:
     caller = me(world)
 
-    page = await world.list_contacts(caller, limit=None, cursor=None)
+    page = await world.list_contacts(caller, PageRequest())
 
     assert (page.items, page.next_cursor) == ([], None)
