@@ -254,7 +254,10 @@ async def test_a_failing_item_is_isolated_by_writing_the_batch_one_by_one() -> N
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
     outcomes = await asyncio.gather(
-        writes.enqueue(step, (1, 2)), writes.enqueue(step, (-1, 3)), writes.enqueue(step, (4, 5)), return_exceptions=True
+        writes.enqueue(step, (1, 2)),
+        writes.enqueue(step, (-1, 3)),
+        writes.enqueue(step, (4, 5)),
+        return_exceptions=True,
     )
 
     assert outcomes[0] == "1->2"
@@ -320,7 +323,7 @@ async def test_closing_cancels_the_batch_in_flight_and_what_queued_behind_it() -
     assert step.followed == []
     assert store.data.blocks == set()
     with pytest.raises(RuntimeError, match="closed"):
-        writes.enqueue(step, (5, 6))
+        _ = writes.enqueue(step, (5, 6))
 
 
 async def test_closing_an_idle_group_commit_twice_is_harmless() -> None:
@@ -333,7 +336,7 @@ async def test_closing_an_idle_group_commit_twice_is_harmless() -> None:
 
     assert store.data.blocks == {(1, 2)}
     with pytest.raises(RuntimeError, match="closed"):
-        writes.enqueue(step, (3, 4))
+        _ = writes.enqueue(step, (3, 4))
 
 
 async def test_a_cancelled_worker_cancels_whoever_still_waits() -> None:
