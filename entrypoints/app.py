@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from application.common import Principal
 from domain.errors import InvalidTokenError
-from entrypoints.container import Container
+from entrypoints.container import Container, start, stop
 from entrypoints.http.auth import AuthController
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
@@ -38,12 +38,6 @@ def _singleton(provider: Callable[[], T]) -> Provide:
         return provider()
 
     return Provide(resolve, use_cache=True)
-
-
-async def _settle(pending: Awaitable[None] | None) -> None:
-    """Await what ``init_resources()`` / ``shutdown_resources()`` return when a resource is async."""
-    if pending is not None:
-        await pending
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
@@ -117,7 +111,7 @@ def create_app(container: Container) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await _settle(container.init_resources())  # refuses an un-migrated database
+        await start(container)  # refuses an un-migrated database
         log.info(
             "p2p-chat ready (database %s, %s presence and fan-out)",
             container.database_label(),
@@ -135,7 +129,7 @@ def create_app(container: Container) -> Litestar:
             for connection in live.snapshot():
                 connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
-            await _settle(container.shutdown_resources())  # the write batcher, fan-out, Redis, engine
+            await stop(container)  # the write batcher, fan-out, Redis, engine
             metrics.process_exited()
 
     cors = (

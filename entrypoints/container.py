@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from functools import partial
 
 from dependency_injector import containers, providers
@@ -223,3 +224,19 @@ class Container(containers.DeclarativeContainer):
         writes=group_commit,
         engine=engine,
     )
+
+
+async def start(container: Container) -> None:
+    """Start the app's lifetime (every resource); raises ``SchemaNotCurrentError`` on a database
+    that is not at the code's revision, and then nothing runs."""
+    await _settle(container.init_resources())
+
+
+async def stop(container: Container) -> None:
+    """End the app's lifetime, in the order of entrypoints/lifecycle.py."""
+    await _settle(container.shutdown_resources())
+
+
+async def _settle(pending: Awaitable[None] | None) -> None:
+    if pending is not None:  # None when no resource is async (never here: ``lifetime`` is)
+        await pending
