@@ -47,12 +47,6 @@ class ConnectionTable:
         del self._by_user[subscriber.user_id]
         return True
 
-    def connections_of(self, user_id: int) -> list[Subscriber]:
-        return list(self._by_user.get(user_id, {}).values())
-
-    def all(self) -> list[Subscriber]:
-        return [s for connections in self._by_user.values() for s in connections.values()]
-
     def users(self) -> set[int]:
         """The users with at least one local connection."""
         return set(self._by_user)

@@ -1,7 +1,7 @@
 """Group commit: writes from concurrent tasks share one transaction.
 
-A caller hands a *step* (what to write) and its item to :meth:`GroupCommit.submit` and waits.
-One worker task takes everything that queued up meanwhile, runs each step once over all of its
+A caller hands a *step* (what to write) and its item to :meth:`GroupCommit.enqueue` and waits
+for the future it gets. One worker task takes everything that queued up meanwhile, runs each step once over all of its
 items in a single transaction, commits, and only then answers each caller — with its own result
 or its own domain error (an unknown recipient fails that send, not the batch). While the
 transaction runs, the next batch queues up, so under load a transaction carries many writes and
@@ -14,6 +14,10 @@ including the commit itself, rolls everything back; the batch is then tried item
 alone in its own transaction, so one bad write (data the database refuses) cannot fail the
 others. A caller is never answered before its write is committed, and nothing is
 answered as written that was rolled back.
+
+Lifetime. A group commit belongs to one running event loop: the composition root makes one per
+app lifespan and :meth:`GroupCommit.close` ends it with that lifespan, so no worker or waiting
+caller of a loop that is gone is ever carried into the next one.
 """
 
 from __future__ import annotations
@@ -66,36 +70,40 @@ class _Entry(Generic[I, R]):
 
 
 class GroupCommit:
-    """Runs submitted writes in shared transactions, one transaction at a time per process."""
+    """Runs submitted writes in shared transactions, one transaction at a time, for the event loop
+    it is first used on, until :meth:`close`."""
 
     def __init__(self, uow: UnitOfWorkFactory, *, max_batch: int = MAX_BATCH) -> None:
         self._uow = uow
         self._max_batch = max_batch
         self._queue: deque[_Entry[Any, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.transactions = 0  # committed transactions, for tests and benchmarks
-
-    async def submit(self, step: Step[I, R], item: I) -> R:
-        """Write ``item`` with ``step`` in the next transaction; its result once committed."""
-        return await self.enqueue(step, item)
+        self._closed = False
 
     def enqueue(self, step: Step[I, R], item: I) -> asyncio.Future[R]:
         """Queue ``item`` for the next transaction: a future of its result once committed (or of
-        its error). Cancelling the future before its batch starts leaves the item unwritten."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            # Remembered: asking asyncio for the running loop costs a getpid() system call (3.11).
-            loop = self._loop = asyncio.get_running_loop()
-            # What a closed loop left (a worker that will never run again, callers that can never
-            # be answered) is dropped: their writes were not made, and no one waits for them.
-            self._worker = None
-            self._queue.clear()
+        its error). Cancelling the future before its batch starts leaves the item unwritten.
+        Raises RuntimeError once closed."""
+        if self._closed:
+            raise RuntimeError("the group commit is closed (its app stopped serving)")
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._work(), name="group-commit")
         return future
+
+    async def close(self) -> None:
+        """Take no more writes and end the worker: whoever still waits learns it was not written
+        (the future is cancelled). Called once the app stopped serving; idempotent."""
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        for entry in self._queue:  # queued after the worker's last look (or no worker ran)
+            entry.future.cancel()
+        self._queue.clear()
 
     async def _work(self) -> None:
         batch: list[_Entry[Any, Any]] = []
@@ -151,7 +159,6 @@ class GroupCommit:
                 if attempt == CONFLICT_RETRIES:
                     raise
                 continue
-            self.transactions += 1
             return outcomes
         raise AssertionError("unreachable")  # pragma: no cover
 

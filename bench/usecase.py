@@ -25,7 +25,7 @@ from sqlalchemy import event
 from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection
 from application.messaging import Send
 from bench.fixture import drop_database, fresh_database, new_secret, seed_users
-from entrypoints.container import Container
+from entrypoints.container import Container, start, stop
 from entrypoints.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
         secret = new_secret()
         a, b = (u.id for u in await seed_users(db.url, 2, secret, 3600))
         container = Container(settings=Settings(database_url=db.url, jwt_secret=secret))
-        container.init_resources()
+        await start(container)
         send, ack = container.send_message(), container.acknowledge()
         for i in range(WARM_UP):
             await send(Send(sender_id=a, to=b, body="warm-up", client_msg_id=f"w{i}"))
@@ -82,7 +82,7 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
             profiler.disable()
         wall, after = time.perf_counter() - wall, resource.getrusage(resource.RUSAGE_SELF)
         user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-        await container.engine().dispose()
+        await stop(container)
         report: dict[str, Any] = {
             "database": database,
             "pairs": count,

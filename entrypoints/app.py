@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -15,11 +15,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from adapters.sqlalchemy.health import count_pending, ping
-from adapters.sqlalchemy.migrate import ensure_current
 from application.common import Principal
 from domain.errors import InvalidTokenError
-from entrypoints.container import Container
+from entrypoints.container import Container, start, stop
 from entrypoints.http.auth import AuthController
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
@@ -40,18 +38,6 @@ def _singleton(provider: Callable[[], T]) -> Provide:
         return provider()
 
     return Provide(resolve, use_cache=True)
-
-
-async def heartbeat_loop(container: Container, interval_s: float) -> None:
-    """Scale-out mode: keep this process's presence liveness key fresh, so that if the process
-    dies its connections expire after ``CHAT_PRESENCE_TTL_S``."""
-    presence, clock = container.presence(), container.clock()
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await presence.heartbeat(now=clock.now())
-        except Exception:  # Redis may be restarting; the next beat retries
-            log.warning("presence heartbeat failed", exc_info=True)
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
@@ -81,7 +67,7 @@ def ws_services(container: Container, metrics: Metrics) -> Services:
         visible_online=container.visible_online(),
         relay_typing=container.relay_typing(),
         metrics=metrics,
-        repush_from_store=settings.mode == "redis",
+        repush_from_store=container.repush_from_store(),
     )
 
 
@@ -97,20 +83,14 @@ def create_app(container: Container) -> Litestar:
     async def provide_client_ip(request: Request[Any, Any, Any]) -> str:
         return client_address(request, trusted)
 
-    async def check_database() -> None:
-        await ping(container.engine())
-
-    async def check_redis() -> None:
-        await container.redis().ping()
-
     async def provide_checks() -> ReadinessChecks:
-        if settings.mode == "redis":
-            return {"database": check_database, "redis": check_redis}
-        return {"database": check_database}
+        checks: ReadinessChecks = container.readiness_checks()
+        return checks
 
     async def metrics_source() -> bytes:
         try:
-            metrics.pending.set(await count_pending(container.engine()))
+            count_pending: Callable[[], Awaitable[int]] = container.pending_count()
+            metrics.pending.set(await count_pending())
         except Exception:  # the scrape still answers; the gauge keeps its last value
             log.warning("could not count pending messages for /metrics")
         return metrics.render()
@@ -131,23 +111,16 @@ def create_app(container: Container) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        container.init_resources()
-        await ensure_current(settings.database_url)
-        scaled = settings.mode == "redis"
-        if scaled:
-            await container.presence().heartbeat(now=container.clock().now())
-            await container.fanout().start()
+        await start(container)  # refuses an un-migrated database
         log.info(
             "p2p-chat ready (database %s, %s presence and fan-out)",
-            container.engine().url.render_as_string(hide_password=True),
+            container.database_label(),
             settings.mode,
         )
         sweepers = [
             asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2))),
             asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4))),
         ]
-        if scaled:
-            sweepers.append(asyncio.create_task(heartbeat_loop(container, max(0.05, settings.presence_ttl_s / 3))))
         try:
             yield
         finally:
@@ -156,11 +129,7 @@ def create_app(container: Container) -> Litestar:
             for connection in live.snapshot():
                 connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
-            if scaled:
-                await container.fanout().stop()
-                await container.redis().aclose()
-            await container.engine().dispose()
-            container.shutdown_resources()
+            await stop(container)  # the write batcher, fan-out, Redis, engine
             metrics.process_exited()
 
     cors = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
+from functools import partial
 
 from dependency_injector import containers, providers
 from redis.asyncio import Redis
@@ -17,6 +19,8 @@ from adapters.redis.fanout import RedisFanout
 from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
+from adapters.sqlalchemy.health import count_pending, describe, ping
+from adapters.sqlalchemy.migrate import ensure_current
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
@@ -45,6 +49,7 @@ from application.presence import Connect, Disconnect, SettlePresence, VisibleOnl
 from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
+from entrypoints.lifecycle import one_process, scaled_out, serving
 from entrypoints.settings import Settings
 
 
@@ -56,6 +61,9 @@ def connect_redis(url: str | None) -> Redis:
 
 
 class Container(containers.DeclarativeContainer):
+    """Every adapter and use case, and the app's lifetime: ``lifetime`` (with ``mappers``) is what
+    ``init_resources()`` starts and ``shutdown_resources()`` stops (entrypoints/lifecycle.py)."""
+
     settings = providers.Dependency(instance_of=Settings)
 
     mappers = providers.Resource(start_mappers)
@@ -155,8 +163,10 @@ class Container(containers.DeclarativeContainer):
     list_contacts = providers.Singleton(ListContacts, uow=uow.provider, cards=cards)
     search_users = providers.Singleton(SearchUsers, uow=uow.provider, cards=cards)
 
-    group_commit = providers.Singleton(GroupCommit, uow=uow.provider)
-    send_message = providers.Singleton(
+    # One per lifespan: shutdown_resources() forgets it (``lifetime`` closed it), the next
+    # start makes a new one; the use cases that write through it are made with it.
+    group_commit = providers.Resource(GroupCommit, uow=uow.provider)
+    send_message = providers.Factory(
         SendMessage,
         writes=group_commit,
         notifier=fanout,
@@ -165,7 +175,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         max_body_chars=settings.provided.max_body_chars,
     )
-    acknowledge = providers.Singleton(AcknowledgeDelivery, writes=group_commit, notifier=fanout, clock=clock)
+    acknowledge = providers.Factory(AcknowledgeDelivery, writes=group_commit, notifier=fanout, clock=clock)
     mark_read = providers.Singleton(MarkRead, uow=uow.provider, notifier=fanout, clock=clock)
     pending_for = providers.Singleton(PendingFor, uow=uow.provider)
     still_pending = providers.Singleton(StillPending, uow=uow.provider)
@@ -187,3 +197,46 @@ class Container(containers.DeclarativeContainer):
     unblock_user = providers.Singleton(UnblockUser, uow=uow.provider)
     list_blocked = providers.Singleton(ListBlocked, uow=uow.provider)
     relay_typing = providers.Singleton(RelayTyping, uow=uow.provider, notifier=fanout)
+
+    # What the app's edge asks for, without knowing the mode or the adapters.
+    database_label = providers.Callable(describe, engine)
+    pending_count = providers.Callable(partial, count_pending, engine)
+    check_database = providers.Callable(partial, ping, engine)
+    readiness_checks = providers.Selector(
+        mode,
+        memory=providers.Dict(database=check_database),
+        redis=providers.Dict(database=check_database, redis=redis.provided.ping),
+    )
+    # Pub/sub is at most once: across processes a connection re-pushes what the store still holds.
+    repush_from_store = providers.Selector(mode, memory=providers.Object(False), redis=providers.Object(True))
+
+    deployment = providers.Selector(
+        mode,
+        memory=providers.Factory(one_process),
+        redis=providers.Factory(
+            scaled_out, redis, fanout, presence, clock, presence_ttl_s=settings.provided.presence_ttl_s
+        ),
+    )
+    lifetime = providers.Resource(
+        serving,
+        check_schema=providers.Callable(partial, ensure_current, settings.provided.database_url),
+        deployment=deployment,
+        writes=group_commit,
+        engine=engine,
+    )
+
+
+async def start(container: Container) -> None:
+    """Start the app's lifetime (every resource); raises ``SchemaNotCurrentError`` on a database
+    that is not at the code's revision, and then nothing runs."""
+    await _settle(container.init_resources())
+
+
+async def stop(container: Container) -> None:
+    """End the app's lifetime, in the order of entrypoints/lifecycle.py."""
+    await _settle(container.shutdown_resources())
+
+
+async def _settle(pending: Awaitable[None] | None) -> None:
+    if pending is not None:  # None when no resource is async (never here: ``lifetime`` is)
+        await pending

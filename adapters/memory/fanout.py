@@ -25,9 +25,6 @@ class InMemoryFanout(Notifier, ConnectionHub):
     def detach(self, subscriber: Subscriber) -> None:
         self._table.detach(subscriber)
 
-    def connections_of(self, user_id: int) -> list[Subscriber]:
-        return self._table.connections_of(user_id)
-
     def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:
         self._table.deliver(user_id, event, skip_connection)
 

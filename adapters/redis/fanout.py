@@ -115,9 +115,6 @@ class RedisFanout(Notifier, ConnectionHub):
             self._wanted_changed.set()
             self._progress.set()
 
-    def connections_of(self, user_id: int) -> list[Subscriber]:
-        return self._table.connections_of(user_id)
-
     # -- Notifier --------------------------------------------------------------------------------
 
     def publish(self, user_id: int, event: Event, *, skip_connection: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Readiness probe of the database."""
+"""What operations ask of the database: is it answering, how many messages wait, what it is called."""
 
 from __future__ import annotations
 
@@ -21,3 +21,8 @@ async def count_pending(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         result = await conn.execute(text("SELECT count(*) FROM messages WHERE delivered_at IS NULL AND NOT withheld"))
         return int(result.scalar_one())
+
+
+def describe(engine: AsyncEngine) -> str:
+    """The database's URL for logs, without its password."""
+    return engine.url.render_as_string(hide_password=True)

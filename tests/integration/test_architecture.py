@@ -44,6 +44,23 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
             "import adapters.sqlalchemy.orm  # planted\n",
             "Driven adapters are independent BROKEN",
         ),
+        (
+            "entrypoints/http/ops.py",
+            "import adapters.sqlalchemy.health  # planted\n",
+            "The web edge knows no adapter BROKEN",
+        ),
+        (
+            "entrypoints/ws/__init__.py",
+            "import adapters.memory.fanout  # planted\n",
+            "The web edge knows no adapter BROKEN",
+        ),
+        # through the container, which imports every adapter: the web edge may not do that either
+        (
+            "entrypoints/http/users.py",
+            "import entrypoints.container  # planted\n",
+            "The web edge knows no adapter BROKEN",
+        ),
+        ("entrypoints/app.py", "import adapters.sqlalchemy.migrate  # planted\n", "The app imports no adapter BROKEN"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tmp_path: Path, module: str, planted: str, contract: str) -> None:
@@ -51,7 +68,7 @@ def test_a_planted_violation_breaks_its_contract(tmp_path: Path, module: str, pl
     path = tmp_path / module
     source = path.read_text()
     marker = "from __future__ import annotations\n"
-    path.write_text(source.replace(marker, marker + planted, 1))
+    path.write_text(source.replace(marker, marker + planted, 1) if marker in source else source + planted)
     result = lint(tmp_path)
     assert result.returncode != 0
     assert contract in result.stdout, result.stdout

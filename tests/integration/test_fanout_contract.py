@@ -311,7 +311,6 @@ async def test_a_detached_connection_gets_nothing_more(pair: Pair) -> None:
     await leaving.wait_for(1)
 
     pair.two.detach(leaving)
-    assert pair.two.connections_of(1) == ([staying] if pair.two is pair.one else [])
     pair.one.publish(1, UserOnline(user_id=6))
     pair.one.publish(2, UserOnline(user_id=7))  # after the one the detached connection must miss
 
@@ -334,7 +333,6 @@ async def test_the_last_detach_of_a_user_stops_delivery_to_that_process(pair: Pa
 
     assert await witness.wait_for(1) == [UserOnline(user_id=6)]
     assert first.events == again.events == []
-    assert pair.two.connections_of(1) == []
 
 
 async def test_every_event_kind_arrives_equal_to_what_was_published(pair: Pair) -> None:

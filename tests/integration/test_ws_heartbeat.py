@@ -4,6 +4,7 @@ connection that has not answered for another ``heartbeatS``; a client that answe
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -28,9 +29,12 @@ async def chat(migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork
         yield value
 
 
-async def connections_of(chat: Chat, user_id: int) -> int:
-    assert chat.container is not None
-    return len(chat.container.fanout().connections_of(user_id))
+async def live_connections(chat: Chat) -> float:
+    """The server's count of live connections (the ``chat_connections`` gauge of /metrics)."""
+    text = (await chat.http.get("/metrics")).text
+    match = re.search(r"^chat_connections ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert match is not None, text
+    return float(match.group(1))
 
 
 async def test_a_client_that_answers_pings_stays_connected(chat: Chat) -> None:
@@ -44,7 +48,7 @@ async def test_a_client_that_answers_pings_stays_connected(chat: Chat) -> None:
         await asyncio.sleep(0.05)
     assert pings[0] >= 3  # pinged again and again: each answer re-armed the next ping
     assert await a.barrier() == []  # and still open: three heartbeats without a 1011
-    assert await connections_of(chat, ann.id) == 1
+    assert await live_connections(chat) == 1
 
 
 async def test_a_client_that_stops_answering_is_closed_1011(chat: Chat) -> None:
@@ -53,10 +57,10 @@ async def test_a_client_that_stops_answering_is_closed_1011(chat: Chat) -> None:
     a = await chat.connect(ann)
     a.ws.transport.pause_reading()  # it neither reads the pings nor answers them
     for _ in range(200):  # the server drops it after two heartbeats (plus a slot); 10 s at most
-        if await connections_of(chat, ann.id) == 0:
+        if await live_connections(chat) == 0:
             break
         await asyncio.sleep(0.05)
-    assert await connections_of(chat, ann.id) == 0
+    assert await live_connections(chat) == 0
     # Never early: the first ping comes a heartbeat after the socket opened, the close another after.
     assert time.monotonic() - started >= 2 * HEARTBEAT_S
     a.ws.transport.resume_reading()

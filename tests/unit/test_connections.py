@@ -43,6 +43,18 @@ class RaisingSubscriber(RecordingSubscriber):
         raise RuntimeError("broken socket")
 
 
+class OrderedSubscriber(RecordingSubscriber):
+    """Writes its connection id into a list shared with other subscribers when delivered to."""
+
+    def __init__(self, order: list[str], user_id: int, connection_id: str) -> None:
+        super().__init__(user_id, connection_id)
+        self._order = order
+
+    def deliver(self, event: Event) -> None:
+        super().deliver(event)
+        self._order.append(self.connection_id)
+
+
 class SelfDetachingSubscriber(RecordingSubscriber):
     """Leaves the table while being delivered to, like a connection that closes on an event."""
 
@@ -72,7 +84,8 @@ def test_detach_reports_only_the_users_last_connection() -> None:
     assert table.users() == {1}
     assert table.detach(b)
     assert table.users() == set()
-    assert table.connections_of(1) == []
+    assert table.deliver(1, HELLO) == 0
+    assert (a.events, b.events) == ([], [])
 
 
 def test_detaching_an_unknown_connection_is_ignored() -> None:
@@ -82,7 +95,8 @@ def test_detaching_an_unknown_connection_is_ignored() -> None:
     table.attach(a)
     assert not table.detach(RecordingSubscriber(1, "other"))
     assert not table.detach(RecordingSubscriber(2, "a"))
-    assert table.connections_of(1) == [a]
+    assert table.deliver(1, HELLO) == 1
+    assert a.events == [HELLO]
     assert table.detach(a)
     assert not table.detach(a)
 
@@ -92,30 +106,25 @@ def test_reattaching_a_connection_id_replaces_the_subscriber() -> None:
     old, new = RecordingSubscriber(1, "a"), RecordingSubscriber(1, "a")
     table.attach(old)
     assert not table.attach(new)
-    assert table.connections_of(1) == [new]
-    table.deliver(1, HELLO)
+    assert table.deliver(1, HELLO) == 1
     assert (old.events, new.events) == ([], [HELLO])
 
 
-def test_connections_are_listed_per_user_and_overall_in_attach_order() -> None:
+def test_a_users_connections_are_delivered_to_in_attach_order() -> None:
     table = ConnectionTable()
-    a, b, c = RecordingSubscriber(1, "a"), RecordingSubscriber(2, "b"), RecordingSubscriber(1, "c")
+    order: list[str] = []
+    a, b, c = (OrderedSubscriber(order, user_id, name) for user_id, name in ((1, "a"), (2, "b"), (1, "c")))
     for subscriber in (a, b, c):
         table.attach(subscriber)
-    assert table.connections_of(1) == [a, c]
-    assert table.connections_of(2) == [b]
-    assert table.connections_of(3) == []
-    assert table.all() == [a, c, b]
+    assert table.deliver(1, HELLO) == 2
+    assert table.deliver(3, HELLO) == 0
+    assert order == ["a", "c"]
 
 
-def test_listings_are_copies() -> None:
+def test_the_users_listing_is_a_copy() -> None:
     table = ConnectionTable()
-    a = RecordingSubscriber(1, "a")
-    table.attach(a)
-    table.connections_of(1).clear()
-    table.all().clear()
+    table.attach(RecordingSubscriber(1, "a"))
     table.users().clear()
-    assert table.connections_of(1) == [a]
     assert table.users() == {1}
 
 
@@ -170,4 +179,5 @@ def test_a_subscriber_may_detach_while_being_delivered_to() -> None:
     table.attach(staying)
     assert table.deliver(1, HELLO) == 2
     assert (leaving.events, staying.events) == ([HELLO], [HELLO])
-    assert table.connections_of(1) == [staying]
+    assert table.deliver(1, HELLO) == 1
+    assert (leaving.events, staying.events) == ([HELLO], [HELLO, HELLO])

@@ -35,7 +35,6 @@ async def test_concurrent_sends_share_one_transaction_in_submission_order(world:
     results = await asyncio.gather(*(world.send(s, t, f"m{i}") for i, (s, t) in enumerate(sends)))
 
     assert world.store.commits == 1
-    assert world.writes.transactions == 1
     assert [r.message.seq for r in results] == [1, 2, 1, 3, 2]
     assert [r.message.body for r in results] == ["m0", "m1", "m2", "m3", "m4"]
     assert world.store.data.messages == [r.message for r in results]  # storage order = submission order
@@ -120,7 +119,7 @@ async def test_a_failed_commit_fails_every_send_of_the_batch_and_stores_nothing(
     assert world.store.data.messages == []
     assert world.store.data.seqs == {}
     assert world.notifier.published == []
-    assert world.writes.transactions == 0
+    assert world.store.commits == 0
 
     world.store.fail_commit = None  # the database is back: the clients resend with the same ids
     again = await world.send(ada, bob, "one")
@@ -244,7 +243,7 @@ async def test_a_failed_batch_is_followed_by_nothing() -> None:
     store.fail_commit = StoreUnavailableError("database is locked")
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
-    outcomes = await asyncio.gather(writes.submit(step, (1, 2)), writes.submit(step, (3, 4)), return_exceptions=True)
+    outcomes = await asyncio.gather(writes.enqueue(step, (1, 2)), writes.enqueue(step, (3, 4)), return_exceptions=True)
 
     assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
     assert step.followed == []
@@ -255,7 +254,10 @@ async def test_a_failing_item_is_isolated_by_writing_the_batch_one_by_one() -> N
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
     outcomes = await asyncio.gather(
-        writes.submit(step, (1, 2)), writes.submit(step, (-1, 3)), writes.submit(step, (4, 5)), return_exceptions=True
+        writes.enqueue(step, (1, 2)),
+        writes.enqueue(step, (-1, 3)),
+        writes.enqueue(step, (4, 5)),
+        return_exceptions=True,
     )
 
     assert outcomes[0] == "1->2"
@@ -263,7 +265,7 @@ async def test_a_failing_item_is_isolated_by_writing_the_batch_one_by_one() -> N
     assert isinstance(outcomes[1], RuntimeError)
     assert store.data.blocks == {(1, 2), (4, 5)}
     assert step.batches == [[(1, 2), (-1, 3), (4, 5)], [(1, 2)], [(-1, 3)], [(4, 5)]]
-    assert writes.transactions == 2
+    assert store.commits == 2
 
 
 async def test_a_domain_error_answers_its_caller_and_the_rest_commit_together() -> None:
@@ -271,84 +273,79 @@ async def test_a_domain_error_answers_its_caller_and_the_rest_commit_together() 
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
     outcomes = await asyncio.gather(
-        writes.submit(step, (1, 2)), writes.submit(step, (3, 0)), writes.submit(step, (4, 5)), return_exceptions=True
+        writes.enqueue(step, (1, 2)), writes.enqueue(step, (3, 0)), writes.enqueue(step, (4, 5)), return_exceptions=True
     )
 
     assert outcomes[0] == "1->2"
     assert outcomes[2] == "4->5"
     assert isinstance(outcomes[1], InvalidInputError)
     assert store.data.blocks == {(1, 2), (4, 5)}
-    assert (writes.transactions, store.commits) == (1, 1)
+    assert store.commits == 1
 
 
 async def test_batches_are_capped_and_the_rest_follow_in_order() -> None:
     store = InMemoryStore()
     writes, step = GroupCommit(store.unit_of_work, max_batch=2), BlockStep()
 
-    await asyncio.gather(*(writes.submit(step, (i, i + 100)) for i in range(1, 6)))
+    await asyncio.gather(*(writes.enqueue(step, (i, i + 100)) for i in range(1, 6)))
 
     assert step.batches == [[(1, 101), (2, 102)], [(3, 103), (4, 104)], [(5, 105)]]
-    assert writes.transactions == 3
+    assert store.commits == 3
 
 
 async def test_a_lone_write_goes_through_at_once_and_the_worker_ends() -> None:
     store = InMemoryStore()
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
-    assert await writes.submit(step, (1, 2)) == "1->2"
+    assert await writes.enqueue(step, (1, 2)) == "1->2"
     await settle()
-    assert await writes.submit(step, (3, 4)) == "3->4"
+    assert await writes.enqueue(step, (3, 4)) == "3->4"
 
     assert step.batches == [[(1, 2)], [(3, 4)]]
 
 
-def test_one_group_commit_serves_a_later_event_loop_once_the_first_closed() -> None:
-    """It remembers its loop (asking asyncio each time costs a system call), and takes the running
-    one again when the remembered loop has closed (a process's second ``asyncio.run``)."""
+async def test_closing_cancels_the_batch_in_flight_and_what_queued_behind_it() -> None:
+    """The end of a lifespan: callers of a batch hung in its commit and of the writes queued
+    behind it learn they were not written (cancelled, never answered as written or as failed),
+    nothing more is written, and a later write is refused rather than carried into another loop."""
+    store = InMemoryStore()
+    store.commit_gate = asyncio.Event()  # never set: the batch waits in its commit for ever
+    writes, step = GroupCommit(store.unit_of_work), BlockStep()
+    hung = writes.enqueue(step, (1, 2))
+    await settle()
+    behind = writes.enqueue(step, (3, 4))  # queued behind the hung batch
+
+    await writes.close()
+
+    assert hung.cancelled()
+    assert behind.cancelled()
+    assert step.batches == [[(1, 2)]]
+    assert step.followed == []
+    assert store.data.blocks == set()
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = writes.enqueue(step, (5, 6))
+
+
+async def test_closing_an_idle_group_commit_twice_is_harmless() -> None:
     store = InMemoryStore()
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
+    assert await writes.enqueue(step, (1, 2)) == "1->2"
 
-    async def write(item: tuple[int, int]) -> tuple[str, bool]:
-        future = writes.enqueue(step, item)
-        return await future, future.get_loop() is asyncio.get_running_loop()
+    await writes.close()
+    await writes.close()
 
-    assert asyncio.run(write((1, 2))) == ("1->2", True)
-    assert asyncio.run(write((3, 4))) == ("3->4", True)
-    assert store.data.blocks == {(1, 2), (3, 4)}
-
-
-def test_what_a_closed_loop_left_queued_is_dropped_and_the_next_loop_is_served() -> None:
-    """A loop closed while its batch hung leaves a worker that never runs again and callers that
-    can never be answered: the next loop's callers are served alone, and the leftovers are not
-    written (nobody could be told)."""
-    store = InMemoryStore()
-    writes, step = GroupCommit(store.unit_of_work), BlockStep()
-    old = asyncio.new_event_loop()
-
-    async def leave_behind() -> None:
-        store.commit_gate = asyncio.Event()  # never set: the batch waits in its commit for ever
-        hung = writes.enqueue(step, (1, 2))
-        await settle()
-        behind = writes.enqueue(step, (3, 4))  # queued behind the hung batch
-        assert not hung.done()
-        assert not behind.done()
-
-    old.run_until_complete(leave_behind())
-    old.close()
-    store.commit_gate = None
-
-    assert asyncio.run(writes.submit(step, (5, 6))) == "5->6"
-    assert store.data.blocks == {(5, 6)}
-    assert step.batches == [[(1, 2)], [(5, 6)]]
+    assert store.data.blocks == {(1, 2)}
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = writes.enqueue(step, (3, 4))
 
 
 async def test_a_cancelled_worker_cancels_whoever_still_waits() -> None:
     store = InMemoryStore()
     gate = store.commit_gate = asyncio.Event()
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
-    first = asyncio.create_task(writes.submit(step, (1, 2)))
+    first = writes.enqueue(step, (1, 2))
     await settle()
-    second = asyncio.create_task(writes.submit(step, (3, 4)))
+    second = writes.enqueue(step, (3, 4))
     await settle()
 
     worker = writes._worker
@@ -377,7 +374,7 @@ async def test_a_conflict_reruns_the_batch(failures: int) -> None:
             return outcomes
 
     step = Conflicting()
-    assert await writes.submit(step, (1, 2)) == "1->2"
+    assert await writes.enqueue(step, (1, 2)) == "1->2"
     assert len(step.batches) == failures + 1
     assert store.data.blocks == {(1, 2)}
     assert store.commits == 1
@@ -390,7 +387,7 @@ async def test_an_unavailable_database_fails_the_whole_batch_at_once() -> None:
     store.fail_commit = StoreUnavailableError("database is locked")
     writes, step = GroupCommit(store.unit_of_work), BlockStep()
 
-    outcomes = await asyncio.gather(*(writes.submit(step, (i, i + 10)) for i in range(1, 4)), return_exceptions=True)
+    outcomes = await asyncio.gather(*(writes.enqueue(step, (i, i + 10)) for i in range(1, 4)), return_exceptions=True)
 
     assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
     assert step.batches == [[(1, 11), (2, 12), (3, 13)]]  # one attempt, not four
