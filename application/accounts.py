@@ -46,7 +46,7 @@ REGISTRATION_WINDOW_S = 3600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Session:
+class SignedIn:
     """A signed-in login: the user and a fresh access/refresh token pair."""
 
     user: User
@@ -64,13 +64,13 @@ class LoginIssuer:
         self._ids = ids
         self._refresh_ttl_s = refresh_ttl_s
 
-    async def start(self, uow: UnitOfWork, user: User, clock: Clock) -> Session:
+    async def start(self, uow: UnitOfWork, user: User, clock: Clock) -> SignedIn:
         now = clock.now()
         login = Login(id=self._ids.new_id(), user_id=user.uid, created_at=now)
         await uow.logins.add(login)
         return await self.rotate(uow, user, login, clock)
 
-    async def rotate(self, uow: UnitOfWork, user: User, login: Login, clock: Clock) -> Session:
+    async def rotate(self, uow: UnitOfWork, user: User, login: Login, clock: Clock) -> SignedIn:
         now = clock.now()
         raw = self._tokens.new_refresh_secret()
         await uow.logins.add_refresh(
@@ -79,7 +79,7 @@ class LoginIssuer:
             )
         )
         access = self._tokens.issue_access(user_id=user.uid, sid=login.id, now=now)
-        return Session(
+        return SignedIn(
             user=user,
             sid=login.id,
             access_token=access.token,
@@ -116,7 +116,7 @@ class RegisterUser:
         self._counter, self._clock = counter, clock
         self._limit = AttemptLimit(max_attempts=per_hour, window_s=REGISTRATION_WINDOW_S)
 
-    async def __call__(self, cmd: Register) -> Session:
+    async def __call__(self, cmd: Register) -> SignedIn:
         now = self._clock.now()
         window = await self._counter.hit(registration_key(cmd.client_address), now=now, window_s=self._limit.window_s)
         if self._limit.exceeded_by(window, now):
@@ -143,7 +143,7 @@ class Credentials:
     client_address: str
 
 
-class LogIn:
+class SignIn:
     """Check email and password and start a login.
 
     Unknown email and wrong password raise the same InvalidCredentialsError after the same work
@@ -163,7 +163,7 @@ class LogIn:
         self._uow, self._hasher, self._issuer = uow, hasher, issuer
         self._counter, self._clock, self._throttle = counter, clock, throttle
 
-    async def __call__(self, cmd: Credentials) -> Session:
+    async def __call__(self, cmd: Credentials) -> SignedIn:
         key = email_key(cmd.email)
         keys = {
             account_key(key): self._throttle.per_account,
@@ -224,14 +224,14 @@ class RefreshLogin:
         self._uow, self._tokens, self._issuer, self._clock = uow, tokens, issuer, clock
         self._notifier = notifier
 
-    async def __call__(self, cmd: Refresh) -> Session:
+    async def __call__(self, cmd: Refresh) -> SignedIn:
         outcome = await self._exchange(self._tokens.refresh_digest(cmd.refresh_token), self._clock.now())
         if isinstance(outcome, Login):  # reuse: the login was revoked (committed)
             publish_revoked(self._notifier, outcome.user_id, [outcome.id])
             raise RefreshToken.rejected()
         return outcome
 
-    async def _exchange(self, digest: str, now: datetime) -> Session | Login:
+    async def _exchange(self, digest: str, now: datetime) -> SignedIn | Login:
         """The next session, or the login that this reuse just revoked; raises for other refusals."""
         async with self._uow() as uow:
             token = await uow.logins.get_refresh(digest)
@@ -274,7 +274,7 @@ class Authenticate:
         return Principal(user_id=claims.user_id, sid=claims.sid, expires_at=claims.expires_at)
 
 
-class LogOut:
+class SignOut:
     """Revoke the caller's login: its refresh token and every access token with its ``sid``.
 
     Commits, then (if the login was still active) its connections hear :class:`LoginsRevoked`.
@@ -295,7 +295,7 @@ class LogOut:
         return [actor.sid]
 
 
-class LogOutEverywhere:
+class SignOutEverywhere:
     """Revoke every login of the caller; commits, then their connections hear
     :class:`LoginsRevoked`. Returns the revoked login ids."""
 

@@ -10,8 +10,8 @@ A use case is a class whose constructor takes its ports and whose
   (``Rename``, ``Block``, ``HistoryQuery``, ``PasswordChange``; :class:`PageRequest` for a page of
   a list). Commands hold plain values only; the actor is never repeated inside one.
 - A use case with nothing to say beyond the actor takes ``(actor)`` alone (``GetProfile``,
-  ``LogOut``). An anonymous one, called before anyone is signed in, takes ``(cmd)`` alone
-  (``RegisterUser``, ``LogIn``, ``RefreshLogin``); ``Authenticate``, which turns a bearer token into
+  ``SignOut``). An anonymous one, called before anyone is signed in, takes ``(cmd)`` alone
+  (``RegisterUser``, ``SignIn``, ``RefreshLogin``); ``Authenticate``, which turns a bearer token into
   the actor, takes the token itself.
 
 The use cases the WebSocket calls (sending, receipts, pending messages, presence, typing, and

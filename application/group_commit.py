@@ -7,7 +7,7 @@ or its own domain error (an unknown recipient fails that send, not the batch). W
 transaction runs, the next batch queues up, so under load a transaction carries many writes and
 at rest a lone write goes through at once (no timer, no added latency).
 
-Failures. A :class:`ConflictError` (a concurrent transaction, e.g. in another process, committed
+Failures. A :class:`ConcurrentWriteError` (a concurrent transaction, e.g. in another process, committed
 the same key) re-runs the batch, which then sees that commit. A :class:`StoreUnavailableError`
 (the database unreachable or locked) fails every caller of the batch at once. Any other failure,
 including the commit itself, rolls everything back; the batch is then tried item by item, each
@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from application.ports import ConflictError, StoreUnavailableError
+from application.ports import ConcurrentWriteError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from application.common import UnitOfWorkFactory
@@ -155,7 +155,7 @@ class GroupCommit:
                         for i, result in zip(indexes, results, strict=True):
                             outcomes[i] = result
                     await uow.commit()
-            except ConflictError:
+            except ConcurrentWriteError:
                 if attempt == CONFLICT_RETRIES:
                     raise
                 continue

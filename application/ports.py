@@ -285,12 +285,12 @@ class StoreUnavailableError(BusyError):
         self.detail = detail
 
 
-class ConflictError(Exception):
+class ConcurrentWriteError(Exception):
     """A concurrent transaction committed the same unique key first. The transaction must be rolled
     back; running it again sees that commit."""
 
 
-class DuplicateMessageError(ConflictError):
+class DuplicateMessageError(ConcurrentWriteError):
     """A message with the same ``(sender, clientMsgId)`` is already stored (a concurrent resend)."""
 
 

@@ -28,12 +28,12 @@ from adapters.system.ids import Uuid7Ids
 from application.accounts import (
     Authenticate,
     ChangePassword,
-    LogIn,
     LoginIssuer,
-    LogOut,
-    LogOutEverywhere,
     RefreshLogin,
     RegisterUser,
+    SignIn,
+    SignOut,
+    SignOutEverywhere,
 )
 from application.group_commit import GroupCommit
 from application.messaging import (
@@ -133,8 +133,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         per_hour=settings.provided.register_per_hour,
     )
-    log_in = providers.Singleton(
-        LogIn,
+    sign_in = providers.Singleton(
+        SignIn,
         uow=uow.provider,
         hasher=password_hasher,
         issuer=issuer,
@@ -146,8 +146,8 @@ class Container(containers.DeclarativeContainer):
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
     )
     authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
-    log_out = providers.Singleton(LogOut, uow=uow.provider, clock=clock, notifier=fanout)
-    log_out_everywhere = providers.Singleton(LogOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
+    sign_out = providers.Singleton(SignOut, uow=uow.provider, clock=clock, notifier=fanout)
+    sign_out_everywhere = providers.Singleton(SignOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
     change_password = providers.Singleton(
         ChangePassword,
         uow=uow.provider,

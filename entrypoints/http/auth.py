@@ -10,21 +10,21 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from application.accounts import (
     ChangePassword,
     Credentials,
-    LogIn,
-    LogOut,
-    LogOutEverywhere,
     PasswordChange,
     Refresh,
     RefreshLogin,
     Register,
     RegisterUser,
-    Session,
+    SignedIn,
+    SignIn,
+    SignOut,
+    SignOutEverywhere,
 )
 from application.common import Principal
 from entrypoints.http.schemas import LoginIn, PasswordIn, RefreshIn, RegisterIn, TokenOut
 
 
-def token_out(session: Session) -> TokenOut:
+def token_out(session: SignedIn) -> TokenOut:
     user = session.user
     return TokenOut(
         access_token=session.access_token,
@@ -61,9 +61,9 @@ class AuthController(Controller):
 
     @post("/login", status_code=HTTP_200_OK, summary="Sign in with email and password")
     async def login(
-        self, data: JSONBody[LoginIn], log_in: NamedDependency[LogIn], client_ip: NamedDependency[str]
+        self, data: JSONBody[LoginIn], sign_in: NamedDependency[SignIn], client_ip: NamedDependency[str]
     ) -> TokenOut:
-        session = await log_in(Credentials(email=data.email, password=data.password, client_address=client_ip))
+        session = await sign_in(Credentials(email=data.email, password=data.password, client_address=client_ip))
         return token_out(session)
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Exchange a refresh token for a new pair (rotation)")
@@ -71,8 +71,8 @@ class AuthController(Controller):
         return token_out(await refresh_login(Refresh(refresh_token=data.refresh_token)))
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke this login", security=[{"bearer": []}])
-    async def logout(self, principal: NamedDependency[Principal], log_out: NamedDependency[LogOut]) -> None:
-        await log_out(principal)
+    async def logout(self, principal: NamedDependency[Principal], sign_out: NamedDependency[SignOut]) -> None:
+        await sign_out(principal)
 
     @post(
         "/logout-all",
@@ -81,9 +81,9 @@ class AuthController(Controller):
         security=[{"bearer": []}],
     )
     async def logout_all(
-        self, principal: NamedDependency[Principal], log_out_everywhere: NamedDependency[LogOutEverywhere]
+        self, principal: NamedDependency[Principal], sign_out_everywhere: NamedDependency[SignOutEverywhere]
     ) -> None:
-        await log_out_everywhere(principal)
+        await sign_out_everywhere(principal)
 
     @post(
         "/password",

@@ -6,14 +6,14 @@ from application.accounts import (
     Authenticate,
     ChangePassword,
     Credentials,
-    LogIn,
     LoginIssuer,
-    LogOut,
-    LogOutEverywhere,
     RefreshLogin,
     Register,
     RegisterUser,
-    Session,
+    SignedIn,
+    SignIn,
+    SignOut,
+    SignOutEverywhere,
 )
 from application.common import Principal
 from application.group_commit import GroupCommit
@@ -83,11 +83,11 @@ class World:
         uow = self.store.unit_of_work
         issuer = LoginIssuer(self.tokens, self.ids, refresh_ttl_s)
         self.register = RegisterUser(uow, self.hasher, issuer, self.counter, self.clock, registrations_per_hour)
-        self.log_in = LogIn(uow, self.hasher, issuer, self.counter, self.clock, self.throttle)
+        self.sign_in = SignIn(uow, self.hasher, issuer, self.counter, self.clock, self.throttle)
         self.refresh = RefreshLogin(uow, self.tokens, issuer, self.clock, self.notifier)
         self.authenticate = Authenticate(uow, self.tokens, self.clock)
-        self.log_out = LogOut(uow, self.clock, self.notifier)
-        self.log_out_everywhere = LogOutEverywhere(uow, self.clock, self.notifier)
+        self.sign_out = SignOut(uow, self.clock, self.notifier)
+        self.sign_out_everywhere = SignOutEverywhere(uow, self.clock, self.notifier)
         self.change_password = ChangePassword(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
         self.cards = cards = CardMaker(self.presence)
         self.get_profile = GetProfile(uow)
@@ -135,11 +135,11 @@ class World:
 
     async def sign_up(
         self, name: str = "Alice", *, email: str | None = None, password: str = PASSWORD, address: str = ADDRESS
-    ) -> Session:
+    ) -> SignedIn:
         return await self.register(self.registration(name, email=email, password=password, address=address))
 
-    async def sign_in(self, email: str, password: str = PASSWORD, address: str = ADDRESS) -> Session:
-        return await self.log_in(Credentials(email=email, password=password, client_address=address))
+    async def signed_in(self, email: str, password: str = PASSWORD, address: str = ADDRESS) -> SignedIn:
+        return await self.sign_in(Credentials(email=email, password=password, client_address=address))
 
     def seed_users(self, *names: str) -> list[int]:
         """Committed users with these names; their ids."""
@@ -181,16 +181,16 @@ class World:
         return await self.mark_read(Read(reader_id=reader, peer_id=peer, up_to_seq=up_to_seq, connection_id=connection))
 
 
-def principal_of(who: Session | int) -> Principal:
+def principal_of(who: SignedIn | int) -> Principal:
     """The actor use cases take (no token expiry): a session's, or for a seeded user's id, a
     principal with a made-up login ``sid-<id>``."""
-    if isinstance(who, Session):
+    if isinstance(who, SignedIn):
         return Principal(user_id=who.user.uid, sid=who.sid)
     return Principal(user_id=who, sid=f"sid-{who}")
 
 
-def login_of(who: Principal | Session) -> tuple[int, str]:
+def login_of(who: Principal | SignedIn) -> tuple[int, str]:
     """Which user and which login (``sid``), ignoring a principal's token expiry."""
-    if isinstance(who, Session):
+    if isinstance(who, SignedIn):
         return (who.user.uid, who.sid)
     return (who.user_id, who.sid)

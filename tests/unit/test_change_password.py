@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.accounts import PasswordChange, Refresh, Session
+from application.accounts import PasswordChange, Refresh, SignedIn
 from domain.errors import (
     AuthenticationError,
     BusyError,
@@ -25,7 +25,7 @@ def change(current: str = PASSWORD, new: str = NEW_PASSWORD) -> PasswordChange:
     return PasswordChange(current_password=current, new_password=new)
 
 
-def stored_password(world: World, session: Session) -> str:
+def stored_password(world: World, session: SignedIn) -> str:
     return FakePasswordHasher.reveal(world.store.user(session.user.uid).password_hash)
 
 
@@ -51,7 +51,7 @@ async def test_wrong_current_password_counts_as_a_failed_login_of_the_account() 
     with pytest.raises(RateLimitedError):
         await world.change_password(principal_of(session), change())
     with pytest.raises(RateLimitedError):
-        await world.sign_in("ada@example.com")
+        await world.signed_in("ada@example.com")
     assert stored_password(world, session) == PASSWORD
 
 
@@ -76,7 +76,7 @@ async def test_whitespace_only_new_password_is_refused(world: World) -> None:
 
 async def test_change_replaces_the_password_and_revokes_every_other_login(world: World) -> None:
     current = await world.sign_up("Ada", email="ada@example.com")
-    others = [await world.sign_in("ada@example.com") for _ in range(2)]
+    others = [await world.signed_in("ada@example.com") for _ in range(2)]
 
     revoked = await world.change_password(principal_of(current), change())
 
@@ -96,8 +96,8 @@ async def test_after_a_change_only_the_new_password_logs_in(world: World) -> Non
     await world.change_password(principal_of(session), change())
 
     with pytest.raises(InvalidCredentialsError):
-        await world.sign_in("ada@example.com", PASSWORD)
-    assert (await world.sign_in("ada@example.com", NEW_PASSWORD)).user.uid == session.user.uid
+        await world.signed_in("ada@example.com", PASSWORD)
+    assert (await world.signed_in("ada@example.com", NEW_PASSWORD)).user.uid == session.user.uid
 
 
 async def test_change_leaves_other_users_logins_alone(world: World) -> None:
@@ -111,7 +111,7 @@ async def test_change_leaves_other_users_logins_alone(world: World) -> None:
 
 async def test_busy_hasher_propagates_and_changes_nothing(world: World) -> None:
     current = await world.sign_up("Ada", email="ada@example.com")
-    other = await world.sign_in("ada@example.com")
+    other = await world.signed_in("ada@example.com")
     world.hasher.busy = True
 
     with pytest.raises(BusyError):
@@ -132,7 +132,7 @@ async def test_change_for_a_vanished_user_is_not_found(world: World) -> None:
 
 async def test_the_new_hash_and_the_revocations_commit_together(world: World) -> None:
     current = await world.sign_up("Ada", email="ada@example.com")
-    other = await world.sign_in("ada@example.com")
+    other = await world.signed_in("ada@example.com")
     commits = world.store.commits
 
     await world.change_password(principal_of(current), change())
@@ -146,7 +146,7 @@ async def test_a_failing_revocation_leaves_the_old_password_and_every_login(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     current = await world.sign_up("Ada", email="ada@example.com")
-    other = await world.sign_in("ada@example.com")
+    other = await world.signed_in("ada@example.com")
 
     async def lost(self: InMemoryLoginRepository, user_id: int) -> list[str]:
         raise ConnectionError("the store went away")
@@ -162,7 +162,7 @@ async def test_a_failing_revocation_leaves_the_old_password_and_every_login(
 
 async def test_a_failing_commit_leaves_the_old_password_and_every_login(world: World) -> None:
     current = await world.sign_up("Ada", email="ada@example.com")
-    other = await world.sign_in("ada@example.com")
+    other = await world.signed_in("ada@example.com")
     world.store.fail_commit = ConnectionError("the commit was lost")
 
     with pytest.raises(ConnectionError):

@@ -12,7 +12,7 @@ import pytest
 from application.events import MessageDelivered, MessageReceived
 from application.group_commit import GroupCommit
 from application.messaging import Send
-from application.ports import ConflictError, StoreUnavailableError
+from application.ports import ConcurrentWriteError, StoreUnavailableError
 from domain.errors import DomainError, InvalidInputError, UserNotFoundError
 from tests.unit.fakes import EPOCH, InMemoryStore
 
@@ -370,7 +370,7 @@ async def test_a_conflict_reruns_the_batch(failures: int) -> None:
             outcomes = await super().write(uow, items)
             if left[0]:
                 left[0] -= 1
-                raise ConflictError("another process committed the same key")
+                raise ConcurrentWriteError("another process committed the same key")
             return outcomes
 
     step = Conflicting()

@@ -1,4 +1,4 @@
-"""RefreshLogin, Authenticate, LogOut and LogOutEverywhere: the life of a login (``sid``)."""
+"""RefreshLogin, Authenticate, SignOut and SignOutEverywhere: the life of a login (``sid``)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_reusing_a_spent_refresh_token_revokes_the_whole_login(world: Worl
 
 async def test_reuse_revokes_only_that_login_of_the_user(world: World) -> None:
     first = await world.sign_up("Ada", email="ada@example.com")
-    other_device = await world.sign_in("ada@example.com")
+    other_device = await world.signed_in("ada@example.com")
     await world.refresh(Refresh(refresh_token=first.refresh_token))
 
     with pytest.raises(InvalidTokenError):
@@ -97,7 +97,7 @@ async def test_unknown_refresh_token_is_rejected_without_committing(world: World
 
 async def test_refresh_of_a_logged_out_login_is_rejected(world: World) -> None:
     session = await world.sign_up("Ada")
-    await world.log_out(principal_of(session))
+    await world.sign_out(principal_of(session))
 
     # RefreshLogin's docstring promises LoginRevokedError here; it raises InvalidTokenError.
     # Either is a 401; only the family is asserted.
@@ -161,14 +161,14 @@ async def test_access_token_naming_an_unknown_login_is_refused(world: World) -> 
         await world.authenticate(forged.token)
 
 
-# --- LogOut -----------------------------------------------------------------------------------
+# --- SignOut -----------------------------------------------------------------------------------
 
 
 async def test_log_out_revokes_this_login_only(world: World) -> None:
     phone = await world.sign_up("Ada", email="ada@example.com")
-    laptop = await world.sign_in("ada@example.com")
+    laptop = await world.signed_in("ada@example.com")
 
-    revoked = await world.log_out(principal_of(phone))
+    revoked = await world.sign_out(principal_of(phone))
 
     assert revoked == [phone.sid]
     assert world.store.data.logins[phone.sid].revoked_at == world.clock.now()
@@ -181,24 +181,24 @@ async def test_log_out_revokes_this_login_only(world: World) -> None:
 
 async def test_log_out_twice_keeps_the_first_revocation(world: World) -> None:
     session = await world.sign_up("Ada")
-    await world.log_out(principal_of(session))
+    await world.sign_out(principal_of(session))
     first = world.store.data.logins[session.sid].revoked_at
     world.clock.advance(30)
 
-    await world.log_out(principal_of(session))
+    await world.sign_out(principal_of(session))
 
     assert world.store.data.logins[session.sid].revoked_at == first
 
 
-# --- LogOutEverywhere -------------------------------------------------------------------------
+# --- SignOutEverywhere -------------------------------------------------------------------------
 
 
 async def test_log_out_everywhere_revokes_every_login_of_the_user(world: World) -> None:
     sessions = [await world.sign_up("Ada", email="ada@example.com")]
-    sessions += [await world.sign_in("ada@example.com") for _ in range(2)]
+    sessions += [await world.signed_in("ada@example.com") for _ in range(2)]
     bob = await world.sign_up("Bob")
 
-    revoked = await world.log_out_everywhere(principal_of(sessions[1]))
+    revoked = await world.sign_out_everywhere(principal_of(sessions[1]))
 
     assert sorted(revoked) == sorted(s.sid for s in sessions)
     for session in sessions:
@@ -212,7 +212,7 @@ async def test_log_out_everywhere_revokes_every_login_of_the_user(world: World) 
 
 async def test_log_out_everywhere_reports_only_logins_it_revoked(world: World) -> None:
     old = await world.sign_up("Ada", email="ada@example.com")
-    current = await world.sign_in("ada@example.com")
-    await world.log_out(principal_of(old))
+    current = await world.signed_in("ada@example.com")
+    await world.sign_out(principal_of(old))
 
-    assert await world.log_out_everywhere(principal_of(current)) == [current.sid]
+    assert await world.sign_out_everywhere(principal_of(current)) == [current.sid]
