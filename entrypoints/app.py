@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from adapters.sqlalchemy.health import count_pending, ping
 from adapters.sqlalchemy.migrate import ensure_current
 from application.common import Principal
+from application.live.actions import CloseCode
 from domain.errors import InvalidTokenError
 from entrypoints.container import Container
 from entrypoints.http.auth import AuthController
@@ -28,7 +29,7 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics
-from entrypoints.ws.connection import CLOSE_GOING_AWAY, Services
+from entrypoints.ws.connection import Services
 from entrypoints.ws.handler import LiveConnections, make_ws_handler, presence_sweep, redelivery_sweep
 
 log = logging.getLogger("p2p_chat")
@@ -154,7 +155,7 @@ def create_app(container: Container) -> Litestar:
             for sweeper in sweepers:
                 sweeper.cancel()
             for connection in live.snapshot():
-                connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
+                connection.close_soon(CloseCode.GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
             if scaled:
                 await container.fanout().stop()
