@@ -29,8 +29,8 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics
-from entrypoints.ws.connection import Services
 from entrypoints.ws.handler import LiveConnections, make_ws_handler, presence_sweep, redelivery_sweep
+from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
 T = TypeVar("T")

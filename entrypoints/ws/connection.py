@@ -7,54 +7,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from litestar import WebSocket
 
-from application.accounts import Authenticate
 from application.common import Principal
 from application.events import Event
 from application.live import actions as a
-from application.live.session import LiveSession, SessionLimits
-from application.messaging import AcknowledgeDelivery, MarkRead, PendingFor, SendMessage, StillPending
-from application.ports import Clock, ConnectionHub
-from application.presence import Connect, Disconnect, VisibleOnline
-from application.social import RelayTyping
-from application.users import SearchUsers
-from entrypoints.metrics import Metrics
-from entrypoints.settings import Settings
 from entrypoints.ws import protocol as p
+from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call, session_for
 
 log = logging.getLogger("p2p_chat.ws")
 
 SYNC_TIMEOUT_S = 2.0
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 _CALLS = (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Services:
-    """What a connection needs: the use cases, the hub, the clocks and the settings."""
-
-    settings: Settings
-    clock: Clock
-    monotonic: Callable[[], float]  # seconds: the session's time (rate limits, error window, expiry)
-    hub: ConnectionHub
-    authenticate: Authenticate
-    send_message: SendMessage
-    acknowledge: AcknowledgeDelivery
-    mark_read: MarkRead
-    pending_for: PendingFor
-    still_pending: StillPending
-    search_users: SearchUsers
-    connect: Connect
-    disconnect: Disconnect
-    visible_online: VisibleOnline
-    relay_typing: RelayTyping
-    metrics: Metrics
-    repush_from_store: bool = False
 
 
 class _Write(NamedTuple):
@@ -69,25 +36,7 @@ class Connection:
 
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
-        s = services.settings
-        limits = SessionLimits(
-            redelivery_s=s.redelivery_s,
-            rate_msg_per_s=s.rate_msg_per_s,
-            rate_msg_burst=s.rate_msg_burst,
-            rate_close_after_s=s.rate_close_after_s,
-            max_queued_frames=s.max_queued_frames,
-            max_frame_bytes=s.max_frame_bytes,
-            repush_from_store=services.repush_from_store,
-        )
-        encode = p.ReplyEncoder(services.clock, s.heartbeat_s)
-        self.session = LiveSession(
-            principal=principal,
-            connection_id=connection_id,
-            limits=limits,
-            clock=services.clock,
-            encode=encode,
-            observer=_Counters(services.metrics),
-        )
+        self.session = session_for(services, principal, connection_id)
         self._writes: deque[_Write] = deque()  # started, oldest first, until their outcome is fed
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._writer: asyncio.Task[None] | None = None  # exists only while frames wait
@@ -194,33 +143,8 @@ class Connection:
             elif len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:
                 session.oversized_frame(now)
             else:
-                self._feed(text, now)
+                p.feed(session, text, now)
             await self._drain()
-
-    def _feed(self, text: str, now: float) -> None:
-        session = self.session
-        try:
-            frame = p.decode_client(text)
-        except p.FrameError as exc:
-            session.bad_frame(exc.ref, exc.code, exc.message, now)
-            return
-        match frame:
-            case p.SendMessageFrame():
-                session.send_message(frame.ref, frame.to, frame.message, frame.client_msg_id, now)
-            case p.AckMessagesFrame():
-                session.ack_messages(frame.ref, frame.ids, now)
-            case p.MarkReadFrame():
-                session.mark_read(frame.ref, frame.peer_id, frame.up_to_seq, now)
-            case p.TypingFrame():
-                session.typing(frame.ref, frame.to, frame.is_typing, now)
-            case p.SearchUsersFrame():
-                session.search_users(frame.ref, frame.query, frame.limit, now)
-            case p.GetOnlineUsersFrame():
-                session.get_online_users(frame.ref, frame.user_ids, now)
-            case p.PingFrame():
-                session.ping(frame.ref, now)
-            case p.AuthFrame():
-                session.auth(frame.ref, frame.token, now)
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -230,38 +154,31 @@ class Connection:
         while actions:
             action = actions.popleft()
             if isinstance(action, _CALLS):
-                await self._call(action)
+                await run_call(self._services, self.session, action, self._now)
             else:
                 self._perform(action)
-        self._after()
+        self._pump()
 
     def _pump(self) -> None:
-        """Perform the session's actions outside a task that may await: a call goes to a task."""
-        actions = self.session.actions
+        """Perform the session's actions outside a task that may await (a call goes to a task),
+        then let the writer and the reader go on if they may."""
+        session, actions = self.session, self.session.actions
         while actions:
             if isinstance(actions[0], _CALLS):
                 if self._caller is None or self._caller.done():
                     self._caller = asyncio.create_task(self._drain())
                 break
             self._perform(actions.popleft())
-        self._after()
-
-    def _after(self) -> None:
-        session = self.session
         if session.has_frames and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
 
     def _perform(self, action: a.Action) -> None:
-        s = self._services
         match action:
             case a.PipelinedSend() | a.PipelinedAck():
                 try:
-                    if isinstance(action, a.PipelinedSend):
-                        written: asyncio.Future[Any] = s.send_message.begin(action.send)
-                    else:
-                        written = s.acknowledge.begin(self.user_id, action.ids)
+                    written = begin_write(self._services, self.user_id, action)
                 except Exception as exc:  # answered in its turn
                     self.session.write_failed(action, exc, self._now())
                     return
@@ -269,9 +186,9 @@ class Connection:
                 if self._answerer is None or self._answerer.done():
                     self._answerer = asyncio.create_task(self._answer())
             case a.ReadBatch():
-                task = asyncio.create_task(self._read_batch(action))
+                task = asyncio.create_task(read_batch(self._services, self.session, action, self._now))
+                task.add_done_callback(self._batch_done)
                 self._reads.add(task)
-                task.add_done_callback(self._reads.discard)
             case a.CloseRequest():
                 if self._receiving and self._task is not None:
                     self._task.cancel()
@@ -285,52 +202,21 @@ class Connection:
         self.session.time_passed(self._now())
         self._pump()
 
-    async def _call(self, call: a.Call) -> None:
-        s, session, user_id = self._services, self.session, self.user_id
-        try:
-            match call:
-                case a.MarkReadCall(read=read):
-                    await s.mark_read(read)
-                    session.call_finished(call, self._now())
-                case a.TypingCall(to=to, is_typing=is_typing):
-                    await s.relay_typing(user_id, to, is_typing)
-                    session.call_finished(call, self._now())
-                case a.SearchCall(query=query):
-                    session.users_found(call, await s.search_users(query), self._now())
-                case a.OnlineCall(user_ids=user_ids):
-                    session.online_found(call, await s.visible_online(user_id, user_ids), self._now())
-                case a.Reauthenticate(token=token):
-                    session.reauthenticated(call, await s.authenticate(token), self._now())
-                case a.StillPendingCall(ids=ids):
-                    session.still_pending_found(call, await s.still_pending(user_id, ids), self._now())
-                case a.CatchUpCall():
-                    session.caught_up(call, await s.pending_for(user_id), self._now())
-        except Exception as exc:
-            session.call_failed(call, exc, self._now())
-
-    async def _read_batch(self, read: a.ReadBatch) -> None:
-        try:
-            batch = await self._services.pending_for(self.user_id, excluding=read.excluding)
-        except Exception as exc:
-            self.session.batch_failed(read, exc, self._now())
-        else:
-            self.session.batch_read(read, batch, self._now())
-        self._pump()
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._reads.discard(task)
+        if not task.cancelled():
+            self._pump()
 
     async def _answer(self) -> None:
         """Feed the started writes' outcomes in the order started; ends when none is left. The
         writes themselves are never cancelled from here: once queued, a write commits and is
         published (Step.committed) even if this connection goes away before its answer."""
-        writes, session, s = self._writes, self.session, self._services
+        writes, session = self._writes, self.session
         try:
             while writes:
                 entry, written = writes[0]
                 try:
-                    if isinstance(entry, a.PipelinedSend):
-                        result = await s.send_message.finish(entry.send, await written)
-                    else:
-                        s.acknowledge.finish(await written)
-                        result = None
+                    result = await finish_write(self._services, entry, written)
                 except asyncio.CancelledError:
                     current = asyncio.current_task()
                     if not written.cancelled() or (current is not None and current.cancelling()):
@@ -363,30 +249,6 @@ class Connection:
             log.debug("writer of connection %s stopped", self.connection_id, exc_info=True)
             session.socket_failed()
             self._pump()
-
-
-class _Counters:
-    """The session's :class:`~application.live.actions.SessionObserver` on the metrics."""
-
-    __slots__ = ("_metrics",)
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def message_in(self) -> None:
-        self._metrics.messages_in.inc()
-
-    def rejected(self, code: str) -> None:
-        self._metrics.rejected_frames.labels(code).inc()
-
-    def rate_limited(self, bucket: str) -> None:
-        self._metrics.rate_limited.labels(bucket).inc()
-
-    def dropped_ephemeral(self, count: int) -> None:
-        self._metrics.dropped_ephemeral.inc(count)
-
-    def slow_consumer(self) -> None:
-        self._metrics.slow_consumer_closes.inc()
 
 
 def _unanswered(written: asyncio.Future[Any]) -> None:

@@ -17,7 +17,8 @@ from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError
 from entrypoints.ws import protocol as p
-from entrypoints.ws.connection import Connection, Services, close_quietly
+from entrypoints.ws.connection import Connection, close_quietly
+from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat.ws")
 

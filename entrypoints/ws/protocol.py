@@ -23,6 +23,7 @@ from application.events import (
     Typing as TypingEvent,
 )
 from application.live.actions import Acked, ErrorReply, OnlineNow, Pong, Ready, Reply, UsersFound
+from application.live.session import LiveSession
 from application.messaging import Batch
 from application.ports import Clock
 from domain.messages import Message
@@ -300,3 +301,29 @@ class ReplyEncoder:
         if frame is None:
             raise ValueError(f"{type(reply).__name__} has no frame")
         return frame
+
+
+def feed(session: LiveSession, text: str, now_ms: float) -> None:
+    """Decode one text frame into the session's input for it."""
+    try:
+        frame = decode_client(text)
+    except FrameError as exc:
+        session.bad_frame(exc.ref, exc.code, exc.message, now_ms)
+        return
+    match frame:
+        case SendMessageFrame():
+            session.send_message(frame.ref, frame.to, frame.message, frame.client_msg_id, now_ms)
+        case AckMessagesFrame():
+            session.ack_messages(frame.ref, frame.ids, now_ms)
+        case MarkReadFrame():
+            session.mark_read(frame.ref, frame.peer_id, frame.up_to_seq, now_ms)
+        case TypingFrame():
+            session.typing(frame.ref, frame.to, frame.is_typing, now_ms)
+        case SearchUsersFrame():
+            session.search_users(frame.ref, frame.query, frame.limit, now_ms)
+        case GetOnlineUsersFrame():
+            session.get_online_users(frame.ref, frame.user_ids, now_ms)
+        case PingFrame():
+            session.ping(frame.ref, now_ms)
+        case AuthFrame():
+            session.auth(frame.ref, frame.token, now_ms)
