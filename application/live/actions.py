@@ -98,7 +98,7 @@ class PipelinedAck:
 Pipelined = PipelinedSend | PipelinedAck
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class ReadBatch:
     """Read the oldest pending messages leaving out ``excluding``; ``ahead``: the batch after the
     one being drained, read while the client works through that one."""
@@ -121,38 +121,38 @@ class WakeAt:
 # Calls: one use case each. ``ref`` is the frame's (None for the re-push's own calls).
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class Reauthenticate:
     ref: str | None
     token: str
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class MarkReadCall:
     ref: str | None
     read: Read
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class SearchCall:
     ref: str | None
     query: SearchQuery
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class TypingCall:
     ref: str | None
     to: int
     is_typing: bool
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class OnlineCall:
     ref: str | None
     user_ids: list[int] | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class StillPendingCall:
     """Which of ``ids`` (due for a re-push) no device has acknowledged yet."""
 
@@ -160,7 +160,7 @@ class StillPendingCall:
     ref: str | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class CatchUpCall:
     """The user's oldest pending messages, to push what pub/sub lost (several processes)."""
 
