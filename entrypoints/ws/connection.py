@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import Any, NamedTuple
 
 from litestar import WebSocket
@@ -37,7 +36,7 @@ class Connection:
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
         self.session = session_for(services, principal, connection_id)
-        self._writes: deque[_Write] = deque()  # started, oldest first, until their outcome is fed
+        self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._writer: asyncio.Task[None] | None = None  # exists only while frames wait
         self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
@@ -152,7 +151,7 @@ class Connection:
         """Perform the session's actions in order, awaiting the calls among them."""
         actions = self.session.actions
         while actions:
-            action = actions.popleft()
+            action = actions.pop(0)
             if isinstance(action, _CALLS):
                 await run_call(self._services, self.session, action, self._now)
             else:
@@ -168,7 +167,7 @@ class Connection:
                 if self._caller is None or self._caller.done():
                     self._caller = asyncio.create_task(self._drain())
                 break
-            self._perform(actions.popleft())
+            self._perform(actions.pop(0))
         if session.has_frames and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
@@ -221,13 +220,13 @@ class Connection:
                     current = asyncio.current_task()
                     if not written.cancelled() or (current is not None and current.cancelling()):
                         raise  # this task is cancelled: the connection is going away
-                    writes.popleft()
+                    writes.pop(0)
                     session.write_dropped(entry, self._now())  # dropped before it ran (shutdown)
                 except Exception as exc:
-                    writes.popleft()
+                    writes.pop(0)
                     session.write_failed(entry, exc, self._now())
                 else:
-                    writes.popleft()
+                    writes.pop(0)
                     session.write_committed(entry, result, self._now())
                 self._pump()
         except asyncio.CancelledError:
