@@ -356,15 +356,15 @@ class LiveSession:
 
     def call_finished(self, call: MarkReadCall | TypingCall, now_ms: float) -> None:
         """A call without a reply finished."""
-        self._call_done(now_ms)
+        self._busy = None
 
     def users_found(self, call: SearchCall, users: list[UserCard], now_ms: float) -> None:
         self._reply(UsersFound(call.ref, call.query.query, users))
-        self._call_done(now_ms)
+        self._busy = None
 
     def online_found(self, call: OnlineCall, user_ids: list[int], now_ms: float) -> None:
         self._reply(OnlineNow(call.ref, user_ids))
-        self._call_done(now_ms)
+        self._busy = None
 
     def reauthenticated(self, call: Reauthenticate, principal: Principal, now_ms: float) -> None:
         if principal.user_id != self.user_id:
@@ -373,7 +373,7 @@ class LiveSession:
             self.principal = principal
             self._schedule_expiry(now_ms)
             self._reply(Ready(call.ref, self.user_id, self.connection_id))
-        self._call_done(now_ms)
+        self._busy = None
 
     def call_failed(self, call: FrameCall | StillPendingCall | CatchUpCall, exc: Exception, now_ms: float) -> None:
         """A call raised: a frame's is answered with its error (an unauthenticated caller is
@@ -386,9 +386,6 @@ class LiveSession:
             self.close(CloseCode.UNAUTHENTICATED, "authentication failed")
         else:
             self._failed(call.ref, exc, type(call).__name__, now_ms)
-        self._call_done(now_ms)
-
-    def _call_done(self, now_ms: float) -> None:
         self._busy = None
 
     # -- replies and the outbox -------------------------------------------------------------------
