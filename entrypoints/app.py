@@ -16,6 +16,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from application.common import Principal
+from application.live.actions import CloseCode
 from domain.errors import InvalidTokenError
 from entrypoints.container import Container, start, stop
 from entrypoints.http.auth import AuthController
@@ -26,8 +27,8 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics
-from entrypoints.ws.connection import CLOSE_GOING_AWAY, Services
 from entrypoints.ws.handler import LiveConnections, make_ws_handler, presence_sweep, redelivery_sweep
+from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
 T = TypeVar("T")
@@ -127,7 +128,7 @@ def create_app(container: Container) -> Litestar:
             for sweeper in sweepers:
                 sweeper.cancel()
             for connection in live.snapshot():
-                connection.close_soon(CLOSE_GOING_AWAY, "server shutting down")
+                connection.close_soon(CloseCode.GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
             await stop(container)  # the write batcher, fan-out, Redis, engine
             metrics.process_exited()

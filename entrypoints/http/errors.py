@@ -1,4 +1,5 @@
-"""One table from errors to RFC 9457 problem responses. Nothing here ever shows a stack trace."""
+"""Errors as RFC 9457 problem responses: domain errors by the shared table of
+:mod:`application.errors`, framework errors by status. Nothing here ever shows a stack trace."""
 
 from __future__ import annotations
 
@@ -9,32 +10,13 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from domain.errors import (
-    AuthenticationError,
-    BusyError,
-    ConflictError,
-    DomainError,
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    RateLimitedError,
-)
+from application.errors import wire_error
+from domain.errors import AuthenticationError, BusyError, DomainError, InvalidInputError, RateLimitedError
 from entrypoints.http.schemas import FieldError, Problem
 
 log = logging.getLogger("p2p_chat.http")
 
 PROBLEM_JSON = "application/problem+json"
-
-_DOMAIN_STATUS: list[tuple[type[DomainError], int, str]] = [
-    (InvalidInputError, 400, "Invalid input"),
-    (AuthenticationError, 401, "Not authenticated"),
-    (ForbiddenError, 403, "Forbidden"),
-    (NotFoundError, 404, "Not found"),
-    (ConflictError, 409, "Conflict"),
-    (RateLimitedError, 429, "Too many requests"),
-    (BusyError, 503, "Busy"),
-    (DomainError, 400, "Bad request"),
-]
 
 _HTTP_TYPES = {
     400: ("validation_error", "Invalid input"),
@@ -66,7 +48,8 @@ def problem(
 
 
 def domain_error_to_problem(_: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
-    status, title = next((s, t) for cls, s, t in _DOMAIN_STATUS if isinstance(exc, cls))
+    row = wire_error(exc)
+    status, title = row.status, row.title
     headers = {}
     if isinstance(exc, RateLimitedError | BusyError):
         headers["Retry-After"] = str(exc.retry_after_s)

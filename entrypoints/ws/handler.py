@@ -12,19 +12,13 @@ from litestar import WebSocket, websocket
 from litestar.handlers import WebsocketRouteHandler
 
 from application.common import Principal
+from application.live.actions import CloseCode
 from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError
 from entrypoints.ws import protocol as p
-from entrypoints.ws.connection import (
-    CLOSE_AUTH_TIMEOUT,
-    CLOSE_REVOKED,
-    CLOSE_TOO_MANY_CONNECTIONS,
-    CLOSE_UNAUTHENTICATED,
-    Connection,
-    Services,
-    close_quietly,
-)
+from entrypoints.ws.connection import Connection, close_quietly
+from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat.ws")
 
@@ -70,20 +64,20 @@ def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
     return others[0] if others else ""
 
 
-async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) -> str | int:
+async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) -> str | CloseCode:
     """The token of the first frame, or the close code to use instead."""
     try:
         message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
     except TimeoutError:
-        return CLOSE_AUTH_TIMEOUT
+        return CloseCode.AUTH_TIMEOUT
     text = message.get("text") if message["type"] == "websocket.receive" else None
     if text is None:
-        return CLOSE_UNAUTHENTICATED
+        return CloseCode.UNAUTHENTICATED
     try:
         frame = p.decode_client(text)
     except p.FrameError:
-        return CLOSE_UNAUTHENTICATED
-    return frame.token if isinstance(frame, p.Auth) else CLOSE_UNAUTHENTICATED
+        return CloseCode.UNAUTHENTICATED
+    return frame.token if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
 
 
 def make_ws_handler(
@@ -94,24 +88,24 @@ def make_ws_handler(
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         if not origin_allowed(socket.headers.get("origin")):
-            await socket.close(code=CLOSE_REVOKED, reason="origin not allowed")  # before accept: HTTP 403
+            await socket.close(code=CloseCode.REVOKED, reason="origin not allowed")  # before accept: HTTP 403
             return
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
         token = offered if offered is not None else await first_frame_token(socket, settings.auth_timeout_s)
-        if isinstance(token, int):
+        if isinstance(token, CloseCode):
             await close_quietly(socket, token, "authentication required")
             return
         try:
             principal: Principal = await services.authenticate(token)
         except AuthenticationError:
-            await close_quietly(socket, CLOSE_UNAUTHENTICATED, "invalid, expired or revoked token")
+            await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
         if (
             live.count_of(principal.user_id) >= settings.max_connections_per_user
             or len(live) >= settings.max_connections
         ):
-            await close_quietly(socket, CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
+            await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
             return
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)

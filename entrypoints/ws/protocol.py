@@ -1,5 +1,6 @@
 """WebSocket frames: one tagged union for client frames (one decoder), typed server frames (one
-encoder). Keys and ``type`` values are camelCase. Every client frame may carry ``ref``."""
+encoder), and the live session's replies turned into them. Keys and ``type`` values are camelCase;
+every client frame may carry ``ref``. Every wire struct's name ends in ``Frame``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from application.common import MAX_ID
+from application.errors import WsErrorCode
 from application.events import (
     Event,
     LoginsRevoked,
@@ -20,6 +22,10 @@ from application.events import (
 from application.events import (
     Typing as TypingEvent,
 )
+from application.live.actions import Acked, ErrorReply, OnlineNow, Pong, Ready, Reply, UsersFound
+from application.live.session import LiveSession
+from application.messaging import Batch
+from application.ports import Clock
 from domain.messages import Message
 from entrypoints.wire import UserPublic, WireMessage, iso_ms, message_values
 
@@ -34,48 +40,66 @@ class ClientFrame(
     ref: Ref | None = None
 
 
-class Auth(ClientFrame, frozen=True, kw_only=True, tag="auth"):
+class AuthFrame(ClientFrame, frozen=True, kw_only=True, tag="auth"):
     token: Annotated[str, msgspec.Meta(max_length=4096)]
 
 
-class SendMessage(ClientFrame, frozen=True, kw_only=True, tag="sendMessage"):
+class SendMessageFrame(ClientFrame, frozen=True, kw_only=True, tag="sendMessage"):
     to: UserId
     message: str
     client_msg_id: str
     from_: Any = msgspec.field(default=None, name="from")  # sent by the original's clients; ignored
 
 
-class AckMessages(ClientFrame, frozen=True, kw_only=True, tag="ackMessages"):
+class AckMessagesFrame(ClientFrame, frozen=True, kw_only=True, tag="ackMessages"):
     ids: list[MessageId]
 
 
-class MarkRead(ClientFrame, frozen=True, kw_only=True, tag="markRead"):
+class MarkReadFrame(ClientFrame, frozen=True, kw_only=True, tag="markRead"):
     peer_id: UserId
     up_to_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
-class Typing(ClientFrame, frozen=True, kw_only=True, tag="typing"):
+class TypingFrame(ClientFrame, frozen=True, kw_only=True, tag="typing"):
     to: UserId
     is_typing: bool
 
 
-class SearchUsers(ClientFrame, frozen=True, kw_only=True, tag="searchUsers"):
+class SearchUsersFrame(ClientFrame, frozen=True, kw_only=True, tag="searchUsers"):
     query: Annotated[str, msgspec.Meta(max_length=1000)]
     limit: int | None = None
 
 
-class GetOnlineUsers(ClientFrame, frozen=True, kw_only=True, tag="getOnlineUsers"):
+class GetOnlineUsersFrame(ClientFrame, frozen=True, kw_only=True, tag="getOnlineUsers"):
     user_ids: Annotated[list[UserId], msgspec.Meta(max_length=100)] | None = None
 
 
-class Ping(ClientFrame, frozen=True, kw_only=True, tag="ping"):
+class PingFrame(ClientFrame, frozen=True, kw_only=True, tag="ping"):
     pass
 
 
-ClientMessage = Auth | SendMessage | AckMessages | MarkRead | Typing | SearchUsers | GetOnlineUsers | Ping
+ClientMessage = (
+    AuthFrame
+    | SendMessageFrame
+    | AckMessagesFrame
+    | MarkReadFrame
+    | TypingFrame
+    | SearchUsersFrame
+    | GetOnlineUsersFrame
+    | PingFrame
+)
 CLIENT_TYPES = frozenset(
     cls.__struct_config__.tag
-    for cls in (Auth, SendMessage, AckMessages, MarkRead, Typing, SearchUsers, GetOnlineUsers, Ping)
+    for cls in (
+        AuthFrame,
+        SendMessageFrame,
+        AckMessagesFrame,
+        MarkReadFrame,
+        TypingFrame,
+        SearchUsersFrame,
+        GetOnlineUsersFrame,
+        PingFrame,
+    )
 )
 
 
@@ -89,7 +113,7 @@ class _Envelope(msgspec.Struct):
 class FrameError(Exception):
     """A client frame that cannot be used; ``code`` is ``bad_request`` or ``unknown_type``."""
 
-    def __init__(self, code: str, message: str, ref: str | None) -> None:
+    def __init__(self, code: WsErrorCode, message: str, ref: str | None) -> None:
         super().__init__(message)
         self.code, self.message, self.ref = code, message, ref
 
@@ -106,11 +130,11 @@ def decode_client(data: str | bytes) -> ClientMessage:
         try:
             envelope = _envelope.decode(data)
         except msgspec.DecodeError:
-            raise FrameError("bad_request", f"not a JSON object: {exc}", None) from None
+            raise FrameError(WsErrorCode.BAD_REQUEST, f"not a JSON object: {exc}", None) from None
         ref = envelope.ref if isinstance(envelope.ref, str) and len(envelope.ref) <= 64 else None
         if isinstance(envelope.type, str) and envelope.type not in CLIENT_TYPES:
-            raise FrameError("unknown_type", f"unknown frame type {envelope.type[:64]!r}", ref) from None
-        raise FrameError("bad_request", str(exc), ref) from None
+            raise FrameError(WsErrorCode.UNKNOWN_TYPE, f"unknown frame type {envelope.type[:64]!r}", ref) from None
+        raise FrameError(WsErrorCode.BAD_REQUEST, str(exc), ref) from None
 
 
 # ---- server frames -------------------------------------------------------------------------
@@ -120,7 +144,7 @@ class ServerFrame(msgspec.Struct, tag_field="type", rename="camel", omit_default
     pass
 
 
-class Ready(ServerFrame, frozen=True, kw_only=True, tag="ready"):
+class ReadyFrame(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     ref: str | None = None
     user_id: int
     connection_id: str
@@ -128,12 +152,12 @@ class Ready(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     heartbeat_s: float
 
 
-class OfflineMessages(ServerFrame, frozen=True, kw_only=True, tag="offlineMessages"):
+class OfflineMessagesFrame(ServerFrame, frozen=True, kw_only=True, tag="offlineMessages"):
     messages: list[WireMessage]
     more: bool
 
 
-class MessageAck(ServerFrame, frozen=True, kw_only=True, tag="messageAck"):
+class MessageAckFrame(ServerFrame, frozen=True, kw_only=True, tag="messageAck"):
     ref: str | None = None
     client_msg_id: str
     id: str
@@ -169,18 +193,18 @@ class MessagesReadFrame(ServerFrame, frozen=True, kw_only=True, tag="messagesRea
     read_at: str
 
 
-class SearchResults(ServerFrame, frozen=True, kw_only=True, tag="searchResults"):
+class SearchResultsFrame(ServerFrame, frozen=True, kw_only=True, tag="searchResults"):
     ref: str | None = None
     query: str
     users: list[UserPublic]
 
 
-class OnlineUsers(ServerFrame, frozen=True, kw_only=True, tag="onlineUsers"):
+class OnlineUsersFrame(ServerFrame, frozen=True, kw_only=True, tag="onlineUsers"):
     ref: str | None = None
     user_ids: list[int]
 
 
-class Pong(ServerFrame, frozen=True, kw_only=True, tag="pong"):
+class PongFrame(ServerFrame, frozen=True, kw_only=True, tag="pong"):
     ref: str | None = None
 
 
@@ -193,14 +217,14 @@ class UserOfflineFrame(ServerFrame, frozen=True, kw_only=True, tag="userOffline"
     last_seen_at: str
 
 
-class TypingFrame(ServerFrame, frozen=True, kw_only=True, tag="typing"):
+class PeerTypingFrame(ServerFrame, frozen=True, kw_only=True, tag="typing"):
     from_: int = msgspec.field(name="from")
     is_typing: bool
 
 
 class ErrorFrame(ServerFrame, frozen=True, kw_only=True, tag="error"):
     ref: str | None = None
-    code: str
+    code: WsErrorCode
     message: str
 
 
@@ -225,6 +249,81 @@ def frame_of(event: Event) -> ServerFrame | None:
         case UserOffline(user_id=user_id, last_seen_at=at):
             return UserOfflineFrame(user_id=user_id, last_seen_at=iso_ms(at))
         case TypingEvent(from_id=from_id, is_typing=is_typing):
-            return TypingFrame(from_=from_id, is_typing=is_typing)
+            return PeerTypingFrame(from_=from_id, is_typing=is_typing)
         case LoginsRevoked():
             return None
+
+
+class ReplyEncoder:
+    """The live session's :data:`~application.live.actions.Encoder`: a reply or a forwarded event
+    as the text of its server frame. ``ready`` carries the server's time and heartbeat."""
+
+    __slots__ = ("_clock", "_heartbeat_s")
+
+    def __init__(self, clock: Clock, heartbeat_s: float) -> None:
+        self._clock, self._heartbeat_s = clock, heartbeat_s
+
+    def __call__(self, reply: Reply) -> str:
+        return _encoder.encode(self.frame(reply)).decode()
+
+    def frame(self, reply: Reply) -> ServerFrame:
+        match reply:
+            case Acked(ref=ref, message=m):
+                return MessageAckFrame(
+                    ref=ref,
+                    client_msg_id=m.client_msg_id,
+                    id=m.id,
+                    seq=m.seq,
+                    to=m.recipient_id,
+                    timestamp=iso_ms(m.created_at),
+                )
+            case MessageReceived(message=message):
+                return MessageReceivedFrame.of(message)
+            case Batch(messages=messages, more=more):
+                return OfflineMessagesFrame(messages=[WireMessage.of(m) for m in messages], more=more)
+            case ErrorReply(ref=ref, code=code, message=message):
+                return ErrorFrame(ref=ref, code=code, message=message)
+            case Ready(ref=ref, user_id=user_id, connection_id=connection_id):
+                return ReadyFrame(
+                    ref=ref,
+                    user_id=user_id,
+                    connection_id=connection_id,
+                    server_time=iso_ms(self._clock.now()),
+                    heartbeat_s=self._heartbeat_s,
+                )
+            case Pong(ref=ref):
+                return PongFrame(ref=ref)
+            case UsersFound(ref=ref, query=query, users=users):
+                return SearchResultsFrame(ref=ref, query=query, users=[UserPublic.of(c) for c in users])
+            case OnlineNow(ref=ref, user_ids=user_ids):
+                return OnlineUsersFrame(ref=ref, user_ids=user_ids)
+        frame = frame_of(reply)
+        if frame is None:
+            raise ValueError(f"{type(reply).__name__} has no frame")
+        return frame
+
+
+def feed(session: LiveSession, text: str, now_ms: float) -> None:
+    """Decode one text frame into the session's input for it."""
+    try:
+        frame = decode_client(text)
+    except FrameError as exc:
+        session.bad_frame(exc.ref, exc.code, exc.message, now_ms)
+        return
+    match frame:
+        case SendMessageFrame():
+            session.send_message(frame.ref, frame.to, frame.message, frame.client_msg_id, now_ms)
+        case AckMessagesFrame():
+            session.ack_messages(frame.ref, frame.ids, now_ms)
+        case MarkReadFrame():
+            session.mark_read(frame.ref, frame.peer_id, frame.up_to_seq, now_ms)
+        case TypingFrame():
+            session.typing(frame.ref, frame.to, frame.is_typing, now_ms)
+        case SearchUsersFrame():
+            session.search_users(frame.ref, frame.query, frame.limit, now_ms)
+        case GetOnlineUsersFrame():
+            session.get_online_users(frame.ref, frame.user_ids, now_ms)
+        case PingFrame():
+            session.ping(frame.ref, now_ms)
+        case AuthFrame():
+            session.auth(frame.ref, frame.token, now_ms)

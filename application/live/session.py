@@ -1,0 +1,586 @@
+"""One live connection's rules as a synchronous state machine: no I/O, no event loop, no clock reads
+for timing. Modelled on python-websockets' sans-I/O ``Protocol``: the driver feeds what happened
+(a frame, a write's outcome, a batch read, an event, the time) and then performs what the session
+queued — :attr:`LiveSession.actions` (see :mod:`application.live.actions`) and the outbox it takes
+frame by frame with :meth:`LiveSession.next_frame`.
+
+Time: every input that needs it takes ``now_ms``, milliseconds of the driver's monotonic clock
+(the rate limits, the error window and the token expiry run on it, and :class:`WakeAt` is in it).
+Wall-clock datetimes come from the injected :class:`Clock` only for what is compared with message
+timestamps: when a message was pushed (re-push after ``redelivery``) and the catch-up window.
+
+The rules (contract §3):
+
+* Reply order. ``sendMessage`` and ``ackMessages`` are pipelined: up to ``max_pipelined`` writes
+  run at once (sharing transactions) and are answered in the order read. A frame that finds the
+  pipeline full waits (no further frame is read); any other frame, and the error for a bad,
+  binary, oversized or rate-limited frame, waits until every pipelined frame before it is
+  answered. A write dropped at shutdown is answered ``internal`` (send it again).
+* Outbox. Frames published before ``ready`` and the first ``offlineMessages`` went out are held
+  until then. Beyond ``max_queued_frames`` queued, typing frames are dropped first (the new one,
+  or every queued one for another frame); if that frees nothing the connection closes 4008.
+* Limits. Per-frame buckets (messages; typing and search a quarter each): a refused frame is
+  answered ``rate_limited``, and refusals in every second of ``rate_close_after_s`` seconds close
+  4429. More than 20 errors (``rate_limited`` aside) within 10 s close 1008.
+* Auth. A re-auth with a token of another user closes 4401, so does the token's expiry and any
+  frame whose use case says the caller is unauthenticated; a revocation of our login closes 4403.
+  The first close request wins.
+* Delivery. Everything pushed is in flight until acknowledged (here or, as the store tells at the
+  re-push, by another device) and pushed again after ``redelivery_s``. Offline messages come in
+  batches; the batch after the current one is read ahead, so the acknowledgement of its last id
+  sends the next one at once, without what this connection acknowledged meanwhile. With
+  ``repush_from_store`` (several processes) the re-push also pushes pending messages that arrived
+  while connected but never came through pub/sub.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, NamedTuple
+
+from application.errors import WsErrorCode, wire_error
+from application.events import LoginsRevoked, MessageReceived, Typing
+from application.live.actions import (
+    Acked,
+    Action,
+    CatchUpCall,
+    CloseCode,
+    CloseRequest,
+    ErrorReply,
+    FrameCall,
+    FrameKind,
+    MarkReadCall,
+    OnlineCall,
+    OnlineNow,
+    Outgoing,
+    Pipelined,
+    PipelinedAck,
+    PipelinedSend,
+    Pong,
+    ReadBatch,
+    Ready,
+    Reauthenticate,
+    SearchCall,
+    StillPendingCall,
+    TypingCall,
+    UsersFound,
+    WakeAt,
+    WriteDroppedError,
+)
+from application.messaging import Batch, Read, Send, SendResult
+from application.users import SearchQuery
+from domain.delivery import InFlight
+from domain.errors import AuthenticationError, DomainError
+from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from application.common import Principal
+    from application.events import Event
+    from application.live.actions import Encoder, Reply, SessionObserver
+    from application.ports import Clock
+    from domain.messages import Message
+    from domain.users import UserCard
+
+log = logging.getLogger("p2p_chat.ws")
+
+OTHER, EPHEMERAL, MESSAGE = FrameKind.OTHER, FrameKind.EPHEMERAL, FrameKind.MESSAGE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionLimits:
+    """The settings a session obeys."""
+
+    redelivery_s: float
+    rate_msg_per_s: float
+    rate_msg_burst: int
+    rate_close_after_s: int
+    max_queued_frames: int
+    max_frame_bytes: int
+    max_pipelined: int = 16
+    repush_from_store: bool = False
+
+
+class EncodedBatch(NamedTuple):
+    """An offline batch and its encoded ``offlineMessages`` frame."""
+
+    batch: Batch
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A frame over its rate limit, answered in its turn."""
+
+    ref: str | None
+    bucket: str
+    at_ms: float
+
+
+# What waits for its turn: a pipelined frame for a free slot, anything else for an empty pipeline.
+_Turn = PipelinedSend | PipelinedAck | FrameCall | Pong | ErrorReply | _Refusal
+
+
+class LiveSession:
+    """The state of one authenticated connection. Inputs are methods; outputs are
+    :attr:`actions` (drained by the driver in order), the outbox (:meth:`next_frame`) and
+    :attr:`closing`. Implements the fan-out's view of a connection through the driver."""
+
+    def __init__(
+        self,
+        *,
+        principal: Principal,
+        connection_id: str,
+        limits: SessionLimits,
+        clock: Clock,
+        encode: Encoder,
+        observer: SessionObserver,
+    ) -> None:
+        self.principal = principal
+        self.connection_id = connection_id
+        self.actions: list[Action] = []  # short: lists, as an empty deque costs 624 bytes per connection
+        self.closing: CloseRequest | None = None
+        self.inflight = InFlight(redelivery=timedelta(seconds=limits.redelivery_s))
+        self._limits = limits
+        self._clock, self._encode, self._observer = clock, encode, observer
+        self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
+        self._connected_at = clock.now()
+        self._outbox: deque[Outgoing] = deque()
+        self._held: list[Outgoing] | None = []  # None once ``ready`` and the first batch are queued
+        self._pipeline: list[Pipelined] = []  # oldest first, until answered (at most max_pipelined)
+        self._waiting: _Turn | None = None  # the frame waiting for its turn (no frame is read meanwhile)
+        self._busy: FrameCall | None = None  # a frame's call running (no frame is read meanwhile)
+        self._messages = TokenBucket(rate=limits.rate_msg_per_s, burst=limits.rate_msg_burst)
+        self._typing = quarter_of(self._messages)
+        self._search = quarter_of(self._messages)
+        self._refusals = RefusalStreak(seconds=limits.rate_close_after_s)
+        self._errors = ErrorWindow()
+        self._expires_ms: float | None = None
+        # Offline batches: the read of the batch after the current one, or that batch once read;
+        # the read the next batch waits for (answers wait too) and the acknowledgement it answers.
+        self._ahead: ReadBatch | None = None
+        self._ahead_ready: EncodedBatch | None = None
+        self._settled_meanwhile: set[str] | None = None  # acknowledged here while the next is read
+        self._awaited: ReadBatch | None = None
+        self._awaited_for: PipelinedAck | None = None
+        self._leave_out: set[str] | None = None  # what the awaited read ahead must leave out
+        self._repush_round: datetime | None = None  # the re-push round running: its wall time
+
+    # -- what the driver reads ------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> int:
+        return self.principal.user_id
+
+    @property
+    def reading(self) -> bool:
+        """Whether the driver may read the next frame."""
+        return self._held is None and self.closing is None and self._waiting is None and self._busy is None
+
+    @property
+    def has_frames(self) -> bool:
+        return self._held is None and bool(self._outbox)
+
+    def next_frame(self) -> Outgoing | None:
+        """The next frame to write (the driver writes them one after another), or None."""
+        return self._outbox.popleft() if self._held is None and self._outbox else None
+
+    def may_redeliver(self) -> bool:
+        """False when :meth:`redeliver` has nothing to do (nothing pushed and unacknowledged, no
+        batch being drained, no re-push from the store)."""
+        return bool(self.inflight.pushed) or self.inflight.more_after_batch or self._limits.repush_from_store
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, now_ms: float) -> None:
+        """The connection is attached and listening: queue ``ready``, read the first batch."""
+        self._outbox.append(Outgoing(self._encode(Ready(None, self.user_id, self.connection_id)), OTHER, None))
+        self._schedule_expiry(now_ms)
+        self._read_now(None)
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Ask to close with ``code``; the first request wins."""
+        if self.closing is None:
+            self.closing = CloseRequest(code, reason)
+            self.actions.append(self.closing)
+
+    def socket_failed(self) -> None:
+        """Writing to the socket failed (the peer is gone or the socket broke)."""
+        self.close(CloseCode.INTERNAL, "could not write to the socket")
+
+    def time_passed(self, now_ms: float) -> None:
+        """A :class:`WakeAt` came due (or any time): close 4401 once the token expired."""
+        if self._expires_ms is None:
+            return
+        if now_ms >= self._expires_ms:
+            self._expires_ms = None
+            self.close(CloseCode.UNAUTHENTICATED, "token expired")
+        else:
+            self.actions.append(WakeAt(self._expires_ms))
+
+    def _schedule_expiry(self, now_ms: float) -> None:
+        expires_at = self.principal.expires_at
+        if expires_at is None:
+            self._expires_ms = None
+            return
+        self._expires_ms = now_ms + max(0.0, (expires_at - self._clock.now()).total_seconds() * 1000)
+        self.actions.append(WakeAt(self._expires_ms))
+
+    # -- frames read ------------------------------------------------------------------------------
+
+    def send_message(self, ref: str | None, to: int, body: str, client_msg_id: str, now_ms: float) -> None:
+        if not self._messages.take(now_ms / 1000):
+            self._turn(_Refusal(ref, "message", now_ms), now_ms)
+            return
+        send = Send(
+            sender_id=self.user_id, to=to, body=body, client_msg_id=client_msg_id, connection_id=self.connection_id
+        )
+        self._turn(PipelinedSend(ref, send), now_ms)
+
+    def ack_messages(self, ref: str | None, ids: list[str], now_ms: float) -> None:
+        self._turn(PipelinedAck(ref, ids), now_ms)
+
+    def mark_read(self, ref: str | None, peer_id: int, up_to_seq: int, now_ms: float) -> None:
+        read = Read(reader_id=self.user_id, peer_id=peer_id, up_to_seq=up_to_seq, connection_id=self.connection_id)
+        self._turn(MarkReadCall(ref, read), now_ms)
+
+    def typing(self, ref: str | None, to: int, is_typing: bool, now_ms: float) -> None:
+        if self._typing.take(now_ms / 1000):
+            self._turn(TypingCall(ref, to, is_typing), now_ms)
+        else:
+            self._turn(_Refusal(ref, "typing", now_ms), now_ms)
+
+    def search_users(self, ref: str | None, query: str, limit: int | None, now_ms: float) -> None:
+        if self._search.take(now_ms / 1000):
+            self._turn(SearchCall(ref, SearchQuery(viewer=self.principal, query=query, limit=limit)), now_ms)
+        else:
+            self._turn(_Refusal(ref, "search", now_ms), now_ms)
+
+    def get_online_users(self, ref: str | None, user_ids: list[int] | None, now_ms: float) -> None:
+        self._turn(OnlineCall(ref, user_ids), now_ms)
+
+    def ping(self, ref: str | None, now_ms: float) -> None:
+        self._turn(Pong(ref), now_ms)
+
+    def auth(self, ref: str | None, token: str, now_ms: float) -> None:
+        self._turn(Reauthenticate(ref, token), now_ms)
+
+    def bad_frame(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
+        """A frame that could not be decoded (answered in its turn)."""
+        self._turn(ErrorReply(ref, code, message), now_ms)
+
+    def binary_frame(self, now_ms: float) -> None:
+        self.bad_frame(None, WsErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text frames", now_ms)
+
+    def oversized_frame(self, now_ms: float) -> None:
+        self.bad_frame(None, WsErrorCode.TOO_LARGE, f"frame larger than {self._limits.max_frame_bytes} bytes", now_ms)
+
+    def _turn(self, item: _Turn, now_ms: float) -> None:
+        """Start ``item`` if its turn has come, else keep it waiting (and read nothing more)."""
+        if isinstance(item, PipelinedSend | PipelinedAck):
+            if len(self._pipeline) >= self._limits.max_pipelined:
+                self._waiting = item
+            else:  # queued for writing in the order read, so seqs keep that order
+                self._pipeline.append(item)
+                self.actions.append(item)
+        elif self._pipeline:
+            self._waiting = item
+        elif isinstance(item, Pong):
+            self._reply(item)
+        elif isinstance(item, ErrorReply):
+            self._error(item.ref, item.code, item.message, now_ms)
+        elif isinstance(item, _Refusal):
+            self._refuse(item, now_ms)
+        else:
+            self._busy = item
+            self.actions.append(item)
+
+    def _next_turn(self, now_ms: float) -> None:
+        item = self._waiting
+        if item is not None and self.closing is None:  # a close ends the wait: the frame is dropped
+            self._waiting = None
+            self._turn(item, now_ms)
+
+    def _refuse(self, refusal: _Refusal, now_ms: float) -> None:
+        self._observer.rate_limited(refusal.bucket)
+        self._error(refusal.ref, WsErrorCode.RATE_LIMITED, f"too many {refusal.bucket} frames; slow down", now_ms)
+        if self._refusals.refused(refusal.at_ms / 1000):
+            self.close(CloseCode.RATE_LIMITED, "rate limited for too long")
+
+    # -- pipelined writes -------------------------------------------------------------------------
+
+    def write_committed(self, entry: Pipelined, result: SendResult | None, now_ms: float) -> None:
+        """The write started for ``entry`` committed (``result``: a send's; None for an ack)."""
+        entry.done, entry.outcome = True, result
+        self._answer_ready(now_ms)
+
+    def write_failed(self, entry: Pipelined, exc: Exception, now_ms: float) -> None:
+        """``entry``'s write (or its ``begin``) raised ``exc``."""
+        entry.done, entry.outcome = True, exc
+        self._answer_ready(now_ms)
+
+    def write_dropped(self, entry: Pipelined, now_ms: float) -> None:
+        """``entry``'s write was dropped before it ran (the server is shutting down)."""
+        self.write_failed(entry, WriteDroppedError(), now_ms)
+
+    def _answer_ready(self, now_ms: float) -> None:
+        """Answer the pipeline's head while its outcome is known and no batch must go first."""
+        pipeline = self._pipeline
+        while pipeline and pipeline[0].done and self._awaited is None:
+            self._answer(pipeline.pop(0), now_ms)
+        self._next_turn(now_ms)
+
+    def _answer(self, entry: Pipelined, now_ms: float) -> None:
+        outcome = entry.outcome
+        if isinstance(outcome, WriteDroppedError):
+            self._error(entry.ref, WsErrorCode.INTERNAL, "the server is shutting down; send it again", now_ms)
+        elif isinstance(outcome, Exception):
+            self._failed(
+                entry.ref, outcome, "ackMessages" if isinstance(entry, PipelinedAck) else "sendMessage", now_ms
+            )
+        elif isinstance(entry, PipelinedAck):
+            self._settled(entry.ids)
+            if self.inflight.next_batch_due():
+                self._next_batch(entry)
+        elif outcome is not None:
+            if not outcome.duplicate:
+                self._observer.message_in()
+            self._reply(Acked(entry.ref, outcome.message))
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    def call_finished(self, call: MarkReadCall | TypingCall, now_ms: float) -> None:
+        """A call without a reply finished."""
+        self._busy = None
+
+    def users_found(self, call: SearchCall, users: list[UserCard], now_ms: float) -> None:
+        self._reply(UsersFound(call.ref, call.query.query, users))
+        self._busy = None
+
+    def online_found(self, call: OnlineCall, user_ids: list[int], now_ms: float) -> None:
+        self._reply(OnlineNow(call.ref, user_ids))
+        self._busy = None
+
+    def reauthenticated(self, call: Reauthenticate, principal: Principal, now_ms: float) -> None:
+        if principal.user_id != self.user_id:
+            self.close(CloseCode.UNAUTHENTICATED, "a token of another user")
+        else:
+            self.principal = principal
+            self._schedule_expiry(now_ms)
+            self._reply(Ready(call.ref, self.user_id, self.connection_id))
+        self._busy = None
+
+    def call_failed(self, call: FrameCall | StillPendingCall | CatchUpCall, exc: Exception, now_ms: float) -> None:
+        """A call raised: a frame's is answered with its error (an unauthenticated caller is
+        closed 4401); a failed re-push round ends and the next one tries again."""
+        if isinstance(call, StillPendingCall | CatchUpCall):
+            log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
+            self._repush_round = None
+            return
+        if isinstance(exc, AuthenticationError):
+            self.close(CloseCode.UNAUTHENTICATED, "authentication failed")
+        else:
+            self._failed(call.ref, exc, type(call).__name__, now_ms)
+        self._busy = None
+
+    # -- replies and the outbox -------------------------------------------------------------------
+
+    def event_published(self, event: Event) -> None:
+        """An event for this user (fan-out): a revocation of our login closes 4403; anything else
+        is queued, a message to us in flight until acknowledged."""
+        if isinstance(event, LoginsRevoked):
+            if self.principal.sid in event.sids:
+                self.close(CloseCode.REVOKED, "login revoked")
+            return
+        if isinstance(event, MessageReceived) and event.message.recipient_id == self.principal.user_id:
+            message = event.message
+            self.inflight.record_push((message.id,), self._clock.now())
+            self._unacked[message.id] = message
+            self._enqueue(Outgoing(self._encode(event), MESSAGE, message.created_at))
+        else:
+            self._enqueue(Outgoing(self._encode(event), EPHEMERAL if isinstance(event, Typing) else OTHER, None))
+
+    def _reply(self, reply: Reply) -> None:
+        self._enqueue(Outgoing(self._encode(reply), OTHER, None))
+
+    def _error(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
+        """Answer with an ``error`` frame; over 20 (rate limits aside) in 10 s closes 1008."""
+        self._observer.rejected(code)
+        self._reply(ErrorReply(ref, code, message))
+        if code is not WsErrorCode.RATE_LIMITED and self._errors.record(now_ms / 1000):
+            self.close(CloseCode.POLICY, "too many errors")
+
+    def _failed(self, ref: str | None, exc: Exception, what: str, now_ms: float) -> None:
+        """Answer a frame whose handling raised: its domain error's code, else ``internal``."""
+        if isinstance(exc, DomainError):
+            self._error(ref, wire_error(exc).ws_code, exc.message, now_ms)
+            return
+        log.error("frame %s failed on connection %s", what, self.connection_id, exc_info=exc)
+        self._error(ref, WsErrorCode.INTERNAL, "unexpected server error", now_ms)
+
+    def _enqueue(self, item: Outgoing) -> None:
+        """Queue a frame; over the bound drop ephemeral frames first, then close 4008."""
+        if self._held is not None:
+            self._held.append(item)
+            return
+        outbox, bound = self._outbox, self._limits.max_queued_frames
+        if len(outbox) >= bound:
+            if item.kind is EPHEMERAL:
+                self._observer.dropped_ephemeral(1)
+                return
+            kept = deque(queued for queued in outbox if queued.kind is not EPHEMERAL)
+            if len(kept) < len(outbox):
+                self._observer.dropped_ephemeral(len(outbox) - len(kept))
+            self._outbox = outbox = kept
+            if len(outbox) >= bound:
+                if self.closing is None:
+                    self._observer.slow_consumer()
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound queue full")
+                return
+        outbox.append(item)
+
+    # -- offline batches --------------------------------------------------------------------------
+
+    def batch_read(self, read: ReadBatch, batch: Batch, now_ms: float) -> None:
+        """The batch ``read`` asked for."""
+        if read is self._ahead:
+            self._ahead = None
+            encoded = EncodedBatch(batch, self._encode(batch))
+            if read is self._awaited:
+                leave_out, self._leave_out = self._leave_out, None
+                self._send_batch(self._without(encoded, leave_out), now_ms)
+            else:
+                self._ahead_ready = encoded
+        elif read is self._awaited:
+            self._send_batch(EncodedBatch(batch, self._encode(batch)), now_ms)
+
+    def batch_failed(self, read: ReadBatch, exc: Exception, now_ms: float) -> None:
+        """Reading ``read`` raised. A batch read ahead is read again when it is needed; the first
+        batch closes the connection (1011); the next batch answers the acknowledgement that
+        asked for it with the error."""
+        if read is self._ahead:
+            self._ahead = None
+            log.warning("prefetching the next offline batch failed", exc_info=exc)
+            if read is self._awaited:
+                self._leave_out = None
+                self._read_now(self._awaited_for)
+            return
+        if read is not self._awaited:
+            return
+        self._awaited, ack = None, self._awaited_for
+        self._awaited_for = None
+        if self._held is not None:
+            log.error("the first offline batch of connection %s failed", self.connection_id, exc_info=exc)
+            self.close(CloseCode.INTERNAL, "unexpected server error")
+            return
+        if ack is not None:
+            self._failed(ack.ref, exc, "ackMessages", now_ms)
+        else:
+            log.warning("reading the next offline batch failed", exc_info=exc)
+        self._answer_ready(now_ms)
+
+    def _settled(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if self._settled_meanwhile is not None:  # a batch is being read ahead: leave these out of it
+            self._settled_meanwhile.update(ids)
+        self.inflight.settle(ids)
+        for message_id in ids:
+            self._unacked.pop(message_id, None)
+
+    def _next_batch(self, ack: PipelinedAck | None) -> None:
+        """The current batch is acknowledged and more are pending: send the batch read ahead (at
+        once if it is there), else wait for it. Answers wait until it went out."""
+        settled, self._settled_meanwhile = self._settled_meanwhile, None
+        ready, self._ahead_ready = self._ahead_ready, None
+        if ready is not None:
+            self._send_batch(self._without(ready, settled), None)
+        elif self._ahead is not None:
+            self._awaited, self._awaited_for, self._leave_out = self._ahead, ack, settled
+        else:
+            self._read_now(ack)
+
+    def _read_now(self, ack: PipelinedAck | None) -> None:
+        read = ReadBatch((), ahead=False)
+        self._awaited, self._awaited_for = read, ack
+        self.actions.append(read)
+
+    def _without(self, encoded: EncodedBatch, settled: set[str] | None) -> EncodedBatch:
+        """The batch without what this connection acknowledged while it was read ahead (another
+        device's acknowledgements may still be in it: clients dedupe by id, contract §3.1)."""
+        messages = encoded.batch.messages
+        if not settled or not any(m.id in settled for m in messages):
+            return encoded
+        batch = Batch(messages=[m for m in messages if m.id not in settled], more=encoded.batch.more)
+        return EncodedBatch(batch, self._encode(batch))
+
+    def _send_batch(self, encoded: EncodedBatch, now_ms: float | None) -> None:
+        """Queue ``offlineMessages`` (past the bound, like ``ready``); read the one after it ahead.
+        The first batch opens the outbox; a later one lets the waiting answers go."""
+        batch = encoded.batch
+        self._awaited = self._awaited_for = None
+        ids = [m.id for m in batch.messages]
+        self.inflight.start_batch(ids, batch.more, self._clock.now())
+        for message in batch.messages:
+            self._unacked[message.id] = message
+        self._outbox.append(Outgoing(encoded.text, OTHER, None))
+        if batch.more and ids:
+            self._settled_meanwhile = set()
+            self._ahead = ReadBatch(ids, ahead=True)
+            self.actions.append(self._ahead)
+        held, self._held = self._held, None
+        for item in held or ():
+            self._enqueue(item)
+        if now_ms is not None:
+            self._answer_ready(now_ms)
+
+    # -- re-push ----------------------------------------------------------------------------------
+
+    def redeliver(self, now_ms: float) -> None:
+        """A re-push round (the process's sweep): push again what was pushed ``redelivery_s`` ago
+        and not acknowledged, if still pending; catch up from the store when configured; send
+        the next batch when one is due. One round at a time."""
+        if self._repush_round is not None:
+            return
+        self._repush_round = now = self._clock.now()
+        due = self.inflight.due_for_repush(now)
+        if due:
+            self.actions.append(StillPendingCall(due))
+        else:
+            self._after_repush(now_ms)
+
+    def still_pending_found(self, call: StillPendingCall, still: set[str], now_ms: float) -> None:
+        """Of ``call.ids``, ``still`` are pending: forget the others, push these again (plain
+        ``messageReceived`` frames; clients dedupe by id)."""
+        self._settled(set(call.ids) - still)
+        again = [self._unacked[i] for i in call.ids if i in still and i in self._unacked]
+        self._push(again)
+        self._after_repush(now_ms)
+
+    def caught_up(self, call: CatchUpCall, batch: Batch, now_ms: float) -> None:
+        """The oldest pending messages: push those created since we connected, at least one
+        redelivery interval ago, that never reached us."""
+        pushed, since = self.inflight.pushed, self._connected_at
+        self._push([m for m in batch.messages if m.id not in pushed and since <= m.created_at <= call.cutoff])
+        self._end_repush(now_ms)
+
+    def _after_repush(self, now_ms: float) -> None:
+        if self._limits.repush_from_store and self._repush_round is not None:
+            self.actions.append(CatchUpCall(self._repush_round - self.inflight.redelivery))
+        else:
+            self._end_repush(now_ms)
+
+    def _end_repush(self, now_ms: float) -> None:
+        self._repush_round = None
+        if self.inflight.next_batch_due():
+            self._next_batch(None)
+
+    def _push(self, messages: list[Message]) -> None:
+        self.inflight.record_push([m.id for m in messages], self._clock.now())
+        for message in messages:
+            self._unacked[message.id] = message
+            self._enqueue(Outgoing(self._encode(MessageReceived(message=message)), MESSAGE, message.created_at))

@@ -1,0 +1,141 @@
+"""The WebSocket wire: client frames decoded (wire tags unchanged), errors with the frame's ``ref``,
+replies encoded, and a decoded frame fed to the live session as its input."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from application.errors import WsErrorCode
+from application.events import MessageReceived, Typing, UserOffline
+from application.live.actions import (
+    Acked,
+    Call,
+    ErrorReply,
+    MarkReadCall,
+    OnlineCall,
+    OnlineNow,
+    PipelinedAck,
+    PipelinedSend,
+    Pong,
+    Ready,
+    Reauthenticate,
+    SearchCall,
+    TypingCall,
+    UsersFound,
+)
+from application.messaging import Batch
+from domain.users import UserCard
+from entrypoints.ws import protocol as p
+from tests.unit.fakes import EPOCH, FixedClock
+from tests.unit.live_session_support import PEER, USER, Driver, message
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ({"type": "auth", "token": "t"}, p.AuthFrame(token="t")),
+        (
+            {"type": "sendMessage", "to": 2, "message": "hi", "clientMsgId": "c", "ref": "r"},
+            p.SendMessageFrame(ref="r", to=2, message="hi", client_msg_id="c"),
+        ),
+        ({"type": "ackMessages", "ids": ["a"]}, p.AckMessagesFrame(ids=["a"])),
+        ({"type": "markRead", "peerId": 2, "upToSeq": 3}, p.MarkReadFrame(peer_id=2, up_to_seq=3)),
+        ({"type": "typing", "to": 2, "isTyping": True}, p.TypingFrame(to=2, is_typing=True)),
+        ({"type": "searchUsers", "query": "bo"}, p.SearchUsersFrame(query="bo")),
+        ({"type": "getOnlineUsers", "userIds": [2]}, p.GetOnlineUsersFrame(user_ids=[2])),
+        ({"type": "ping"}, p.PingFrame()),
+    ],
+)
+def test_client_frames_decode_by_their_wire_tag(frame: dict[str, object], expected: p.ClientMessage) -> None:
+    assert p.decode_client(json.dumps(frame)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "ref"),
+    [
+        ("not json", WsErrorCode.BAD_REQUEST, None),
+        ('{"type": "fly", "ref": "r1"}', WsErrorCode.UNKNOWN_TYPE, "r1"),
+        (
+            '{"type": "sendMessage", "to": 0, "message": "x", "clientMsgId": "c", "ref": "r2"}',
+            WsErrorCode.BAD_REQUEST,
+            "r2",
+        ),
+        ('{"type": "ping", "extra": 1}', WsErrorCode.BAD_REQUEST, None),
+    ],
+)
+def test_unusable_frames_raise_with_their_code_and_readable_ref(text: str, code: WsErrorCode, ref: str | None) -> None:
+    with pytest.raises(p.FrameError) as caught:
+        p.decode_client(text)
+    assert (caught.value.code, caught.value.ref) == (code, ref)
+
+
+def test_replies_and_events_encode_as_their_server_frames() -> None:
+    clock = FixedClock()
+    encode = p.ReplyEncoder(clock, heartbeat_s=20)
+    m = message(1)
+    ready = {"type": "ready", "ref": "r", "userId": 1, "connectionId": "c", "serverTime": "2026-01-01T12:00:00.000Z"}
+    assert json.loads(encode(Ready("r", 1, "c"))) == {**ready, "heartbeatS": 20}
+    assert json.loads(encode(Acked("r", m))) == {
+        "type": "messageAck",
+        "ref": "r",
+        "clientMsgId": "c1",
+        "id": "m1",
+        "seq": 1,
+        "to": USER,
+        "timestamp": "2026-01-01T12:00:00.000Z",
+    }
+    received = json.loads(encode(MessageReceived(message=m)))
+    assert (received["type"], received["from"], received["id"]) == ("messageReceived", PEER, "m1")
+    batch = json.loads(encode(Batch(messages=[m], more=True)))
+    assert (batch["type"], batch["more"], [x["id"] for x in batch["messages"]]) == ("offlineMessages", True, ["m1"])
+    assert json.loads(encode(ErrorReply(None, WsErrorCode.TOO_LARGE, "big"))) == {
+        "type": "error",
+        "code": "too_large",
+        "message": "big",
+    }
+    assert json.loads(encode(Pong("p"))) == {"type": "pong", "ref": "p"}
+    found = json.loads(encode(UsersFound("s", "bo", [UserCard(id=2, name="Bob")])))
+    assert found == {
+        "type": "searchResults",
+        "ref": "s",
+        "query": "bo",
+        "users": [{"id": 2, "name": "Bob", "online": None, "lastSeenAt": None}],
+    }
+    assert json.loads(encode(OnlineNow("o", [2]))) == {"type": "onlineUsers", "ref": "o", "userIds": [2]}
+    assert json.loads(encode(Typing(from_id=2, is_typing=True))) == {"type": "typing", "from": 2, "isTyping": True}
+    offline = json.loads(encode(UserOffline(user_id=2, last_seen_at=EPOCH + timedelta(milliseconds=5))))
+    assert offline == {"type": "userOffline", "userId": 2, "lastSeenAt": "2026-01-01T12:00:00.005Z"}
+
+
+def test_each_decoded_frame_is_fed_to_the_session_as_its_input() -> None:
+    d = Driver()
+    d.start()
+    d.frames()
+    p.feed(d.session, json.dumps({"type": "sendMessage", "to": PEER, "message": "hi", "clientMsgId": "c"}), d.now)
+    p.feed(d.session, json.dumps({"type": "ackMessages", "ids": ["x"], "ref": "k"}), d.now)
+    send, ack = d.begun()
+    assert isinstance(send, PipelinedSend)
+    assert (send.send.to, send.send.body, send.send.client_msg_id) == (PEER, "hi", "c")
+    assert isinstance(ack, PipelinedAck)
+    assert (ack.ref, ack.ids) == ("k", ["x"])
+    d.commit(send)
+    d.commit(ack)
+    d.frames()
+    fed: list[tuple[dict[str, object], type[Call]]] = [
+        ({"type": "markRead", "peerId": PEER, "upToSeq": 4}, MarkReadCall),
+        ({"type": "typing", "to": PEER, "isTyping": False}, TypingCall),
+        ({"type": "searchUsers", "query": "bo", "limit": 5}, SearchCall),
+        ({"type": "getOnlineUsers"}, OnlineCall),
+        ({"type": "auth", "token": "t"}, Reauthenticate),
+    ]
+    for frame, kind in fed:
+        p.feed(d.session, json.dumps(frame), d.now)
+        call = d.one(kind)
+        d.session.call_failed(call, RuntimeError("stop here"), d.now)  # frees the session for the next
+    p.feed(d.session, json.dumps({"type": "ping", "ref": "p"}), d.now)
+    p.feed(d.session, "nope", d.now)
+    kinds = d.kinds()
+    assert kinds[-2:] == ["Pong", "error:None:bad_request"]
