@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from dependency_injector import providers
@@ -18,6 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.container import Container
 from tests.integration.support import make_container, make_settings, serve
+
+if TYPE_CHECKING:
+    from application.ports import Clock
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
@@ -161,12 +164,16 @@ async def running_chat(
     uow: Callable[[], SqlAlchemyUnitOfWork],
     env: dict[str, str] | None = None,
     monotonic: Callable[[], float] | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Chat]:
-    """Serve the app on a free port. ``monotonic`` replaces the rate limits' clock."""
+    """Serve the app on a free port. ``monotonic`` replaces the session's clock (rate limits,
+    token expiry timers), ``clock`` the wall clock (token issue and expiry checks, timestamps)."""
     settings = {"CHAT_REGISTER_PER_HOUR": "1000", **(env or {})}
     container = make_container(make_settings(url, settings))
     if monotonic is not None:
         container.monotonic.override(providers.Object(monotonic))
+    if clock is not None:
+        container.clock.override(providers.Object(clock))
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             yield Chat(base_url, http, container, uow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -14,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from tests.integration.chat import Chat, Client, close_code, running_chat
 from tests.integration.support import TEST_SECRET
+from tests.unit.fakes import FixedClock
 
 
 @pytest.fixture
@@ -96,7 +98,11 @@ async def test_reauth_with_the_same_user_keeps_the_socket_and_another_user_close
 
 
 async def test_an_expiring_token_closes_the_socket_4401(migrated_url: str, uow_factory: Any) -> None:
-    async with running_chat(migrated_url, uow_factory, {"CHAT_ACCESS_TOKEN_TTL_S": "1"}) as chat:
+    # The wall clock stands still, so however long registering takes on a busy machine the token
+    # is still valid when the socket authenticates; the connection's own timer (one second of
+    # the real monotonic clock after it started) then closes it.
+    frozen = FixedClock(datetime.now(UTC))
+    async with running_chat(migrated_url, uow_factory, {"CHAT_ACCESS_TOKEN_TTL_S": "1"}, clock=frozen) as chat:
         ann = await chat.account("Ann")
         a = await chat.connect(ann)
         assert await a.closed_with(within=5) == 4401
