@@ -72,3 +72,38 @@ def test_a_planted_violation_breaks_its_contract(tmp_path: Path, module: str, pl
     result = lint(tmp_path)
     assert result.returncode != 0
     assert contract in result.stdout, result.stdout
+
+
+def readme_layout() -> list[str]:
+    """The directories named in the first column (27 characters) of the README's layout block."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    paths: list[str] = []
+    for line in block.splitlines():
+        head = line[:27].strip()
+        if not head:
+            continue
+        first, *others = head.split(", ")
+        paths.append(first)
+        parent = first.rstrip("/").rsplit("/", 1)[0]
+        paths.extend(f"{parent}/{other}" for other in others)
+    return [path.rstrip("/") for path in paths]
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    named = readme_layout()
+    missing = [path for path in named if not (ROOT / path).is_dir()]
+    assert not missing, f"the README names directories that do not exist: {missing}"
+    packages = {
+        init.parent.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    # Every layer and every package directly under one is named (deeper ones, such as the
+    # migrations or the fast path, are described in their parent's line).
+    unnamed = sorted(
+        path
+        for path in packages
+        if path.count("/") <= 1 and path not in named and not any(n.startswith(f"{path}/") for n in named)
+    )
+    assert not unnamed, f"the README's layout does not name these packages: {unnamed}"
