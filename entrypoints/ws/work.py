@@ -30,9 +30,10 @@ class SessionWork:
     Whenever a task of ours fed an outcome, and at the end of :meth:`drain`, it calls
     ``fed``: the connection performs what that queued, writes and resumes reading.
 
-    Several take from the same list (the reader's drain awaiting a call, the caller task, a pump
-    from a callback), each the head in its turn, so the list is consumed with ``pop(0)``: it holds
-    a handful of actions at most."""
+    Several take from the same list, each the head in its turn: the reader's drain, the caller
+    task, the re-push sweep's drain, a pump from a callback. So it is consumed with ``pop(0)`` (it
+    holds a handful of actions at most): swapping it out would hide what waits behind an awaited
+    call from the others and change the order the actions are performed in."""
 
     __slots__ = ("_answerer", "_caller", "_fed", "_now", "_on_socket", "_reads", "_services", "_session", "_writes")
 
