@@ -1,12 +1,12 @@
 """One authenticated WebSocket: the asyncio driver of its :class:`LiveSession`. It reads and
-decodes frames into session inputs, writes the session's outbox, starts the writes and runs the
-use cases the session asks for, arms its one timer, and feeds every outcome back."""
+decodes frames into session inputs, writes the session's outbox, arms its one timer and closes;
+its :class:`SessionWork` starts the writes, reads and calls the session asks for."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 from litestar import WebSocket
 
@@ -14,20 +14,13 @@ from application.common import Principal
 from application.events import Event
 from application.live import actions as a
 from entrypoints.ws import protocol as p
-from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call, session_for
+from entrypoints.ws.services import Services, session_for
+from entrypoints.ws.work import SessionWork
 
 log = logging.getLogger("p2p_chat.ws")
 
 SYNC_TIMEOUT_S = 2.0
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
-_CALLS = (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
-
-
-class _Write(NamedTuple):
-    """A pipelined write in progress: the session's entry and the write's future."""
-
-    entry: a.Pipelined
-    written: asyncio.Future[Any]
 
 
 class Connection:
@@ -36,12 +29,9 @@ class Connection:
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
         self.session = session_for(services, principal, connection_id)
-        self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
+        self._work = SessionWork(services, self.session, self._now, on_socket=self._on_socket, fed=self._pump)
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._writer: asyncio.Task[None] | None = None  # exists only while frames wait
-        self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
-        self._caller: asyncio.Task[None] | None = None  # runs calls asked for outside a task of ours
-        self._reads: set[asyncio.Task[None]] = set()  # offline batches being read
         self._resume: asyncio.Future[None] | None = None  # the reader waiting until the session reads
         self._receiving = False  # the reader waits for the socket or the session: a close cancels it
         self._timer: asyncio.TimerHandle | None = None
@@ -75,7 +65,7 @@ class Connection:
     async def redeliver(self) -> None:
         """The re-push sweep's turn (see :meth:`LiveSession.redeliver`)."""
         self.session.redeliver(self._now())
-        await self._drain()
+        await self._work.drain()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -104,15 +94,14 @@ class Connection:
             self.close_soon(a.CloseCode.INTERNAL, "unexpected server error")
         finally:
             self._task = None
-            try:
-                if self._answerer is not None:  # let frames already read be answered (or fail) first
-                    await asyncio.wait([self._answerer], timeout=SEND_DRAIN_TIMEOUT_S)
+            try:  # let frames already read be answered (or fail) first
+                await self._work.settle(SEND_DRAIN_TIMEOUT_S)
             finally:  # also when shutdown cancels that wait: the connection must still go away
                 hub.detach(self)
                 s.metrics.connections.dec()
-                for task in (self._writer, self._answerer, self._caller, *self._reads):
-                    if task is not None:
-                        task.cancel()
+                if self._writer is not None:
+                    self._writer.cancel()
+                self._work.cancel()
                 if self._timer is not None:
                     self._timer.cancel()
                 await s.disconnect(self.user_id, self.connection_id)
@@ -143,51 +132,24 @@ class Connection:
                 session.oversized_frame(now)
             else:
                 p.feed(session, text, now)
-            await self._drain()
+            await self._work.drain()
 
-    # -- actions ----------------------------------------------------------------------------------
-
-    async def _drain(self) -> None:
-        """Perform the session's actions in order, awaiting the calls among them."""
-        actions = self.session.actions
-        while actions:
-            action = actions.pop(0)
-            if isinstance(action, _CALLS):
-                await run_call(self._services, self.session, action, self._now)
-            else:
-                self._perform(action)
-        self._pump()
+    # -- what the session asks of the socket ------------------------------------------------------
 
     def _pump(self) -> None:
-        """Perform the session's actions outside a task that may await (a call goes to a task),
-        then let the writer and the reader go on if they may."""
-        session, actions = self.session, self.session.actions
-        while actions:
-            if isinstance(actions[0], _CALLS):
-                if self._caller is None or self._caller.done():
-                    self._caller = asyncio.create_task(self._drain())
-                break
-            self._perform(actions.pop(0))
+        """After any input: perform what the session asks that needs no await (see
+        :meth:`SessionWork.pump`), then let the writer and the reader go on if they may."""
+        session = self.session
+        self._work.pump()
         if session.has_frames and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
 
-    def _perform(self, action: a.Action) -> None:
+    def _on_socket(self, action: a.Action) -> None:
+        """An action of the session that concerns the socket (a close, the timer), handed over by
+        :class:`SessionWork` in its turn."""
         match action:
-            case a.PipelinedSend() | a.PipelinedAck():
-                try:
-                    written = begin_write(self._services, self.user_id, action)
-                except Exception as exc:  # answered in its turn
-                    self.session.write_failed(action, exc, self._now())
-                    return
-                self._writes.append(_Write(action, written))
-                if self._answerer is None or self._answerer.done():
-                    self._answerer = asyncio.create_task(self._answer())
-            case a.ReadBatch():
-                task = asyncio.create_task(read_batch(self._services, self.session, action, self._now))
-                task.add_done_callback(self._batch_done)
-                self._reads.add(task)
             case a.CloseRequest():
                 if self._receiving and self._task is not None:
                     self._task.cancel()
@@ -200,40 +162,6 @@ class Connection:
     def _wake(self) -> None:
         self.session.time_passed(self._now())
         self._pump()
-
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._reads.discard(task)
-        if not task.cancelled():
-            self._pump()
-
-    async def _answer(self) -> None:
-        """Feed the started writes' outcomes in the order started; ends when none is left. The
-        writes themselves are never cancelled from here: once queued, a write commits and is
-        published (Step.committed) even if this connection goes away before its answer."""
-        writes, session = self._writes, self.session
-        try:
-            while writes:
-                entry, written = writes[0]
-                try:
-                    result = await finish_write(self._services, entry, written)
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if not written.cancelled() or (current is not None and current.cancelling()):
-                        raise  # this task is cancelled: the connection is going away
-                    writes.pop(0)
-                    session.write_dropped(entry, self._now())  # dropped before it ran (shutdown)
-                except Exception as exc:
-                    writes.pop(0)
-                    session.write_failed(entry, exc, self._now())
-                else:
-                    writes.pop(0)
-                    session.write_committed(entry, result, self._now())
-                self._pump()
-        except asyncio.CancelledError:
-            for _, written in writes:  # nobody answers these any more
-                written.add_done_callback(_unanswered)
-            writes.clear()
-            raise
 
     async def _write(self) -> None:
         """Write the outbox in order, then end (the next queued frame starts a new writer)."""
@@ -248,12 +176,6 @@ class Connection:
             log.debug("writer of connection %s stopped", self.connection_id, exc_info=True)
             session.socket_failed()
             self._pump()
-
-
-def _unanswered(written: asyncio.Future[Any]) -> None:
-    """Mark a write's outcome as seen when its connection went away before answering it."""
-    if not written.cancelled():
-        _ = written.exception()
 
 
 async def close_quietly(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:

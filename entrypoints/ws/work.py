@@ -1,0 +1,145 @@
+"""The use-case side of one WebSocket connection: :class:`SessionWork` performs what its
+:class:`~application.live.session.LiveSession` asks for, in order, and feeds every outcome back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from application.live import actions as a
+from application.live.session import LiveSession
+from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call
+
+_CALLS = (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
+
+
+class _Write(NamedTuple):
+    """A pipelined write in progress: the session's entry and the write's future."""
+
+    entry: a.Pipelined
+    written: asyncio.Future[Any]
+
+
+class SessionWork:
+    """Takes the session's :attr:`~LiveSession.actions` from the front, one at a time, and performs
+    them: starts pipelined writes and answers them in the order started (the answerer task), reads
+    offline batches (a task each) and runs calls (awaited by :meth:`drain`; from :meth:`pump` they
+    go to the caller task). The socket's actions (:class:`~application.live.actions.CloseRequest`,
+    :class:`~application.live.actions.WakeAt`) go to the connection's ``on_socket`` in their turn.
+    Whenever a task of ours fed an outcome, and at the end of :meth:`drain`, it calls
+    ``fed``: the connection performs what that queued, writes and resumes reading.
+
+    Several take from the same list, each the head in its turn: the reader's drain, the caller
+    task, the re-push sweep's drain, a pump from a callback. So it is consumed with ``pop(0)`` (it
+    holds a handful of actions at most): swapping it out would hide what waits behind an awaited
+    call from the others and change the order the actions are performed in."""
+
+    __slots__ = ("_answerer", "_caller", "_fed", "_now", "_on_socket", "_reads", "_services", "_session", "_writes")
+
+    def __init__(
+        self,
+        services: Services,
+        session: LiveSession,
+        now: Callable[[], float],
+        on_socket: Callable[[a.Action], None],
+        fed: Callable[[], None],
+    ) -> None:
+        self._services, self._session, self._now = services, session, now
+        self._on_socket, self._fed = on_socket, fed
+        self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
+        self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
+        self._caller: asyncio.Task[None] | None = None  # runs calls asked for outside a task of ours
+        self._reads: set[asyncio.Task[None]] = set()  # offline batches being read
+
+    async def drain(self) -> None:
+        """Perform the session's actions in order, awaiting the calls among them, then ``fed``."""
+        actions = self._session.actions
+        while actions:
+            action = actions.pop(0)
+            if isinstance(action, _CALLS):
+                await run_call(self._services, self._session, action, self._now)
+            else:
+                self._perform(action)
+        self._fed()
+
+    def pump(self) -> None:
+        """Perform the session's actions up to the first call, which goes to the caller task (for
+        a caller that must not await)."""
+        actions = self._session.actions
+        while actions:
+            if isinstance(actions[0], _CALLS):
+                if self._caller is None or self._caller.done():
+                    self._caller = asyncio.create_task(self.drain())
+                return
+            self._perform(actions.pop(0))
+
+    async def settle(self, timeout_s: float) -> None:
+        """Let the writes already started be answered (or fail), for at most ``timeout_s``."""
+        if self._answerer is not None:
+            await asyncio.wait([self._answerer], timeout=timeout_s)
+
+    def cancel(self) -> None:
+        """Stop answering, calling and reading (the connection is going away). Writes already
+        queued still commit and are published."""
+        for task in (self._answerer, self._caller, *self._reads):
+            if task is not None:
+                task.cancel()
+
+    def _perform(self, action: a.Action) -> None:
+        match action:
+            case a.PipelinedSend() | a.PipelinedAck():
+                try:
+                    written = begin_write(self._services, self._session.user_id, action)
+                except Exception as exc:  # answered in its turn
+                    self._session.write_failed(action, exc, self._now())
+                    return
+                self._writes.append(_Write(action, written))
+                if self._answerer is None or self._answerer.done():
+                    self._answerer = asyncio.create_task(self._answer())
+            case a.ReadBatch():
+                task = asyncio.create_task(read_batch(self._services, self._session, action, self._now))
+                task.add_done_callback(self._batch_done)
+                self._reads.add(task)
+            case _:
+                self._on_socket(action)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._reads.discard(task)
+        if not task.cancelled():
+            self._fed()
+
+    async def _answer(self) -> None:
+        """Feed the started writes' outcomes in the order started; ends when none is left. The
+        writes themselves are never cancelled from here: once queued, a write commits and is
+        published (Step.committed) even if this connection goes away before its answer."""
+        writes, session = self._writes, self._session
+        try:
+            while writes:
+                entry, written = writes[0]
+                try:
+                    result = await finish_write(self._services, entry, written)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if not written.cancelled() or (current is not None and current.cancelling()):
+                        raise  # this task is cancelled: the connection is going away
+                    writes.pop(0)
+                    session.write_dropped(entry, self._now())  # dropped before it ran (shutdown)
+                except Exception as exc:
+                    writes.pop(0)
+                    session.write_failed(entry, exc, self._now())
+                else:
+                    writes.pop(0)
+                    session.write_committed(entry, result, self._now())
+                self._fed()
+        except asyncio.CancelledError:
+            for _, written in writes:  # nobody answers these any more
+                written.add_done_callback(_unanswered)
+            writes.clear()
+            raise
+
+
+def _unanswered(written: asyncio.Future[Any]) -> None:
+    """Mark a write's outcome as seen when its connection went away before answering it."""
+    if not written.cancelled():
+        _ = written.exception()
