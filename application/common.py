@@ -21,6 +21,9 @@ A use case is a class whose constructor takes its ports and whose
   committed write, and ``finish(written)`` turns that into the result (``SendMessage``,
   ``AcknowledgeDelivery``; the WebSocket pipelines a connection's writes between the two).
   ``__call__(actor, cmd)`` is the two in one.
+
+``Connect`` and ``Disconnect`` still take ``(user_id, connection_id)``: the WebSocket driver
+(``entrypoints/ws/connection.py``) calls them so; they take this shape when it does.
 """
 
 from __future__ import annotations
