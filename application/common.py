@@ -12,10 +12,18 @@ A use case is a class whose constructor takes its ports and whose
 - A use case with nothing to say beyond the actor takes ``(actor)`` alone (``GetProfile``,
   ``SignOut``). An anonymous one, called before anyone is signed in, takes ``(cmd)`` alone
   (``RegisterUser``, ``SignIn``, ``RefreshLogin``); ``Authenticate``, which turns a bearer token into
-  the actor, takes the token itself.
+  the actor, takes the token itself. A system task that acts for no one takes ``()``
+  (``SettlePresence``, run by a timer).
+- The connection a command came in on is not the actor's: it belongs to the command, as
+  ``connection_id`` (``Send``, ``Read``), so the actor's other connections can be told apart from it.
+- A write that shares a transaction with others (:class:`~application.group_commit.GroupCommit`)
+  splits the call: ``begin(actor, cmd)`` validates and queues it, returning a future of the
+  committed write, and ``finish(written)`` turns that into the result (``SendMessage``,
+  ``AcknowledgeDelivery``; the WebSocket pipelines a connection's writes between the two).
+  ``__call__(actor, cmd)`` is the two in one.
 
-The use cases the WebSocket calls (sending, receipts, pending messages, presence, typing, and
-``SearchUsers``) still take user ids; they take this shape when the WebSocket layer does.
+``Connect`` and ``Disconnect`` still take ``(user_id, connection_id)``: the WebSocket driver
+(``entrypoints/ws/connection.py``) calls them so; they take this shape when it does.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Each commits its own transaction and publishes events only after the commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from application.common import MAX_ID, Page, PageRequest, Principal, UnitOfWorkFactory, page_limit
 from application.events import MessageDelivered, MessageReceived, MessagesRead, UserOnline
@@ -51,7 +51,9 @@ def publish_receipts(notifier: Notifier, delivered: list[Delivered], now: dateti
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Send:
-    sender_id: int
+    """A message for ``to``; ``connection_id``: the sender's connection it came from, which the
+    sender's other connections are told apart from (None: tell every one of them)."""
+
     to: int
     body: str
     client_msg_id: str
@@ -89,27 +91,28 @@ class SendMessage:
         self._writes, self._notifier, self._presence = writes, notifier, presence
         self._store = _StoreMessages(clock, ids, max_body_chars, committed=self._fan_out)
 
-    async def __call__(self, cmd: Send) -> SendResult:
-        return await self.finish(cmd, await self.begin(cmd))
+    async def __call__(self, actor: Principal, cmd: Send) -> SendResult:
+        return await self.finish(await self.begin(actor, cmd))
 
-    def begin(self, cmd: Send) -> asyncio.Future[StoredSend]:
+    def begin(self, actor: Principal, cmd: Send) -> asyncio.Future[StoredSend]:
         """Validate ``cmd`` and queue its write: a future of the write once committed (and fanned
         out). Callers that pipeline sends (one WebSocket's frames) call :meth:`finish` with it."""
         check_client_msg_id(cmd.client_msg_id)
-        return self._writes.enqueue(self._store, cmd)
+        return self._writes.enqueue(self._store, _Sending(actor.user_id, cmd))
 
-    async def finish(self, cmd: Send, stored: StoredSend) -> SendResult:
+    async def finish(self, stored: StoredSend) -> SendResult:
         """After the commit and the fan-out: introduce new contacts; the result."""
         if stored.introduce:
-            await self._introduce(cmd.sender_id, cmd.to)
+            message = stored.result.message
+            await self._introduce(message.sender_id, message.recipient_id)
         return stored.result
 
-    def _fan_out(self, cmd: Send, stored: StoredSend) -> None:
+    def _fan_out(self, sending: _Sending, stored: StoredSend) -> None:
         """Right after the commit, in commit order, whether or not the sender still waits."""
         result = stored.result
         if result.duplicate:
             return
-        fanout = fanout_of(result.message, cmd.connection_id)
+        fanout = fanout_of(result.message, sending.send.connection_id)
         event = MessageReceived(message=result.message)
         if fanout.recipient is not None:
             self._notifier.publish(fanout.recipient, event)
@@ -131,34 +134,41 @@ class StoredSend:
     introduce: bool  # they became contacts and may see each other's presence (Relation.presence_visible)
 
 
+class _Sending(NamedTuple):
+    """What :class:`_StoreMessages` writes: a send and who sent it."""
+
+    sender_id: int
+    send: Send
+
+
 class _StoreMessages:
     """The write step of :class:`SendMessage`: a few statements per batch, whatever its size."""
 
     order = 0  # before acknowledgements: member rows are locked before message rows
 
     def __init__(
-        self, clock: Clock, ids: IdGenerator, max_body_chars: int, committed: Callable[[Send, StoredSend], None]
+        self, clock: Clock, ids: IdGenerator, max_body_chars: int, committed: Callable[[_Sending, StoredSend], None]
     ) -> None:
         self._clock, self._ids = clock, ids
         self._max_body_chars = max_body_chars
         self.committed = committed  # the fan-out (Step.committed)
 
-    async def write(self, uow: UnitOfWork, sends: list[Send]) -> list[StoredSend | DomainError]:
-        stored = await uow.messages.by_client_ids((s.sender_id, s.client_msg_id) for s in sends)
-        users = await uow.users.existing_ids(s.to for s in sends)
-        blocks = await uow.blocks.among(pair for s in sends for pair in ((s.to, s.sender_id), (s.sender_id, s.to)))
+    async def write(self, uow: UnitOfWork, sends: list[_Sending]) -> list[StoredSend | DomainError]:
+        stored = await uow.messages.by_client_ids((sender, s.client_msg_id) for sender, s in sends)
+        users = await uow.users.existing_ids(s.send.to for s in sends)
+        blocks = await uow.blocks.among(pair for sender, s in sends for pair in ((s.to, sender), (sender, s.to)))
         now = self._clock.now()
         outcomes: list[StoredSend | DomainError | NewMessage] = []
         drafts: dict[tuple[int, str], NewMessage] = {}  # a resend within the batch is its duplicate
-        for send in sends:
-            key = (send.sender_id, send.client_msg_id)
+        for sender_id, send in sends:
+            key = (sender_id, send.client_msg_id)
             if key in stored:
                 outcomes.append(StoredSend(result=SendResult(message=stored[key], duplicate=True), introduce=False))
             elif key in drafts:
                 outcomes.append(drafts[key])
             else:
                 try:
-                    draft = self._draft(send, users, blocks, now)
+                    draft = self._draft(sender_id, send, users, blocks, now)
                 except DomainError as exc:
                     outcomes.append(exc)
                     continue
@@ -188,24 +198,35 @@ class _StoreMessages:
             )
         return results
 
-    def _draft(self, send: Send, users: set[int], blocks: set[tuple[int, int]], now: datetime) -> NewMessage:
+    def _draft(
+        self, sender_id: int, send: Send, users: set[int], blocks: set[tuple[int, int]], now: datetime
+    ) -> NewMessage:
         body = check_body(send.body, self._max_body_chars)
-        Pair.of(send.sender_id, send.to)  # not to oneself
+        Pair.of(sender_id, send.to)  # not to oneself
         if send.to not in users:
             raise UserNotFoundError(send.to)
         return NewMessage(
             id=self._ids.new_id(),
-            sender_id=send.sender_id,
+            sender_id=sender_id,
             recipient_id=send.to,
             body=body,
             client_msg_id=send.client_msg_id,
             created_at=now,
-            withheld=Relation.between(send.sender_id, send.to, blocks).withholds_sent,
+            withheld=Relation.between(sender_id, send.to, blocks).withholds_sent,
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Ack:
+class Acknowledge:
+    """The ids of messages the device has (at most 100)."""
+
+    ids: list[str]
+
+
+class _Ack(NamedTuple):
+    """What :class:`_MarkDelivered` writes: an acknowledgement and whose it is (the store's
+    ``(recipient_id, ids)``)."""
+
     user_id: int
     ids: list[str]
 
@@ -226,7 +247,7 @@ class _MarkDelivered:
 
     async def write(self, uow: UnitOfWork, acks: list[_Ack]) -> list[tuple[list[Delivered], datetime] | DomainError]:
         now = self._clock.now()
-        delivered = await uow.messages.mark_delivered([(a.user_id, a.ids) for a in acks], now=now)
+        delivered = await uow.messages.mark_delivered(acks, now=now)
         return [(d, now) for d in delivered]
 
 
@@ -239,14 +260,14 @@ class AcknowledgeDelivery:
         self._writes = writes
         self._step = _MarkDelivered(clock, notifier)
 
-    async def __call__(self, user_id: int, ids: list[str]) -> list[Delivered]:
-        return self.finish(await self.begin(user_id, ids))
+    async def __call__(self, actor: Principal, cmd: Acknowledge) -> list[Delivered]:
+        return self.finish(await self.begin(actor, cmd))
 
-    def begin(self, user_id: int, ids: list[str]) -> asyncio.Future[tuple[list[Delivered], datetime]]:
+    def begin(self, actor: Principal, cmd: Acknowledge) -> asyncio.Future[tuple[list[Delivered], datetime]]:
         """Validate and queue the acknowledgement: a future of what it delivered, once committed
         (the receipts are published then, whether or not the caller still waits)."""
-        check_batch(ids)
-        return self._writes.enqueue(self._step, _Ack(user_id=user_id, ids=ids))
+        check_batch(cmd.ids)
+        return self._writes.enqueue(self._step, _Ack(actor.user_id, cmd.ids))
 
     @staticmethod
     def finish(written: tuple[list[Delivered], datetime]) -> list[Delivered]:
@@ -256,7 +277,8 @@ class AcknowledgeDelivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Read:
-    reader_id: int
+    """Read up to ``up_to_seq`` of the conversation with ``peer_id``; ``connection_id`` as in :class:`Send`."""
+
     peer_id: int
     up_to_seq: int
     connection_id: str | None = None
@@ -270,28 +292,29 @@ class MarkRead:
     def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier, clock: Clock) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
 
-    async def __call__(self, cmd: Read) -> int | None:
+    async def __call__(self, actor: Principal, cmd: Read) -> int | None:
         if not 0 <= cmd.up_to_seq <= MAX_ID:
             raise InvalidInputError.of("upToSeq", "is not a valid seq")
-        pair = Pair.of(cmd.reader_id, cmd.peer_id)
+        reader_id = actor.user_id
+        pair = Pair.of(reader_id, cmd.peer_id)
         now = self._clock.now()
         async with self._uow() as uow:
-            state = await uow.conversations.state(cmd.reader_id, cmd.peer_id)
+            state = await uow.conversations.state(reader_id, cmd.peer_id)
             if state is None:
                 raise NotFoundError(f"no conversation with user {cmd.peer_id}")
             moved = ReadPointer(seq=state.read_seq).advance(cmd.up_to_seq, state.last_seq)
             if moved is None:
                 return None
-            await uow.conversations.set_read_seq(cmd.reader_id, cmd.peer_id, moved.seq)
-            delivered = await uow.messages.mark_read(cmd.reader_id, pair, moved.seq, now=now)
+            await uow.conversations.set_read_seq(reader_id, cmd.peer_id, moved.seq)
+            delivered = await uow.messages.mark_read(reader_id, pair, moved.seq, now=now)
             await uow.commit()
         publish_receipts(self._notifier, delivered, now)
         self._notifier.publish(
-            cmd.peer_id, MessagesRead(by=cmd.reader_id, peer_id=cmd.reader_id, up_to_seq=moved.seq, read_at=now)
+            cmd.peer_id, MessagesRead(by=reader_id, peer_id=reader_id, up_to_seq=moved.seq, read_at=now)
         )
         self._notifier.publish(
-            cmd.reader_id,
-            MessagesRead(by=cmd.reader_id, peer_id=cmd.peer_id, up_to_seq=moved.seq, read_at=now),
+            reader_id,
+            MessagesRead(by=reader_id, peer_id=cmd.peer_id, up_to_seq=moved.seq, read_at=now),
             skip_connection=cmd.connection_id,
         )
         return moved.seq
@@ -303,30 +326,45 @@ class Batch:
     more: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingQuery:
+    """At most ``limit`` pending messages, leaving out ``excluding`` (the batch being drained, to
+    read the one after it ahead)."""
+
+    limit: int = BATCH_MAX
+    excluding: Collection[str] = ()
+
+
 class PendingFor:
-    """The oldest pending messages of a user (at most 100), and whether more remain; leaving out
-    ``excluding`` (the batch being drained, to read the one after it ahead)."""
+    """The caller's oldest pending messages, and whether more remain."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, user_id: int, limit: int = BATCH_MAX, *, excluding: Collection[str] = ()) -> Batch:
+    async def __call__(self, actor: Principal, q: PendingQuery) -> Batch:
         async with self._uow() as uow:
-            found = await uow.messages.pending_for(user_id, limit=limit + 1, excluding=excluding)
-        return Batch(messages=found[:limit], more=len(found) > limit)
+            found = await uow.messages.pending_for(actor.user_id, limit=q.limit + 1, excluding=q.excluding)
+        return Batch(messages=found[: q.limit], more=len(found) > q.limit)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingCheck:
+    """Message ids to the caller, to see which are still pending."""
+
+    ids: list[str]
 
 
 class StillPending:
-    """Which of these messages to the user are still pending (no device acknowledged them)."""
+    """Which of these messages to the caller are still pending (no device acknowledged them)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    async def __call__(self, user_id: int, ids: list[str]) -> set[str]:
-        if not ids:
+    async def __call__(self, actor: Principal, cmd: PendingCheck) -> set[str]:
+        if not cmd.ids:
             return set()
         async with self._uow() as uow:
-            return await uow.messages.still_pending(user_id, ids)
+            return await uow.messages.still_pending(actor.user_id, cmd.ids)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,6 +8,7 @@ contacts, no block either way; contract §6), after any commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from application.common import MAX_ID
@@ -19,7 +20,7 @@ from domain.social import presence_visible_among
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from application.common import UnitOfWorkFactory
+    from application.common import Principal, UnitOfWorkFactory
     from application.ports import Clock, Notifier, PresenceRegistry
 
 ONLINE_QUERY_MAX = BATCH_MAX
@@ -90,9 +91,14 @@ class SettlePresence:
         return gone
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnlineQuery:
+    user_ids: list[int] | None  # None: the caller's contacts
+
+
 class VisibleOnline:
-    """``getOnlineUsers``: who is online among ``user_ids`` (at most 100), or among the viewer's
-    contacts when None — only users whose presence the viewer may see, never the viewer.
+    """``getOnlineUsers``: who is online among ``q.user_ids`` (at most 100), or among the caller's
+    contacts when None — only users whose presence the caller may see, never the caller.
 
     Given ids keep their order (duplicates dropped); contacts come by id. Raises InvalidInputError
     on ``userIds`` for more than 100 ids or an id that cannot be a user id. Reads only.
@@ -101,7 +107,8 @@ class VisibleOnline:
     def __init__(self, uow: UnitOfWorkFactory, presence: PresenceRegistry) -> None:
         self._uow, self._presence = uow, presence
 
-    async def __call__(self, viewer_id: int, user_ids: list[int] | None) -> list[int]:
+    async def __call__(self, actor: Principal, q: OnlineQuery) -> list[int]:
+        viewer_id, user_ids = actor.user_id, q.user_ids
         wanted = None if user_ids is None else self._check(viewer_id, user_ids)
         if wanted == []:
             return []

@@ -86,20 +86,27 @@ class ListBlocked:
         return [UserCard(id=user.uid, name=user.name) for user in users]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypingNotice:
+    to: int  # the user to tell
+    is_typing: bool  # started (True) or stopped (False)
+
+
 class RelayTyping:
-    """``typing``: tell ``to`` that ``from_id`` is (or stopped) typing — only if they are contacts
-    and no block exists either way. Otherwise, and for an unknown ``to`` or yourself, silently do
-    nothing: this never raises for those, so it reveals neither blocks nor who exists.
+    """``typing``: tell ``cmd.to`` that the caller is (or stopped) typing — only if they are
+    contacts and no block exists either way. Otherwise, and for an unknown ``to`` or yourself,
+    silently do nothing: this never raises for those, so it reveals neither blocks nor who exists.
     Reads only; the event is ephemeral (never stored).
     """
 
     def __init__(self, uow: UnitOfWorkFactory, notifier: Notifier) -> None:
         self._uow, self._notifier = uow, notifier
 
-    async def __call__(self, from_id: int, to: int, is_typing: bool) -> None:
+    async def __call__(self, actor: Principal, cmd: TypingNotice) -> None:
+        from_id, to = actor.user_id, cmd.to
         if to == from_id or not 1 <= to <= MAX_ID:
             return
         async with self._uow() as uow:
             relations = await uow.contacts.relations(to, [from_id])
         if presence_visible_among(relations, [from_id]):
-            self._notifier.publish(to, Typing(from_id=from_id, is_typing=is_typing))
+            self._notifier.publish(to, Typing(from_id=from_id, is_typing=cmd.is_typing))

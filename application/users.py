@@ -116,7 +116,6 @@ class ListContacts:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchQuery:
-    viewer: Principal
     query: str
     limit: int | None = None
 
@@ -127,7 +126,7 @@ class SearchUsers:
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
 
-    async def __call__(self, cmd: SearchQuery) -> list[UserCard]:
+    async def __call__(self, actor: Principal, cmd: SearchQuery) -> list[UserCard]:
         query = cmd.query.strip()
         if not SEARCH_QUERY_MIN <= len(query) <= SEARCH_QUERY_MAX:
             raise InvalidInputError.of(
@@ -137,10 +136,10 @@ class SearchUsers:
         size = page_limit(cmd.limit, default=SEARCH_DEFAULT, maximum=SEARCH_MAX)
         async with self._uow() as uow:
             users = await uow.users.search(
-                viewer_id=cmd.viewer.user_id,
+                viewer_id=actor.user_id,
                 name_key=name_key(query),
                 email_key=email_key(query),
                 phone_number=try_normalise_phone(query),
                 limit=size,
             )
-            return await self._cards.cards(uow, cmd.viewer.user_id, users)
+            return await self._cards.cards(uow, actor.user_id, users)

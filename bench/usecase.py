@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection
-from application.messaging import Send
+from application.common import Principal
+from application.messaging import Acknowledge, Send
 from bench.fixture import drop_database, fresh_database, new_secret, seed_users
 from entrypoints.container import Container, start, stop
 from entrypoints.settings import Settings
@@ -39,12 +40,13 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
     db = await fresh_database(database, workdir, postgres_url)
     try:
         secret = new_secret()
-        a, b = (u.id for u in await seed_users(db.url, 2, secret, 3600))
+        users = await seed_users(db.url, 2, secret, 3600)
+        a, b = (Principal(user_id=u.id, sid="bench") for u in users)  # these use cases read the user id only
         container = Container(settings=Settings(database_url=db.url, jwt_secret=secret))
         await start(container)
         send, ack = container.send_message(), container.acknowledge()
         for i in range(WARM_UP):
-            await send(Send(sender_id=a, to=b, body="warm-up", client_msg_id=f"w{i}"))
+            await send(a, Send(to=b.user_id, body="warm-up", client_msg_id=f"w{i}"))
         statements: Counter[str] = Counter()
 
         def tally(sql: str) -> None:
@@ -61,10 +63,10 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
             raw.set_trace_callback(tally)
         else:
             event.listen(container.engine().sync_engine, "before_cursor_execute", count_statement)
-        result = await send(Send(sender_id=a, to=b, body="counted", client_msg_id="counted"))
+        result = await send(a, Send(to=b.user_id, body="counted", client_msg_id="counted"))
         per_send = dict(statements)
         statements.clear()
-        await ack(b, [result.message.id])
+        await ack(b, Acknowledge(ids=[result.message.id]))
         per_ack = dict(statements)
         if raw is not None:
             raw.set_trace_callback(None)
@@ -76,8 +78,8 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
         if profiler is not None:
             profiler.enable()
         for i in range(count):
-            result = await send(Send(sender_id=a, to=b, body="x" * 64, client_msg_id=f"m{i}"))
-            await ack(b, [result.message.id])
+            result = await send(a, Send(to=b.user_id, body="x" * 64, client_msg_id=f"m{i}"))
+            await ack(b, Acknowledge(ids=[result.message.id]))
         if profiler is not None:
             profiler.disable()
         wall, after = time.perf_counter() - wall, resource.getrusage(resource.RUSAGE_SELF)

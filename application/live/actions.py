@@ -3,11 +3,14 @@
 Actions (the driver performs them, in order, and feeds the outcome back):
 
 * :class:`PipelinedSend` / :class:`PipelinedAck` — start this write now (``begin`` of the use
-  case); answer :meth:`~application.live.session.LiveSession.write_committed`,
-  ``write_failed`` or ``write_dropped`` once it is known, in the order the writes were started.
-* :class:`ReadBatch` — read the user's next offline batch; answer ``batch_read`` / ``batch_failed``.
-* a :data:`Call` — run one use case for a frame or the re-push; answer ``call_finished`` /
-  ``call_failed``. The session reads no further frame while a frame's call runs.
+  case with the action's ``actor`` and command); answer
+  :meth:`~application.live.session.LiveSession.write_committed`, ``write_failed`` or
+  ``write_dropped`` once it is known, in the order the writes were started.
+* :class:`ReadBatch` — read the user's next offline batch (its ``query``); answer ``batch_read`` /
+  ``batch_failed``.
+* a :data:`Call` — run one use case for a frame or the re-push, as the session's ``principal``,
+  with the call's command; answer ``call_finished`` / ``call_failed``. The session reads no
+  further frame while a frame's call runs.
 * :class:`CloseRequest` — the connection must close with this code (stop reading now).
 * :class:`WakeAt` — feed ``time_passed`` at this time (milliseconds of the driver's clock).
 
@@ -24,13 +27,16 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from application.events import Event
-from application.messaging import Batch, Send, SendResult
+from application.messaging import Acknowledge, Batch, PendingCheck, PendingQuery, Send, SendResult
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from application.common import Principal
     from application.errors import WsErrorCode
     from application.messaging import Read
+    from application.presence import OnlineQuery
+    from application.social import TypingNotice
     from application.users import SearchQuery
     from domain.messages import Message
     from domain.users import UserCard
@@ -76,10 +82,11 @@ class WriteDroppedError(Exception):
 
 @dataclass(slots=True, eq=False)
 class PipelinedSend:
-    """A ``sendMessage`` frame whose write the driver starts with ``SendMessage.begin(send)``.
+    """A ``sendMessage`` frame whose write the driver starts with ``SendMessage.begin(actor, send)``.
     ``done`` and ``outcome`` are the session's, once the driver fed the write's outcome back."""
 
     ref: str | None
+    actor: Principal
     send: Send
     done: bool = False
     outcome: SendResult | Exception | None = None
@@ -87,10 +94,11 @@ class PipelinedSend:
 
 @dataclass(slots=True, eq=False)
 class PipelinedAck:
-    """An ``ackMessages`` frame whose write the driver starts with ``AcknowledgeDelivery.begin``."""
+    """An ``ackMessages`` frame whose write the driver starts with ``AcknowledgeDelivery.begin(actor, ack)``."""
 
     ref: str | None
-    ids: list[str]
+    actor: Principal
+    ack: Acknowledge
     done: bool = False
     outcome: SendResult | Exception | None = None  # only an exception, if anything
 
@@ -100,10 +108,10 @@ Pipelined = PipelinedSend | PipelinedAck
 
 @dataclass(frozen=True, slots=True)
 class ReadBatch:
-    """Read the oldest pending messages leaving out ``excluding``; ``ahead``: the batch after the
-    one being drained, read while the client works through that one."""
+    """Read the oldest pending messages (``PendingFor``); ``ahead``: the batch after the one being
+    drained (``query`` leaves that one out), read while the client works through that one."""
 
-    excluding: list[str] | tuple[()]
+    query: PendingQuery
     ahead: bool
 
 
@@ -142,21 +150,20 @@ class SearchCall:
 @dataclass(frozen=True, slots=True)
 class TypingCall:
     ref: str | None
-    to: int
-    is_typing: bool
+    typing: TypingNotice
 
 
 @dataclass(frozen=True, slots=True)
 class OnlineCall:
     ref: str | None
-    user_ids: list[int] | None
+    query: OnlineQuery
 
 
 @dataclass(frozen=True, slots=True)
 class StillPendingCall:
-    """Which of ``ids`` (due for a re-push) no device has acknowledged yet."""
+    """Which of ``check.ids`` (due for a re-push) no device has acknowledged yet."""
 
-    ids: list[str]
+    check: PendingCheck
     ref: str | None = None
 
 

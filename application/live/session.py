@@ -70,7 +70,9 @@ from application.live.actions import (
     WakeAt,
     WriteDroppedError,
 )
-from application.messaging import Batch, Read, Send, SendResult
+from application.messaging import Acknowledge, Batch, PendingCheck, PendingQuery, Read, Send, SendResult
+from application.presence import OnlineQuery
+from application.social import TypingNotice
 from application.users import SearchQuery
 from domain.delivery import InFlight
 from domain.errors import AuthenticationError, DomainError
@@ -237,32 +239,30 @@ class LiveSession:
         if not self._messages.take(now_ms / 1000):
             self._turn(_Refusal(ref, "message", now_ms), now_ms)
             return
-        send = Send(
-            sender_id=self.user_id, to=to, body=body, client_msg_id=client_msg_id, connection_id=self.connection_id
-        )
-        self._turn(PipelinedSend(ref, send), now_ms)
+        send = Send(to=to, body=body, client_msg_id=client_msg_id, connection_id=self.connection_id)
+        self._turn(PipelinedSend(ref, self.principal, send), now_ms)
 
     def ack_messages(self, ref: str | None, ids: list[str], now_ms: float) -> None:
-        self._turn(PipelinedAck(ref, ids), now_ms)
+        self._turn(PipelinedAck(ref, self.principal, Acknowledge(ids=ids)), now_ms)
 
     def mark_read(self, ref: str | None, peer_id: int, up_to_seq: int, now_ms: float) -> None:
-        read = Read(reader_id=self.user_id, peer_id=peer_id, up_to_seq=up_to_seq, connection_id=self.connection_id)
+        read = Read(peer_id=peer_id, up_to_seq=up_to_seq, connection_id=self.connection_id)
         self._turn(MarkReadCall(ref, read), now_ms)
 
     def typing(self, ref: str | None, to: int, is_typing: bool, now_ms: float) -> None:
         if self._typing.take(now_ms / 1000):
-            self._turn(TypingCall(ref, to, is_typing), now_ms)
+            self._turn(TypingCall(ref, TypingNotice(to=to, is_typing=is_typing)), now_ms)
         else:
             self._turn(_Refusal(ref, "typing", now_ms), now_ms)
 
     def search_users(self, ref: str | None, query: str, limit: int | None, now_ms: float) -> None:
         if self._search.take(now_ms / 1000):
-            self._turn(SearchCall(ref, SearchQuery(viewer=self.principal, query=query, limit=limit)), now_ms)
+            self._turn(SearchCall(ref, SearchQuery(query=query, limit=limit)), now_ms)
         else:
             self._turn(_Refusal(ref, "search", now_ms), now_ms)
 
     def get_online_users(self, ref: str | None, user_ids: list[int] | None, now_ms: float) -> None:
-        self._turn(OnlineCall(ref, user_ids), now_ms)
+        self._turn(OnlineCall(ref, OnlineQuery(user_ids=user_ids)), now_ms)
 
     def ping(self, ref: str | None, now_ms: float) -> None:
         self._turn(Pong(ref), now_ms)
@@ -344,7 +344,7 @@ class LiveSession:
                 entry.ref, outcome, "ackMessages" if isinstance(entry, PipelinedAck) else "sendMessage", now_ms
             )
         elif isinstance(entry, PipelinedAck):
-            self._settled(entry.ids)
+            self._settled(entry.ack.ids)
             if self.inflight.next_batch_due():
                 self._next_batch(entry)
         elif outcome is not None:
@@ -505,7 +505,7 @@ class LiveSession:
             self._read_now(ack)
 
     def _read_now(self, ack: PipelinedAck | None) -> None:
-        read = ReadBatch((), ahead=False)
+        read = ReadBatch(PendingQuery(), ahead=False)
         self._awaited, self._awaited_for = read, ack
         self.actions.append(read)
 
@@ -530,7 +530,7 @@ class LiveSession:
         self._outbox.append(Outgoing(encoded.text, OTHER, None))
         if batch.more and ids:
             self._settled_meanwhile = set()
-            self._ahead = ReadBatch(ids, ahead=True)
+            self._ahead = ReadBatch(PendingQuery(excluding=ids), ahead=True)
             self.actions.append(self._ahead)
         held, self._held = self._held, None
         for item in held or ():
@@ -549,15 +549,16 @@ class LiveSession:
         self._repush_round = now = self._clock.now()
         due = self.inflight.due_for_repush(now)
         if due:
-            self.actions.append(StillPendingCall(due))
+            self.actions.append(StillPendingCall(PendingCheck(ids=due)))
         else:
             self._after_repush(now_ms)
 
     def still_pending_found(self, call: StillPendingCall, still: set[str], now_ms: float) -> None:
-        """Of ``call.ids``, ``still`` are pending: forget the others, push these again (plain
+        """Of ``call.check.ids``, ``still`` are pending: forget the others, push these again (plain
         ``messageReceived`` frames; clients dedupe by id)."""
-        self._settled(set(call.ids) - still)
-        again = [self._unacked[i] for i in call.ids if i in still and i in self._unacked]
+        ids = call.check.ids
+        self._settled(set(ids) - still)
+        again = [self._unacked[i] for i in ids if i in still and i in self._unacked]
         self._push(again)
         self._after_repush(now_ms)
 

@@ -55,7 +55,7 @@ class UsersController(Controller):
         if q is not None:
             if cursor is not None:
                 raise InvalidInputError.of("cursor", "search results come in one page; cursor is not supported")
-            found = await search_users(SearchQuery(viewer=principal, query=q, limit=limit))
+            found = await search_users(principal, SearchQuery(query=q, limit=limit))
             return UserPage(items=[UserPublic.of(c) for c in found], next_cursor=None)
         page = await list_contacts(principal, PageRequest(limit=limit, cursor=cursor))
         return UserPage(items=[UserPublic.of(c) for c in page.items], next_cursor=page.next_cursor)

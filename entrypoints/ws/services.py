@@ -17,6 +17,7 @@ from application.messaging import (
     AcknowledgeDelivery,
     MarkRead,
     PendingFor,
+    PendingQuery,
     SendMessage,
     SendResult,
     StillPending,
@@ -76,41 +77,46 @@ def session_for(services: Services, principal: Principal, connection_id: str) ->
 
 
 def begin_write(services: Services, user_id: int, entry: a.Pipelined) -> asyncio.Future[Any]:
-    """Validate a pipelined frame and queue its write (raises what validation raises)."""
+    """Validate a pipelined frame and queue its write (raises what validation raises). The actor is
+    the entry's; ``user_id`` is not used."""
     if isinstance(entry, a.PipelinedSend):
-        return services.send_message.begin(entry.send)
-    return services.acknowledge.begin(user_id, entry.ids)
+        return services.send_message.begin(entry.actor, entry.send)
+    return services.acknowledge.begin(entry.actor, entry.ack)
 
 
 async def finish_write(services: Services, entry: a.Pipelined, written: asyncio.Future[Any]) -> SendResult | None:
     """Once the write committed: a send's result (None for an acknowledgement)."""
     if isinstance(entry, a.PipelinedSend):
-        return await services.send_message.finish(entry.send, await written)
+        return await services.send_message.finish(await written)
     services.acknowledge.finish(await written)
     return None
 
 
+_OLDEST_PENDING = PendingQuery()
+
+
 async def run_call(services: Services, session: LiveSession, call: a.Call, now: Callable[[], float]) -> None:
-    """Run ``call``'s use case and feed its outcome to ``session`` (at ``now()`` once it is known)."""
-    s, user_id = services, session.user_id
+    """Run ``call``'s use case as the session's principal and feed its outcome to ``session`` (at
+    ``now()`` once it is known)."""
+    s, actor = services, session.principal
     try:
         match call:
             case a.MarkReadCall(read=read):
-                await s.mark_read(read)
+                await s.mark_read(actor, read)
                 session.call_finished(call, now())
-            case a.TypingCall(to=to, is_typing=is_typing):
-                await s.relay_typing(user_id, to, is_typing)
+            case a.TypingCall(typing=typing):
+                await s.relay_typing(actor, typing)
                 session.call_finished(call, now())
             case a.SearchCall(query=query):
-                session.users_found(call, await s.search_users(query), now())
-            case a.OnlineCall(user_ids=user_ids):
-                session.online_found(call, await s.visible_online(user_id, user_ids), now())
+                session.users_found(call, await s.search_users(actor, query), now())
+            case a.OnlineCall(query=online):
+                session.online_found(call, await s.visible_online(actor, online), now())
             case a.Reauthenticate(token=token):
                 session.reauthenticated(call, await s.authenticate(token), now())
-            case a.StillPendingCall(ids=ids):
-                session.still_pending_found(call, await s.still_pending(user_id, ids), now())
+            case a.StillPendingCall(check=check):
+                session.still_pending_found(call, await s.still_pending(actor, check), now())
             case a.CatchUpCall():
-                session.caught_up(call, await s.pending_for(user_id), now())
+                session.caught_up(call, await s.pending_for(actor, _OLDEST_PENDING), now())
     except Exception as exc:
         session.call_failed(call, exc, now())
 
@@ -118,7 +124,7 @@ async def run_call(services: Services, session: LiveSession, call: a.Call, now: 
 async def read_batch(services: Services, session: LiveSession, read: a.ReadBatch, now: Callable[[], float]) -> None:
     """Read the offline batch ``read`` asks for and feed it (or the error) to ``session``."""
     try:
-        batch = await services.pending_for(session.user_id, excluding=read.excluding)
+        batch = await services.pending_for(session.principal, read.query)
     except Exception as exc:
         session.batch_failed(read, exc, now())
     else:

@@ -9,11 +9,14 @@ import uuid
 import pytest
 
 from adapters.sqlalchemy.migrate import SchemaNotCurrentError
+from application.common import Principal
 from application.group_commit import GroupCommit
 from application.messaging import Send, SendMessage
 from domain.errors import UserNotFoundError
 from entrypoints.container import start, stop
 from tests.integration.support import make_container, make_settings
+
+SENDER = Principal(user_id=1, sid="sid-1")  # no user exists: each send fails once its batch ran
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ async def test_each_lifespan_on_its_own_loop_has_its_own_write_batcher(migrated_
         writes: GroupCommit = container.group_commit()
         send: SendMessage = container.send_message()
         with pytest.raises(UserNotFoundError):  # a write answered by this loop's batcher
-            await send(Send(sender_id=1, to=2, body="hi", client_msg_id="c-1"))
+            await send(SENDER, Send(to=2, body="hi", client_msg_id="c-1"))
         await stop(container)
         return writes, send
 
@@ -48,7 +51,7 @@ async def test_each_lifespan_on_its_own_loop_has_its_own_write_batcher(migrated_
 
     assert first is not second
     with pytest.raises(RuntimeError, match="closed"):  # on yet another loop: refused, not queued
-        await old_send(Send(sender_id=1, to=2, body="hi", client_msg_id="c-2"))
+        await old_send(SENDER, Send(to=2, body="hi", client_msg_id="c-2"))
 
 
 async def test_one_process_checks_only_the_database(migrated_url: str) -> None:

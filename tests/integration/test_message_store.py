@@ -29,6 +29,7 @@ from adapters.sqlalchemy.fastpath import hot_sql
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.orm import contacts, conversation_members, conversations, messages
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from application.common import Principal
 from application.events import Event
 from application.group_commit import GroupCommit
 from application.messaging import Send, SendMessage
@@ -358,8 +359,8 @@ async def test_the_send_use_case_raced_with_one_client_id_stores_once(uow_factor
         )
         for group in writes
     ]
-    cmd = Send(sender_id=ann, to=bob, body="once", client_msg_id="cm-1")
-    results = await asyncio.gather(*(senders[i % processes](cmd) for i in range(4)))
+    actor, cmd = Principal(user_id=ann, sid="sid-ann"), Send(to=bob, body="once", client_msg_id="cm-1")
+    results = await asyncio.gather(*(senders[i % processes](actor, cmd) for i in range(4)))
 
     assert sorted(r.duplicate for r in results) == [False, True, True, True]
     assert len({r.message.id for r in results}) == 1

@@ -160,13 +160,13 @@ class World:
     ) -> SendResult:
         """Send through :class:`SendMessage` with a fresh ``clientMsgId`` unless one is given."""
         return await self.send_message(
+            principal_of(sender),
             Send(
-                sender_id=sender,
                 to=to,
                 body=body,
                 client_msg_id=client_msg_id if client_msg_id is not None else self.next_client_msg_id(),
                 connection_id=connection,
-            )
+            ),
         )
 
     async def exchange(self, a: int, b: int, count: int) -> list[Message]:
@@ -178,7 +178,9 @@ class World:
         return sent
 
     async def read(self, reader: int, peer: int, up_to_seq: int, *, connection: str | None = None) -> int | None:
-        return await self.mark_read(Read(reader_id=reader, peer_id=peer, up_to_seq=up_to_seq, connection_id=connection))
+        return await self.mark_read(
+            principal_of(reader), Read(peer_id=peer, up_to_seq=up_to_seq, connection_id=connection)
+        )
 
 
 def principal_of(who: SignedIn | int) -> Principal:

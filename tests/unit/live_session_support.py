@@ -23,7 +23,7 @@ from application.live.actions import (
     Reply,
 )
 from application.live.session import LiveSession, SessionLimits
-from application.messaging import Batch, SendResult
+from application.messaging import Batch, PendingQuery, SendResult
 from domain.messages import Message
 from tests.unit.fakes import EPOCH, FixedClock
 
@@ -174,7 +174,7 @@ class Driver:
         self.session.start(self.now)
         taken = self.actions()
         (read,) = [x for x in taken if isinstance(x, ReadBatch)]
-        assert read.excluding == ()
+        assert read.query == PendingQuery()
         assert not read.ahead
         self.session.batch_read(read, first or Batch(messages=[], more=False), self.now)
         return [x for x in taken if not isinstance(x, ReadBatch)]

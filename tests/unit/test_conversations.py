@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from application.common import Page, PageRequest
-from application.messaging import ConversationView
+from application.messaging import Acknowledge, ConversationView
 from application.ports import ConversationState
 from domain.errors import FieldProblem, InvalidInputError
 from domain.users import UserCard
@@ -77,7 +77,7 @@ async def test_the_last_message_carries_its_current_receipts(world: World) -> No
     ada, bob = world.seed_users("Ada", "Bob")
     sent = (await world.send(ada, bob)).message
     now = world.clock.advance(9)
-    await world.acknowledge(bob, [sent.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id]))
 
     (view,) = (await world.list_conversations(principal_of(ada), PageRequest())).items
 
@@ -134,7 +134,7 @@ async def test_reading_brings_the_unread_count_down(world: World) -> None:
 async def test_acknowledging_does_not_count_as_reading(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     sent = (await world.send(ada, bob)).message
-    await world.acknowledge(bob, [sent.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id]))
 
     (view,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
 

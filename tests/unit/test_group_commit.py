@@ -11,10 +11,11 @@ import pytest
 
 from application.events import MessageDelivered, MessageReceived
 from application.group_commit import GroupCommit
-from application.messaging import Send
+from application.messaging import Acknowledge, Send
 from application.ports import ConcurrentWriteError, StoreUnavailableError
 from domain.errors import DomainError, InvalidInputError, UserNotFoundError
 from tests.unit.fakes import EPOCH, InMemoryStore
+from tests.unit.harness import principal_of
 
 if TYPE_CHECKING:
     from application.messaging import SendResult
@@ -47,7 +48,7 @@ async def test_a_send_is_published_at_its_commit_even_if_its_sender_went_away(wo
     its batch committed is not answered, but the recipient still gets the message."""
     ada, bob = world.seed_users("Ada", "Bob")
     gate = world.store.commit_gate = asyncio.Event()
-    left = world.send_message.begin(Send(sender_id=ada, to=bob, body="left", client_msg_id="c-left"))
+    left = world.send_message.begin(principal_of(ada), Send(to=bob, body="left", client_msg_id="c-left"))
     await settle()  # written, waiting to commit
 
     left.cancel()  # its sender goes away meanwhile
@@ -88,7 +89,7 @@ async def test_an_ack_is_answered_and_receipted_only_after_its_commit(world: Wor
     world.notifier.clear()
     gate = world.store.commit_gate = asyncio.Event()
 
-    ack = asyncio.create_task(world.acknowledge(bob, [sent.id]))
+    ack = asyncio.create_task(world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id])))
     await settle()
 
     assert not ack.done()
@@ -111,7 +112,7 @@ async def test_a_failed_commit_fails_every_send_of_the_batch_and_stores_nothing(
         world.send(ada, bob, "one"),
         world.send(bob, ada, "two"),
         world.send(cleo, ada, "three"),
-        world.acknowledge(bob, ["whatever"]),
+        world.acknowledge(principal_of(bob), Acknowledge(ids=["whatever"])),
         return_exceptions=True,
     )
 
@@ -403,7 +404,7 @@ async def test_text_no_database_can_store_is_refused_before_the_batch(world: Wor
         world.send(ada, bob, "fine"),
         world.send(ada, bob, bad),
         world.send(ada, bob, "fine", client_msg_id=bad),
-        world.acknowledge(bob, [bad]),
+        world.acknowledge(principal_of(bob), Acknowledge(ids=[bad])),
         return_exceptions=True,
     )
 

@@ -29,7 +29,10 @@ from application.live.actions import (
     UsersFound,
     WakeAt,
 )
-from application.messaging import Batch
+from application.messaging import Acknowledge, Batch, PendingCheck, PendingQuery, Read
+from application.presence import OnlineQuery
+from application.social import TypingNotice
+from application.users import SearchQuery
 from domain.errors import InvalidTokenError, NotFoundError, RateLimitedError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
@@ -75,7 +78,7 @@ def test_pipelined_sends_start_in_order_and_are_answered_in_order() -> None:
     first, second, third = d.begun()
     assert [e.ref for e in (first, second, third)] == ["a", "b", "c"]
     assert isinstance(first, PipelinedSend)
-    assert (first.send.sender_id, first.send.to, first.send.connection_id) == (USER, PEER, "conn-1")
+    assert (first.actor.user_id, first.send.to, first.send.connection_id) == (USER, PEER, "conn-1")
     d.commit(third)
     d.commit(second)
     assert d.frames() == []  # the first is not answered yet
@@ -103,7 +106,7 @@ def test_acks_are_pipelined_with_sends_and_an_unexpected_failure_is_internal() -
     d.session.ack_messages("bad", [], d.now)
     send, ack, bad = d.begun()
     assert isinstance(ack, PipelinedAck)
-    assert ack.ids == ["x"]
+    assert (ack.actor.user_id, ack.ack) == (USER, Acknowledge(ids=["x"]))
     d.session.write_failed(bad, ValueError("boom"), d.now)
     d.commit(ack)
     d.commit(send)
@@ -153,7 +156,7 @@ def test_other_frames_wait_until_the_pipelined_ones_before_them_are_answered() -
     assert not d.reading()
     d.commit(a)
     call = d.one(SearchCall)
-    assert (call.ref, call.query.query, call.query.viewer.user_id) == ("s", "bo", USER)
+    assert call == SearchCall("s", SearchQuery(query="bo", limit=None))
     assert not d.reading()  # until the search is answered
     d.session.users_found(call, [UserCard(id=PEER, name="Bob")], d.now)
     assert d.reading()
@@ -228,19 +231,15 @@ def test_calls_for_mark_read_typing_and_online_users() -> None:
     d.frames()
     d.session.mark_read("m", PEER, 3, d.now)
     mark = d.one(MarkReadCall)
-    assert (mark.read.reader_id, mark.read.peer_id, mark.read.up_to_seq, mark.read.connection_id) == (
-        USER,
-        PEER,
-        3,
-        "conn-1",
-    )
+    assert mark == MarkReadCall("m", Read(peer_id=PEER, up_to_seq=3, connection_id="conn-1"))
     d.session.call_finished(mark, d.now)
     d.session.typing("t", PEER, True, d.now)
     typing = d.one(TypingCall)
-    assert typing == TypingCall("t", PEER, True)
+    assert typing == TypingCall("t", TypingNotice(to=PEER, is_typing=True))
     d.session.call_finished(typing, d.now)
     d.session.get_online_users("o", [PEER], d.now)
     online = d.one(OnlineCall)
+    assert online == OnlineCall("o", OnlineQuery(user_ids=[PEER]))
     d.session.online_found(online, [PEER], d.now)
     assert d.frames() == [OnlineNow("o", [PEER])]
     assert d.reading()
@@ -464,7 +463,7 @@ def _drain_start(d: Driver, first: Batch) -> ReadBatch:
     d.session.batch_read(read, first, d.now)
     ahead = d.one(ReadBatch)
     assert ahead.ahead
-    assert ahead.excluding == [m.id for m in first.messages]
+    assert ahead.query == PendingQuery(excluding=[m.id for m in first.messages])
     d.frames()
     return ahead
 
@@ -481,7 +480,7 @@ def test_the_ack_of_the_last_id_sends_the_batch_read_ahead_at_once_and_reads_the
     d.commit(d.begun()[0])
     assert d.frames() == [batch(4, 6, more=True)]
     following = d.one(ReadBatch)
-    assert following == ReadBatch(["m4", "m5", "m6"], ahead=True)
+    assert following == ReadBatch(PendingQuery(excluding=["m4", "m5", "m6"]), ahead=True)
     assert d.session.inflight.batch == {"m4", "m5", "m6"}
 
 
@@ -517,7 +516,7 @@ def test_a_failed_read_ahead_is_read_again_when_the_batch_is_due() -> None:
     d.commit(d.begun()[0])
     d.session.batch_failed(ahead, RuntimeError("lost connection"), d.now)
     again = d.one(ReadBatch)
-    assert again == ReadBatch((), ahead=False)
+    assert again == ReadBatch(PendingQuery(), ahead=False)
     d.session.batch_read(again, batch(2, 2, more=False), d.now)
     assert d.frames() == [batch(2, 2, more=False)]
 
@@ -529,7 +528,7 @@ def test_a_failed_next_batch_answers_the_acknowledgement_that_asked_for_it() -> 
     d.session.ack_messages("k", ["m1"], d.now)
     d.commit(d.begun()[0])
     read = d.one(ReadBatch)
-    assert read == ReadBatch((), ahead=False)
+    assert read == ReadBatch(PendingQuery(), ahead=False)
     d.session.batch_failed(read, NotFoundError("gone"), d.now)
     assert d.frames() == [ErrorReply("k", WsErrorCode.NOT_FOUND, "gone")]
 
@@ -551,7 +550,7 @@ def test_a_pushed_message_not_acknowledged_in_time_is_pushed_again_if_still_pend
     d.advance(1_000)
     d.session.redeliver(d.now)
     check = d.one(StillPendingCall)
-    assert check == StillPendingCall(["m1", "m2"])
+    assert check == StillPendingCall(PendingCheck(ids=["m1", "m2"]))
     d.session.still_pending_found(check, {"m2"}, d.now)  # another device acknowledged m1
     assert d.frames() == [MessageReceived(message=message(2))]
     assert set(d.session.inflight.pushed) == {"m2"}
@@ -577,7 +576,7 @@ def test_one_re_push_round_at_a_time_and_a_failed_round_ends() -> None:
     assert d.actions() == []
     d.session.call_failed(check, RuntimeError("database down"), d.now)
     d.session.redeliver(d.now)
-    assert d.actions() == [StillPendingCall(["m1"])]
+    assert d.actions() == [StillPendingCall(PendingCheck(ids=["m1"]))]
 
 
 def test_catch_up_from_the_store_pushes_what_pub_sub_lost_since_connecting() -> None:

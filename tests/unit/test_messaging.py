@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from application.events import MessageDelivered, MessageReceived, MessagesRead
-from application.messaging import Batch, SendResult, publish_receipts
+from application.messaging import Acknowledge, Batch, PendingCheck, PendingQuery, SendResult, publish_receipts
 from application.ports import DuplicateMessageError
 from domain.delivery import Delivered
 from domain.errors import FieldProblem, InvalidInputError, NotFoundError, UserNotFoundError
 from domain.messages import Message, NewMessage, Pair
 from tests.unit.fakes import EPOCH, RecordingNotifier
-from tests.unit.harness import World
+from tests.unit.harness import World, principal_of
 
 
 def assert_published_after_commit(world: World) -> None:
@@ -250,8 +250,8 @@ async def test_a_message_to_a_user_who_blocked_the_sender_is_stored_withheld(wor
     assert (result.message.withheld, result.message.seq) == (True, 2)
     assert world.store.message(result.message.id).withheld
     assert world.notifier.calls == [(ada, MessageReceived(message=result.message), "conn-a")]
-    assert (await world.pending_for(bob)).messages == []
-    assert await world.still_pending(bob, [result.message.id]) == set()
+    assert (await world.pending_for(principal_of(bob), PendingQuery())).messages == []
+    assert await world.still_pending(principal_of(bob), PendingCheck(ids=[result.message.id])) == set()
 
 
 async def test_a_withheld_message_stays_undeliverable_after_an_unblock(world: World) -> None:
@@ -260,8 +260,8 @@ async def test_a_withheld_message_stays_undeliverable_after_an_unblock(world: Wo
     withheld = (await world.send(ada, bob)).message
     world.store.unblock(bob, ada)
 
-    assert (await world.pending_for(bob)).messages == []
-    assert await world.acknowledge(bob, [withheld.id]) == []
+    assert (await world.pending_for(principal_of(bob), PendingQuery())).messages == []
+    assert await world.acknowledge(principal_of(bob), Acknowledge(ids=[withheld.id])) == []
     assert world.store.message(withheld.id).delivered_at is None
 
 
@@ -321,7 +321,7 @@ async def test_an_ack_marks_delivered_and_tells_the_sender_with_to_the_acknowled
     world.notifier.clear()
     now = world.clock.advance(3)
 
-    delivered = await world.acknowledge(bob, ids(sent))
+    delivered = await world.acknowledge(principal_of(bob), Acknowledge(ids=ids(sent)))
 
     assert delivered == [Delivered(id=m.id, sender_id=ada, recipient_id=bob) for m in sent]
     assert [world.store.message(m.id).delivered_at for m in sent] == [now, now]
@@ -336,7 +336,7 @@ async def test_receipts_are_grouped_per_sender(world: World) -> None:
     a2 = (await world.send(ada, bob)).message
     world.notifier.clear()
 
-    await world.acknowledge(bob, [a1.id, c1.id, a2.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[a1.id, c1.id, a2.id]))
 
     now = world.clock.now()
     assert sorted(world.notifier.calls, key=lambda call: call[0]) == [
@@ -348,12 +348,12 @@ async def test_receipts_are_grouped_per_sender(world: World) -> None:
 async def test_a_second_ack_is_idempotent_and_publishes_nothing(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     sent = (await world.send(ada, bob)).message
-    await world.acknowledge(bob, [sent.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id]))
     first_delivery = world.store.message(sent.id).delivered_at
     world.notifier.clear()
     world.clock.advance(60)
 
-    assert await world.acknowledge(bob, [sent.id]) == []
+    assert await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id])) == []
 
     assert world.notifier.published == []
     assert world.store.message(sent.id).delivered_at == first_delivery == EPOCH
@@ -362,10 +362,10 @@ async def test_a_second_ack_is_idempotent_and_publishes_nothing(world: World) ->
 async def test_only_newly_delivered_ids_are_in_the_receipt(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     old, new = (await world.send(ada, bob)).message, (await world.send(ada, bob)).message
-    await world.acknowledge(bob, [old.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[old.id]))
     world.notifier.clear()
 
-    await world.acknowledge(bob, [old.id, new.id, new.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[old.id, new.id, new.id]))
 
     assert world.notifier.calls == [(ada, MessageDelivered(ids=(new.id,), to=bob, delivered_at=EPOCH), None)]
 
@@ -376,7 +376,7 @@ async def test_ids_not_addressed_to_the_acknowledging_user_are_ignored(world: Wo
     own = (await world.send(bob, ada)).message
     world.notifier.clear()
 
-    assert await world.acknowledge(bob, [to_cleo.id, own.id, "no-such-id"]) == []
+    assert await world.acknowledge(principal_of(bob), Acknowledge(ids=[to_cleo.id, own.id, "no-such-id"])) == []
 
     assert world.notifier.published == []
     assert world.store.message(to_cleo.id).delivered_at is None
@@ -391,7 +391,7 @@ async def test_an_ack_of_0_or_more_than_100_ids_is_invalid_input(world: World, c
     commits = world.store.commits
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.acknowledge(bob, [f"m{i}" for i in range(count)])
+        await world.acknowledge(principal_of(bob), Acknowledge(ids=[f"m{i}" for i in range(count)]))
 
     assert [p.field for p in caught.value.problems] == ["ids"]
     assert (world.store.commits, world.notifier.published) == (commits, [])
@@ -400,7 +400,7 @@ async def test_an_ack_of_0_or_more_than_100_ids_is_invalid_input(world: World, c
 async def test_an_ack_of_100_ids_is_accepted(world: World) -> None:
     (bob,) = world.seed_users("Bob")
 
-    assert await world.acknowledge(bob, [f"m{i}" for i in range(100)]) == []
+    assert await world.acknowledge(principal_of(bob), Acknowledge(ids=[f"m{i}" for i in range(100)])) == []
 
 
 async def test_an_ack_whose_commit_fails_publishes_nothing(world: World) -> None:
@@ -410,7 +410,7 @@ async def test_an_ack_whose_commit_fails_publishes_nothing(world: World) -> None
     world.store.fail_commit = OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        await world.acknowledge(bob, [sent.id])
+        await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id]))
 
     assert world.notifier.published == []
     assert world.store.message(sent.id).delivered_at is None
@@ -466,7 +466,7 @@ async def test_reading_moves_the_pointer_delivers_and_reads_and_tells_both_sides
 async def test_reading_already_delivered_messages_sends_no_receipt(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     sent = (await world.send(ada, bob)).message
-    await world.acknowledge(bob, [sent.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[sent.id]))
     world.notifier.clear()
     now = world.clock.advance(7)
 
@@ -582,7 +582,7 @@ async def test_a_read_whose_commit_fails_publishes_nothing(world: World) -> None
 async def test_nothing_pending_is_an_empty_batch(world: World) -> None:
     (bob,) = world.seed_users("Bob")
 
-    assert await world.pending_for(bob) == Batch(messages=[], more=False)
+    assert await world.pending_for(principal_of(bob), PendingQuery()) == Batch(messages=[], more=False)
 
 
 async def test_pending_messages_come_in_storage_order_across_conversations(world: World) -> None:
@@ -592,7 +592,7 @@ async def test_pending_messages_come_in_storage_order_across_conversations(world
     await world.send(bob, ada)  # Bob's own: not pending for him
     a3 = (await world.send(ada, bob)).message
 
-    batch = await world.pending_for(bob)
+    batch = await world.pending_for(principal_of(bob), PendingQuery())
 
     assert batch == Batch(messages=[a1, c1, a3], more=False)
 
@@ -602,10 +602,10 @@ async def test_delivered_and_read_messages_are_no_longer_pending(world: World) -
     a1 = (await world.send(ada, bob)).message
     c1 = (await world.send(cleo, bob)).message
     a2 = (await world.send(ada, bob)).message
-    await world.acknowledge(bob, [c1.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[c1.id]))
     await world.read(bob, ada, a1.seq)
 
-    assert ids((await world.pending_for(bob)).messages) == [a2.id]
+    assert ids((await world.pending_for(principal_of(bob), PendingQuery())).messages) == [a2.id]
 
 
 async def test_pending_messages_come_in_batches_of_at_most_100_with_more(world: World) -> None:
@@ -613,11 +613,11 @@ async def test_pending_messages_come_in_batches_of_at_most_100_with_more(world: 
     for _ in range(101):
         await world.send(ada, bob)
 
-    first = await world.pending_for(bob)
+    first = await world.pending_for(principal_of(bob), PendingQuery())
     assert (len(first.messages), first.more) == (100, True)
     assert [m.seq for m in first.messages] == list(range(1, 101))
-    await world.acknowledge(bob, ids(first.messages))
-    second = await world.pending_for(bob)
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=ids(first.messages)))
+    second = await world.pending_for(principal_of(bob), PendingQuery())
 
     assert ([m.seq for m in second.messages], second.more) == ([101], False)
 
@@ -626,13 +626,14 @@ async def test_the_batch_after_one_being_drained_can_be_read_ahead(world: World)
     ada, bob = world.seed_users("Ada", "Bob")
     for _ in range(150):
         await world.send(ada, bob)
-    first = await world.pending_for(bob)
+    first = await world.pending_for(principal_of(bob), PendingQuery())
 
-    ahead = await world.pending_for(bob, excluding=ids(first.messages))  # before the ack
+    ahead = await world.pending_for(principal_of(bob), PendingQuery(excluding=ids(first.messages)))  # before the ack
 
     assert ([m.seq for m in ahead.messages], ahead.more) == (list(range(101, 151)), False)
-    await world.acknowledge(bob, ids(first.messages))
-    assert (await world.pending_for(bob)).messages == ahead.messages  # what reading after the ack gives
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=ids(first.messages)))
+    after = await world.pending_for(principal_of(bob), PendingQuery())
+    assert after.messages == ahead.messages  # what reading after the ack gives
 
 
 @pytest.mark.parametrize(("count", "more"), [(2, False), (3, True)])
@@ -641,7 +642,7 @@ async def test_a_smaller_batch_says_whether_more_remain(world: World, count: int
     for _ in range(count):
         await world.send(ada, bob)
 
-    batch = await world.pending_for(bob, limit=2)
+    batch = await world.pending_for(principal_of(bob), PendingQuery(limit=2))
 
     assert ([m.seq for m in batch.messages], batch.more) == ([1, 2], more)
 
@@ -652,9 +653,11 @@ async def test_still_pending_keeps_only_unacknowledged_messages_to_the_user(worl
     acked = (await world.send(ada, bob)).message
     to_cleo = (await world.send(ada, cleo)).message
     own = (await world.send(bob, ada)).message
-    await world.acknowledge(bob, [acked.id])
+    await world.acknowledge(principal_of(bob), Acknowledge(ids=[acked.id]))
 
-    still = await world.still_pending(bob, [pending.id, acked.id, to_cleo.id, own.id, "no-such-id"])
+    still = await world.still_pending(
+        principal_of(bob), PendingCheck(ids=[pending.id, acked.id, to_cleo.id, own.id, "no-such-id"])
+    )
 
     assert still == {pending.id}
 
@@ -662,4 +665,4 @@ async def test_still_pending_keeps_only_unacknowledged_messages_to_the_user(worl
 async def test_still_pending_of_no_ids_is_empty(world: World) -> None:
     (bob,) = world.seed_users("Bob")
 
-    assert await world.still_pending(bob, []) == set()
+    assert await world.still_pending(principal_of(bob), PendingCheck(ids=[])) == set()

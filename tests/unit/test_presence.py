@@ -8,7 +8,7 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
-from application.presence import ONLINE_QUERY_MAX
+from application.presence import ONLINE_QUERY_MAX, OnlineQuery
 from application.users import UserLookup
 from domain.errors import InvalidInputError
 from domain.users import UserCard
@@ -212,7 +212,9 @@ async def test_online_users_among_given_ids_are_only_visible_online_ones_in_the_
     world.store.connect(ada, gus)
     world.presence.online.add(gus)
 
-    found = await world.visible_online(ada, [gus, eve, dan, cleo, fay, ada, bob, gus, 404])
+    found = await world.visible_online(
+        principal_of(ada), OnlineQuery(user_ids=[gus, eve, dan, cleo, fay, ada, bob, gus, 404])
+    )
 
     assert found == [gus, bob]
 
@@ -223,7 +225,7 @@ async def test_online_users_default_to_the_viewers_visible_contacts_by_id(world:
     world.store.connect(ada, fay)
     world.presence.online |= {bob, cleo, dan, eve, fay}
 
-    assert await world.visible_online(ada, None) == [bob, fay]
+    assert await world.visible_online(principal_of(ada), OnlineQuery(user_ids=None)) == [bob, fay]
     assert world.presence.asked == [{bob, fay}]  # presence of others is not even looked up
 
 
@@ -231,16 +233,16 @@ async def test_the_block_hides_presence_from_the_blocked_side_too(world: World) 
     ada, _bob, cleo, dan, _eve = circle(world)
     world.presence.online.add(ada)
 
-    assert await world.visible_online(cleo, [ada]) == []  # Ada blocked Cleo
-    assert await world.visible_online(dan, None) == []  # Dan blocked Ada
+    assert await world.visible_online(principal_of(cleo), OnlineQuery(user_ids=[ada])) == []  # Ada blocked Cleo
+    assert await world.visible_online(principal_of(dan), OnlineQuery(user_ids=None)) == []  # Dan blocked Ada
 
 
 async def test_an_empty_list_or_only_yourself_is_answered_without_lookups(world: World) -> None:
     (ada,) = world.seed_users("Ada")
     world.presence.online.add(ada)
 
-    assert await world.visible_online(ada, []) == []
-    assert await world.visible_online(ada, [ada]) == []
+    assert await world.visible_online(principal_of(ada), OnlineQuery(user_ids=[])) == []
+    assert await world.visible_online(principal_of(ada), OnlineQuery(user_ids=[ada])) == []
     assert world.presence.asked == []
 
 
@@ -251,7 +253,7 @@ async def test_up_to_the_maximum_number_of_ids_is_accepted(world: World) -> None
 
     ids = [bob, *range(1000, 1000 + ONLINE_QUERY_MAX - 1)]
 
-    assert await world.visible_online(ada, ids) == [bob]
+    assert await world.visible_online(principal_of(ada), OnlineQuery(user_ids=ids)) == [bob]
 
 
 @pytest.mark.parametrize(
@@ -263,7 +265,7 @@ async def test_bad_id_lists_are_invalid_input_on_user_ids(world: World, user_ids
     (ada,) = world.seed_users("Ada")
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.visible_online(ada, user_ids)
+        await world.visible_online(principal_of(ada), OnlineQuery(user_ids=user_ids))
 
     assert [p.field for p in caught.value.problems] == ["userIds"]
 

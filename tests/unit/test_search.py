@@ -19,7 +19,7 @@ def viewer(world: World) -> Principal:
 
 
 async def names(world: World, caller: Principal, query: str, limit: int | None = None) -> list[str]:
-    return [card.name for card in await world.search(SearchQuery(viewer=caller, query=query, limit=limit))]
+    return [card.name for card in await world.search(caller, SearchQuery(query=query, limit=limit))]
 
 
 # --- query and limit bounds -------------------------------------------------------------------
@@ -30,7 +30,7 @@ async def test_query_must_be_2_to_100_characters_after_trimming(world: World, qu
     caller = viewer(world)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.search(SearchQuery(viewer=caller, query=query))
+        await world.search(caller, SearchQuery(query=query))
 
     assert [p.field for p in caught.value.problems] == ["query"]
 
@@ -40,7 +40,7 @@ async def test_a_query_no_database_can_store_is_invalid_input(world: World, quer
     caller = viewer(world)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.search(SearchQuery(viewer=caller, query=query))
+        await world.search(caller, SearchQuery(query=query))
 
     assert [p.field for p in caught.value.problems] == ["query"]
 
@@ -49,7 +49,7 @@ async def test_a_query_no_database_can_store_is_invalid_input(world: World, quer
 async def test_query_of_2_to_100_characters_is_accepted(world: World, query: str) -> None:
     caller = viewer(world)
 
-    await world.search(SearchQuery(viewer=caller, query=query))
+    await world.search(caller, SearchQuery(query=query))
 
 
 @pytest.mark.parametrize("limit", [0, 51])
@@ -57,7 +57,7 @@ async def test_limit_outside_1_to_50_is_invalid_input(world: World, limit: int) 
     caller = viewer(world)
 
     with pytest.raises(InvalidInputError) as caught:
-        await world.search(SearchQuery(viewer=caller, query="user", limit=limit))
+        await world.search(caller, SearchQuery(query="user", limit=limit))
 
     assert [p.field for p in caught.value.problems] == ["limit"]
 
@@ -154,7 +154,7 @@ async def test_results_are_cards_without_email_or_phone(world: World) -> None:
     caller = viewer(world)
     world.store.seed_user("Zoe", email="zoe@example.com", phone_number="+14155550100")
 
-    (card,) = await world.search(SearchQuery(viewer=caller, query="zoe@example.com"))
+    (card,) = await world.search(caller, SearchQuery(query="zoe@example.com"))
 
     assert isinstance(card, UserCard)
     values = [str(value) for value in dataclasses.asdict(card).values()]
@@ -168,7 +168,7 @@ async def test_results_show_presence_only_for_contacts(world: World) -> None:
     world.store.connect(caller.user_id, friend.uid)
     world.presence.online |= {friend.uid, stranger.uid}
 
-    cards = await world.search(SearchQuery(viewer=caller, query="sam"))
+    cards = await world.search(caller, SearchQuery(query="sam"))
 
     assert [(c.name, c.online) for c in cards] == [("Sam Friend", True), ("Sam Stranger", None)]
     assert world.presence.asked == [{friend.uid}]

@@ -6,7 +6,9 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import Typing
-from application.social import Block, Unblock
+from application.messaging import PendingQuery
+from application.presence import OnlineQuery
+from application.social import Block, TypingNotice, Unblock
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.harness import World, principal_of
@@ -70,8 +72,8 @@ async def test_a_block_hides_presence_between_contacts(world: World) -> None:
 
     await world.block_user(principal_of(ada), Block(user_id=bob))
 
-    assert await world.visible_online(ada, None) == []
-    assert await world.visible_online(bob, [ada]) == []
+    assert await world.visible_online(principal_of(ada), OnlineQuery(user_ids=None)) == []
+    assert await world.visible_online(principal_of(bob), OnlineQuery(user_ids=[ada])) == []
 
 
 # --- UnblockUser ------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ async def test_unblocking_restores_presence_between_contacts(world: World) -> No
 
     await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
-    assert await world.visible_online(bob, None) == [ada]
+    assert await world.visible_online(principal_of(bob), OnlineQuery(user_ids=None)) == [ada]
 
 
 async def test_unblocking_keeps_withheld_messages_withheld(world: World) -> None:
@@ -117,7 +119,7 @@ async def test_unblocking_keeps_withheld_messages_withheld(world: World) -> None
     await world.unblock_user(principal_of(ada), Unblock(user_id=bob))
 
     assert world.store.message(withheld.id).withheld
-    assert (await world.pending_for(ada)).messages == []
+    assert (await world.pending_for(principal_of(ada), PendingQuery())).messages == []
 
 
 async def test_unblocking_yourself_is_invalid_input(world: World) -> None:
@@ -167,7 +169,7 @@ async def test_typing_reaches_a_contact(world: World, is_typing: bool) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
 
-    await world.relay_typing(ada, bob, is_typing)
+    await world.relay_typing(principal_of(ada), TypingNotice(to=bob, is_typing=is_typing))
 
     assert world.notifier.calls == [(bob, Typing(from_id=ada, is_typing=is_typing), None)]
     assert world.store.commits == 0  # never stored
@@ -179,7 +181,7 @@ async def test_typing_to_a_non_contact_is_dropped_silently(world: World) -> None
     await world.send(ada, bob)  # one-way messages do not make contacts
     world.notifier.clear()
 
-    await world.relay_typing(ada, bob, True)
+    await world.relay_typing(principal_of(ada), TypingNotice(to=bob, is_typing=True))
 
     assert world.notifier.published == []
 
@@ -193,8 +195,8 @@ async def test_typing_across_a_block_is_dropped_silently_either_way(world: World
     else:
         world.store.block(bob, ada)
 
-    await world.relay_typing(ada, bob, True)
-    await world.relay_typing(bob, ada, True)
+    await world.relay_typing(principal_of(ada), TypingNotice(to=bob, is_typing=True))
+    await world.relay_typing(principal_of(bob), TypingNotice(to=ada, is_typing=True))
 
     assert world.notifier.published == []
 
@@ -203,7 +205,7 @@ async def test_typing_across_a_block_is_dropped_silently_either_way(world: World
 async def test_typing_to_an_unknown_user_is_dropped_silently(world: World, to: int) -> None:
     (ada,) = world.seed_users("Ada")
 
-    await world.relay_typing(ada, to, True)
+    await world.relay_typing(principal_of(ada), TypingNotice(to=to, is_typing=True))
 
     assert world.notifier.published == []
 
@@ -211,6 +213,6 @@ async def test_typing_to_an_unknown_user_is_dropped_silently(world: World, to: i
 async def test_typing_to_yourself_is_dropped_silently(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 
-    await world.relay_typing(ada, ada, True)
+    await world.relay_typing(principal_of(ada), TypingNotice(to=ada, is_typing=True))
 
     assert world.notifier.published == []

@@ -120,7 +120,7 @@ def test_each_decoded_frame_is_fed_to_the_session_as_its_input() -> None:
     assert isinstance(send, PipelinedSend)
     assert (send.send.to, send.send.body, send.send.client_msg_id) == (PEER, "hi", "c")
     assert isinstance(ack, PipelinedAck)
-    assert (ack.ref, ack.ids) == ("k", ["x"])
+    assert (ack.ref, ack.ack.ids) == ("k", ["x"])
     d.commit(send)
     d.commit(ack)
     d.frames()
