@@ -15,15 +15,13 @@ A use case is a class whose constructor takes its ports and whose
   the actor, takes the token itself. A system task that acts for no one takes ``()``
   (``SettlePresence``, run by a timer).
 - The connection a command came in on is not the actor's: it belongs to the command, as
-  ``connection_id`` (``Send``, ``Read``), so the actor's other connections can be told apart from it.
+  ``connection_id`` (``Send``, ``Read``; ``LiveConnection`` for ``Connect`` and ``Disconnect``),
+  so the actor's other connections can be told apart from it.
 - A write that shares a transaction with others (:class:`~application.group_commit.GroupCommit`)
   splits the call: ``begin(actor, cmd)`` validates and queues it, returning a future of the
   committed write, and ``finish(written)`` turns that into the result (``SendMessage``,
   ``AcknowledgeDelivery``; the WebSocket pipelines a connection's writes between the two).
   ``__call__(actor, cmd)`` is the two in one.
-
-``Connect`` and ``Disconnect`` still take ``(user_id, connection_id)``: the WebSocket driver
-(``entrypoints/ws/connection.py``) calls them so; they take this shape when it does.
 """
 
 from __future__ import annotations

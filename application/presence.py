@@ -27,9 +27,14 @@ ONLINE_QUERY_MAX = BATCH_MAX
 """At most this many ids per ``getOnlineUsers``."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveConnection:
+    connection_id: str  # which of the caller's live connections opened or closed
+
+
 class Connect:
-    """A live, authenticated connection of a user opened. Returns True iff the user came online;
-    then each contact who may see the user's presence hears ``userOnline`` once.
+    """A live, authenticated connection of the caller opened. Returns True iff the caller came
+    online; then each contact who may see the caller's presence hears ``userOnline`` once.
 
     Reads contacts only when the user came online; commits nothing; raises nothing of its own.
     """
@@ -37,8 +42,9 @@ class Connect:
     def __init__(self, uow: UnitOfWorkFactory, presence: PresenceRegistry, notifier: Notifier, clock: Clock) -> None:
         self._uow, self._presence, self._notifier, self._clock = uow, presence, notifier, clock
 
-    async def __call__(self, user_id: int, connection_id: str) -> bool:
-        came_online = await self._presence.connect(user_id, connection_id, now=self._clock.now())
+    async def __call__(self, actor: Principal, cmd: LiveConnection) -> bool:
+        user_id = actor.user_id
+        came_online = await self._presence.connect(user_id, cmd.connection_id, now=self._clock.now())
         if came_online:
             async with self._uow() as uow:
                 audience = await uow.contacts.visible_contact_ids(user_id)
@@ -49,14 +55,14 @@ class Connect:
 
 
 class Disconnect:
-    """A connection of a user closed. Publishes nothing: going offline is decided later, by
+    """A connection of the caller closed. Publishes nothing: going offline is decided later, by
     :class:`SettlePresence`, once the grace period has passed without a reconnect."""
 
     def __init__(self, presence: PresenceRegistry, clock: Clock) -> None:
         self._presence, self._clock = presence, clock
 
-    async def __call__(self, user_id: int, connection_id: str) -> None:
-        await self._presence.disconnect(user_id, connection_id, now=self._clock.now())
+    async def __call__(self, actor: Principal, cmd: LiveConnection) -> None:
+        await self._presence.disconnect(actor.user_id, cmd.connection_id, now=self._clock.now())
 
 
 class SettlePresence:

@@ -13,6 +13,7 @@ from litestar import WebSocket
 from application.common import Principal
 from application.events import Event
 from application.live import actions as a
+from application.presence import LiveConnection
 from entrypoints.ws import protocol as p
 from entrypoints.ws.services import Services, session_for
 from entrypoints.ws.work import SessionWork
@@ -81,7 +82,7 @@ class Connection:
                 await asyncio.wait_for(hub.synced(), timeout=SYNC_TIMEOUT_S)
             except TimeoutError:
                 log.warning("fan-out not confirmed for connection %s; re-pushes will cover it", self.connection_id)
-            await s.connect(self.user_id, self.connection_id)
+            await s.connect(self.session.principal, LiveConnection(connection_id=self.connection_id))
             self.session.start(self._now())
             self._pump()
             await self._read_loop()
@@ -104,7 +105,7 @@ class Connection:
                 self._work.cancel()
                 if self._timer is not None:
                     self._timer.cancel()
-                await s.disconnect(self.user_id, self.connection_id)
+                await s.disconnect(self.session.principal, LiveConnection(connection_id=self.connection_id))
         if (closing := self.session.closing) is not None:
             await close_quietly(self._socket, closing.code, closing.reason)
 

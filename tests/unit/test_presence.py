@@ -8,7 +8,7 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
-from application.presence import ONLINE_QUERY_MAX, OnlineQuery
+from application.presence import ONLINE_QUERY_MAX, LiveConnection, OnlineQuery
 from application.users import UserLookup
 from domain.errors import InvalidInputError
 from domain.users import UserCard
@@ -39,7 +39,7 @@ def assert_published_outside_transactions(world: World) -> None:
 async def test_the_first_connection_announces_the_user_to_visible_contacts_only(world: World) -> None:
     ada, bob, _cleo, _dan, _eve = circle(world)
 
-    assert await world.connect(ada, "conn-1") is True
+    assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1")) is True
 
     assert world.notifier.calls == [(bob, UserOnline(user_id=ada), None)]
     assert world.presence.online == {ada}
@@ -50,10 +50,10 @@ async def test_the_first_connection_announces_the_user_to_visible_contacts_only(
 async def test_a_second_device_announces_nothing(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.notifier.clear()
 
-    assert await world.connect(ada, "conn-2") is False
+    assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-2")) is False
 
     assert world.notifier.published == []
 
@@ -61,7 +61,7 @@ async def test_a_second_device_announces_nothing(world: World) -> None:
 async def test_a_user_without_visible_contacts_comes_online_silently(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 
-    assert await world.connect(ada, "conn-1") is True
+    assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1")) is True
 
     assert world.notifier.published == []
 
@@ -71,8 +71,8 @@ async def test_a_contact_hears_of_every_user_who_comes_online(world: World) -> N
     world.store.connect(ada, bob)
     world.store.connect(ada, cleo)
 
-    await world.connect(bob, "b-1")
-    await world.connect(cleo, "c-1")
+    await world.connect(principal_of(bob), LiveConnection(connection_id="b-1"))
+    await world.connect(principal_of(cleo), LiveConnection(connection_id="c-1"))
 
     assert world.notifier.calls == [(ada, UserOnline(user_id=bob), None), (ada, UserOnline(user_id=cleo), None)]
 
@@ -83,10 +83,10 @@ async def test_a_contact_hears_of_every_user_who_comes_online(world: World) -> N
 async def test_closing_the_last_connection_publishes_nothing_until_settled(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.notifier.clear()
 
-    await world.disconnect(ada, "conn-1")
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
 
     assert world.notifier.published == []
     assert world.presence.online == {ada}  # online during the grace period
@@ -95,13 +95,13 @@ async def test_closing_the_last_connection_publishes_nothing_until_settled(world
 async def test_a_reload_inside_the_grace_period_produces_no_events_at_all(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.notifier.clear()
 
-    await world.disconnect(ada, "conn-1")
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.clock.advance(world.grace_s - 1)
     assert await world.settle_presence() == []
-    assert await world.connect(ada, "conn-2") is False
+    assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-2")) is False
     world.clock.advance(60)
     assert await world.settle_presence() == []
 
@@ -112,10 +112,10 @@ async def test_a_reload_inside_the_grace_period_produces_no_events_at_all(world:
 
 async def test_after_the_grace_period_visible_contacts_hear_offline_exactly_once(world: World) -> None:
     ada, bob, _cleo, _dan, _eve = circle(world)
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.clock.advance(10)
     left_at = world.clock.now()
-    await world.disconnect(ada, "conn-1")
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.notifier.clear()
     world.clock.advance(world.grace_s)
 
@@ -131,9 +131,9 @@ async def test_after_the_grace_period_visible_contacts_hear_offline_exactly_once
 async def test_settling_stores_last_seen_before_telling_anyone(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     left_at = world.clock.advance(10)
-    await world.disconnect(ada, "conn-1")
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.clock.advance(world.grace_s + 5)
     world.notifier.clear()
 
@@ -151,11 +151,11 @@ async def test_settling_handles_several_users_at_once(world: World) -> None:
     world.store.connect(ada, bob)
     world.store.connect(ada, cleo)
     for user in (ada, bob, cleo):
-        await world.connect(user, f"conn-{user}")
-    await world.disconnect(bob, f"conn-{bob}")
+        await world.connect(principal_of(user), LiveConnection(connection_id=f"conn-{user}"))
+    await world.disconnect(principal_of(bob), LiveConnection(connection_id=f"conn-{bob}"))
     bob_left = world.clock.now()
     cleo_left = world.clock.advance(1)
-    await world.disconnect(cleo, f"conn-{cleo}")
+    await world.disconnect(principal_of(cleo), LiveConnection(connection_id=f"conn-{cleo}"))
     world.notifier.clear()
     world.clock.advance(world.grace_s)
 
@@ -173,8 +173,8 @@ async def test_settling_handles_several_users_at_once(world: World) -> None:
 async def test_a_failed_commit_while_settling_publishes_nothing(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
-    await world.disconnect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.clock.advance(world.grace_s)
     world.notifier.clear()
     world.store.fail_commit = OSError("disk full")
@@ -189,13 +189,13 @@ async def test_a_failed_commit_while_settling_publishes_nothing(world: World) ->
 async def test_a_user_who_went_offline_is_announced_again_on_the_next_connection(world: World) -> None:
     ada, bob = world.seed_users("Ada", "Bob")
     world.store.connect(ada, bob)
-    await world.connect(ada, "conn-1")
-    await world.disconnect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
     world.clock.advance(world.grace_s)
     await world.settle_presence()
     world.notifier.clear()
 
-    assert await world.connect(ada, "conn-2") is True
+    assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-2")) is True
 
     assert world.notifier.calls == [(bob, UserOnline(user_id=ada), None)]
 
@@ -361,15 +361,15 @@ async def test_connect_after_becoming_contacts_reaches_the_new_contact(world: Wo
     await world.send(bob, ada)
     world.notifier.clear()
 
-    await world.connect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
 
     assert world.notifier.calls == [(bob, UserOnline(user_id=ada), None)]
 
 
 async def test_settle_uses_the_fixed_clock_only(world: World) -> None:
     (ada,) = world.seed_users("Ada")
-    await world.connect(ada, "conn-1")
-    await world.disconnect(ada, "conn-1")
+    await world.connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
+    await world.disconnect(principal_of(ada), LiveConnection(connection_id="conn-1"))
 
     world.clock.set(EPOCH + timedelta(seconds=world.grace_s) - timedelta(microseconds=1))
     assert await world.settle_presence() == []
