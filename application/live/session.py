@@ -145,7 +145,7 @@ class LiveSession:
     ) -> None:
         self.principal = principal
         self.connection_id = connection_id
-        self.actions: list[Action] = []  # short: lists, as an empty deque costs 624 bytes per connection
+        self.actions: list[Action] = []  # short: a list is smaller than an empty deque (docs/performance.md, item 7)
         self.closing: CloseRequest | None = None
         self.inflight = InFlight(redelivery=timedelta(seconds=limits.redelivery_s))
         self._limits = limits
