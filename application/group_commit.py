@@ -79,6 +79,9 @@ class GroupCommit:
         self._queue: deque[_Entry[Any, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        # The loop of the first write, asked for once: on Python 3.11 get_running_loop() makes a
+        # getpid() system call (docs/performance.md, item 19). A batcher serves one app lifespan.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def enqueue(self, step: Step[I, R], item: I) -> asyncio.Future[R]:
         """Queue ``item`` for the next transaction: a future of its result once committed (or of
@@ -86,7 +89,9 @@ class GroupCommit:
         Raises RuntimeError once closed."""
         if self._closed:
             raise RuntimeError("the group commit is closed (its app stopped serving)")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Entry(step, item, future))
         if self._worker is None or self._worker.done():

@@ -29,8 +29,11 @@ class Connection:
 
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
+        # Asked for once: on Python 3.11 asyncio.get_running_loop() (and so asyncio.create_task)
+        # makes a getpid() system call (docs/performance.md, item 19).
+        self._loop = loop = asyncio.get_running_loop()
         self.session = session_for(services, principal, connection_id)
-        self._work = SessionWork(services, self.session, self._now, on_socket=self._on_socket, fed=self._pump)
+        self._work = SessionWork(services, self.session, self._now, loop, on_socket=self._on_socket, fed=self._pump)
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._writer: asyncio.Task[None] | None = None  # exists only while frames wait
         self._resume: asyncio.Future[None] | None = None  # the reader waiting until the session reads
@@ -118,7 +121,7 @@ class Connection:
             self._receiving = True
             try:
                 if not session.reading:
-                    self._resume = asyncio.get_running_loop().create_future()
+                    self._resume = self._loop.create_future()
                     await self._resume
                     continue
                 message = await self._socket.receive()
@@ -143,7 +146,7 @@ class Connection:
         session = self.session
         self._work.pump()
         if session.has_frames and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._write())
+            self._writer = self._loop.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
 
@@ -158,7 +161,7 @@ class Connection:
                 if self._timer is not None:
                     self._timer.cancel()
                 delay_s = max(0.0, (at_ms - self._now()) / 1000)
-                self._timer = asyncio.get_running_loop().call_later(delay_s, self._wake)
+                self._timer = self._loop.call_later(delay_s, self._wake)
 
     def _wake(self) -> None:
         self.session.time_passed(self._now())

@@ -35,17 +35,29 @@ class SessionWork:
     holds a handful of actions at most): swapping it out would hide what waits behind an awaited
     call from the others and change the order the actions are performed in."""
 
-    __slots__ = ("_answerer", "_caller", "_fed", "_now", "_on_socket", "_reads", "_services", "_session", "_writes")
+    __slots__ = (
+        "_answerer",
+        "_caller",
+        "_fed",
+        "_loop",
+        "_now",
+        "_on_socket",
+        "_reads",
+        "_services",
+        "_session",
+        "_writes",
+    )
 
     def __init__(
         self,
         services: Services,
         session: LiveSession,
         now: Callable[[], float],
+        loop: asyncio.AbstractEventLoop,
         on_socket: Callable[[a.Action], None],
         fed: Callable[[], None],
     ) -> None:
-        self._services, self._session, self._now = services, session, now
+        self._services, self._session, self._now, self._loop = services, session, now, loop
         self._on_socket, self._fed = on_socket, fed
         self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
         self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
@@ -70,7 +82,7 @@ class SessionWork:
         while actions:
             if isinstance(actions[0], _CALLS):
                 if self._caller is None or self._caller.done():
-                    self._caller = asyncio.create_task(self.drain())
+                    self._caller = self._loop.create_task(self.drain())
                 return
             self._perform(actions.pop(0))
 
@@ -96,9 +108,9 @@ class SessionWork:
                     return
                 self._writes.append(_Write(action, written))
                 if self._answerer is None or self._answerer.done():
-                    self._answerer = asyncio.create_task(self._answer())
+                    self._answerer = self._loop.create_task(self._answer())
             case a.ReadBatch():
-                task = asyncio.create_task(read_batch(self._services, self._session, action, self._now))
+                task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
                 task.add_done_callback(self._batch_done)
                 self._reads.add(task)
             case _:
