@@ -136,7 +136,10 @@ class Connection:
                 session.oversized_frame(now)
             else:
                 p.feed(session, text, now)
-            await self._work.drain()
+            if self._work.perform_until_call():  # a frame's use case: awaited here, in its turn
+                await self._work.drain()
+            else:
+                self._pump()
 
     # -- what the session asks of the socket ------------------------------------------------------
 

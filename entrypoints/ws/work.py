@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from application.live import actions as a
 from application.live.session import LiveSession
 from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call
 
-_CALLS = (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
+# The actions that run a use case (a Call); looked up by exact type, once per action.
+_CALLS = frozenset(
+    (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
+)
 
 
 class _Write(NamedTuple):
@@ -67,24 +70,26 @@ class SessionWork:
     async def drain(self) -> None:
         """Perform the session's actions in order, awaiting the calls among them, then ``fed``."""
         actions = self._session.actions
-        while actions:
-            action = actions.pop(0)
-            if isinstance(action, _CALLS):
-                await run_call(self._services, self._session, action, self._now)
-            else:
-                self._perform(action)
+        while self.perform_until_call():
+            call = cast("a.Call", actions.pop(0))  # perform_until_call stopped at it
+            await run_call(self._services, self._session, call, self._now)
         self._fed()
 
     def pump(self) -> None:
         """Perform the session's actions up to the first call, which goes to the caller task (for
         a caller that must not await)."""
+        if self.perform_until_call() and (self._caller is None or self._caller.done()):
+            self._caller = self._loop.create_task(self.drain())
+
+    def perform_until_call(self) -> bool:
+        """Perform the session's actions up to the first call; whether a call waits at the head
+        (the caller then awaits :meth:`drain`, or lets :meth:`pump` hand it to a task)."""
         actions = self._session.actions
         while actions:
-            if isinstance(actions[0], _CALLS):
-                if self._caller is None or self._caller.done():
-                    self._caller = self._loop.create_task(self.drain())
-                return
+            if type(actions[0]) in _CALLS:
+                return True
             self._perform(actions.pop(0))
+        return False
 
     async def settle(self, timeout_s: float) -> None:
         """Let the writes already started be answered (or fail), for at most ``timeout_s``."""
@@ -143,7 +148,8 @@ class SessionWork:
                 else:
                     writes.pop(0)
                     session.write_committed(entry, result, self._now())
-                self._fed()
+                if not writes or not writes[0].written.done():  # once per run of finished writes
+                    self._fed()
         except asyncio.CancelledError:
             for _, written in writes:  # nobody answers these any more
                 written.add_done_callback(_unanswered)
