@@ -147,7 +147,8 @@ class Connection:
         """After any input: perform what the session asks that needs no await (see
         :meth:`SessionWork.pump`), then let the writer and the reader go on if they may."""
         session = self.session
-        self._work.pump()
+        if session.actions:
+            self._work.pump()
         if session.has_frames and (self._writer is None or self._writer.done()):
             self._writer = self._loop.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():

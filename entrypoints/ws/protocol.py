@@ -254,6 +254,9 @@ def frame_of(event: Event) -> ServerFrame | None:
             return None
 
 
+_EVENT_TYPES = frozenset((MessageReceived, MessageDelivered, MessagesRead, UserOnline, UserOffline, TypingEvent))
+
+
 class ReplyEncoder:
     """The live session's :data:`~application.live.actions.Encoder`: a reply or a forwarded event
     as the text of its server frame. ``ready`` carries the server's time and heartbeat."""
@@ -267,6 +270,11 @@ class ReplyEncoder:
         return _encoder.encode(self.frame(reply)).decode()
 
     def frame(self, reply: Reply) -> ServerFrame:
+        if type(reply) in _EVENT_TYPES:  # a forwarded event (most frames: messages, receipts)
+            frame = frame_of(reply)  # type: ignore[arg-type]
+            if frame is None:
+                raise ValueError(f"{type(reply).__name__} has no frame")
+            return frame
         match reply:
             case Acked(ref=ref, message=m):
                 return MessageAckFrame(
@@ -277,8 +285,6 @@ class ReplyEncoder:
                     to=m.recipient_id,
                     timestamp=iso_ms(m.created_at),
                 )
-            case MessageReceived(message=message):
-                return MessageReceivedFrame.of(message)
             case Batch(messages=messages, more=more):
                 return OfflineMessagesFrame(messages=[WireMessage.of(m) for m in messages], more=more)
             case ErrorReply(ref=ref, code=code, message=message):
@@ -297,10 +303,7 @@ class ReplyEncoder:
                 return SearchResultsFrame(ref=ref, query=query, users=[UserPublic.of(c) for c in users])
             case OnlineNow(ref=ref, user_ids=user_ids):
                 return OnlineUsersFrame(ref=ref, user_ids=user_ids)
-        frame = frame_of(reply)
-        if frame is None:
-            raise ValueError(f"{type(reply).__name__} has no frame")
-        return frame
+        raise ValueError(f"{type(reply).__name__} has no frame")
 
 
 def feed(session: LiveSession, text: str, now_ms: float) -> None:
