@@ -36,7 +36,6 @@ The rules (contract §3):
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
@@ -133,6 +132,39 @@ class LiveSession:
     :attr:`actions` (drained by the driver in order), the outbox (:meth:`next_frame`) and
     :attr:`closing`. Implements the fan-out's view of a connection through the driver."""
 
+    # Slotted: a connection's state stays small while it idles (scenario (b)).
+    __slots__ = (
+        "_ahead",
+        "_ahead_ready",
+        "_awaited",
+        "_awaited_for",
+        "_busy",
+        "_clock",
+        "_connected_at",
+        "_encode",
+        "_errors",
+        "_expires_ms",
+        "_held",
+        "_leave_out",
+        "_limits",
+        "_messages",
+        "_observer",
+        "_outbox",
+        "_pipeline",
+        "_refusals",
+        "_repush_round",
+        "_search",
+        "_settled_meanwhile",
+        "_typing",
+        "_unacked",
+        "_waiting",
+        "actions",
+        "closing",
+        "connection_id",
+        "inflight",
+        "principal",
+    )
+
     def __init__(
         self,
         *,
@@ -152,7 +184,9 @@ class LiveSession:
         self._clock, self._encode, self._observer = clock, encode, observer
         self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
         self._connected_at = clock.now()
-        self._outbox: deque[Outgoing] = deque()
+        # A list, not a deque: an empty deque costs more than a short list (scenario (b)), and
+        # the outbox is short but for a slow consumer (at most max_queued_frames).
+        self._outbox: list[Outgoing] = []
         self._held: list[Outgoing] | None = []  # None once ``ready`` and the first batch are queued
         self._pipeline: list[Pipelined] = []  # oldest first, until answered (at most max_pipelined)
         self._waiting: _Turn | None = None  # the frame waiting for its turn (no frame is read meanwhile)
@@ -190,7 +224,7 @@ class LiveSession:
 
     def next_frame(self) -> Outgoing | None:
         """The next frame to write (the driver writes them one after another), or None."""
-        return self._outbox.popleft() if self._held is None and self._outbox else None
+        return self._outbox.pop(0) if self._held is None and self._outbox else None
 
     def may_redeliver(self) -> bool:
         """False when :meth:`redeliver` has nothing to do (nothing pushed and unacknowledged, no
@@ -433,7 +467,7 @@ class LiveSession:
             if item.kind is EPHEMERAL:
                 self._observer.dropped_ephemeral(1)
                 return
-            kept = deque(queued for queued in outbox if queued.kind is not EPHEMERAL)
+            kept = [queued for queued in outbox if queued.kind is not EPHEMERAL]
             if len(kept) < len(outbox):
                 self._observer.dropped_ephemeral(len(outbox) - len(kept))
             self._outbox = outbox = kept

@@ -27,6 +27,19 @@ SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 class Connection:
     """A live, authenticated connection. Implements :class:`application.ports.Subscriber`."""
 
+    __slots__ = (
+        "_loop",
+        "_receiving",
+        "_resume",
+        "_services",
+        "_socket",
+        "_task",
+        "_timer",
+        "_work",
+        "_writer",
+        "session",
+    )
+
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
         # Asked for once: on Python 3.11 asyncio.get_running_loop() (and so asyncio.create_task)
