@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from application.accounts import Authenticate
@@ -52,27 +52,36 @@ class Services:
     relay_typing: RelayTyping
     metrics: Metrics
     repush_from_store: bool = False
+    # What every session of this app shares, made once (a connection idles on little memory).
+    limits: SessionLimits = field(init=False)
+    encoder: ReplyEncoder = field(init=False)
+    observer: MetricsObserver = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        limits = SessionLimits(
+            redelivery_s=s.redelivery_s,
+            rate_msg_per_s=s.rate_msg_per_s,
+            rate_msg_burst=s.rate_msg_burst,
+            rate_close_after_s=s.rate_close_after_s,
+            max_queued_frames=s.max_queued_frames,
+            max_frame_bytes=s.max_frame_bytes,
+            repush_from_store=self.repush_from_store,
+        )
+        object.__setattr__(self, "limits", limits)
+        object.__setattr__(self, "encoder", ReplyEncoder(self.clock, s.heartbeat_s))
+        object.__setattr__(self, "observer", MetricsObserver(self.metrics))
 
 
 def session_for(services: Services, principal: Principal, connection_id: str) -> LiveSession:
     """A new connection's session, with the settings' limits, the wire's encoder and the metrics."""
-    s = services.settings
-    limits = SessionLimits(
-        redelivery_s=s.redelivery_s,
-        rate_msg_per_s=s.rate_msg_per_s,
-        rate_msg_burst=s.rate_msg_burst,
-        rate_close_after_s=s.rate_close_after_s,
-        max_queued_frames=s.max_queued_frames,
-        max_frame_bytes=s.max_frame_bytes,
-        repush_from_store=services.repush_from_store,
-    )
     return LiveSession(
         principal=principal,
         connection_id=connection_id,
-        limits=limits,
+        limits=services.limits,
         clock=services.clock,
-        encode=ReplyEncoder(services.clock, s.heartbeat_s),
-        observer=MetricsObserver(services.metrics),
+        encode=services.encoder,
+        observer=services.observer,
     )
 
 

@@ -65,7 +65,7 @@ class SessionWork:
         self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
         self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
         self._caller: asyncio.Task[None] | None = None  # runs calls asked for outside a task of ours
-        self._reads: set[asyncio.Task[None]] = set()  # offline batches being read
+        self._reads: list[asyncio.Task[None]] = []  # offline batches being read (two at most)
 
     async def drain(self) -> None:
         """Perform the session's actions in order, awaiting the calls among them, then ``fed``."""
@@ -117,12 +117,13 @@ class SessionWork:
             case a.ReadBatch():
                 task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
                 task.add_done_callback(self._batch_done)
-                self._reads.add(task)
+                self._reads.append(task)
             case _:
                 self._on_socket(action)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._reads.discard(task)
+        if task in self._reads:
+            self._reads.remove(task)
         if not task.cancelled():
             self._fed()
 
