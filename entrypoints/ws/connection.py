@@ -63,10 +63,6 @@ class Connection:
     def user_id(self) -> int:
         return self.session.principal.user_id
 
-    @property
-    def sid(self) -> str:
-        return self.session.principal.sid
-
     def deliver(self, event: Event) -> None:
         self.session.event_published(event)
         self._pump()

@@ -4,7 +4,7 @@ every client frame may carry ``ref``. Every wire struct's name ends in ``Frame``
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 
 import msgspec
 
@@ -254,7 +254,7 @@ def frame_of(event: Event) -> ServerFrame | None:
             return None
 
 
-_EVENT_TYPES = frozenset((MessageReceived, MessageDelivered, MessagesRead, UserOnline, UserOffline, TypingEvent))
+_EVENT_TYPES = frozenset(get_args(Event))  # what the session forwards from the fan-out
 
 
 class ReplyEncoder:
@@ -271,7 +271,7 @@ class ReplyEncoder:
 
     def frame(self, reply: Reply) -> ServerFrame:
         if type(reply) in _EVENT_TYPES:  # a forwarded event (most frames: messages, receipts)
-            frame = frame_of(reply)  # type: ignore[arg-type]
+            frame = frame_of(cast("Event", reply))
             if frame is None:
                 raise ValueError(f"{type(reply).__name__} has no frame")
             return frame

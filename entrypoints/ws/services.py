@@ -85,9 +85,9 @@ def session_for(services: Services, principal: Principal, connection_id: str) ->
     )
 
 
-def begin_write(services: Services, user_id: int, entry: a.Pipelined) -> asyncio.Future[Any]:
-    """Validate a pipelined frame and queue its write (raises what validation raises). The actor is
-    the entry's; ``user_id`` is not used."""
+def begin_write(services: Services, entry: a.Pipelined) -> asyncio.Future[Any]:
+    """Validate a pipelined frame and queue its write, as the entry's actor (raises what
+    validation raises)."""
     if isinstance(entry, a.PipelinedSend):
         return services.send_message.begin(entry.actor, entry.send)
     return services.acknowledge.begin(entry.actor, entry.ack)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast, get_args
 
 from application.live import actions as a
 from application.live.session import LiveSession
 from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call
 
-# The actions that run a use case (a Call); looked up by exact type, once per action.
-_CALLS = frozenset(
-    (a.Reauthenticate, a.MarkReadCall, a.SearchCall, a.TypingCall, a.OnlineCall, a.StillPendingCall, a.CatchUpCall)
-)
+# The actions that run a use case (:data:`~application.live.actions.Call`), looked up by exact type.
+_CALLS = frozenset(get_args(a.Call))
 
 
 class _Write(NamedTuple):
@@ -107,7 +105,7 @@ class SessionWork:
         match action:
             case a.PipelinedSend() | a.PipelinedAck():
                 try:
-                    written = begin_write(self._services, self._session.user_id, action)
+                    written = begin_write(self._services, action)
                 except Exception as exc:  # answered in its turn
                     self._session.write_failed(action, exc, self._now())
                     return
