@@ -31,11 +31,19 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def ensure_sqlite_directory(url: str) -> None:
-    """Create the directory of a SQLite file database, so a fresh checkout just works."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; ``None`` for PostgreSQL and in-memory SQLite."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return Path(parsed.database)
+    return None
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the directory of a SQLite file database, so a fresh checkout just works. Only a
+    migration calls it: a server refuses a database that does not exist and creates nothing."""
+    if (path := sqlite_file(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_engine(
@@ -54,7 +62,6 @@ def create_engine(
             f"SQLite {sqlite3.sqlite_version} is too old: p2p-chat needs SQLite "
             f"{'.'.join(map(str, MIN_SQLITE))} or later (RETURNING); use a newer Python build or PostgreSQL"
         )
-    ensure_sqlite_directory(url)
     options: dict[str, Any] = {}
     if sqlite_driver == "inline":
         options["async_creator"] = inline_creator(make_url(url).database or ":memory:")

@@ -5,6 +5,11 @@ the Alembic command on one connection inside one transaction (``engine.begin()``
 is the engine's ``BEGIN IMMEDIATE``, so a migration is atomic and excludes concurrent writers)
 and disposes the engine. They are coroutines, so they can be called from a running event loop
 (the app's startup, async tests); ``p2p-chat migrate`` runs :func:`upgrade` under ``asyncio.run``.
+
+Only :func:`upgrade` creates anything: the others find a SQLite file that does not exist
+"never migrated" without creating it (nor its directory), so a server refused for an
+un-migrated database leaves nothing on disk. A database that cannot be reached raises
+:class:`DatabaseUnavailableError` (one line, for the command line), not the driver's error.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from adapters.sqlalchemy.engine import create_engine
+from adapters.sqlalchemy.engine import create_engine, ensure_sqlite_directory, sqlite_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -37,6 +45,16 @@ class SchemaNotCurrentError(Exception):
         super().__init__(f"database schema is {at}, the code needs {head}: run `p2p-chat migrate`")
         self.current = current
         self.head = head
+
+
+class DatabaseUnavailableError(Exception):
+    """The database cannot be reached or opened (server down, wrong host, user, password or
+    database name, a file that cannot be created); the message is one line, the password hidden."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        reason = str(getattr(cause, "orig", None) or cause) or type(cause).__name__
+        shown = make_url(url).render_as_string(hide_password=True)
+        super().__init__(f"cannot open the database {shown}: {' '.join(reason.split())}")
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
@@ -64,18 +82,41 @@ def head_revision() -> str:
 async def _run(url: str, work: Callable[[Connection], T]) -> T:
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
-            return await connection.run_sync(work)
+        connection = await _connect(url, engine)
+        try:
+            async with connection.begin():
+                return await connection.run_sync(work)
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 
 
+async def _connect(url: str, engine: AsyncEngine) -> AsyncConnection:
+    """A connection, or :class:`DatabaseUnavailableError` (errors of the work itself pass)."""
+    try:
+        return await engine.connect()
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailableError(url, exc) from exc
+
+
+def _missing(url: str) -> bool:
+    """A SQLite database whose file does not exist (opening it would create it)."""
+    path = sqlite_file(url)
+    return path is not None and not path.exists()
+
+
 async def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision`` (idempotent at head)."""
+    """Migrate the database at ``url`` up to ``revision`` (idempotent at head); a SQLite file and
+    its directory are created."""
 
     def work(connection: Connection) -> None:
         command.upgrade(alembic_config(connection=connection), revision)
 
+    try:
+        ensure_sqlite_directory(url)
+    except OSError as exc:
+        raise DatabaseUnavailableError(url, exc) from exc
     await _run(url, work)
 
 
@@ -89,7 +130,10 @@ async def downgrade(url: str, revision: str) -> None:
 
 
 async def current_revision(url: str) -> str | None:
-    """The revision the database at ``url`` is at; ``None`` when it was never migrated."""
+    """The revision the database at ``url`` is at; ``None`` when it was never migrated (a SQLite
+    file that does not exist is not created)."""
+    if _missing(url):
+        return None
 
     def work(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()

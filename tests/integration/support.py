@@ -64,3 +64,8 @@ def serve(container: Container, *, startup_timeout_s: float = 15.0) -> Iterator[
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def entries(directory: Path) -> list[str]:
+    """What ``directory`` holds (for tests that check nothing was created)."""
+    return sorted(path.name for path in directory.iterdir())

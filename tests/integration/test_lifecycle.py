@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from application.group_commit import GroupCommit
 from application.messaging import Send, SendMessage
 from domain.errors import UserNotFoundError
 from entrypoints.container import start, stop
-from tests.integration.support import make_container, make_settings
+from tests.integration.support import entries, make_container, make_settings
 
 SENDER = Principal(user_id=1, sid="sid-1")  # no user exists: each send fails once its batch ran
 
@@ -30,6 +31,16 @@ async def test_an_unmigrated_database_refuses_the_start(database_url: str) -> No
     with pytest.raises(SchemaNotCurrentError, match="not migrated"):
         await start(container)
     await stop(container)  # nothing was started; nothing to end
+
+
+async def test_an_unmigrated_sqlite_database_is_refused_without_creating_it(tmp_path: Path) -> None:
+    """The app's own start (as the ASGI factory runs it) creates neither the file nor its directory."""
+    container = make_container(make_settings(f"sqlite+aiosqlite:///{tmp_path}/data/chat.db"))
+
+    with pytest.raises(SchemaNotCurrentError, match="not migrated"):
+        await start(container)
+    await stop(container)
+    assert entries(tmp_path) == []
 
 
 async def test_each_lifespan_on_its_own_loop_has_its_own_write_batcher(migrated_url: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from sqlalchemy.pool import Pool
 from adapters.sqlalchemy import orm
 from adapters.sqlalchemy.engine import create_engine
 from adapters.sqlalchemy.migrate import (
+    DatabaseUnavailableError,
     SchemaNotCurrentError,
     alembic_config,
     current_revision,
@@ -27,6 +30,7 @@ from adapters.sqlalchemy.migrate import (
     head_revision,
     upgrade,
 )
+from tests.integration.support import entries
 
 ACCOUNT_TABLES = {"users", "logins", "refresh_tokens", "contacts", "blocks"}
 MESSAGING_TABLES = {"messages", "conversations", "conversation_members"}
@@ -206,6 +210,32 @@ async def test_a_database_never_migrated_is_not_current(database_url: str) -> No
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()
+
+
+async def test_reading_the_revision_of_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/chat.db"
+    assert await current_revision(url) is None
+    with pytest.raises(SchemaNotCurrentError):
+        await ensure_current(url)
+    assert entries(tmp_path) == []
+    await upgrade(url)  # the migration creates the directory and the file
+    await ensure_current(url)
+
+
+async def test_a_database_that_cannot_be_reached_is_one_line_without_the_password() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        unused_port = sock.getsockname()[1]
+    url = f"postgresql+asyncpg://chat:hunter2@127.0.0.1:{unused_port}/chat"
+    for reach in (current_revision, ensure_current, upgrade):
+        with pytest.raises(DatabaseUnavailableError) as caught:
+            await reach(url)
+        message = str(caught.value)
+        assert message.startswith(
+            f"cannot open the database postgresql+asyncpg://chat:***@127.0.0.1:{unused_port}/chat: "
+        )
+        assert "\n" not in message
+        assert "hunter2" not in message
 
 
 async def test_a_database_behind_head_is_not_current(database_url: str) -> None:
