@@ -1,4 +1,9 @@
-"""ASGI entry: ``uvicorn entrypoints.main:create --factory`` builds the app from the environment."""
+"""ASGI entry: ``uvicorn entrypoints.main:create --factory`` builds the app from the environment.
+
+``p2p-chat serve`` runs it in each worker after checking the configuration, the database, Redis
+and the address (entrypoints/cli.py) and printing the warnings about unknown variables; here an
+invalid configuration raises and an un-migrated database stops the lifespan.
+"""
 
 from __future__ import annotations
 
