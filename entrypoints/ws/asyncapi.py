@@ -167,7 +167,7 @@ def _examples() -> dict[type[Frame], list[tuple[str, Frame]]]:
         p.ReadyFrame: [
             (
                 "after auth",
-                p.ReadyFrame(user_id=2, connection_id=_ID2, server_time=_AT, heartbeat_s=_DEFAULTS.heartbeat_s),
+                p.ReadyFrame(user_id=2, connection_id=_ID2, server_time=_AT, heartbeat_s=round(_DEFAULTS.heartbeat_s)),
             )
         ],
         p.OfflineMessagesFrame: [("a batch", p.OfflineMessagesFrame(messages=[message], more=False))],
