@@ -19,6 +19,7 @@ from application.common import Principal
 from application.live.actions import CloseCode
 from domain.errors import InvalidTokenError
 from entrypoints.container import Container, start, stop
+from entrypoints.http.asyncapi import asyncapi_document
 from entrypoints.http.auth import AuthController
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
@@ -146,6 +147,7 @@ def create_app(container: Container) -> Litestar:
             health,
             ready,
             metrics_endpoint,
+            asyncapi_document,
             make_ws_handler(services, live, container.ids(), origin_allowed),
         ],
         dependencies={

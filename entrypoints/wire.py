@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 
 from domain.messages import Message
 from domain.users import UserCard
+
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        extra_json_schema={"format": "date-time"},
+        description="ISO-8601 UTC with exactly three fractional digits and `Z`",
+        examples=["2026-11-24T05:20:21.089Z"],
+    ),
+]
+"""A time on the wire, as its schema documents it (the pattern is never checked on encoding)."""
 
 _SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:20:21." by second
 
@@ -40,7 +52,7 @@ class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
     id: int
     name: str
     online: bool | None
-    last_seen_at: str | None
+    last_seen_at: Timestamp | None
 
     @classmethod
     def of(cls, card: UserCard) -> UserPublic:
@@ -58,9 +70,9 @@ class WireMessage(msgspec.Struct, rename="camel", frozen=True):
     to: int
     message: str
     client_msg_id: str
-    timestamp: str
-    delivered_at: str | None
-    read_at: str | None
+    timestamp: Timestamp
+    delivered_at: Timestamp | None
+    read_at: Timestamp | None
 
     @classmethod
     def of(cls, m: Message) -> WireMessage:

@@ -26,12 +26,37 @@ from application.live.actions import Acked, ErrorReply, OnlineNow, Pong, Ready, 
 from application.live.session import LiveSession
 from application.messaging import Batch
 from application.ports import Clock
-from domain.messages import Message
-from entrypoints.wire import UserPublic, WireMessage, iso_ms, message_values
+from application.users import SEARCH_DEFAULT, SEARCH_MAX, SEARCH_QUERY_MAX, SEARCH_QUERY_MIN
+from domain.messages import BATCH_MAX, CLIENT_MSG_ID_MAX, Message
+from entrypoints.settings import Settings
+from entrypoints.wire import Timestamp, UserPublic, WireMessage, iso_ms, message_values
 
-Ref = Annotated[str, msgspec.Meta(max_length=64)]
-UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+# The JSON Schema of every frame (entrypoints/ws/asyncapi.py) is generated from these types: class
+# docstrings and ``description``s are its text. Bounds in ``extra_json_schema`` are documented only:
+# the use cases enforce them, with their own messages (bounds in the ``Meta`` itself are decoded).
+_DEFAULTS = Settings()
+
+Ref = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        description="Any string; the frame's direct reply (``messageAck``, ``searchResults``, ``onlineUsers``, "
+        "``pong``, ``ready``, ``error``) echoes it.",
+    ),
+]
+EchoedRef = Annotated[
+    str, msgspec.Meta(description="The ``ref`` of the client frame this answers; absent if it had none.")
+]
+UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="A user's id.")]
 MessageId = Annotated[str, msgspec.Meta(max_length=64)]
+ClientMsgId = Annotated[
+    str,
+    msgspec.Meta(
+        description="The sender's id of the message: unique per sender for ever (a UUID per message is a good "
+        "choice). The same id again is answered with the original ``messageAck``; nothing is stored twice.",
+        extra_json_schema={"minLength": 1, "maxLength": CLIENT_MSG_ID_MAX},
+    ),
+]
 
 
 class ClientFrame(
@@ -41,41 +66,103 @@ class ClientFrame(
 
 
 class AuthFrame(ClientFrame, frozen=True, kw_only=True, tag="auth"):
-    token: Annotated[str, msgspec.Meta(max_length=4096)]
+    """Authenticates the connection; answered with ``ready``. The first frame, within
+    ``CHAT_AUTH_TIMEOUT_S``, unless the ``bearer`` subprotocol carried the token: any other first
+    frame, or a bad, expired or revoked token, closes 4401; none in time closes 4408. Later, a fresh
+    token of the same user before the current one expires re-authenticates: ``ready`` again (no
+    offline replay); another user's token closes 4401."""
+
+    token: Annotated[str, msgspec.Meta(max_length=4096, description="An access token (``POST /auth/login``).")]
 
 
 class SendMessageFrame(ClientFrame, frozen=True, kw_only=True, tag="sendMessage"):
+    """Sends a message. Once it is committed the sender gets ``messageAck``, and the recipient's
+    connections and the sender's other connections get ``messageReceived``. To yourself:
+    ``bad_request``; to an unknown user: ``not_found``; over the rate limit: ``rate_limited`` and
+    nothing stored (send it again later with the same ``clientMsgId``)."""
+
     to: UserId
-    message: str
-    client_msg_id: str
-    from_: Any = msgspec.field(default=None, name="from")  # sent by the original's clients; ignored
+    message: Annotated[
+        str,
+        msgspec.Meta(
+            description=f"1 to ``CHAT_MAX_BODY_CHARS`` ({_DEFAULTS.max_body_chars}) code points, at least one not "
+            "white space; stored exactly as sent.",
+            extra_json_schema={"minLength": 1, "maxLength": _DEFAULTS.max_body_chars},
+        ),
+    ]
+    client_msg_id: ClientMsgId
+    from_: Annotated[
+        Any, msgspec.Meta(description="Ignored (the original's clients sent it): the sender is the socket's user.")
+    ] = msgspec.field(default=None, name="from")
 
 
 class AckMessagesFrame(ClientFrame, frozen=True, kw_only=True, tag="ackMessages"):
-    ids: list[MessageId]
+    """Marks received messages delivered. Idempotent; ids not addressed to you are ignored. Their
+    senders get ``messageDelivered`` for the newly delivered ones. No reply unless it fails."""
+
+    ids: Annotated[
+        list[MessageId],
+        msgspec.Meta(
+            description="The ``id``s of received messages.", extra_json_schema={"minItems": 1, "maxItems": BATCH_MAX}
+        ),
+    ]
 
 
 class MarkReadFrame(ClientFrame, frozen=True, kw_only=True, tag="markRead"):
+    """Marks a conversation read. Your read pointer of the conversation with ``peerId`` moves
+    forward to ``upToSeq`` (never back, never past its last ``seq``) and everything up to it is
+    marked delivered and read; the peer and your other connections get ``messagesRead``. No reply;
+    an unknown conversation is ``not_found``."""
+
     peer_id: UserId
     up_to_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 class TypingFrame(ClientFrame, frozen=True, kw_only=True, tag="typing"):
+    """Tells a user you are (not) typing. Relayed as ``typing`` if you are contacts and no block
+    exists either way, otherwise dropped without an error. Never stored, no reply."""
+
     to: UserId
     is_typing: bool
 
 
 class SearchUsersFrame(ClientFrame, frozen=True, kw_only=True, tag="searchUsers"):
-    query: Annotated[str, msgspec.Meta(max_length=1000)]
-    limit: int | None = None
+    """Searches users as ``GET /users?q=`` does; answered with ``searchResults``."""
+
+    query: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=1000,
+            description=f"{SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming: part of a name, or an exact "
+            "email or phone number.",
+        ),
+    ]
+    limit: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                description=f"1–{SEARCH_MAX}; {SEARCH_DEFAULT} when absent.",
+                extra_json_schema={"minimum": 1, "maximum": SEARCH_MAX},
+            ),
+        ]
+        | None
+    ) = None
 
 
 class GetOnlineUsersFrame(ClientFrame, frozen=True, kw_only=True, tag="getOnlineUsers"):
-    user_ids: Annotated[list[UserId], msgspec.Meta(max_length=100)] | None = None
+    """Asks who is online; answered with ``onlineUsers``."""
+
+    user_ids: (
+        Annotated[
+            list[UserId],
+            msgspec.Meta(max_length=100, description="The users to ask about; your contacts when absent."),
+        ]
+        | None
+    ) = None
 
 
 class PingFrame(ClientFrame, frozen=True, kw_only=True, tag="ping"):
-    pass
+    """An application-level check, answered with ``pong`` once every frame sent before it was handled."""
 
 
 ClientMessage = (
@@ -145,35 +232,55 @@ class ServerFrame(msgspec.Struct, tag_field="type", rename="camel", omit_default
 
 
 class ReadyFrame(ServerFrame, frozen=True, kw_only=True, tag="ready"):
-    ref: str | None = None
+    """The connection is authenticated. The first frame the server sends (then one
+    ``offlineMessages``), and the answer to a re-authentication."""
+
+    ref: EchoedRef | None = None
     user_id: int
     connection_id: str
-    server_time: str
-    heartbeat_s: float
+    server_time: Timestamp
+    heartbeat_s: Annotated[
+        float,
+        msgspec.Meta(
+            description="The server pings every this many seconds and closes (1011) a connection that "
+            "does not answer within as many more."
+        ),
+    ]
 
 
 class OfflineMessagesFrame(ServerFrame, frozen=True, kw_only=True, tag="offlineMessages"):
+    """A batch of pending messages. The oldest (at most 100) in the order they were stored: exactly
+    one batch after ``ready``, and while ``more`` is true the next once every message of this one
+    was acknowledged. A message may come again (live or in a later batch): dedupe by ``id``."""
+
     messages: list[WireMessage]
     more: bool
 
 
 class MessageAckFrame(ServerFrame, frozen=True, kw_only=True, tag="messageAck"):
-    ref: str | None = None
+    """A ``sendMessage`` was committed. The same ``clientMsgId`` again gets the original ``id``,
+    ``seq`` and ``timestamp``."""
+
+    ref: EchoedRef | None = None
     client_msg_id: str
     id: str
     seq: int
     to: int
-    timestamp: str
+    timestamp: Timestamp
 
 
 class MessageReceivedFrame(ServerFrame, frozen=True, tag="messageReceived"):  # positional: message_values
+    """A message to you, or from you on another connection. New, or a re-push of a pending one
+    this connection has not acknowledged in time. Acknowledge it with ``ackMessages``; dedupe by
+    ``id``; order by ``seq``."""
+
     id: str
     seq: int
     from_: int = msgspec.field(name="from")
     to: int
     message: str
     client_msg_id: str
-    timestamp: str
+    timestamp: Timestamp
 
     @classmethod
     def of(cls, m: Message) -> MessageReceivedFrame:
@@ -181,51 +288,72 @@ class MessageReceivedFrame(ServerFrame, frozen=True, tag="messageReceived"):  # 
 
 
 class MessageDeliveredFrame(ServerFrame, frozen=True, kw_only=True, tag="messageDelivered"):
+    """To the sender: these messages to ``to`` were acknowledged by a device of the recipient."""
+
     ids: list[str]
     to: int
-    delivered_at: str
+    delivered_at: Timestamp
 
 
 class MessagesReadFrame(ServerFrame, frozen=True, kw_only=True, tag="messagesRead"):
+    """A conversation was read. ``by`` read it up to ``upToSeq``; ``peerId`` is the conversation's
+    other user from your point of view (the reader for the peer, the peer for the reader's other
+    devices)."""
+
     by: int
     peer_id: int
     up_to_seq: int
-    read_at: str
+    read_at: Timestamp
 
 
 class SearchResultsFrame(ServerFrame, frozen=True, kw_only=True, tag="searchResults"):
-    ref: str | None = None
+    """The answer to ``searchUsers``."""
+
+    ref: EchoedRef | None = None
     query: str
     users: list[UserPublic]
 
 
 class OnlineUsersFrame(ServerFrame, frozen=True, kw_only=True, tag="onlineUsers"):
-    ref: str | None = None
+    """The answer to ``getOnlineUsers``. Those online among the ids asked about (or among your
+    contacts), only users whose presence is visible to you."""
+
+    ref: EchoedRef | None = None
     user_ids: list[int]
 
 
 class PongFrame(ServerFrame, frozen=True, kw_only=True, tag="pong"):
-    ref: str | None = None
+    """The answer to ``ping``."""
+
+    ref: EchoedRef | None = None
 
 
 class UserOnlineFrame(ServerFrame, frozen=True, kw_only=True, tag="userOnline"):
+    """A contact is online: its first connection opened, or a message just made you contacts."""
+
     user_id: int
 
 
 class UserOfflineFrame(ServerFrame, frozen=True, kw_only=True, tag="userOffline"):
+    """A contact's last connection closed and ``CHAT_OFFLINE_GRACE_S`` passed without a reconnect."""
+
     user_id: int
-    last_seen_at: str
+    last_seen_at: Timestamp
 
 
 class PeerTypingFrame(ServerFrame, frozen=True, kw_only=True, tag="typing"):
+    """A contact is (not) typing to you. The first frames dropped when you read too slowly."""
+
     from_: int = msgspec.field(name="from")
     is_typing: bool
 
 
 class ErrorFrame(ServerFrame, frozen=True, kw_only=True, tag="error"):
-    ref: str | None = None
+    """A frame was refused, or failed; the connection stays usable."""
+
+    ref: EchoedRef | None = None
     code: WsErrorCode
-    message: str
+    message: Annotated[str, msgspec.Meta(description="For people; match on ``code``.")]
 
 
 _encoder = msgspec.json.Encoder()
