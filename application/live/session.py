@@ -233,9 +233,10 @@ class LiveSession:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, now_ms: float) -> None:
-        """The connection is attached and listening: queue ``ready``, read the first batch."""
-        self._outbox.append(Outgoing(self._encode(Ready(None, self.user_id, self.connection_id)), OTHER, None))
+    def start(self, now_ms: float, ref: str | None = None) -> None:
+        """The connection is attached and listening: queue ``ready`` (with the ``ref`` of the
+        ``auth`` frame that authenticated the socket, if any), read the first batch."""
+        self._outbox.append(Outgoing(self._encode(Ready(ref, self.user_id, self.connection_id)), OTHER, None))
         self._schedule_expiry(now_ms)
         self._read_now(None)
 

@@ -82,9 +82,10 @@ class Connection:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Attach, start the session, read frames until the socket ends or a close is requested;
-        always detach. An idle connection costs one task."""
+    async def run(self, ready_ref: str | None = None) -> None:
+        """Attach, start the session (``ready`` echoes ``ready_ref``, the ``ref`` of the ``auth``
+        frame), read frames until the socket ends or a close is requested; always detach. An idle
+        connection costs one task."""
         s, hub = self._services, self._services.hub
         hub.attach(self)
         s.metrics.connections.inc()
@@ -95,7 +96,7 @@ class Connection:
             except TimeoutError:
                 log.warning("fan-out not confirmed for connection %s; re-pushes will cover it", self.connection_id)
             await s.connect(self.session.principal, LiveConnection(connection_id=self.connection_id))
-            self.session.start(self._now())
+            self.session.start(self._now(), ready_ref)
             self._pump()
             await self._read_loop()
         except asyncio.CancelledError:

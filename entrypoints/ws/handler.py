@@ -64,8 +64,8 @@ def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
     return others[0] if others else ""
 
 
-async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) -> str | CloseCode:
-    """The token of the first frame, or the close code to use instead."""
+async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode:
+    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), or the close code to use instead."""
     try:
         message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
     except TimeoutError:
@@ -77,7 +77,7 @@ async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) 
         frame = p.decode_client(text)
     except p.FrameError:
         return CloseCode.UNAUTHENTICATED
-    return frame.token if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
+    return frame if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
 
 
 def make_ws_handler(
@@ -92,12 +92,12 @@ def make_ws_handler(
             return
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
-        token = offered if offered is not None else await first_frame_token(socket, settings.auth_timeout_s)
-        if isinstance(token, CloseCode):
-            await close_quietly(socket, token, "authentication required")
+        auth = p.AuthFrame(token=offered) if offered is not None else await first_frame_auth(socket, settings.auth_timeout_s)
+        if isinstance(auth, CloseCode):
+            await close_quietly(socket, auth, "authentication required")
             return
         try:
-            principal: Principal = await services.authenticate(token)
+            principal: Principal = await services.authenticate(auth.token)
         except AuthenticationError:
             await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
@@ -110,7 +110,7 @@ def make_ws_handler(
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)
         try:
-            await connection.run()
+            await connection.run(auth.ref)
         finally:
             live.remove(connection)
 

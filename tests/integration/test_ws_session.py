@@ -65,12 +65,24 @@ async def test_bad_first_frames_close_4401(chat: Chat) -> None:
         assert await close_code_of(chat, first) == 4401, first
 
 
+async def test_the_ready_answering_a_first_auth_frame_echoes_its_ref(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    ws = await chat.open()
+    await ws.send(json.dumps({"type": "auth", "token": ann.access_token, "ref": "hello"}))
+    client = Client(ws, ann)
+    ready = await client.expect("ready")
+    assert (ready["ref"], ready["userId"]) == ("hello", ann.id)
+    await client.expect("offlineMessages")
+
+
 async def test_bearer_subprotocol_authenticates_without_an_auth_frame(chat: Chat) -> None:
     ann = await chat.account("Ann")
     ws = await chat.open(subprotocols=["bearer", ann.access_token])
     assert ws.subprotocol == "bearer"
     client = Client(ws, ann)
-    assert (await client.expect("ready"))["userId"] == ann.id
+    ready = await client.expect("ready")
+    assert ready["userId"] == ann.id
+    assert "ref" not in ready  # no frame, no ref
     await client.expect("offlineMessages")
     bad = await chat.open(subprotocols=["bearer", "garbage"])
     with pytest.raises(ConnectionClosed) as closed:

@@ -57,6 +57,13 @@ def test_ready_then_the_first_batch_then_what_was_published_meanwhile() -> None:
     assert set(d.session.inflight.pushed) == {"m1", "m2", "m7"}
 
 
+def test_ready_echoes_the_ref_of_the_auth_frame_that_authenticated_the_socket() -> None:
+    d = Driver()
+    d.session.start(d.now, "hello")
+    d.session.batch_read(d.one(ReadBatch), batch(1, 1, more=False), d.now)
+    assert d.frames()[0] == Ready("hello", USER, "conn-1")
+
+
 def test_a_failed_first_batch_closes_1011() -> None:
     d = Driver()
     d.session.start(d.now)
