@@ -92,7 +92,10 @@ def make_ws_handler(
             return
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
-        auth = p.AuthFrame(token=offered) if offered is not None else await first_frame_auth(socket, settings.auth_timeout_s)
+        if offered is not None:
+            auth: p.AuthFrame | CloseCode = p.AuthFrame(token=offered)
+        else:
+            auth = await first_frame_auth(socket, settings.auth_timeout_s)
         if isinstance(auth, CloseCode):
             await close_quietly(socket, auth, "authentication required")
             return
