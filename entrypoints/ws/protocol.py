@@ -149,7 +149,7 @@ class ReadyFrame(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     user_id: int
     connection_id: str
     server_time: str
-    heartbeat_s: float
+    heartbeat_s: int  # whole seconds (CHAT_HEARTBEAT_S)
 
 
 class OfflineMessagesFrame(ServerFrame, frozen=True, kw_only=True, tag="offlineMessages"):
@@ -263,7 +263,7 @@ class ReplyEncoder:
 
     __slots__ = ("_clock", "_heartbeat_s")
 
-    def __init__(self, clock: Clock, heartbeat_s: float) -> None:
+    def __init__(self, clock: Clock, heartbeat_s: int) -> None:
         self._clock, self._heartbeat_s = clock, heartbeat_s
 
     def __call__(self, reply: Reply) -> str:

@@ -28,6 +28,7 @@ from application.live.actions import (
 )
 from application.messaging import Batch
 from domain.users import UserCard
+from entrypoints.settings import Settings, SettingsError, load_settings
 from entrypoints.ws import protocol as p
 from tests.unit.fakes import EPOCH, FixedClock
 from tests.unit.live_session_support import PEER, USER, Driver, message
@@ -70,6 +71,16 @@ def test_unusable_frames_raise_with_their_code_and_readable_ref(text: str, code:
     with pytest.raises(p.FrameError) as caught:
         p.decode_client(text)
     assert (caught.value.code, caught.value.ref) == (code, ref)
+
+
+def test_heartbeat_s_is_an_integer_on_the_wire_and_a_whole_number_of_seconds_in_the_settings() -> None:
+    text = p.ReplyEncoder(FixedClock(), Settings().heartbeat_s)(Ready(None, 1, "c"))
+    assert text.endswith('"heartbeatS":20}')  # not 20.0: typed clients expect an integer
+    assert type(json.loads(text)["heartbeatS"]) is int
+    secret = {"CHAT_JWT_SECRET": "s" * 32}
+    assert load_settings({**secret, "CHAT_HEARTBEAT_S": "5"}).heartbeat_s == 5
+    with pytest.raises(SettingsError, match="CHAT_HEARTBEAT_S"):
+        load_settings({**secret, "CHAT_HEARTBEAT_S": "0.5"})
 
 
 def test_replies_and_events_encode_as_their_server_frames() -> None:
