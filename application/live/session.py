@@ -116,11 +116,12 @@ class EncodedBatch(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """A frame over its rate limit, answered in its turn."""
+    """A frame over its rate limit, answered in its turn (a ``sendMessage``'s with its ``clientMsgId``)."""
 
     ref: str | None
     bucket: str
     at_ms: float
+    client_msg_id: str | None = None
 
 
 # What waits for its turn: a pipelined frame for a free slot, anything else for an empty pipeline.
@@ -272,7 +273,7 @@ class LiveSession:
 
     def send_message(self, ref: str | None, to: int, body: str, client_msg_id: str, now_ms: float) -> None:
         if not self._messages.take(now_ms / 1000):
-            self._turn(_Refusal(ref, "message", now_ms), now_ms)
+            self._turn(_Refusal(ref, "message", now_ms, client_msg_id), now_ms)
             return
         send = Send(to=to, body=body, client_msg_id=client_msg_id, connection_id=self.connection_id)
         self._turn(PipelinedSend(ref, self.principal, send), now_ms)
@@ -305,15 +306,20 @@ class LiveSession:
     def auth(self, ref: str | None, token: str, now_ms: float) -> None:
         self._turn(Reauthenticate(ref, token), now_ms)
 
-    def bad_frame(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
-        """A frame that could not be decoded (answered in its turn)."""
-        self._turn(ErrorReply(ref, code, message), now_ms)
+    def bad_frame(
+        self, ref: str | None, code: WsErrorCode, message: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
+        """A frame that could not be decoded (answered in its turn); ``ref`` and ``client_msg_id``
+        (of a ``sendMessage``) as far as they could be read."""
+        self._turn(ErrorReply(ref, code, message, client_msg_id), now_ms)
 
     def binary_frame(self, now_ms: float) -> None:
         self.bad_frame(None, WsErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text frames", now_ms)
 
-    def oversized_frame(self, now_ms: float) -> None:
-        self.bad_frame(None, WsErrorCode.TOO_LARGE, f"frame larger than {self._limits.max_frame_bytes} bytes", now_ms)
+    def oversized_frame(self, ref: str | None, client_msg_id: str | None, now_ms: float) -> None:
+        """A frame over ``max_frame_bytes``, with its ``ref`` and ``client_msg_id`` as far as readable."""
+        message = f"frame larger than {self._limits.max_frame_bytes} bytes"
+        self.bad_frame(ref, WsErrorCode.TOO_LARGE, message, now_ms, client_msg_id)
 
     def _turn(self, item: _Turn, now_ms: float) -> None:
         """Start ``item`` if its turn has come, else keep it waiting (and read nothing more)."""
@@ -328,7 +334,7 @@ class LiveSession:
         elif isinstance(item, Pong):
             self._reply(item)
         elif isinstance(item, ErrorReply):
-            self._error(item.ref, item.code, item.message, now_ms)
+            self._error(item.ref, item.code, item.message, now_ms, item.client_msg_id)
         elif isinstance(item, _Refusal):
             self._refuse(item, now_ms)
         else:
@@ -343,7 +349,8 @@ class LiveSession:
 
     def _refuse(self, refusal: _Refusal, now_ms: float) -> None:
         self._observer.rate_limited(refusal.bucket)
-        self._error(refusal.ref, WsErrorCode.RATE_LIMITED, f"too many {refusal.bucket} frames; slow down", now_ms)
+        message = f"too many {refusal.bucket} frames; slow down"
+        self._error(refusal.ref, WsErrorCode.RATE_LIMITED, message, now_ms, refusal.client_msg_id)
         if self._refusals.refused(refusal.at_ms / 1000):
             self.close(CloseCode.RATE_LIMITED, "rate limited for too long")
 
@@ -372,12 +379,8 @@ class LiveSession:
 
     def _answer(self, entry: Pipelined, now_ms: float) -> None:
         outcome = entry.outcome
-        if isinstance(outcome, WriteDroppedError):
-            self._error(entry.ref, WsErrorCode.INTERNAL, "the server is shutting down; send it again", now_ms)
-        elif isinstance(outcome, Exception):
-            self._failed(
-                entry.ref, outcome, "ackMessages" if isinstance(entry, PipelinedAck) else "sendMessage", now_ms
-            )
+        if isinstance(outcome, Exception):
+            self._answer_failed(entry, outcome, now_ms)
         elif isinstance(entry, PipelinedAck):
             self._settled(entry.ack.ids)
             if self.inflight.next_batch_due():
@@ -386,6 +389,16 @@ class LiveSession:
             if not outcome.duplicate:
                 self._observer.message_in()
             self._reply(Acked(entry.ref, outcome.message))
+
+    def _answer_failed(self, entry: Pipelined, exc: Exception, now_ms: float) -> None:
+        """A pipelined write failed: its error, a send's with its ``clientMsgId``."""
+        client_msg_id = entry.send.client_msg_id if isinstance(entry, PipelinedSend) else None
+        if isinstance(exc, WriteDroppedError):
+            message = "the server is shutting down; send it again"
+            self._error(entry.ref, WsErrorCode.INTERNAL, message, now_ms, client_msg_id)
+        else:
+            what = "ackMessages" if client_msg_id is None else "sendMessage"
+            self._failed(entry.ref, exc, what, now_ms, client_msg_id)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -443,20 +456,25 @@ class LiveSession:
     def _reply(self, reply: Reply) -> None:
         self._enqueue(Outgoing(self._encode(reply), OTHER, None))
 
-    def _error(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
-        """Answer with an ``error`` frame; over 20 (rate limits aside) in 10 s closes 1008."""
+    def _error(
+        self, ref: str | None, code: WsErrorCode, message: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
+        """Answer with an ``error`` frame (one answering a ``sendMessage`` carries its
+        ``clientMsgId``); over 20 (rate limits aside) in 10 s closes 1008."""
         self._observer.rejected(code)
-        self._reply(ErrorReply(ref, code, message))
+        self._reply(ErrorReply(ref, code, message, client_msg_id))
         if code is not WsErrorCode.RATE_LIMITED and self._errors.record(now_ms / 1000):
             self.close(CloseCode.POLICY, "too many errors")
 
-    def _failed(self, ref: str | None, exc: Exception, what: str, now_ms: float) -> None:
+    def _failed(
+        self, ref: str | None, exc: Exception, what: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
         """Answer a frame whose handling raised: its domain error's code, else ``internal``."""
         if isinstance(exc, DomainError):
-            self._error(ref, wire_error(exc).ws_code, exc.message, now_ms)
+            self._error(ref, wire_error(exc).ws_code, exc.message, now_ms, client_msg_id)
             return
         log.error("frame %s failed on connection %s", what, self.connection_id, exc_info=exc)
-        self._error(ref, WsErrorCode.INTERNAL, "unexpected server error", now_ms)
+        self._error(ref, WsErrorCode.INTERNAL, "unexpected server error", now_ms, client_msg_id)
 
     def _enqueue(self, item: Outgoing) -> None:
         """Queue a frame; over the bound drop ephemeral frames first, then close 4008."""

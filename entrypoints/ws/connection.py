@@ -143,7 +143,7 @@ class Connection:
             if not isinstance(text, str):
                 session.binary_frame(now)
             elif len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:
-                session.oversized_frame(now)
+                p.feed_oversized(session, text, now)
             else:
                 p.feed(session, text, now)
             if self._work.perform_until_call():  # a frame's use case: awaited here, in its turn

@@ -53,6 +53,7 @@ async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat:
     replies = [await a.send_message(bob.id, f"m{i}", f"flood-{i}") for i in range(8)]
     assert [r["type"] for r in replies] == ["messageAck"] * 4 + ["error"] * 4
     assert {r["code"] for r in replies[4:]} == {"rate_limited"}
+    assert [r["clientMsgId"] for r in replies] == [f"flood-{i}" for i in range(8)]  # which send failed
     stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
     assert sorted(m["clientMsgId"] for m in stored["items"]) == [f"flood-{i}" for i in range(4)]
 

@@ -165,8 +165,8 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_usable(chat: Chat, f
 async def test_bad_bodies_are_rejected_and_nothing_is_stored(chat: Chat, text: str, code: str) -> None:
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
-    reply = await a.send_message(bob.id, text)
-    assert (reply["type"], reply["code"]) == ("error", code)
+    reply = await a.send_message(bob.id, text, "bad-body")
+    assert (reply["type"], reply["code"], reply["clientMsgId"]) == ("error", code, "bad-body")
     assert (await chat.get(f"/conversations/{bob.id}/messages", ann))["items"] == []
     assert (await a.send_message(bob.id, "x" * 4000))["type"] == "messageAck"
 
@@ -181,8 +181,9 @@ async def test_unknown_recipient_and_yourself_are_errors(chat: Chat) -> None:
 async def test_oversize_frames_get_too_large_and_huge_frames_close_1009(chat: Chat) -> None:
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
-    await a.send(type="sendMessage", to=bob.id, message="x" * 70_000, clientMsgId="big")
-    assert (await a.expect("error"))["code"] == "too_large"
+    await a.send(type="sendMessage", to=bob.id, message="x" * 70_000, clientMsgId="big", ref="b")
+    error = await a.expect("error")
+    assert (error["code"], error["ref"], error["clientMsgId"]) == ("too_large", "b", "big")
     assert (await a.send_message(bob.id, "fine"))["type"] == "messageAck"
     await a.send_raw("x" * 2_000_000)
     assert await a.closed_with() == 1009

@@ -181,7 +181,7 @@ def test_errors_for_binary_oversized_and_bad_frames_wait_their_turn() -> None:
     d.session.binary_frame(d.now)
     assert not d.reading()
     d.commit(a)
-    d.session.oversized_frame(d.now)
+    d.session.oversized_frame(None, None, d.now)
     d.session.bad_frame("r", WsErrorCode.UNKNOWN_TYPE, "unknown frame type 'x'", d.now)
     frames = d.frames()
     assert [type(f) for f in frames] == [Acked, ErrorReply, ErrorReply, ErrorReply]
@@ -191,6 +191,32 @@ def test_errors_for_binary_oversized_and_bad_frames_wait_their_turn() -> None:
         ErrorReply("r", WsErrorCode.UNKNOWN_TYPE, "unknown frame type 'x'"),
     ]
     assert d.counts.rejections == {"bad_request": 1, "too_large": 1, "unknown_type": 1}
+
+
+def test_every_error_answering_a_send_carries_its_client_msg_id_and_others_none() -> None:
+    d = Driver(rate=0.001, burst=2)
+    d.start()
+    d.frames()
+    d.send("a")
+    d.send("b")
+    d.session.ack_messages("k", ["x"], d.now)
+    a, b, k = d.begun()
+    d.session.write_failed(a, UserNotFoundError(PEER), d.now)  # the use case refused it
+    d.session.write_failed(b, ValueError("boom"), d.now)  # a server bug
+    d.session.write_failed(k, ValueError("boom"), d.now)
+    d.send("c")  # over the rate
+    d.session.bad_frame("d", WsErrorCode.BAD_REQUEST, "Expected `int`", d.now, "cid-d")  # undecodable
+    d.session.oversized_frame("e", "cid-e", d.now)
+    d.session.bad_frame(None, WsErrorCode.BAD_REQUEST, "not a JSON object", d.now)
+    assert [(f.ref, f.code, f.client_msg_id) for f in d.frames() if isinstance(f, ErrorReply)] == [
+        ("a", WsErrorCode.NOT_FOUND, "cid-a"),
+        ("b", WsErrorCode.INTERNAL, "cid-b"),
+        ("k", WsErrorCode.INTERNAL, None),
+        ("c", WsErrorCode.RATE_LIMITED, "cid-c"),
+        ("d", WsErrorCode.BAD_REQUEST, "cid-d"),
+        ("e", WsErrorCode.TOO_LARGE, "cid-e"),
+        (None, WsErrorCode.BAD_REQUEST, None),
+    ]
 
 
 def test_a_ping_waits_its_turn_too() -> None:
@@ -214,7 +240,7 @@ def test_a_write_dropped_at_shutdown_is_answered_send_it_again() -> None:
     d.session.write_dropped(a, d.now)
     d.commit(b)
     frames = d.frames()
-    assert frames[0] == ErrorReply("a", WsErrorCode.INTERNAL, "the server is shutting down; send it again")
+    assert frames[0] == ErrorReply("a", WsErrorCode.INTERNAL, "the server is shutting down; send it again", "cid-a")
     assert [type(f) for f in frames] == [ErrorReply, Acked]
 
 
@@ -370,7 +396,7 @@ def test_a_refused_send_is_answered_in_its_turn_and_a_quiet_second_ends_the_stre
     d.commit(a)
     frames = d.frames()
     assert [type(f) for f in frames] == [Acked, ErrorReply]
-    assert frames[1] == ErrorReply("b", WsErrorCode.RATE_LIMITED, "too many message frames; slow down")
+    assert frames[1] == ErrorReply("b", WsErrorCode.RATE_LIMITED, "too many message frames; slow down", "cid-b")
     d.now = 3000.0  # second 2 had no refusal
     d.send("c")
     d.send("d")
