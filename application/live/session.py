@@ -20,8 +20,9 @@ The rules (contract §3):
   until then. Beyond ``max_queued_frames`` queued, typing frames are dropped first (the new one,
   or every queued one for another frame); if that frees nothing the connection closes 4008.
 * Limits. Per-frame buckets (messages; typing and search a quarter each): a refused frame is
-  answered ``rate_limited``, and refusals in every second of ``rate_close_after_s`` seconds close
-  4429. More than 20 errors (``rate_limited`` aside) within 10 s close 1008.
+  answered ``rate_limited``, and refusals that have gone on for ``rate_close_after_s`` seconds
+  without a second's pause close 4429 (:class:`~domain.limits.RefusalStreak`). More than 20
+  errors (``rate_limited`` aside) within 10 s close 1008.
 * Auth. A re-auth with a token of another user closes 4401, so does the token's expiry and any
   frame whose use case says the caller is unauthenticated; a revocation of our login closes 4403.
   The first close request wins.

@@ -359,32 +359,48 @@ def test_the_first_close_request_wins() -> None:
 # -- limits --------------------------------------------------------------------------------------
 
 
-def test_refusals_in_every_second_of_the_streak_close_4429() -> None:
-    d = Driver(rate=1, burst=2, close_after_s=3)
+def test_refusals_lasting_the_streak_s_seconds_close_4429() -> None:
+    d = Driver(rate=0.001, burst=2, close_after_s=3)
     d.start()
     d.frames()
-    d.now = 1000.0  # the buckets' and the streak's clock (seconds 1, 2, 3)
+    d.now = 1000.0  # the buckets' and the streak's clock
     for ref in ("a", "b", "c"):
         d.send(ref)
     a, b = d.begun()  # "c" is refused: its error waits for a and b
     d.commit(a)
     d.commit(b)
     assert d.kinds() == ["ack:a", "ack:b", "error:c:rate_limited"]
-    d.now = 2000.0
-    d.send("d")  # one token back: accepted
-    d.send("e")
-    (entry,) = d.begun()
-    d.commit(entry)
-    assert d.closed() is None
-    d.now = 3500.0
-    d.send("f")  # a token back: accepted
-    d.send("g")  # refused in the third second in a row
-    d.commit(d.begun()[0])
+    for now, ref in ((1900, "d"), (2800, "e"), (3700, "f"), (3999, "g")):  # never a second's pause
+        d.now = now
+        d.send(ref)
+    assert d.closed() is None  # refused for 2.999 s
+    d.now = 4000.0
+    d.send("h")
     assert d.closed() == CloseRequest(CloseCode.RATE_LIMITED, "rate limited for too long")
-    assert d.counts.limited == {"message": 3}
+    assert d.counts.limited == {"message": 6}
 
 
-def test_a_refused_send_is_answered_in_its_turn_and_a_quiet_second_ends_the_streak() -> None:
+def test_a_sustained_flood_closes_4429_exactly_when_the_refusals_have_lasted_ten_seconds() -> None:
+    d = Driver(rate=1, burst=1, close_after_s=10)
+    d.start()
+    d.frames()
+    d.now, first_refusal, closed_at = 750.0, None, None
+    for n in range(200):  # a frame every 125 ms; one in eight finds a token
+        d.send(f"s{n}")
+        for entry in d.begun():
+            d.commit(entry)
+        d.outgoing()
+        if first_refusal is None and d.counts.limited:
+            first_refusal = d.now
+        if d.closed() is not None:
+            closed_at = d.now
+            break
+        d.now += 125
+    # Not after refusals in ten calendar seconds (0.875 s … 9.0 s: 8.1 s), but after ten seconds.
+    assert (first_refusal, closed_at) == (875.0, 10_875.0)
+
+
+def test_a_refused_send_is_answered_in_its_turn_and_a_second_without_refusals_ends_the_streak() -> None:
     d = Driver(rate=1, burst=1, close_after_s=2)
     d.start()
     d.frames()
@@ -397,9 +413,16 @@ def test_a_refused_send_is_answered_in_its_turn_and_a_quiet_second_ends_the_stre
     frames = d.frames()
     assert [type(f) for f in frames] == [Acked, ErrorReply]
     assert frames[1] == ErrorReply("b", WsErrorCode.RATE_LIMITED, "too many message frames; slow down", "cid-b")
-    d.now = 3000.0  # second 2 had no refusal
+    d.now = 2000.0  # a second without a refusal: a new streak starts
     d.send("c")
     d.send("d")
+    d.commit(d.begun()[0])
+    d.now = 2750.0
+    d.send("e")  # refused for 0.75 s since 2.0 (1.75 s since the first refusal)
+    assert d.closed() is None
+    d.now = 4000.0  # two seconds since the streak began, but 1.25 s since its last refusal
+    d.send("f")
+    d.send("g")
     d.commit(d.begun()[0])
     assert d.closed() is None
 
