@@ -64,7 +64,7 @@ class Connection:
         return self.session.principal.user_id
 
     def deliver(self, event: Event) -> None:
-        self.session.event_published(event)
+        self.session.event_published(event, self._now())
         self._pump()
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -72,12 +72,9 @@ class Connection:
         self.session.close(a.CloseCode(code), reason)
         self._pump()
 
-    def may_redeliver(self) -> bool:
-        return self.session.may_redeliver()
-
-    async def redeliver(self) -> None:
-        """The re-push sweep's turn (see :meth:`LiveSession.redeliver`)."""
-        self.session.redeliver(self._now())
+    async def catch_up(self) -> None:
+        """The store catch-up sweep's turn (see :meth:`LiveSession.catch_up`)."""
+        self.session.catch_up(self._now())
         await self._work.drain()
 
     # -- lifecycle --------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """``GET /ws``: handshake checks, first-frame (or subprotocol) authentication, caps, then one
-:class:`Connection` per socket. Also the process-wide re-push sweep and shutdown."""
+:class:`Connection` per socket. Also the process-wide store catch-up sweep and shutdown."""
 
 from __future__ import annotations
 
@@ -120,17 +120,17 @@ def make_ws_handler(
     return ws
 
 
-async def redelivery_sweep(live: LiveConnections, interval_s: float) -> None:
-    """Forever: give every connection its re-push turn, ``interval_s`` apart."""
+async def catch_up_sweep(live: LiveConnections, interval_s: float) -> None:
+    """Forever, with several processes: give every connection a round that pushes what the store
+    holds for it and pub/sub lost, ``interval_s`` apart. (Re-pushes of what was pushed are timed
+    by each connection itself.)"""
     while True:
         await asyncio.sleep(interval_s)
         for connection in live.snapshot():
-            if not connection.may_redeliver():
-                continue
             try:
-                await connection.redeliver()
+                await connection.catch_up()
             except Exception:  # one failing connection must not stop the sweep for the others
-                log.exception("re-push failed for connection %s", connection.connection_id)
+                log.exception("catching up failed for connection %s", connection.connection_id)
 
 
 async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:
