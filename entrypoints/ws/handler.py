@@ -26,30 +26,20 @@ BEARER = "bearer"
 
 
 class LiveConnections:
-    """This process's connections, for caps, the re-push sweep and shutdown."""
+    """This process's connections, for its cap, the catch-up sweep and shutdown. (The per-user cap
+    holds deployment-wide: the presence registry checks it, see :class:`Connection`.)"""
 
     def __init__(self) -> None:
         self._all: set[Connection] = set()
-        self._per_user: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._all)
 
-    def count_of(self, user_id: int) -> int:
-        return self._per_user.get(user_id, 0)
-
     def add(self, connection: Connection) -> None:
         self._all.add(connection)
-        self._per_user[connection.user_id] = self._per_user.get(connection.user_id, 0) + 1
 
     def remove(self, connection: Connection) -> None:
-        if connection in self._all:
-            self._all.discard(connection)
-            left = self._per_user[connection.user_id] - 1
-            if left:
-                self._per_user[connection.user_id] = left
-            else:
-                del self._per_user[connection.user_id]
+        self._all.discard(connection)
 
     def snapshot(self) -> list[Connection]:
         return list(self._all)
@@ -104,10 +94,7 @@ def make_ws_handler(
         except AuthenticationError:
             await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
-        if (
-            live.count_of(principal.user_id) >= settings.max_connections_per_user
-            or len(live) >= settings.max_connections
-        ):
+        if len(live) >= settings.max_connections:  # this process's cap; the user's is checked by run()
             await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
             return
         connection = Connection(socket, services, principal, ids.new_id())
