@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
@@ -88,6 +89,32 @@ async def test_bearer_subprotocol_authenticates_without_an_auth_frame(chat: Chat
     with pytest.raises(ConnectionClosed) as closed:
         await bad.recv()
     assert close_code(closed.value) == 4401
+
+
+async def test_permessage_deflate_is_negotiated_when_the_client_offers_it(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    offered = await chat.open()  # the websockets client offers permessage-deflate by default
+    assert offered.response is not None
+    assert offered.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+    client = Client(offered, ann)
+    await client.send(type="auth", token=ann.access_token)
+    assert (await client.expect("ready"))["userId"] == ann.id  # frames flow compressed
+    plain = await chat.open(compression=None)
+    assert plain.response is not None
+    assert "Sec-WebSocket-Extensions" not in plain.response.headers
+
+
+async def test_a_query_string_on_ws_is_ignored(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    query = f"?token={ann.access_token}&access_token={ann.access_token}&v=2"
+    silent = await connect(chat.ws_url + query, open_timeout=10)
+    with pytest.raises(ConnectionClosed) as closed:
+        await silent.recv()  # a token in the query does not authenticate: no auth frame in time
+    assert close_code(closed.value) == 4408
+    ws = await connect(chat.ws_url + "?anything=at-all", open_timeout=10)
+    client = Client(ws, ann)
+    await client.send(type="auth", token=ann.access_token)
+    assert (await client.expect("ready"))["userId"] == ann.id
 
 
 async def test_a_foreign_origin_is_refused(chat: Chat) -> None:
