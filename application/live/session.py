@@ -205,8 +205,9 @@ class LiveSession:
         self._errors = ErrorWindow()
         self._expires_ms: float | None = None
         # One wake at a time (the driver keeps one timer): the earlier of the token's expiry and
-        # the oldest push's re-push. ``_repush_due`` is never later than that push's due time
-        # (None: nothing pushed since the last round); an early wake just asks again.
+        # the next re-push round. ``_repush_due`` is never later than the oldest push's due time
+        # but for the spacing of rounds (None: nothing pushed since the last round); an early wake
+        # just asks again.
         self._wake: float | None = None  # the WakeAt asked for and not come yet
         self._repush_due: float | None = None
         # Offline batches: the read of the batch after the current one, or that batch once read;
