@@ -343,10 +343,13 @@ class PresenceRegistry(Protocol):
     themselves — callers filter by visibility first.
     """
 
-    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         """Register a live connection (idempotent per id); True iff this made the user come online.
 
-        A reconnect while the user's leave is unsettled cancels it and returns False.
+        A reconnect while the user's leave is unsettled cancels it and returns False. With
+        ``limit``, a user who already holds ``limit`` other connections anywhere in the deployment
+        is refused with :class:`~domain.presence.TooManyConnectionsError` and nothing changes;
+        the check and the registration are one atomic step (concurrent connects cannot both pass).
         """
         ...
 

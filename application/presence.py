@@ -36,15 +36,27 @@ class Connect:
     """A live, authenticated connection of the caller opened. Returns True iff the caller came
     online; then each contact who may see the caller's presence hears ``userOnline`` once.
 
-    Reads contacts only when the user came online; commits nothing; raises nothing of its own.
+    With ``max_per_user``, raises :class:`~domain.presence.TooManyConnectionsError` when the
+    caller already holds that many connections anywhere in the deployment (the registry checks and
+    registers in one step); nothing is registered or published then. Reads contacts only when the
+    user came online; commits nothing.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, presence: PresenceRegistry, notifier: Notifier, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        presence: PresenceRegistry,
+        notifier: Notifier,
+        clock: Clock,
+        max_per_user: int | None = None,
+    ) -> None:
         self._uow, self._presence, self._notifier, self._clock = uow, presence, notifier, clock
+        self._max_per_user = max_per_user
 
     async def __call__(self, actor: Principal, cmd: LiveConnection) -> bool:
         user_id = actor.user_id
-        came_online = await self._presence.connect(user_id, cmd.connection_id, now=self._clock.now())
+        now = self._clock.now()
+        came_online = await self._presence.connect(user_id, cmd.connection_id, now=now, limit=self._max_per_user)
         if came_online:
             async with self._uow() as uow:
                 audience = await uow.contacts.visible_contact_ids(user_id)

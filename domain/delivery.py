@@ -4,7 +4,7 @@ Pure decisions; the use cases and the WebSocket edge perform them.
 
 * **Pending** = addressed to the user, not withheld, not yet acknowledged by any of their devices.
 * A connection that was pushed a pending message and has not acknowledged it within the
-  redelivery interval gets it pushed again (:class:`InFlight`).
+  redelivery interval gets it pushed again, when that interval has passed (:class:`InFlight`).
 * On a send, the recipient's connections get the message unless it is withheld; the sender's
   *other* connections always get it (it is in the sender's history).
 * Acknowledgements and reads produce ``messageDelivered`` for the newly delivered ids only,
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime, timedelta
 
     from domain.messages import Message
 
@@ -60,22 +59,23 @@ def receipts_by_sender(delivered: Iterable[Delivered]) -> dict[int, list[str]]:
 
 @dataclass(kw_only=True, slots=True)
 class InFlight:
-    """What one connection was pushed and has not acknowledged, with when it was pushed.
+    """What one connection was pushed and has not acknowledged, with when it was pushed (in
+    milliseconds of the connection's monotonic clock).
 
     Also tracks the offline batch being drained: the next batch is due once every id of the
     current batch was acknowledged (by this device or, as the store tells, by another one).
     """
 
-    redelivery: timedelta
-    pushed: dict[str, datetime] = field(default_factory=dict)
+    redelivery_ms: float
+    pushed: dict[str, float] = field(default_factory=dict)
     batch: set[str] = field(default_factory=set)
     more_after_batch: bool = False
 
-    def record_push(self, ids: Iterable[str], now: datetime) -> None:
+    def record_push(self, ids: Iterable[str], now: float) -> None:
         for message_id in ids:
             self.pushed[message_id] = now
 
-    def start_batch(self, ids: Iterable[str], more: bool, now: datetime) -> None:
+    def start_batch(self, ids: Iterable[str], more: bool, now: float) -> None:
         self.batch = set(ids)
         self.more_after_batch = more
         self.record_push(self.batch, now)
@@ -93,7 +93,11 @@ class InFlight:
             return True
         return False
 
-    def due_for_repush(self, now: datetime) -> list[str]:
+    def due_for_repush(self, now: float) -> list[str]:
         """Ids pushed at least one redelivery interval ago, oldest first."""
-        cutoff = now - self.redelivery
+        cutoff = now - self.redelivery_ms
         return [mid for mid, at in sorted(self.pushed.items(), key=lambda kv: kv[1]) if at <= cutoff]
+
+    def next_due(self) -> float | None:
+        """When the oldest push becomes due for a re-push; None when nothing is in flight."""
+        return min(self.pushed.values()) + self.redelivery_ms if self.pushed else None

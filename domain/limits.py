@@ -2,7 +2,9 @@
 
 * :class:`TokenBucket` — ``rate`` tokens per second up to ``burst``; one frame costs one token.
 * :class:`RefusalStreak` — a connection refused in every second of ``seconds`` consecutive
-  seconds must be closed; one second without a refusal ends the streak.
+  seconds must be closed; one second without a refusal ends the streak. Measured from the first
+  refusal, not in calendar seconds: refusals in 10 calendar seconds in a row span only 9 s and a
+  little (the 4429 came after 8.5 s of a flood).
 * :class:`ErrorWindow` — more than ``max_errors`` errors within ``window_s`` seconds is abuse.
 """
 
@@ -39,17 +41,20 @@ def quarter_of(bucket: TokenBucket) -> TokenBucket:
 
 @dataclass(kw_only=True, slots=True)
 class RefusalStreak:
+    """Refusals none of which came a second or more after the one before form a streak; a streak
+    that has lasted ``seconds`` (from its first refusal to this one) means every second of it
+    had a refusal."""
+
     seconds: int = 10
-    first_second: int = 0
-    last_second: int | None = None
+    started: float = 0.0  # the streak's first refusal
+    last: float | None = None  # the latest refusal, None before the first
 
     def refused(self, now: float) -> bool:
-        """Record a refusal at ``now``; True when the streak now spans ``seconds`` seconds."""
-        second = math.floor(now)
-        if self.last_second is None or second > self.last_second + 1:
-            self.first_second = second  # a second without refusals ended the previous streak
-        self.last_second = second
-        return second - self.first_second + 1 >= self.seconds
+        """Record a refusal at ``now``; True when the streak has now lasted ``seconds`` seconds."""
+        if self.last is None or now - self.last >= 1.0:
+            self.started = now  # a second without refusals ended the previous streak
+        self.last = now
+        return now - self.started >= self.seconds
 
 
 @dataclass(kw_only=True, slots=True)

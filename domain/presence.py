@@ -5,7 +5,9 @@ Per user, as a pure state machine (time is passed in, nothing here reads the clo
 * A user is **online** while they have at least one live connection, *or* their last connection
   closed less than the grace period ago (so a page reload does not flap).
 * The **first** connection makes them online: that transition is reported exactly once
-  (:meth:`UserPresence.connect` returns True). Further connections report nothing.
+  (:meth:`UserPresence.connect` returns True). Further connections report nothing. A user holds
+  at most ``limit`` live connections at once (``CHAT_MAX_CONNECTIONS_PER_USER``): one more is
+  refused (:class:`TooManyConnectionsError`) and changes nothing.
 * Closing the **last** connection records ``left_at``; nothing is reported yet.
 * A **reconnect** while ``left_at`` is pending cancels it without any report, even when the grace
   period has elapsed but was not settled yet — nobody was told the user left, so nobody is told
@@ -28,6 +30,14 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
 
+class TooManyConnectionsError(Exception):
+    """The user already holds as many live connections as allowed; this one is not registered."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} connections per user")
+        self.limit = limit
+
+
 @dataclass(eq=False, kw_only=True)
 class UserPresence:
     """The presence of one user: their live connections and whether they are announced online."""
@@ -37,8 +47,11 @@ class UserPresence:
     online: bool = False
     left_at: datetime | None = None  # when the last connection closed, while the leave is unsettled
 
-    def connect(self, connection_id: str, *, now: datetime) -> bool:
-        """Add a live connection (idempotent per id); True iff this made the user come online."""
+    def connect(self, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
+        """Add a live connection (idempotent per id); True iff this made the user come online.
+        Raises :class:`TooManyConnectionsError` when ``limit`` other connections are live."""
+        if limit is not None and connection_id not in self.connections and len(self.connections) >= limit:
+            raise TooManyConnectionsError(limit)
         self.connections.add(connection_id)
         self.left_at = None
         if self.online:

@@ -28,7 +28,7 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics
-from entrypoints.ws.handler import LiveConnections, make_ws_handler, presence_sweep, redelivery_sweep
+from entrypoints.ws.handler import LiveConnections, catch_up_sweep, make_ws_handler, presence_sweep
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
@@ -120,9 +120,10 @@ def create_app(container: Container) -> Litestar:
             settings.mode,
         )
         sweepers = [
-            asyncio.create_task(redelivery_sweep(live, max(0.05, settings.redelivery_s / 2))),
-            asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4))),
+            asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4)))
         ]
+        if services.repush_from_store:  # several processes: what pub/sub lost comes from the store
+            sweepers.append(asyncio.create_task(catch_up_sweep(live, max(0.05, settings.redelivery_s / 2))))
         try:
             yield
         finally:

@@ -182,7 +182,14 @@ class Container(containers.DeclarativeContainer):
     history = providers.Singleton(History, uow=uow.provider)
     list_conversations = providers.Singleton(ListConversations, uow=uow.provider, cards=cards)
 
-    connect = providers.Singleton(Connect, uow=uow.provider, presence=presence, notifier=fanout, clock=clock)
+    connect = providers.Singleton(
+        Connect,
+        uow=uow.provider,
+        presence=presence,
+        notifier=fanout,
+        clock=clock,
+        max_per_user=settings.provided.max_connections_per_user,
+    )
     disconnect = providers.Singleton(Disconnect, presence=presence, clock=clock)
     settle_presence = providers.Singleton(
         SettlePresence,

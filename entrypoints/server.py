@@ -13,6 +13,7 @@ WS_MAX_FRAME_BYTES = 1_048_576  # larger frames are closed with 1009 by the prot
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "ws_max_size": WS_MAX_FRAME_BYTES,
+        "ws_per_message_deflate": True,  # accepted when a client offers it (docs/protocol.md)
         # WebSocket pings every heartbeat; no pong within another heartbeat closes with 1011. One
         # timer per server (per worker process) serves every connection's pings
         # (entrypoints/keepalive.py).

@@ -64,7 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl_s: Positive = 2_592_000
     offline_grace_s: PositiveFloat = 3.0
     redelivery_s: PositiveFloat = 10.0
-    heartbeat_s: PositiveFloat = 20.0
+    heartbeat_s: Positive = 20  # whole seconds: ready's heartbeatS is an integer
     presence_ttl_s: PositiveFloat = 30.0
     auth_timeout_s: PositiveFloat = 5.0
     rate_msg_per_s: PositiveFloat = 20.0

@@ -22,12 +22,13 @@ class InMemoryPresenceRegistry(PresenceRegistry):
         self._users: dict[int, UserPresence] = {}
         self._leaving: set[int] = set()
 
-    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         state = self._users.get(user_id)
         if state is None:
             state = self._users[user_id] = UserPresence(user_id=user_id)
+        came_online = state.connect(connection_id, now=now, limit=limit)  # may refuse: nothing changed
         self._leaving.discard(user_id)
-        return state.connect(connection_id, now=now)
+        return came_online
 
     async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
         state = self._users.get(user_id)

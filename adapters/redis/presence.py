@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from adapters.redis import epoch_us, from_epoch_us, text
 from application.ports import PresenceRegistry
+from domain.presence import TooManyConnectionsError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,10 +36,15 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 # KEYS: user connections, process connections, online, leaving, processes, process alive
-# ARGV: user id, connection id, process id, now (µs), ttl (ms), base
+# ARGV: user id, connection id, process id, now (µs), ttl (ms), base, limit (0: none)
+# Returns 1 (came online), 0, or -1: refused, the user holds ``limit`` other connections.
 _CONNECT = """
 local member = ARGV[1] .. ':' .. ARGV[2]
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
+local limit = tonumber(ARGV[7])
+if limit > 0 and not owner and redis.call('HLEN', KEYS[1]) >= limit then
+  return -1
+end
 if owner and owner ~= ARGV[3] then
   redis.call('SREM', ARGV[6] .. ':process:' .. owner .. ':connections', member)
 end
@@ -157,9 +163,11 @@ class RedisPresenceRegistry(PresenceRegistry):
         keys = [self.keys.process_alive(self._process_id), self.keys.processes]
         await self._heartbeat(keys=keys, args=[epoch_us(now), self._ttl_ms, self._process_id])
 
-    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         """Also registers this process and, when its liveness key is missing (no heartbeat yet, or
-        swept after a stall), creates it: a process that connects users is alive."""
+        swept after a stall), creates it: a process that connects users is alive. The ``limit``
+        counts every connection registered for the user, a crashed process's too until a settle
+        sweeps them (at most ``ttl_s`` and a presence sweep after the crash)."""
         k = self.keys
         keys = [
             k.user_connections(user_id),
@@ -170,7 +178,10 @@ class RedisPresenceRegistry(PresenceRegistry):
             k.process_alive(self._process_id),
         ]
         args: list[str | int] = [user_id, connection_id, self._process_id, epoch_us(now), self._ttl_ms, k.base]
-        return int(await self._connect(keys=keys, args=args)) == 1
+        outcome = int(await self._connect(keys=keys, args=[*args, limit or 0]))
+        if outcome < 0:
+            raise TooManyConnectionsError(limit or 0)
+        return outcome == 1
 
     async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
         k = self.keys

@@ -202,9 +202,12 @@ class Acked:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
+    """``error``; one answering a ``sendMessage`` carries its ``clientMsgId`` (when readable)."""
+
     ref: str | None
     code: WsErrorCode
     message: str
+    client_msg_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

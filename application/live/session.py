@@ -5,9 +5,9 @@ queued — :attr:`LiveSession.actions` (see :mod:`application.live.actions`) and
 frame by frame with :meth:`LiveSession.next_frame`.
 
 Time: every input that needs it takes ``now_ms``, milliseconds of the driver's monotonic clock
-(the rate limits, the error window and the token expiry run on it, and :class:`WakeAt` is in it).
-Wall-clock datetimes come from the injected :class:`Clock` only for what is compared with message
-timestamps: when a message was pushed (re-push after ``redelivery``) and the catch-up window.
+(the rate limits, the error window, the token expiry and the re-push run on it, and
+:class:`WakeAt` is in it). Wall-clock datetimes come from the injected :class:`Clock` only for
+what is compared with timestamps: the token's expiry and the store catch-up's window.
 
 The rules (contract §3):
 
@@ -20,17 +20,22 @@ The rules (contract §3):
   until then. Beyond ``max_queued_frames`` queued, typing frames are dropped first (the new one,
   or every queued one for another frame); if that frees nothing the connection closes 4008.
 * Limits. Per-frame buckets (messages; typing and search a quarter each): a refused frame is
-  answered ``rate_limited``, and refusals in every second of ``rate_close_after_s`` seconds close
-  4429. More than 20 errors (``rate_limited`` aside) within 10 s close 1008.
+  answered ``rate_limited``, and refusals that have gone on for ``rate_close_after_s`` seconds
+  without a second's pause close 4429 (:class:`~domain.limits.RefusalStreak`). More than 20
+  errors (``rate_limited`` aside) within 10 s close 1008.
 * Auth. A re-auth with a token of another user closes 4401, so does the token's expiry and any
   frame whose use case says the caller is unauthenticated; a revocation of our login closes 4403.
   The first close request wins.
 * Delivery. Everything pushed is in flight until acknowledged (here or, as the store tells at the
-  re-push, by another device) and pushed again after ``redelivery_s``. Offline messages come in
-  batches; the batch after the current one is read ahead, so the acknowledgement of its last id
-  sends the next one at once, without what this connection acknowledged meanwhile. With
-  ``repush_from_store`` (several processes) the re-push also pushes pending messages that arrived
-  while connected but never came through pub/sub.
+  re-push, by another device) and pushed again when ``redelivery_s`` have passed since its push:
+  the session asks to be woken (one :class:`WakeAt`, shared with the token's expiry) when the
+  oldest push comes due, and a re-push round then pushes again everything due by then (rounds
+  start at least a tenth of ``redelivery_s`` apart, so a push may wait that much more). Offline
+  messages come in batches; the batch after the current one is read ahead, so the
+  acknowledgement of its last id sends the next one at once, without what this connection
+  acknowledged meanwhile. With ``repush_from_store`` (several processes) the process's sweep
+  (:meth:`LiveSession.catch_up`) also pushes pending messages that arrived while connected but
+  never came through pub/sub.
 """
 
 from __future__ import annotations
@@ -79,7 +84,6 @@ from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime
 
     from application.common import Principal
     from application.events import Event
@@ -116,11 +120,12 @@ class EncodedBatch(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """A frame over its rate limit, answered in its turn."""
+    """A frame over its rate limit, answered in its turn (a ``sendMessage``'s with its ``clientMsgId``)."""
 
     ref: str | None
     bucket: str
     at_ms: float
+    client_msg_id: str | None = None
 
 
 # What waits for its turn: a pipelined frame for a free slot, anything else for an empty pipeline.
@@ -152,12 +157,14 @@ class LiveSession:
         "_outbox",
         "_pipeline",
         "_refusals",
-        "_repush_round",
+        "_repush_due",
+        "_repushing",
         "_search",
         "_settled_meanwhile",
         "_typing",
         "_unacked",
         "_waiting",
+        "_wake",
         "actions",
         "closing",
         "connection_id",
@@ -179,7 +186,7 @@ class LiveSession:
         self.connection_id = connection_id
         self.actions: list[Action] = []  # short: a list is smaller than an empty deque (docs/performance.md, item 7)
         self.closing: CloseRequest | None = None
-        self.inflight = InFlight(redelivery=timedelta(seconds=limits.redelivery_s))
+        self.inflight = InFlight(redelivery_ms=limits.redelivery_s * 1000)
         self._limits = limits
         self._clock, self._encode, self._observer = clock, encode, observer
         self._unacked: dict[str, Message] = {}  # what ``inflight`` tracks, to re-push without a read
@@ -197,6 +204,12 @@ class LiveSession:
         self._refusals = RefusalStreak(seconds=limits.rate_close_after_s)
         self._errors = ErrorWindow()
         self._expires_ms: float | None = None
+        # One wake at a time (the driver keeps one timer): the earlier of the token's expiry and
+        # the next re-push round. ``_repush_due`` is never later than the oldest push's due time
+        # but for the spacing of rounds (None: nothing pushed since the last round); an early wake
+        # just asks again.
+        self._wake: float | None = None  # the WakeAt asked for and not come yet
+        self._repush_due: float | None = None
         # Offline batches: the read of the batch after the current one, or that batch once read;
         # the read the next batch waits for (answers wait too) and the acknowledgement it answers.
         self._ahead: ReadBatch | None = None
@@ -205,7 +218,7 @@ class LiveSession:
         self._awaited: ReadBatch | None = None
         self._awaited_for: PipelinedAck | None = None
         self._leave_out: set[str] | None = None  # what the awaited read ahead must leave out
-        self._repush_round: datetime | None = None  # the re-push round running: its wall time
+        self._repushing: float | None = None  # when the re-push round running started (one at a time)
 
     # -- what the driver reads ------------------------------------------------------------------
 
@@ -226,16 +239,12 @@ class LiveSession:
         """The next frame to write (the driver writes them one after another), or None."""
         return self._outbox.pop(0) if self._held is None and self._outbox else None
 
-    def may_redeliver(self) -> bool:
-        """False when :meth:`redeliver` has nothing to do (nothing pushed and unacknowledged, no
-        batch being drained, no re-push from the store)."""
-        return bool(self.inflight.pushed) or self.inflight.more_after_batch or self._limits.repush_from_store
-
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, now_ms: float) -> None:
-        """The connection is attached and listening: queue ``ready``, read the first batch."""
-        self._outbox.append(Outgoing(self._encode(Ready(None, self.user_id, self.connection_id)), OTHER, None))
+    def start(self, now_ms: float, ref: str | None = None) -> None:
+        """The connection is attached and listening: queue ``ready`` (with the ``ref`` of the
+        ``auth`` frame that authenticated the socket, if any), read the first batch."""
+        self._outbox.append(Outgoing(self._encode(Ready(ref, self.user_id, self.connection_id)), OTHER, None))
         self._schedule_expiry(now_ms)
         self._read_now(None)
 
@@ -250,28 +259,49 @@ class LiveSession:
         self.close(CloseCode.INTERNAL, "could not write to the socket")
 
     def time_passed(self, now_ms: float) -> None:
-        """A :class:`WakeAt` came due (or any time): close 4401 once the token expired."""
-        if self._expires_ms is None:
+        """A :class:`WakeAt` came due (or any time): close 4401 once the token expired; start a
+        re-push round once the oldest push is due; ask to be woken for what is still to come."""
+        self._wake = None
+        if self.closing is not None:
             return
-        if now_ms >= self._expires_ms:
+        if self._expires_ms is not None and now_ms >= self._expires_ms:
             self._expires_ms = None
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
-        else:
-            self.actions.append(WakeAt(self._expires_ms))
+            return
+        if self._repush_due is not None and now_ms >= self._repush_due:
+            self._repush_due = None  # the end of this round (or of the one running) asks again
+            self._repush(now_ms)
+        self._ask_wake()
 
     def _schedule_expiry(self, now_ms: float) -> None:
         expires_at = self.principal.expires_at
         if expires_at is None:
             self._expires_ms = None
-            return
-        self._expires_ms = now_ms + max(0.0, (expires_at - self._clock.now()).total_seconds() * 1000)
-        self.actions.append(WakeAt(self._expires_ms))
+        else:
+            self._expires_ms = now_ms + max(0.0, (expires_at - self._clock.now()).total_seconds() * 1000)
+        self._ask_wake()
+
+    def _ask_wake(self) -> None:
+        """Ask the driver for one wake at the earlier of the expiry and the next re-push (a new
+        WakeAt replaces the one asked for before)."""
+        at, repush = self._expires_ms, self._repush_due
+        if repush is not None and (at is None or repush < at):
+            at = repush
+        if at is not None and at != self._wake and self.closing is None:
+            self._wake = at
+            self.actions.append(WakeAt(at))
+
+    def _repush_by(self, at: float) -> None:
+        """A re-push may come due at ``at``: make sure a wake comes by then."""
+        if self._repush_due is None or at < self._repush_due:
+            self._repush_due = at
+            self._ask_wake()
 
     # -- frames read ------------------------------------------------------------------------------
 
     def send_message(self, ref: str | None, to: int, body: str, client_msg_id: str, now_ms: float) -> None:
         if not self._messages.take(now_ms / 1000):
-            self._turn(_Refusal(ref, "message", now_ms), now_ms)
+            self._turn(_Refusal(ref, "message", now_ms, client_msg_id), now_ms)
             return
         send = Send(to=to, body=body, client_msg_id=client_msg_id, connection_id=self.connection_id)
         self._turn(PipelinedSend(ref, self.principal, send), now_ms)
@@ -304,15 +334,20 @@ class LiveSession:
     def auth(self, ref: str | None, token: str, now_ms: float) -> None:
         self._turn(Reauthenticate(ref, token), now_ms)
 
-    def bad_frame(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
-        """A frame that could not be decoded (answered in its turn)."""
-        self._turn(ErrorReply(ref, code, message), now_ms)
+    def bad_frame(
+        self, ref: str | None, code: WsErrorCode, message: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
+        """A frame that could not be decoded (answered in its turn); ``ref`` and ``client_msg_id``
+        (of a ``sendMessage``) as far as they could be read."""
+        self._turn(ErrorReply(ref, code, message, client_msg_id), now_ms)
 
     def binary_frame(self, now_ms: float) -> None:
         self.bad_frame(None, WsErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text frames", now_ms)
 
-    def oversized_frame(self, now_ms: float) -> None:
-        self.bad_frame(None, WsErrorCode.TOO_LARGE, f"frame larger than {self._limits.max_frame_bytes} bytes", now_ms)
+    def oversized_frame(self, ref: str | None, client_msg_id: str | None, now_ms: float) -> None:
+        """A frame over ``max_frame_bytes``, with its ``ref`` and ``client_msg_id`` as far as readable."""
+        message = f"frame larger than {self._limits.max_frame_bytes} bytes"
+        self.bad_frame(ref, WsErrorCode.TOO_LARGE, message, now_ms, client_msg_id)
 
     def _turn(self, item: _Turn, now_ms: float) -> None:
         """Start ``item`` if its turn has come, else keep it waiting (and read nothing more)."""
@@ -327,7 +362,7 @@ class LiveSession:
         elif isinstance(item, Pong):
             self._reply(item)
         elif isinstance(item, ErrorReply):
-            self._error(item.ref, item.code, item.message, now_ms)
+            self._error(item.ref, item.code, item.message, now_ms, item.client_msg_id)
         elif isinstance(item, _Refusal):
             self._refuse(item, now_ms)
         else:
@@ -342,7 +377,8 @@ class LiveSession:
 
     def _refuse(self, refusal: _Refusal, now_ms: float) -> None:
         self._observer.rate_limited(refusal.bucket)
-        self._error(refusal.ref, WsErrorCode.RATE_LIMITED, f"too many {refusal.bucket} frames; slow down", now_ms)
+        message = f"too many {refusal.bucket} frames; slow down"
+        self._error(refusal.ref, WsErrorCode.RATE_LIMITED, message, now_ms, refusal.client_msg_id)
         if self._refusals.refused(refusal.at_ms / 1000):
             self.close(CloseCode.RATE_LIMITED, "rate limited for too long")
 
@@ -371,20 +407,26 @@ class LiveSession:
 
     def _answer(self, entry: Pipelined, now_ms: float) -> None:
         outcome = entry.outcome
-        if isinstance(outcome, WriteDroppedError):
-            self._error(entry.ref, WsErrorCode.INTERNAL, "the server is shutting down; send it again", now_ms)
-        elif isinstance(outcome, Exception):
-            self._failed(
-                entry.ref, outcome, "ackMessages" if isinstance(entry, PipelinedAck) else "sendMessage", now_ms
-            )
+        if isinstance(outcome, Exception):
+            self._answer_failed(entry, outcome, now_ms)
         elif isinstance(entry, PipelinedAck):
             self._settled(entry.ack.ids)
             if self.inflight.next_batch_due():
-                self._next_batch(entry)
+                self._next_batch(entry, now_ms)
         elif outcome is not None:
             if not outcome.duplicate:
                 self._observer.message_in()
             self._reply(Acked(entry.ref, outcome.message))
+
+    def _answer_failed(self, entry: Pipelined, exc: Exception, now_ms: float) -> None:
+        """A pipelined write failed: its error, a send's with its ``clientMsgId``."""
+        client_msg_id = entry.send.client_msg_id if isinstance(entry, PipelinedSend) else None
+        if isinstance(exc, WriteDroppedError):
+            message = "the server is shutting down; send it again"
+            self._error(entry.ref, WsErrorCode.INTERNAL, message, now_ms, client_msg_id)
+        else:
+            what = "ackMessages" if client_msg_id is None else "sendMessage"
+            self._failed(entry.ref, exc, what, now_ms, client_msg_id)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -414,7 +456,8 @@ class LiveSession:
         closed 4401); a failed re-push round ends and the next one tries again."""
         if isinstance(call, StillPendingCall | CatchUpCall):
             log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
-            self._repush_round = None
+            self._repushing = None
+            self._repush_by(now_ms + self.inflight.redelivery_ms)  # tried again (at the latest) then
             return
         if isinstance(exc, AuthenticationError):
             self.close(CloseCode.UNAUTHENTICATED, "authentication failed")
@@ -424,7 +467,7 @@ class LiveSession:
 
     # -- replies and the outbox -------------------------------------------------------------------
 
-    def event_published(self, event: Event) -> None:
+    def event_published(self, event: Event, now_ms: float) -> None:
         """An event for this user (fan-out): a revocation of our login closes 4403; anything else
         is queued, a message to us in flight until acknowledged."""
         if isinstance(event, LoginsRevoked):
@@ -433,7 +476,9 @@ class LiveSession:
             return
         if isinstance(event, MessageReceived) and event.message.recipient_id == self.principal.user_id:
             message = event.message
-            self.inflight.record_push((message.id,), self._clock.now())
+            self.inflight.record_push((message.id,), now_ms)
+            if self._repush_due is None:  # the oldest push in flight
+                self._repush_by(now_ms + self.inflight.redelivery_ms)
             self._unacked[message.id] = message
             self._enqueue(Outgoing(self._encode(event), MESSAGE, message.created_at))
         else:
@@ -442,20 +487,25 @@ class LiveSession:
     def _reply(self, reply: Reply) -> None:
         self._enqueue(Outgoing(self._encode(reply), OTHER, None))
 
-    def _error(self, ref: str | None, code: WsErrorCode, message: str, now_ms: float) -> None:
-        """Answer with an ``error`` frame; over 20 (rate limits aside) in 10 s closes 1008."""
+    def _error(
+        self, ref: str | None, code: WsErrorCode, message: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
+        """Answer with an ``error`` frame (one answering a ``sendMessage`` carries its
+        ``clientMsgId``); over 20 (rate limits aside) in 10 s closes 1008."""
         self._observer.rejected(code)
-        self._reply(ErrorReply(ref, code, message))
+        self._reply(ErrorReply(ref, code, message, client_msg_id))
         if code is not WsErrorCode.RATE_LIMITED and self._errors.record(now_ms / 1000):
             self.close(CloseCode.POLICY, "too many errors")
 
-    def _failed(self, ref: str | None, exc: Exception, what: str, now_ms: float) -> None:
+    def _failed(
+        self, ref: str | None, exc: Exception, what: str, now_ms: float, client_msg_id: str | None = None
+    ) -> None:
         """Answer a frame whose handling raised: its domain error's code, else ``internal``."""
         if isinstance(exc, DomainError):
-            self._error(ref, wire_error(exc).ws_code, exc.message, now_ms)
+            self._error(ref, wire_error(exc).ws_code, exc.message, now_ms, client_msg_id)
             return
         log.error("frame %s failed on connection %s", what, self.connection_id, exc_info=exc)
-        self._error(ref, WsErrorCode.INTERNAL, "unexpected server error", now_ms)
+        self._error(ref, WsErrorCode.INTERNAL, "unexpected server error", now_ms, client_msg_id)
 
     def _enqueue(self, item: Outgoing) -> None:
         """Queue a frame; over the bound drop ephemeral frames first, then close 4008."""
@@ -487,11 +537,11 @@ class LiveSession:
             encoded = EncodedBatch(batch, self._encode(batch))
             if read is self._awaited:
                 leave_out, self._leave_out = self._leave_out, None
-                self._send_batch(self._without(encoded, leave_out), now_ms)
+                self._send_batch(self._without(encoded, leave_out), now_ms, answer=True)
             else:
                 self._ahead_ready = encoded
         elif read is self._awaited:
-            self._send_batch(EncodedBatch(batch, self._encode(batch)), now_ms)
+            self._send_batch(EncodedBatch(batch, self._encode(batch)), now_ms, answer=True)
 
     def batch_failed(self, read: ReadBatch, exc: Exception, now_ms: float) -> None:
         """Reading ``read`` raised. A batch read ahead is read again when it is needed; the first
@@ -526,13 +576,13 @@ class LiveSession:
         for message_id in ids:
             self._unacked.pop(message_id, None)
 
-    def _next_batch(self, ack: PipelinedAck | None) -> None:
+    def _next_batch(self, ack: PipelinedAck | None, now_ms: float) -> None:
         """The current batch is acknowledged and more are pending: send the batch read ahead (at
         once if it is there), else wait for it. Answers wait until it went out."""
         settled, self._settled_meanwhile = self._settled_meanwhile, None
         ready, self._ahead_ready = self._ahead_ready, None
         if ready is not None:
-            self._send_batch(self._without(ready, settled), None)
+            self._send_batch(self._without(ready, settled), now_ms, answer=False)
         elif self._ahead is not None:
             self._awaited, self._awaited_for, self._leave_out = self._ahead, ack, settled
         else:
@@ -552,13 +602,17 @@ class LiveSession:
         batch = Batch(messages=[m for m in messages if m.id not in settled], more=encoded.batch.more)
         return EncodedBatch(batch, self._encode(batch))
 
-    def _send_batch(self, encoded: EncodedBatch, now_ms: float | None) -> None:
-        """Queue ``offlineMessages`` (past the bound, like ``ready``); read the one after it ahead.
-        The first batch opens the outbox; a later one lets the waiting answers go."""
+    def _send_batch(self, encoded: EncodedBatch, now_ms: float, *, answer: bool) -> None:
+        """Queue ``offlineMessages`` (past the bound, like ``ready``); read the one after it ahead
+        (a batch left empty by what was acknowledged meanwhile needs no acknowledgement: the next
+        is read at once). The first batch opens the outbox; with ``answer`` a later one lets the
+        waiting answers go."""
         batch = encoded.batch
         self._awaited = self._awaited_for = None
         ids = [m.id for m in batch.messages]
-        self.inflight.start_batch(ids, batch.more, self._clock.now())
+        self.inflight.start_batch(ids, batch.more, now_ms)
+        if ids:
+            self._repush_by(now_ms + self.inflight.redelivery_ms)
         for message in batch.messages:
             self._unacked[message.id] = message
         self._outbox.append(Outgoing(encoded.text, OTHER, None))
@@ -569,23 +623,33 @@ class LiveSession:
         held, self._held = self._held, None
         for item in held or ():
             self._enqueue(item)
-        if now_ms is not None:
+        if self.inflight.next_batch_due():  # nothing in it to acknowledge
+            self._next_batch(None, now_ms)
+        if answer:
             self._answer_ready(now_ms)
 
     # -- re-push ----------------------------------------------------------------------------------
 
-    def redeliver(self, now_ms: float) -> None:
-        """A re-push round (the process's sweep): push again what was pushed ``redelivery_s`` ago
-        and not acknowledged, if still pending; catch up from the store when configured; send
-        the next batch when one is due. One round at a time."""
-        if self._repush_round is not None:
+    def catch_up(self, now_ms: float) -> None:
+        """The process's sweep (several processes, ``repush_from_store``): a round that pushes what
+        the store holds for this user, created since we connected and at least ``redelivery_s``
+        ago, that never came through pub/sub. One round (of either kind) at a time."""
+        if self._repushing is not None:
             return
-        self._repush_round = now = self._clock.now()
-        due = self.inflight.due_for_repush(now)
+        self._repushing = now_ms
+        self.actions.append(CatchUpCall(self._clock.now() - timedelta(seconds=self._limits.redelivery_s)))
+
+    def _repush(self, now_ms: float) -> None:
+        """A re-push round: push again what was pushed ``redelivery_s`` ago and not acknowledged,
+        if still pending; send the next batch when one is due. One round at a time."""
+        if self._repushing is not None:
+            return
+        due = self.inflight.due_for_repush(now_ms)
         if due:
+            self._repushing = now_ms
             self.actions.append(StillPendingCall(PendingCheck(ids=due)))
         else:
-            self._after_repush(now_ms)
+            self._end_repush(now_ms)
 
     def still_pending_found(self, call: StillPendingCall, still: set[str], now_ms: float) -> None:
         """Of ``call.check.ids``, ``still`` are pending: forget the others, push these again (plain
@@ -593,29 +657,31 @@ class LiveSession:
         ids = call.check.ids
         self._settled(set(ids) - still)
         again = [self._unacked[i] for i in ids if i in still and i in self._unacked]
-        self._push(again)
-        self._after_repush(now_ms)
+        self._push(again, now_ms)
+        self._end_repush(now_ms)
 
     def caught_up(self, call: CatchUpCall, batch: Batch, now_ms: float) -> None:
         """The oldest pending messages: push those created since we connected, at least one
         redelivery interval ago, that never reached us."""
         pushed, since = self.inflight.pushed, self._connected_at
-        self._push([m for m in batch.messages if m.id not in pushed and since <= m.created_at <= call.cutoff])
+        self._push([m for m in batch.messages if m.id not in pushed and since <= m.created_at <= call.cutoff], now_ms)
         self._end_repush(now_ms)
 
-    def _after_repush(self, now_ms: float) -> None:
-        if self._limits.repush_from_store and self._repush_round is not None:
-            self.actions.append(CatchUpCall(self._repush_round - self.inflight.redelivery))
-        else:
-            self._end_repush(now_ms)
-
     def _end_repush(self, now_ms: float) -> None:
-        self._repush_round = None
+        """The round is over: ask to be woken when the oldest push left comes due, but not within
+        a tenth of the redelivery interval of this round's start (pushes a moment apart that are
+        not acknowledged, as into a dead socket, make one store read per tenth, not one each)."""
+        started, self._repushing = self._repushing, None
+        due = self.inflight.next_due()
+        if due is not None and started is not None:
+            due = max(due, started + self.inflight.redelivery_ms / 10)
+        self._repush_due = due
+        self._ask_wake()
         if self.inflight.next_batch_due():
-            self._next_batch(None)
+            self._next_batch(None, now_ms)
 
-    def _push(self, messages: list[Message]) -> None:
-        self.inflight.record_push([m.id for m in messages], self._clock.now())
+    def _push(self, messages: list[Message], now_ms: float) -> None:
+        self.inflight.record_push([m.id for m in messages], now_ms)
         for message in messages:
             self._unacked[message.id] = message
             self._enqueue(Outgoing(self._encode(MessageReceived(message=message)), MESSAGE, message.created_at))

@@ -1,6 +1,6 @@
-"""One authenticated WebSocket: the asyncio driver of its :class:`LiveSession`. It reads and
-decodes frames into session inputs, writes the session's outbox, arms its one timer and closes;
-its :class:`SessionWork` starts the writes, reads and calls the session asks for."""
+"""One authenticated WebSocket: the asyncio driver of its :class:`LiveSession`. It feeds decoded frames
+and the time to the session, writes its outbox, arms its one timer and closes; its
+:class:`SessionWork` starts the writes, reads and calls the session asks for."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from application.common import Principal
 from application.events import Event
 from application.live import actions as a
 from application.presence import LiveConnection
+from domain.presence import TooManyConnectionsError
 from entrypoints.ws import protocol as p
 from entrypoints.ws.services import Services, session_for
 from entrypoints.ws.work import SessionWork
@@ -42,8 +43,7 @@ class Connection:
 
     def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, principal: Principal, connection_id: str):
         self._socket, self._services = socket, services
-        # Asked for once: on Python 3.11 asyncio.get_running_loop() (and so asyncio.create_task)
-        # makes a getpid() system call (docs/performance.md, item 19).
+        # Once: on Python 3.11 get_running_loop() makes a getpid() call (docs/performance.md, item 19).
         self._loop = loop = asyncio.get_running_loop()
         self.session = session_for(services, principal, connection_id)
         self._work = SessionWork(services, self.session, self._now, loop, on_socket=self._on_socket, fed=self._pump)
@@ -64,7 +64,7 @@ class Connection:
         return self.session.principal.user_id
 
     def deliver(self, event: Event) -> None:
-        self.session.event_published(event)
+        self.session.event_published(event, self._now())
         self._pump()
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -72,19 +72,17 @@ class Connection:
         self.session.close(a.CloseCode(code), reason)
         self._pump()
 
-    def may_redeliver(self) -> bool:
-        return self.session.may_redeliver()
-
-    async def redeliver(self) -> None:
-        """The re-push sweep's turn (see :meth:`LiveSession.redeliver`)."""
-        self.session.redeliver(self._now())
+    async def catch_up(self) -> None:
+        """The store catch-up sweep's turn (see :meth:`LiveSession.catch_up`)."""
+        self.session.catch_up(self._now())
         await self._work.drain()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Attach, start the session, read frames until the socket ends or a close is requested;
-        always detach. An idle connection costs one task."""
+    async def run(self, ready_ref: str | None = None) -> None:
+        """Attach, register (4430 over the user's cap, deployment-wide), start the session
+        (``ready`` echoes ``ready_ref``, the ``auth`` frame's ``ref``), read frames until the
+        socket ends or a close is requested; always detach. An idle connection costs one task."""
         s, hub = self._services, self._services.hub
         hub.attach(self)
         s.metrics.connections.inc()
@@ -95,9 +93,11 @@ class Connection:
             except TimeoutError:
                 log.warning("fan-out not confirmed for connection %s; re-pushes will cover it", self.connection_id)
             await s.connect(self.session.principal, LiveConnection(connection_id=self.connection_id))
-            self.session.start(self._now())
+            self.session.start(self._now(), ready_ref)
             self._pump()
             await self._read_loop()
+        except TooManyConnectionsError:
+            self.close_soon(a.CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
         except asyncio.CancelledError:
             if self.session.closing is None or self._task is None:
                 raise  # cancelled from outside (server shutdown): let it propagate
@@ -142,7 +142,7 @@ class Connection:
             if not isinstance(text, str):
                 session.binary_frame(now)
             elif len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:
-                session.oversized_frame(now)
+                p.feed_oversized(session, text, now)
             else:
                 p.feed(session, text, now)
             if self._work.perform_until_call():  # a frame's use case: awaited here, in its turn

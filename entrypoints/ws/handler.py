@@ -1,5 +1,5 @@
 """``GET /ws``: handshake checks, first-frame (or subprotocol) authentication, caps, then one
-:class:`Connection` per socket. Also the process-wide re-push sweep and shutdown."""
+:class:`Connection` per socket. Also the process-wide store catch-up sweep and shutdown."""
 
 from __future__ import annotations
 
@@ -26,30 +26,20 @@ BEARER = "bearer"
 
 
 class LiveConnections:
-    """This process's connections, for caps, the re-push sweep and shutdown."""
+    """This process's connections, for its cap, the catch-up sweep and shutdown. (The per-user cap
+    holds deployment-wide: the presence registry checks it, see :class:`Connection`.)"""
 
     def __init__(self) -> None:
         self._all: set[Connection] = set()
-        self._per_user: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._all)
 
-    def count_of(self, user_id: int) -> int:
-        return self._per_user.get(user_id, 0)
-
     def add(self, connection: Connection) -> None:
         self._all.add(connection)
-        self._per_user[connection.user_id] = self._per_user.get(connection.user_id, 0) + 1
 
     def remove(self, connection: Connection) -> None:
-        if connection in self._all:
-            self._all.discard(connection)
-            left = self._per_user[connection.user_id] - 1
-            if left:
-                self._per_user[connection.user_id] = left
-            else:
-                del self._per_user[connection.user_id]
+        self._all.discard(connection)
 
     def snapshot(self) -> list[Connection]:
         return list(self._all)
@@ -64,8 +54,8 @@ def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
     return others[0] if others else ""
 
 
-async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) -> str | CloseCode:
-    """The token of the first frame, or the close code to use instead."""
+async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode:
+    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), or the close code to use instead."""
     try:
         message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
     except TimeoutError:
@@ -77,7 +67,7 @@ async def first_frame_token(socket: WebSocket[Any, Any, Any], timeout_s: float) 
         frame = p.decode_client(text)
     except p.FrameError:
         return CloseCode.UNAUTHENTICATED
-    return frame.token if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
+    return frame if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
 
 
 def make_ws_handler(
@@ -92,42 +82,42 @@ def make_ws_handler(
             return
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
-        token = offered if offered is not None else await first_frame_token(socket, settings.auth_timeout_s)
-        if isinstance(token, CloseCode):
-            await close_quietly(socket, token, "authentication required")
+        if offered is not None:
+            auth: p.AuthFrame | CloseCode = p.AuthFrame(token=offered)
+        else:
+            auth = await first_frame_auth(socket, settings.auth_timeout_s)
+        if isinstance(auth, CloseCode):
+            await close_quietly(socket, auth, "authentication required")
             return
         try:
-            principal: Principal = await services.authenticate(token)
+            principal: Principal = await services.authenticate(auth.token)
         except AuthenticationError:
             await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
-        if (
-            live.count_of(principal.user_id) >= settings.max_connections_per_user
-            or len(live) >= settings.max_connections
-        ):
+        if len(live) >= settings.max_connections:  # this process's cap; the user's is checked by run()
             await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
             return
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)
         try:
-            await connection.run()
+            await connection.run(auth.ref)
         finally:
             live.remove(connection)
 
     return ws
 
 
-async def redelivery_sweep(live: LiveConnections, interval_s: float) -> None:
-    """Forever: give every connection its re-push turn, ``interval_s`` apart."""
+async def catch_up_sweep(live: LiveConnections, interval_s: float) -> None:
+    """Forever, with several processes: give every connection a round that pushes what the store
+    holds for it and pub/sub lost, ``interval_s`` apart. (Re-pushes of what was pushed are timed
+    by each connection itself.)"""
     while True:
         await asyncio.sleep(interval_s)
         for connection in live.snapshot():
-            if not connection.may_redeliver():
-                continue
             try:
-                await connection.redeliver()
+                await connection.catch_up()
             except Exception:  # one failing connection must not stop the sweep for the others
-                log.exception("re-push failed for connection %s", connection.connection_id)
+                log.exception("catching up failed for connection %s", connection.connection_id)
 
 
 async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:

@@ -190,27 +190,45 @@ CLIENT_TYPES = frozenset(
 )
 
 
-class _Envelope(msgspec.Struct):
-    """What is still readable of a frame that failed validation (to answer with its ``ref``)."""
+class _Envelope(msgspec.Struct, rename="camel"):
+    """What is still readable of a frame that cannot be used, to answer it with its ``ref`` (and a
+    ``sendMessage``'s ``clientMsgId``)."""
 
     type: Any = None
     ref: Any = None
+    client_msg_id: Any = None
+
+    @property
+    def readable_ref(self) -> str | None:
+        return _short(self.ref)
+
+    @property
+    def readable_client_msg_id(self) -> str | None:
+        return _short(self.client_msg_id) if self.type == SEND_MESSAGE else None
+
+
+def _short(value: Any) -> str | None:
+    """``value`` if it is a string short enough to echo (a ``ref``'s bound, which is also a
+    ``clientMsgId``'s), else None."""
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 class FrameError(Exception):
     """A client frame that cannot be used; ``code`` is ``bad_request`` or ``unknown_type``."""
 
-    def __init__(self, code: WsErrorCode, message: str, ref: str | None) -> None:
+    def __init__(self, code: WsErrorCode, message: str, ref: str | None, client_msg_id: str | None = None) -> None:
         super().__init__(message)
-        self.code, self.message, self.ref = code, message, ref
+        self.code, self.message, self.ref, self.client_msg_id = code, message, ref, client_msg_id
 
 
+SEND_MESSAGE = SendMessageFrame.__struct_config__.tag
 _decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _envelope = msgspec.json.Decoder(_Envelope)
 
 
 def decode_client(data: str | bytes) -> ClientMessage:
-    """Decode one client frame or raise :class:`FrameError` (with the frame's ``ref`` if readable)."""
+    """Decode one client frame or raise :class:`FrameError` (with the frame's ``ref`` and a
+    ``sendMessage``'s ``clientMsgId`` if readable)."""
     try:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
@@ -218,10 +236,10 @@ def decode_client(data: str | bytes) -> ClientMessage:
             envelope = _envelope.decode(data)
         except msgspec.DecodeError:
             raise FrameError(WsErrorCode.BAD_REQUEST, f"not a JSON object: {exc}", None) from None
-        ref = envelope.ref if isinstance(envelope.ref, str) and len(envelope.ref) <= 64 else None
+        ref = envelope.readable_ref
         if isinstance(envelope.type, str) and envelope.type not in CLIENT_TYPES:
             raise FrameError(WsErrorCode.UNKNOWN_TYPE, f"unknown frame type {envelope.type[:64]!r}", ref) from None
-        raise FrameError(WsErrorCode.BAD_REQUEST, str(exc), ref) from None
+        raise FrameError(WsErrorCode.BAD_REQUEST, str(exc), ref, envelope.readable_client_msg_id) from None
 
 
 # ---- server frames -------------------------------------------------------------------------
@@ -240,9 +258,9 @@ class ReadyFrame(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     connection_id: str
     server_time: Timestamp
     heartbeat_s: Annotated[
-        float,
+        int,
         msgspec.Meta(
-            description="The server pings every this many seconds and closes (1011) a connection that "
+            description="Whole seconds (CHAT_HEARTBEAT_S): the server pings every this many seconds and closes (1011) a connection that "
             "does not answer within as many more."
         ),
     ]
@@ -354,6 +372,10 @@ class ErrorFrame(ServerFrame, frozen=True, kw_only=True, tag="error"):
     ref: EchoedRef | None = None
     code: WsErrorCode
     message: Annotated[str, msgspec.Meta(description="For people; match on ``code``.")]
+    client_msg_id: Annotated[
+        str | None,
+        msgspec.Meta(description="The refused ``sendMessage``'s ``clientMsgId`` (as far as the frame was readable)."),
+    ] = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -391,7 +413,7 @@ class ReplyEncoder:
 
     __slots__ = ("_clock", "_heartbeat_s")
 
-    def __init__(self, clock: Clock, heartbeat_s: float) -> None:
+    def __init__(self, clock: Clock, heartbeat_s: int) -> None:
         self._clock, self._heartbeat_s = clock, heartbeat_s
 
     def __call__(self, reply: Reply) -> str:
@@ -415,8 +437,8 @@ class ReplyEncoder:
                 )
             case Batch(messages=messages, more=more):
                 return OfflineMessagesFrame(messages=[WireMessage.of(m) for m in messages], more=more)
-            case ErrorReply(ref=ref, code=code, message=message):
-                return ErrorFrame(ref=ref, code=code, message=message)
+            case ErrorReply(ref=ref, code=code, message=message, client_msg_id=client_msg_id):
+                return ErrorFrame(ref=ref, code=code, message=message, client_msg_id=client_msg_id)
             case Ready(ref=ref, user_id=user_id, connection_id=connection_id):
                 return ReadyFrame(
                     ref=ref,
@@ -439,7 +461,7 @@ def feed(session: LiveSession, text: str, now_ms: float) -> None:
     try:
         frame = decode_client(text)
     except FrameError as exc:
-        session.bad_frame(exc.ref, exc.code, exc.message, now_ms)
+        session.bad_frame(exc.ref, exc.code, exc.message, now_ms, exc.client_msg_id)
         return
     match frame:
         case SendMessageFrame():
@@ -458,3 +480,13 @@ def feed(session: LiveSession, text: str, now_ms: float) -> None:
             session.ping(frame.ref, now_ms)
         case AuthFrame():
             session.auth(frame.ref, frame.token, now_ms)
+
+
+def feed_oversized(session: LiveSession, text: str, now_ms: float) -> None:
+    """A text frame over ``CHAT_MAX_FRAME_BYTES`` (at most 1 MiB: larger ones close 1009): refused
+    unread but for its ``ref`` and a ``sendMessage``'s ``clientMsgId``, so its error can carry them."""
+    try:
+        envelope = _envelope.decode(text)
+    except msgspec.DecodeError:
+        envelope = _Envelope()
+    session.oversized_frame(envelope.readable_ref, envelope.readable_client_msg_id, now_ms)

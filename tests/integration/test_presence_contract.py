@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.redis.presence import PresenceKeys, RedisPresenceRegistry
 from application.ports import PresenceRegistry
+from domain.presence import TooManyConnectionsError
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 535_897, tzinfo=UTC)
 GRACE_S = 3.0
@@ -147,6 +148,23 @@ async def test_a_second_device_reports_nothing_and_keeps_the_user_online(registr
 
     assert await registry.settle(now=at(100), grace_s=GRACE_S) == []
     assert await registry.online_among([1]) == {1}
+
+
+async def test_a_connection_over_the_limit_is_refused_and_changes_nothing(registry: PresenceRegistry) -> None:
+    assert await registry.connect(1, "c1", now=T0, limit=2) is True
+    assert await registry.connect(1, "c2", now=T0, limit=2) is False
+    assert await registry.connect(2, "other-user", now=T0, limit=2) is True  # per user
+
+    with pytest.raises(TooManyConnectionsError):
+        await registry.connect(1, "c3", now=at(1), limit=2)
+    assert await registry.connect(1, "c2", now=at(1), limit=2) is False  # one it holds again: fine
+
+    await registry.disconnect(1, "c1", now=at(2))
+    await registry.disconnect(1, "c3", now=at(2))  # never registered: ignored
+    assert await registry.connect(1, "c3", now=at(3), limit=2) is False  # room again
+    await registry.disconnect(1, "c2", now=at(4))
+    await registry.disconnect(1, "c3", now=at(4))
+    assert await registry.settle(now=at(4) + GRACE, grace_s=GRACE_S) == [(1, at(4))]
 
 
 async def test_a_reconnect_within_the_grace_period_reports_nothing(registry: PresenceRegistry) -> None:
@@ -275,6 +293,25 @@ async def test_a_connection_storm_on_two_processes_brings_each_user_online_once(
     came_online = Counter(uid for (uid, _), result in zip(attempts, results, strict=True) if result)
     assert came_online == dict.fromkeys(range(1, 6), 1)
     assert await b.online_among(range(1, 7)) == set(range(1, 6))
+
+
+async def test_the_per_user_limit_counts_connections_on_every_process_even_when_they_race(
+    deployment: Deployment,
+) -> None:
+    a, b = await deployment.process("a"), await deployment.process("b")
+    await a.connect(1, "a-1", now=T0, limit=3)
+    attempts = [
+        process.connect(1, f"{name}-{n}", now=T0, limit=3)
+        for n in range(2, 8)
+        for name, process in (("a", a), ("b", b))
+    ]
+
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+
+    refused = [r for r in results if isinstance(r, TooManyConnectionsError)]
+    assert (len(results) - len(refused), len(refused)) == (2, 10)  # exactly two more got in
+    with pytest.raises(TooManyConnectionsError):
+        await b.connect(1, "b-late", now=at(1), limit=3)
 
 
 async def test_concurrent_settles_on_two_processes_report_each_leave_once(deployment: Deployment) -> None:

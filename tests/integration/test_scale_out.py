@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,12 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.integration.chat import Chat, Client
+from tests.integration.chat import Chat, Client, read_until_closed, running_chat
 from tests.integration.support import TEST_SECRET
 
 pytestmark = pytest.mark.redis
@@ -279,3 +281,30 @@ async def test_several_workers_on_one_port_share_delivery_and_metrics(
                 text = (await http.get("/metrics")).text
                 line = next(x for x in text.splitlines() if x.startswith("chat_connections "))
                 assert float(line.split()[1]) == 6
+
+
+async def test_the_per_user_connection_cap_holds_across_processes(
+    migrated_url: str, uow_factory: Any, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    """Two app instances on one Redis (in this process, for speed): CHAT_MAX_CONNECTIONS_PER_USER
+    counts the user's connections on both."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    env = {"CHAT_REDIS_URL": redis_url, "CHAT_REDIS_PREFIX": prefix, "CHAT_MAX_CONNECTIONS_PER_USER": "2"}
+    async with running_chat(migrated_url, uow_factory, env) as one, running_chat(migrated_url, uow_factory, env) as two:
+        ann, bob = await one.account("Ann"), await one.account("Bob")
+        on_one, on_two = await one.connect(ann), await two.connect(ann)  # one each: two in all
+
+        for chat in (one, two):
+            ws = await chat.open()
+            await ws.send(json.dumps({"type": "auth", "token": ann.access_token}))
+            assert await read_until_closed(ws) == 4430
+        assert (await two.connect(bob)).ready["userId"] == bob.id  # per user
+        assert await on_one.barrier() == await on_two.barrier() == []  # the others stay
+
+        await on_one.close()
+        connections = f"{prefix}:presence:user:{ann.id}:connections"
+        for _ in range(200):  # until the server has unregistered it (10 s at most)
+            if await redis_client.hlen(connections) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (await two.connect(ann)).ready["userId"] == ann.id  # room again

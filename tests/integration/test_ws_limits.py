@@ -53,6 +53,7 @@ async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat:
     replies = [await a.send_message(bob.id, f"m{i}", f"flood-{i}") for i in range(8)]
     assert [r["type"] for r in replies] == ["messageAck"] * 4 + ["error"] * 4
     assert {r["code"] for r in replies[4:]} == {"rate_limited"}
+    assert [r["clientMsgId"] for r in replies] == [f"flood-{i}" for i in range(8)]  # which send failed
     stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
     assert sorted(m["clientMsgId"] for m in stored["items"]) == [f"flood-{i}" for i in range(4)]
 
@@ -61,12 +62,27 @@ async def test_a_message_flood_is_refused_without_storing_then_closed_4429(chat:
     assert (await a.send_message(bob.id, "m4", "flood-4"))["type"] == "messageAck"
     assert (await a.send_message(bob.id, "m5", "flood-5"))["type"] == "error"
 
-    # second 1001 refused too: refusals in 2 consecutive seconds (CHAT_RATE_CLOSE_AFTER_S) close 4429
-    ticks.now = 1001.0
-    assert (await a.send_message(bob.id, "m6", "flood-6"))["type"] == "error"
+    # refused on, never pausing a second: once refusals have lasted 2 s (CHAT_RATE_CLOSE_AFTER_S)
+    # since the first one (1000.25), not merely come in two calendar seconds, the socket closes 4429
+    acked, n = [f"flood-{i}" for i in range(5)], 6
+    for now in (1001.0, 1001.5, 1002.0):
+        ticks.now = now
+        while (await a.send_message(bob.id, f"m{n}", f"flood-{n}"))["type"] == "messageAck":  # until refused
+            acked.append(f"flood-{n}")
+            n += 1
+        n += 1
+    assert (await a.barrier()) == []  # 1.75 s of refusals: still open
+    ticks.now = 1002.25
+    while True:
+        await a.send(type="sendMessage", to=bob.id, message=f"m{n}", clientMsgId=f"flood-{n}", ref=f"r{n}")
+        reply = await a.recv()
+        if reply["type"] == "error":
+            break
+        acked.append(f"flood-{n}")
+        n += 1
     assert await a.closed_with() == 4429
     stored = await chat.get(f"/conversations/{bob.id}/messages", ann)
-    assert sorted(m["clientMsgId"] for m in stored["items"]) == [f"flood-{i}" for i in range(5)]
+    assert sorted(m["clientMsgId"] for m in stored["items"]) == sorted(acked)
 
 
 async def test_a_second_without_refusals_ends_the_streak(chat: Chat, ticks: Ticks) -> None:

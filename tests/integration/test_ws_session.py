@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
@@ -65,17 +66,55 @@ async def test_bad_first_frames_close_4401(chat: Chat) -> None:
         assert await close_code_of(chat, first) == 4401, first
 
 
+async def test_the_ready_answering_a_first_auth_frame_echoes_its_ref(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    ws = await chat.open()
+    await ws.send(json.dumps({"type": "auth", "token": ann.access_token, "ref": "hello"}))
+    client = Client(ws, ann)
+    ready = await client.expect("ready")
+    assert (ready["ref"], ready["userId"]) == ("hello", ann.id)
+    await client.expect("offlineMessages")
+
+
 async def test_bearer_subprotocol_authenticates_without_an_auth_frame(chat: Chat) -> None:
     ann = await chat.account("Ann")
     ws = await chat.open(subprotocols=["bearer", ann.access_token])
     assert ws.subprotocol == "bearer"
     client = Client(ws, ann)
-    assert (await client.expect("ready"))["userId"] == ann.id
+    ready = await client.expect("ready")
+    assert ready["userId"] == ann.id
+    assert "ref" not in ready  # no frame, no ref
     await client.expect("offlineMessages")
     bad = await chat.open(subprotocols=["bearer", "garbage"])
     with pytest.raises(ConnectionClosed) as closed:
         await bad.recv()
     assert close_code(closed.value) == 4401
+
+
+async def test_permessage_deflate_is_negotiated_when_the_client_offers_it(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    offered = await chat.open()  # the websockets client offers permessage-deflate by default
+    assert offered.response is not None
+    assert offered.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+    client = Client(offered, ann)
+    await client.send(type="auth", token=ann.access_token)
+    assert (await client.expect("ready"))["userId"] == ann.id  # frames flow compressed
+    plain = await chat.open(compression=None)
+    assert plain.response is not None
+    assert "Sec-WebSocket-Extensions" not in plain.response.headers
+
+
+async def test_a_query_string_on_ws_is_ignored(chat: Chat) -> None:
+    ann = await chat.account("Ann")
+    query = f"?token={ann.access_token}&access_token={ann.access_token}&v=2"
+    silent = await connect(chat.ws_url + query, open_timeout=10)
+    with pytest.raises(ConnectionClosed) as closed:
+        await silent.recv()  # a token in the query does not authenticate: no auth frame in time
+    assert close_code(closed.value) == 4408
+    ws = await connect(chat.ws_url + "?anything=at-all", open_timeout=10)
+    client = Client(ws, ann)
+    await client.send(type="auth", token=ann.access_token)
+    assert (await client.expect("ready"))["userId"] == ann.id
 
 
 async def test_a_foreign_origin_is_refused(chat: Chat) -> None:
@@ -153,8 +192,8 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_usable(chat: Chat, f
 async def test_bad_bodies_are_rejected_and_nothing_is_stored(chat: Chat, text: str, code: str) -> None:
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
-    reply = await a.send_message(bob.id, text)
-    assert (reply["type"], reply["code"]) == ("error", code)
+    reply = await a.send_message(bob.id, text, "bad-body")
+    assert (reply["type"], reply["code"], reply["clientMsgId"]) == ("error", code, "bad-body")
     assert (await chat.get(f"/conversations/{bob.id}/messages", ann))["items"] == []
     assert (await a.send_message(bob.id, "x" * 4000))["type"] == "messageAck"
 
@@ -169,8 +208,9 @@ async def test_unknown_recipient_and_yourself_are_errors(chat: Chat) -> None:
 async def test_oversize_frames_get_too_large_and_huge_frames_close_1009(chat: Chat) -> None:
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     a = await chat.connect(ann)
-    await a.send(type="sendMessage", to=bob.id, message="x" * 70_000, clientMsgId="big")
-    assert (await a.expect("error"))["code"] == "too_large"
+    await a.send(type="sendMessage", to=bob.id, message="x" * 70_000, clientMsgId="big", ref="b")
+    error = await a.expect("error")
+    assert (error["code"], error["ref"], error["clientMsgId"]) == ("too_large", "b", "big")
     assert (await a.send_message(bob.id, "fine"))["type"] == "messageAck"
     await a.send_raw("x" * 2_000_000)
     assert await a.closed_with() == 1009

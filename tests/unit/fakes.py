@@ -218,9 +218,9 @@ class FakePresence(PresenceRegistry):
         self.asked: list[set[int]] = []
         self.states: dict[int, UserPresence] = {}
 
-    async def connect(self, user_id: int, connection_id: str, *, now: datetime) -> bool:
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         state = self.states.setdefault(user_id, UserPresence(user_id=user_id))
-        came_online = state.connect(connection_id, now=now)
+        came_online = state.connect(connection_id, now=now, limit=limit)
         if came_online:
             self.online.add(user_id)
         return came_online

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from domain.presence import UserPresence, presence_visible
+from domain.presence import TooManyConnectionsError, UserPresence, presence_visible
 from tests.unit.fakes import EPOCH
 
 GRACE = timedelta(seconds=3)
@@ -27,6 +27,19 @@ def test_a_fresh_user_is_offline_and_idle() -> None:
     user = UserPresence(user_id=1)
 
     assert (user.online, user.leaving, user.idle) == (False, False, True)
+
+
+def test_over_the_limit_a_connection_is_refused_and_changes_nothing() -> None:
+    user = online_user("a", "b")
+
+    with pytest.raises(TooManyConnectionsError):
+        user.connect("c", now=EPOCH + at(1), limit=2)
+
+    assert user.connections == {"a", "b"}
+    assert user.connect("a", now=EPOCH + at(2), limit=2) is False  # one it holds: not a new one
+    user.disconnect("b", now=EPOCH + at(3))
+    assert user.connect("c", now=EPOCH + at(4), limit=2) is False  # room again
+    assert user.connections == {"a", "c"}
 
 
 def test_the_first_connection_brings_the_user_online_exactly_once() -> None:

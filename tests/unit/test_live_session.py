@@ -45,8 +45,8 @@ def test_ready_then_the_first_batch_then_what_was_published_meanwhile() -> None:
     d = Driver()
     d.session.start(d.now)
     read = d.one(ReadBatch)
-    d.session.event_published(UserOnline(user_id=PEER))
-    d.session.event_published(MessageReceived(message=message(7)))
+    d.session.event_published(UserOnline(user_id=PEER), d.now)
+    d.session.event_published(MessageReceived(message=message(7)), d.now)
     assert not d.reading()
     assert d.frames() == []  # nothing is written before the first batch is there
     d.session.batch_read(read, batch(1, 2, more=False), d.now)
@@ -55,6 +55,13 @@ def test_ready_then_the_first_batch_then_what_was_published_meanwhile() -> None:
     assert frames[0] == Ready(None, USER, "conn-1")
     assert d.reading()
     assert set(d.session.inflight.pushed) == {"m1", "m2", "m7"}
+
+
+def test_ready_echoes_the_ref_of_the_auth_frame_that_authenticated_the_socket() -> None:
+    d = Driver()
+    d.session.start(d.now, "hello")
+    d.session.batch_read(d.one(ReadBatch), batch(1, 1, more=False), d.now)
+    assert d.frames()[0] == Ready("hello", USER, "conn-1")
 
 
 def test_a_failed_first_batch_closes_1011() -> None:
@@ -174,7 +181,7 @@ def test_errors_for_binary_oversized_and_bad_frames_wait_their_turn() -> None:
     d.session.binary_frame(d.now)
     assert not d.reading()
     d.commit(a)
-    d.session.oversized_frame(d.now)
+    d.session.oversized_frame(None, None, d.now)
     d.session.bad_frame("r", WsErrorCode.UNKNOWN_TYPE, "unknown frame type 'x'", d.now)
     frames = d.frames()
     assert [type(f) for f in frames] == [Acked, ErrorReply, ErrorReply, ErrorReply]
@@ -184,6 +191,32 @@ def test_errors_for_binary_oversized_and_bad_frames_wait_their_turn() -> None:
         ErrorReply("r", WsErrorCode.UNKNOWN_TYPE, "unknown frame type 'x'"),
     ]
     assert d.counts.rejections == {"bad_request": 1, "too_large": 1, "unknown_type": 1}
+
+
+def test_every_error_answering_a_send_carries_its_client_msg_id_and_others_none() -> None:
+    d = Driver(rate=0.001, burst=2)
+    d.start()
+    d.frames()
+    d.send("a")
+    d.send("b")
+    d.session.ack_messages("k", ["x"], d.now)
+    a, b, k = d.begun()
+    d.session.write_failed(a, UserNotFoundError(PEER), d.now)  # the use case refused it
+    d.session.write_failed(b, ValueError("boom"), d.now)  # a server bug
+    d.session.write_failed(k, ValueError("boom"), d.now)
+    d.send("c")  # over the rate
+    d.session.bad_frame("d", WsErrorCode.BAD_REQUEST, "Expected `int`", d.now, "cid-d")  # undecodable
+    d.session.oversized_frame("e", "cid-e", d.now)
+    d.session.bad_frame(None, WsErrorCode.BAD_REQUEST, "not a JSON object", d.now)
+    assert [(f.ref, f.code, f.client_msg_id) for f in d.frames() if isinstance(f, ErrorReply)] == [
+        ("a", WsErrorCode.NOT_FOUND, "cid-a"),
+        ("b", WsErrorCode.INTERNAL, "cid-b"),
+        ("k", WsErrorCode.INTERNAL, None),
+        ("c", WsErrorCode.RATE_LIMITED, "cid-c"),
+        ("d", WsErrorCode.BAD_REQUEST, "cid-d"),
+        ("e", WsErrorCode.TOO_LARGE, "cid-e"),
+        (None, WsErrorCode.BAD_REQUEST, None),
+    ]
 
 
 def test_a_ping_waits_its_turn_too() -> None:
@@ -207,7 +240,7 @@ def test_a_write_dropped_at_shutdown_is_answered_send_it_again() -> None:
     d.session.write_dropped(a, d.now)
     d.commit(b)
     frames = d.frames()
-    assert frames[0] == ErrorReply("a", WsErrorCode.INTERNAL, "the server is shutting down; send it again")
+    assert frames[0] == ErrorReply("a", WsErrorCode.INTERNAL, "the server is shutting down; send it again", "cid-a")
     assert [type(f) for f in frames] == [ErrorReply, Acked]
 
 
@@ -305,10 +338,10 @@ def test_a_revocation_of_our_login_closes_4403_and_of_another_does_nothing() -> 
     d = Driver(sid="mine")
     d.start()
     d.frames()
-    d.session.event_published(LoginsRevoked(sids=frozenset({"other"})))
+    d.session.event_published(LoginsRevoked(sids=frozenset({"other"})), d.now)
     assert d.closed() is None
     assert d.frames() == []
-    d.session.event_published(LoginsRevoked(sids=frozenset({"other", "mine"})))
+    d.session.event_published(LoginsRevoked(sids=frozenset({"other", "mine"})), d.now)
     assert d.closed() == CloseRequest(CloseCode.REVOKED, "login revoked")
 
 
@@ -326,32 +359,48 @@ def test_the_first_close_request_wins() -> None:
 # -- limits --------------------------------------------------------------------------------------
 
 
-def test_refusals_in_every_second_of_the_streak_close_4429() -> None:
-    d = Driver(rate=1, burst=2, close_after_s=3)
+def test_refusals_lasting_the_streak_s_seconds_close_4429() -> None:
+    d = Driver(rate=0.001, burst=2, close_after_s=3)
     d.start()
     d.frames()
-    d.now = 1000.0  # the buckets' and the streak's clock (seconds 1, 2, 3)
+    d.now = 1000.0  # the buckets' and the streak's clock
     for ref in ("a", "b", "c"):
         d.send(ref)
     a, b = d.begun()  # "c" is refused: its error waits for a and b
     d.commit(a)
     d.commit(b)
     assert d.kinds() == ["ack:a", "ack:b", "error:c:rate_limited"]
-    d.now = 2000.0
-    d.send("d")  # one token back: accepted
-    d.send("e")
-    (entry,) = d.begun()
-    d.commit(entry)
-    assert d.closed() is None
-    d.now = 3500.0
-    d.send("f")  # a token back: accepted
-    d.send("g")  # refused in the third second in a row
-    d.commit(d.begun()[0])
+    for now, ref in ((1900, "d"), (2800, "e"), (3700, "f"), (3999, "g")):  # never a second's pause
+        d.now = now
+        d.send(ref)
+    assert d.closed() is None  # refused for 2.999 s
+    d.now = 4000.0
+    d.send("h")
     assert d.closed() == CloseRequest(CloseCode.RATE_LIMITED, "rate limited for too long")
-    assert d.counts.limited == {"message": 3}
+    assert d.counts.limited == {"message": 6}
 
 
-def test_a_refused_send_is_answered_in_its_turn_and_a_quiet_second_ends_the_streak() -> None:
+def test_a_sustained_flood_closes_4429_exactly_when_the_refusals_have_lasted_ten_seconds() -> None:
+    d = Driver(rate=1, burst=1, close_after_s=10)
+    d.start()
+    d.frames()
+    d.now, first_refusal, closed_at = 750.0, None, None
+    for n in range(200):  # a frame every 125 ms; one in eight finds a token
+        d.send(f"s{n}")
+        for entry in d.begun():
+            d.commit(entry)
+        d.outgoing()
+        if first_refusal is None and d.counts.limited:
+            first_refusal = d.now
+        if d.closed() is not None:
+            closed_at = d.now
+            break
+        d.now += 125
+    # Not after refusals in ten calendar seconds (0.875 s … 9.0 s: 8.1 s), but after ten seconds.
+    assert (first_refusal, closed_at) == (875.0, 10_875.0)
+
+
+def test_a_refused_send_is_answered_in_its_turn_and_a_second_without_refusals_ends_the_streak() -> None:
     d = Driver(rate=1, burst=1, close_after_s=2)
     d.start()
     d.frames()
@@ -363,10 +412,17 @@ def test_a_refused_send_is_answered_in_its_turn_and_a_quiet_second_ends_the_stre
     d.commit(a)
     frames = d.frames()
     assert [type(f) for f in frames] == [Acked, ErrorReply]
-    assert frames[1] == ErrorReply("b", WsErrorCode.RATE_LIMITED, "too many message frames; slow down")
-    d.now = 3000.0  # second 2 had no refusal
+    assert frames[1] == ErrorReply("b", WsErrorCode.RATE_LIMITED, "too many message frames; slow down", "cid-b")
+    d.now = 2000.0  # a second without a refusal: a new streak starts
     d.send("c")
     d.send("d")
+    d.commit(d.begun()[0])
+    d.now = 2750.0
+    d.send("e")  # refused for 0.75 s since 2.0 (1.75 s since the first refusal)
+    assert d.closed() is None
+    d.now = 4000.0  # two seconds since the streak began, but 1.25 s since its last refusal
+    d.send("f")
+    d.send("g")
     d.commit(d.begun()[0])
     assert d.closed() is None
 
@@ -422,16 +478,16 @@ def test_typing_is_dropped_first_then_a_full_outbox_of_messages_closes_4008_coun
     d.start()
     d.session.next_frame()  # ``ready`` is being written; offlineMessages waits
     for _ in range(30):
-        d.session.event_published(Typing(from_id=PEER, is_typing=True))
+        d.session.event_published(Typing(from_id=PEER, is_typing=True), d.now)
     assert d.counts.dropped == 30 - 9
-    d.session.event_published(MessageReceived(message=message(1)))  # typing goes, the message stays
+    d.session.event_published(MessageReceived(message=message(1)), d.now)  # typing goes, the message stays
     assert d.counts.dropped == 30
     assert d.closed() is None
     for n in range(2, 10):  # only messages left
-        d.session.event_published(MessageReceived(message=message(n)))
+        d.session.event_published(MessageReceived(message=message(n)), d.now)
     assert d.closed() is None
-    d.session.event_published(MessageReceived(message=message(10)))  # over the bound
-    d.session.event_published(MessageReceived(message=message(11)))
+    d.session.event_published(MessageReceived(message=message(10)), d.now)  # over the bound
+    d.session.event_published(MessageReceived(message=message(11)), d.now)
     assert d.closed() == CloseRequest(CloseCode.SLOW_CONSUMER, "slow consumer: outbound queue full")
     assert d.counts.slow_consumers == 1
     queued = d.outgoing()
@@ -443,9 +499,9 @@ def test_a_message_to_us_is_in_flight_and_stamped_one_of_ours_from_another_devic
     d.start()
     d.outgoing()
     to_us, ours = message(1), message(2, to=PEER, at=EPOCH + timedelta(seconds=1))
-    d.session.event_published(MessageReceived(message=to_us))
-    d.session.event_published(MessageReceived(message=ours))
-    d.session.event_published(Typing(from_id=PEER, is_typing=False))
+    d.session.event_published(MessageReceived(message=to_us), d.now)
+    d.session.event_published(MessageReceived(message=ours), d.now)
+    d.session.event_published(Typing(from_id=PEER, is_typing=False), d.now)
     first, second, third = d.outgoing()
     assert (first.kind, first.stamp) == (FrameKind.MESSAGE, EPOCH)
     assert (second.kind, second.stamp) == (FrameKind.OTHER, None)
@@ -461,7 +517,9 @@ def _drain_start(d: Driver, first: Batch) -> ReadBatch:
     d.session.start(d.now)
     read = d.one(ReadBatch)
     d.session.batch_read(read, first, d.now)
-    ahead = d.one(ReadBatch)
+    wake, ahead = d.actions()
+    assert wake == WakeAt(d.now + d.session.inflight.redelivery_ms)  # to re-push the batch if unacknowledged
+    assert isinstance(ahead, ReadBatch)
     assert ahead.ahead
     assert ahead.query == PendingQuery(excluding=[m.id for m in first.messages])
     d.frames()
@@ -487,7 +545,7 @@ def test_the_ack_of_the_last_id_sends_the_batch_read_ahead_at_once_and_reads_the
 def test_what_was_acknowledged_while_the_next_batch_was_read_ahead_is_left_out() -> None:
     d = Driver()
     ahead = _drain_start(d, batch(1, 2, more=True))
-    d.session.event_published(MessageReceived(message=message(3)))  # pushed live meanwhile
+    d.session.event_published(MessageReceived(message=message(3)), d.now)  # pushed live meanwhile
     d.session.ack_messages("k", ["m1", "m2", "m3"], d.now)
     d.commit(d.begun()[0])
     d.frames()
@@ -536,46 +594,101 @@ def test_a_failed_next_batch_answers_the_acknowledgement_that_asked_for_it() -> 
 # -- re-push -------------------------------------------------------------------------------------
 
 
-def test_a_pushed_message_not_acknowledged_in_time_is_pushed_again_if_still_pending() -> None:
+def test_a_message_not_acknowledged_is_pushed_again_exactly_redelivery_s_after_its_push() -> None:
     d = Driver(redelivery_s=10)
     d.start()
     d.outgoing()
-    d.session.event_published(MessageReceived(message=message(1)))
-    d.session.event_published(MessageReceived(message=message(2)))
+    d.session.event_published(MessageReceived(message=message(1)), d.now)
+    assert d.actions() == [WakeAt(10_000)]  # one wake, when the oldest push comes due
+    d.advance(3_000)
+    d.session.event_published(MessageReceived(message=message(2)), d.now)
+    assert d.actions() == []  # per message: nothing more
     d.outgoing()
-    assert d.session.may_redeliver()
-    d.advance(9_000)
-    d.session.redeliver(d.now)
-    assert d.actions() == []  # not due yet
-    d.advance(1_000)
-    d.session.redeliver(d.now)
+    d.advance(6_999)
+    d.session.time_passed(d.now)  # woken early: nothing is due yet
+    assert d.actions() == [WakeAt(10_000)]
+    d.advance(1)
+    d.session.time_passed(d.now)
     check = d.one(StillPendingCall)
-    assert check == StillPendingCall(PendingCheck(ids=["m1", "m2"]))
-    d.session.still_pending_found(check, {"m2"}, d.now)  # another device acknowledged m1
-    assert d.frames() == [MessageReceived(message=message(2))]
-    assert set(d.session.inflight.pushed) == {"m2"}
+    assert check == StillPendingCall(PendingCheck(ids=["m1"]))  # m2 is not due before 13 s
+    d.session.still_pending_found(check, {"m1"}, d.now)
+    assert d.frames() == [MessageReceived(message=message(1))]
+    assert d.actions() == [WakeAt(13_000)]
+    d.advance(3_000)
+    d.session.time_passed(d.now)
+    check = d.one(StillPendingCall)
+    assert check == StillPendingCall(PendingCheck(ids=["m2"]))
+    d.session.still_pending_found(check, set(), d.now)  # another device acknowledged m2
+    assert d.frames() == []
+    assert set(d.session.inflight.pushed) == {"m1"}
+    assert d.actions() == [WakeAt(20_000)]  # m1 again, a redelivery interval after its re-push
 
 
-def test_an_acknowledged_message_is_not_pushed_again_and_an_idle_session_needs_no_round() -> None:
+def test_re_push_rounds_start_at_least_a_tenth_of_the_interval_apart() -> None:
+    d = Driver(redelivery_s=10)
+    d.start()
+    for n in range(1, 4):  # into a socket that never acknowledges: 0 s, 0.5 s, 1.5 s
+        d.session.event_published(MessageReceived(message=message(n)), d.now)
+        d.advance(500 * n)
+    d.actions()
+    d.advance(10_000 - d.now)
+    d.session.time_passed(d.now)
+    check = d.one(StillPendingCall)
+    assert check.check.ids == ["m1"]
+    d.session.still_pending_found(check, {"m1"}, d.now)
+    assert d.actions() == [WakeAt(11_000)]  # m2 is due at 10.5 s: it waits for 11 s
+    d.advance(1_000)
+    d.session.time_passed(d.now)
+    check = d.one(StillPendingCall)
+    assert check.check.ids == ["m2"]
+    d.session.still_pending_found(check, {"m2"}, d.now)
+    assert d.actions() == [WakeAt(12_000)]  # m3 is due at 11.5 s: it waits for 12 s
+
+
+def test_an_acknowledged_message_is_not_pushed_again_and_nothing_in_flight_needs_no_wake() -> None:
     d = Driver()
     d.start()
-    d.session.event_published(MessageReceived(message=message(1)))
+    d.session.event_published(MessageReceived(message=message(1)), d.now)
+    assert d.actions() == [WakeAt(10_000)]
     d.session.ack_messages("k", ["m1"], d.now)
     d.commit(d.begun()[0])
-    assert not d.session.may_redeliver()
+    d.advance(10_000)
+    d.session.time_passed(d.now)
+    assert d.actions() == []  # no round, and no further wake
 
 
-def test_one_re_push_round_at_a_time_and_a_failed_round_ends() -> None:
-    d = Driver(redelivery_s=1)
+def test_the_token_expiry_and_the_re_push_share_one_wake() -> None:
+    d = Driver(expires_in_s=60)
+    assert d.start() == [WakeAt(60_000)]
+    d.session.event_published(MessageReceived(message=message(1)), d.now)
+    assert d.actions() == [WakeAt(10_000)]  # replaces the wake at 60 s
+    d.advance(10_000)
+    d.session.time_passed(d.now)
+    check, wake = d.actions()
+    assert isinstance(check, StillPendingCall)
+    assert wake == WakeAt(60_000)  # the expiry again, while the round runs
+    d.session.still_pending_found(check, set(), d.now)
+    assert d.actions() == []  # nothing left in flight: no earlier wake
+    d.advance(50_000)
+    d.session.time_passed(d.now)
+    assert d.closed() == CloseRequest(CloseCode.UNAUTHENTICATED, "token expired")
+    assert d.actions() == [d.closed()]
+
+
+def test_one_re_push_round_at_a_time_and_a_failed_round_is_tried_again_redelivery_s_later() -> None:
+    d = Driver(redelivery_s=1, repush_from_store=True)
     d.start()
-    d.session.event_published(MessageReceived(message=message(1)))
+    d.session.event_published(MessageReceived(message=message(1)), d.now)
+    assert d.actions() == [WakeAt(1_000)]
     d.advance(1_000)
-    d.session.redeliver(d.now)
+    d.session.time_passed(d.now)
     check = d.one(StillPendingCall)
-    d.session.redeliver(d.now)
+    d.session.catch_up(d.now)  # the sweep's round waits for this one
     assert d.actions() == []
     d.session.call_failed(check, RuntimeError("database down"), d.now)
-    d.session.redeliver(d.now)
+    assert d.actions() == [WakeAt(2_000)]
+    d.advance(1_000)
+    d.session.time_passed(d.now)
     assert d.actions() == [StillPendingCall(PendingCheck(ids=["m1"]))]
 
 
@@ -585,7 +698,7 @@ def test_catch_up_from_the_store_pushes_what_pub_sub_lost_since_connecting() -> 
     d.start()
     d.outgoing()
     d.advance(20_000)
-    d.session.redeliver(d.now)
+    d.session.catch_up(d.now)
     catch_up = d.one(CatchUpCall)
     assert catch_up == CatchUpCall(EPOCH + timedelta(seconds=11))
     before = message(1, at=EPOCH - timedelta(seconds=1))
@@ -593,7 +706,7 @@ def test_catch_up_from_the_store_pushes_what_pub_sub_lost_since_connecting() -> 
     too_new = message(3, at=EPOCH + timedelta(seconds=15))
     d.session.caught_up(catch_up, Batch(messages=[before, lost, too_new], more=False), d.now)
     assert d.frames() == [MessageReceived(message=lost)]
-    assert d.session.may_redeliver()
+    assert d.actions() == [WakeAt(31_000)]  # pushed: re-pushed a redelivery interval later if unacknowledged
 
 
 def test_a_re_push_round_sends_the_next_batch_when_another_device_acknowledged_the_current_one() -> None:
@@ -601,10 +714,23 @@ def test_a_re_push_round_sends_the_next_batch_when_another_device_acknowledged_t
     ahead = _drain_start(d, batch(1, 1, more=True))
     d.session.batch_read(ahead, batch(2, 2, more=False), d.now)
     d.advance(1_000)
-    d.session.redeliver(d.now)
+    d.session.time_passed(d.now)
     check = d.one(StillPendingCall)
     d.session.still_pending_found(check, set(), d.now)  # m1 was acknowledged elsewhere
     assert d.frames() == [batch(2, 2, more=False)]
+    assert d.actions() == [WakeAt(2_000)]  # m2's re-push
+
+
+def test_a_batch_read_ahead_left_empty_by_what_was_acknowledged_meanwhile_reads_the_next_at_once() -> None:
+    d = Driver()
+    ahead = _drain_start(d, batch(1, 1, more=True))
+    d.session.event_published(MessageReceived(message=message(2)), d.now)  # pushed live meanwhile
+    d.session.ack_messages("k", ["m1", "m2"], d.now)
+    d.commit(d.begun()[0])
+    d.frames()
+    d.session.batch_read(ahead, batch(2, 2, more=True), d.now)  # read before m2's ack committed
+    assert d.frames() == [Batch(messages=[], more=True)]
+    assert d.one(ReadBatch) == ReadBatch(PendingQuery(), ahead=False)  # nothing to acknowledge: no wait
 
 
 def test_a_use_case_refusing_for_rate_is_answered_rate_limited_and_not_counted_as_an_error() -> None:

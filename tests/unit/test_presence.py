@@ -8,9 +8,10 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
-from application.presence import ONLINE_QUERY_MAX, LiveConnection, OnlineQuery
+from application.presence import ONLINE_QUERY_MAX, Connect, LiveConnection, OnlineQuery
 from application.users import UserLookup
 from domain.errors import InvalidInputError
+from domain.presence import TooManyConnectionsError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
 from tests.unit.harness import World, principal_of
@@ -55,6 +56,21 @@ async def test_a_second_device_announces_nothing(world: World) -> None:
 
     assert await world.connect(principal_of(ada), LiveConnection(connection_id="conn-2")) is False
 
+    assert world.notifier.published == []
+
+
+async def test_a_connection_over_the_per_user_cap_is_refused_unregistered(world: World) -> None:
+    ada, bob = world.seed_users("Ada", "Bob")
+    world.store.connect(ada, bob)
+    connect = Connect(world.store.unit_of_work, world.presence, world.notifier, world.clock, max_per_user=2)
+    await connect(principal_of(ada), LiveConnection(connection_id="conn-1"))
+    await connect(principal_of(ada), LiveConnection(connection_id="conn-2"))
+    world.notifier.clear()
+
+    with pytest.raises(TooManyConnectionsError):
+        await connect(principal_of(ada), LiveConnection(connection_id="conn-3"))
+
+    assert world.presence.states[ada].connections == {"conn-1", "conn-2"}
     assert world.notifier.published == []
 
 

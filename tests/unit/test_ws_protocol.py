@@ -28,6 +28,7 @@ from application.live.actions import (
 )
 from application.messaging import Batch
 from domain.users import UserCard
+from entrypoints.settings import Settings, SettingsError, load_settings
 from entrypoints.ws import protocol as p
 from tests.unit.fakes import EPOCH, FixedClock
 from tests.unit.live_session_support import PEER, USER, Driver, message
@@ -72,6 +73,50 @@ def test_unusable_frames_raise_with_their_code_and_readable_ref(text: str, code:
     assert (caught.value.code, caught.value.ref) == (code, ref)
 
 
+@pytest.mark.parametrize(
+    ("frame", "client_msg_id"),
+    [
+        ({"type": "sendMessage", "to": "2", "message": "x", "clientMsgId": "c-1"}, "c-1"),
+        ({"type": "sendMessage", "to": 2, "clientMsgId": "c-2"}, "c-2"),  # no message
+        ({"type": "sendMessage", "to": "2", "message": "x", "clientMsgId": "c" * 65}, None),  # too long to echo
+        ({"type": "sendMessage", "to": 2, "message": "x", "clientMsgId": 7}, None),
+        ({"type": "ping", "clientMsgId": "c-3"}, None),  # not a sendMessage: an unknown field
+        ({"type": "sendmessage", "clientMsgId": "c-4"}, None),  # unknown_type
+    ],
+)
+def test_a_bad_send_message_frame_raises_with_its_client_msg_id_if_readable(
+    frame: dict[str, object], client_msg_id: str | None
+) -> None:
+    with pytest.raises(p.FrameError) as caught:
+        p.decode_client(json.dumps(frame))
+    assert caught.value.client_msg_id == client_msg_id
+
+
+def test_the_error_of_a_bad_or_oversized_send_message_carries_its_ref_and_client_msg_id() -> None:
+    d = Driver()
+    d.start()
+    d.frames()
+    p.feed(d.session, json.dumps({"type": "sendMessage", "to": 0, "message": "x", "clientMsgId": "c", "ref": "r"}), 0)
+    big = {"type": "sendMessage", "to": PEER, "message": "x" * 2000, "clientMsgId": "big", "ref": "b"}
+    p.feed_oversized(d.session, json.dumps(big), d.now)
+    p.feed_oversized(d.session, "x" * 2000, d.now)
+    assert [(f.ref, f.code, f.client_msg_id) for f in d.frames() if isinstance(f, ErrorReply)] == [
+        ("r", WsErrorCode.BAD_REQUEST, "c"),
+        ("b", WsErrorCode.TOO_LARGE, "big"),
+        (None, WsErrorCode.TOO_LARGE, None),
+    ]
+
+
+def test_heartbeat_s_is_an_integer_on_the_wire_and_a_whole_number_of_seconds_in_the_settings() -> None:
+    text = p.ReplyEncoder(FixedClock(), Settings().heartbeat_s)(Ready(None, 1, "c"))
+    assert text.endswith('"heartbeatS":20}')  # not 20.0: typed clients expect an integer
+    assert type(json.loads(text)["heartbeatS"]) is int
+    secret = {"CHAT_JWT_SECRET": "s" * 32}
+    assert load_settings({**secret, "CHAT_HEARTBEAT_S": "5"}).heartbeat_s == 5
+    with pytest.raises(SettingsError, match="CHAT_HEARTBEAT_S"):
+        load_settings({**secret, "CHAT_HEARTBEAT_S": "0.5"})
+
+
 def test_replies_and_events_encode_as_their_server_frames() -> None:
     clock = FixedClock()
     encode = p.ReplyEncoder(clock, heartbeat_s=20)
@@ -95,6 +140,13 @@ def test_replies_and_events_encode_as_their_server_frames() -> None:
         "type": "error",
         "code": "too_large",
         "message": "big",
+    }
+    assert json.loads(encode(ErrorReply("r", WsErrorCode.RATE_LIMITED, "slow", "c-1"))) == {
+        "type": "error",
+        "ref": "r",
+        "code": "rate_limited",
+        "message": "slow",
+        "clientMsgId": "c-1",
     }
     assert json.loads(encode(Pong("p"))) == {"type": "pong", "ref": "p"}
     found = json.loads(encode(UsersFound("s", "bo", [UserCard(id=2, name="Bob")])))
