@@ -44,12 +44,12 @@ def refusal(**env: str) -> str:
             "CHAT_WORKERS='0' is not valid: expected a whole number of at least 1",
         ),
         (
-            {"CHAT_HEARTBEAT_S": "-1"},
-            "CHAT_HEARTBEAT_S='-1' is not valid: expected a number greater than 0",
+            {"CHAT_OFFLINE_GRACE_S": "-1"},
+            "CHAT_OFFLINE_GRACE_S='-1' is not valid: expected a number greater than 0",
         ),
         (
-            {"CHAT_HEARTBEAT_S": "inf"},
-            "CHAT_HEARTBEAT_S='inf' is not finite: expected a number greater than 0",
+            {"CHAT_OFFLINE_GRACE_S": "inf"},
+            "CHAT_OFFLINE_GRACE_S='inf' is not finite: expected a number greater than 0",
         ),
         (
             {"CHAT_ENV": "production"},
