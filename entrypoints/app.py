@@ -27,12 +27,13 @@ from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
-from entrypoints.metrics import Metrics
+from entrypoints.metrics import Metrics, flush_every
 from entrypoints.ws.handler import LiveConnections, catch_up_sweep, make_ws_handler, presence_sweep
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
 T = TypeVar("T")
+METRICS_FLUSH_S = 1.0  # several workers: how stale a scrape may be
 
 
 def _singleton(provider: Callable[[], T]) -> Provide:
@@ -122,6 +123,8 @@ def create_app(container: Container) -> Litestar:
         sweepers = [
             asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4)))
         ]
+        if metrics.multiprocess:  # a scrape reads every worker's values: each adds its counts on time
+            sweepers.append(asyncio.create_task(flush_every(metrics, METRICS_FLUSH_S)))
         if services.repush_from_store:  # several processes: what pub/sub lost comes from the store
             sweepers.append(asyncio.create_task(catch_up_sweep(live, max(0.05, settings.redelivery_s / 2))))
         try:
@@ -133,6 +136,7 @@ def create_app(container: Container) -> Litestar:
                 connection.close_soon(CloseCode.GOING_AWAY, "server shutting down")
             await asyncio.gather(*sweepers, return_exceptions=True)
             await stop(container)  # the write batcher, fan-out, Redis, engine
+            metrics.flush()
             metrics.process_exited()
 
     cors = (

@@ -128,6 +128,8 @@ class _Refusal:
     client_msg_id: str | None = None
 
 
+_PIPELINED = (PipelinedSend, PipelinedAck)
+
 # What waits for its turn: a pipelined frame for a free slot, anything else for an empty pipeline.
 _Turn = PipelinedSend | PipelinedAck | FrameCall | Pong | ErrorReply | _Refusal
 
@@ -351,7 +353,7 @@ class LiveSession:
 
     def _turn(self, item: _Turn, now_ms: float) -> None:
         """Start ``item`` if its turn has come, else keep it waiting (and read nothing more)."""
-        if isinstance(item, PipelinedSend | PipelinedAck):
+        if isinstance(item, _PIPELINED):
             if len(self._pipeline) >= self._limits.max_pipelined:
                 self._waiting = item
             else:  # queued for writing in the order read, so seqs keep that order
@@ -399,24 +401,25 @@ class LiveSession:
         self.write_failed(entry, WriteDroppedError(), now_ms)
 
     def _answer_ready(self, now_ms: float) -> None:
-        """Answer the pipeline's head while its outcome is known and no batch must go first."""
+        """Answer the pipeline's head while its outcome is known and no batch must go first: a
+        failure with its error, a send with ``messageAck``, an acknowledgement by settling its
+        ids (and sending the next offline batch when it completed the current one)."""
         pipeline = self._pipeline
         while pipeline and pipeline[0].done and self._awaited is None:
-            self._answer(pipeline.pop(0), now_ms)
-        self._next_turn(now_ms)
-
-    def _answer(self, entry: Pipelined, now_ms: float) -> None:
-        outcome = entry.outcome
-        if isinstance(outcome, Exception):
-            self._answer_failed(entry, outcome, now_ms)
-        elif isinstance(entry, PipelinedAck):
-            self._settled(entry.ack.ids)
-            if self.inflight.next_batch_due():
-                self._next_batch(entry, now_ms)
-        elif outcome is not None:
-            if not outcome.duplicate:
-                self._observer.message_in()
-            self._reply(Acked(entry.ref, outcome.message))
+            entry = pipeline.pop(0)
+            outcome = entry.outcome
+            if isinstance(outcome, Exception):
+                self._answer_failed(entry, outcome, now_ms)
+            elif isinstance(entry, PipelinedAck):
+                self._settled(entry.ack.ids)
+                if self.inflight.next_batch_due():
+                    self._next_batch(entry, now_ms)
+            elif outcome is not None:
+                if not outcome.duplicate:
+                    self._observer.message_in()
+                self._reply(Acked(entry.ref, outcome.message))
+        if self._waiting is not None:
+            self._next_turn(now_ms)
 
     def _answer_failed(self, entry: Pipelined, exc: Exception, now_ms: float) -> None:
         """A pipelined write failed: its error, a send's with its ``clientMsgId``."""

@@ -158,7 +158,7 @@ class Connection:
         session = self.session
         if session.actions:
             self._work.pump()
-        if session.has_frames and (self._writer is None or self._writer.done()):
+        if (self._writer is None or self._writer.done()) and session.has_frames:
             self._writer = self._loop.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
@@ -182,13 +182,12 @@ class Connection:
 
     async def _write(self) -> None:
         """Write the outbox in order, then end (the next queued frame starts a new writer)."""
-        session, metrics, clock = self.session, self._services.metrics, self._services.clock
+        session, hot, clock = self.session, self._services.metrics.hot, self._services.clock
         try:
             while (item := session.next_frame()) is not None:
                 await self._socket.send_text(item.text)
                 if item.stamp is not None:  # a message: delivered
-                    metrics.messages_out.inc()
-                    metrics.delivery_latency.observe(max(0.0, (clock.now() - item.stamp).total_seconds()))
+                    hot.delivered(max(0.0, (clock.now() - item.stamp).total_seconds()))
         except Exception:  # the peer is gone (the reader sees the disconnect) or the socket broke
             log.debug("writer of connection %s stopped", self.connection_id, exc_info=True)
             session.socket_failed()

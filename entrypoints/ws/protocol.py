@@ -4,7 +4,7 @@ every client frame may carry ``ref``. Every wire struct's name ends in ``Frame``
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast, get_args
+from typing import Annotated, Any
 
 import msgspec
 
@@ -260,8 +260,8 @@ class ReadyFrame(ServerFrame, frozen=True, kw_only=True, tag="ready"):
     heartbeat_s: Annotated[
         int,
         msgspec.Meta(
-            description="Whole seconds (CHAT_HEARTBEAT_S): the server pings every this many seconds and closes (1011) a connection that "
-            "does not answer within as many more."
+            description="Whole seconds (CHAT_HEARTBEAT_S): the server pings every this many seconds "
+            "and closes (1011) a connection that does not answer within as many more."
         ),
     ]
 
@@ -404,9 +404,6 @@ def frame_of(event: Event) -> ServerFrame | None:
             return None
 
 
-_EVENT_TYPES = frozenset(get_args(Event))  # what the session forwards from the fan-out
-
-
 class ReplyEncoder:
     """The live session's :data:`~application.live.actions.Encoder`: a reply or a forwarded event
     as the text of its server frame. ``ready`` carries the server's time and heartbeat."""
@@ -417,11 +414,13 @@ class ReplyEncoder:
         self._clock, self._heartbeat_s = clock, heartbeat_s
 
     def __call__(self, reply: Reply) -> str:
+        if isinstance(reply, MessageReceived):  # the most frequent frame, without a call more
+            return _encoder.encode(MessageReceivedFrame.of(reply.message)).decode()
         return _encoder.encode(self.frame(reply)).decode()
 
     def frame(self, reply: Reply) -> ServerFrame:
-        if type(reply) in _EVENT_TYPES:  # a forwarded event (most frames: messages, receipts)
-            frame = frame_of(cast("Event", reply))
+        if isinstance(reply, Event):  # another forwarded event
+            frame = frame_of(reply)
             if frame is None:
                 raise ValueError(f"{type(reply).__name__} has no frame")
             return frame

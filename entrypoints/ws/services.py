@@ -1,13 +1,11 @@
 """What a WebSocket connection runs on: the use cases, clocks and settings (:class:`Services`), and
-how the live session's actions map onto them — a session per connection, a pipelined write's
-``begin`` and ``finish``, a call's use case — with the session's counters on the metrics."""
+how the live session's calls and reads map onto them — a session per connection, a call's use
+case, an offline batch — with the session's counters on the metrics."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from application.accounts import Authenticate
 from application.common import Principal
@@ -19,7 +17,6 @@ from application.messaging import (
     PendingFor,
     PendingQuery,
     SendMessage,
-    SendResult,
     StillPending,
 )
 from application.ports import Clock, ConnectionHub
@@ -85,22 +82,6 @@ def session_for(services: Services, principal: Principal, connection_id: str) ->
     )
 
 
-def begin_write(services: Services, entry: a.Pipelined) -> asyncio.Future[Any]:
-    """Validate a pipelined frame and queue its write, as the entry's actor (raises what
-    validation raises)."""
-    if isinstance(entry, a.PipelinedSend):
-        return services.send_message.begin(entry.actor, entry.send)
-    return services.acknowledge.begin(entry.actor, entry.ack)
-
-
-async def finish_write(services: Services, entry: a.Pipelined, written: asyncio.Future[Any]) -> SendResult | None:
-    """Once the write committed: a send's result (None for an acknowledgement)."""
-    if isinstance(entry, a.PipelinedSend):
-        return await services.send_message.finish(await written)
-    services.acknowledge.finish(await written)
-    return None
-
-
 _OLDEST_PENDING = PendingQuery()
 
 
@@ -149,7 +130,7 @@ class MetricsObserver:
         self._metrics = metrics
 
     def message_in(self) -> None:
-        self._metrics.messages_in.inc()
+        self._metrics.hot.messages_in += 1
 
     def rejected(self, code: str) -> None:
         self._metrics.rejected_frames.labels(code).inc()

@@ -9,10 +9,11 @@ from typing import Any, NamedTuple, cast, get_args
 
 from application.live import actions as a
 from application.live.session import LiveSession
-from entrypoints.ws.services import Services, begin_write, finish_write, read_batch, run_call
+from entrypoints.ws.services import Services, read_batch, run_call
 
 # The actions that run a use case (:data:`~application.live.actions.Call`), looked up by exact type.
 _CALLS = frozenset(get_args(a.Call))
+_PIPELINED = get_args(a.Pipelined)
 
 
 class _Write(NamedTuple):
@@ -84,9 +85,14 @@ class SessionWork:
         (the caller then awaits :meth:`drain`, or lets :meth:`pump` hand it to a task)."""
         actions = self._session.actions
         while actions:
-            if type(actions[0]) in _CALLS:
+            action = actions[0]
+            if type(action) in _CALLS:
                 return True
-            self._perform(actions.pop(0))
+            del actions[0]
+            if isinstance(action, _PIPELINED):  # most actions: one call less
+                self._begin(action)
+            else:
+                self._perform(action)
         return False
 
     async def settle(self, timeout_s: float) -> None:
@@ -102,22 +108,31 @@ class SessionWork:
                 task.cancel()
 
     def _perform(self, action: a.Action) -> None:
-        match action:
-            case a.PipelinedSend() | a.PipelinedAck():
-                try:
-                    written = begin_write(self._services, action)
-                except Exception as exc:  # answered in its turn
-                    self._session.write_failed(action, exc, self._now())
-                    return
-                self._writes.append(_Write(action, written))
-                if self._answerer is None or self._answerer.done():
-                    self._answerer = self._loop.create_task(self._answer())
-            case a.ReadBatch():
-                task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
-                task.add_done_callback(self._batch_done)
-                self._reads.append(task)
-            case _:
-                self._on_socket(action)
+        if isinstance(action, _PIPELINED):
+            self._begin(action)
+        elif isinstance(action, a.ReadBatch):
+            task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
+            task.add_done_callback(self._batch_done)
+            self._reads.append(task)
+        else:
+            self._on_socket(action)
+
+    def _begin(self, entry: a.Pipelined) -> None:
+        """Queue ``entry``'s write as its actor (what validation raises is answered in its turn)
+        and let the answerer wait for it."""
+        s = self._services
+        written: asyncio.Future[Any]
+        try:
+            if isinstance(entry, a.PipelinedSend):
+                written = s.send_message.begin(entry.actor, entry.send)
+            else:
+                written = s.acknowledge.begin(entry.actor, entry.ack)
+        except Exception as exc:
+            self._session.write_failed(entry, exc, self._now())
+            return
+        self._writes.append(_Write(entry, written))
+        if self._answerer is None or self._answerer.done():
+            self._answerer = self._loop.create_task(self._answer())
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         if task in self._reads:
@@ -129,12 +144,14 @@ class SessionWork:
         """Feed the started writes' outcomes in the order started; ends when none is left. The
         writes themselves are never cancelled from here: once queued, a write commits and is
         published (Step.committed) even if this connection goes away before its answer."""
-        writes, session = self._writes, self._session
+        writes, session, send_message = self._writes, self._session, self._services.send_message
+        now: float | None = None  # the clock, read once per run of finished writes
         try:
             while writes:
                 entry, written = writes[0]
-                try:
-                    result = await finish_write(self._services, entry, written)
+                try:  # a send's result once committed (an acknowledgement has none to give)
+                    stored = await written
+                    result = await send_message.finish(stored) if isinstance(entry, a.PipelinedSend) else None
                 except asyncio.CancelledError:
                     current = asyncio.current_task()
                     if not written.cancelled() or (current is not None and current.cancelling()):
@@ -146,9 +163,12 @@ class SessionWork:
                     session.write_failed(entry, exc, self._now())
                 else:
                     writes.pop(0)
-                    session.write_committed(entry, result, self._now())
+                    if now is None:
+                        now = self._now()
+                    session.write_committed(entry, result, now)
                 if not writes or not writes[0].written.done():  # once per run of finished writes
                     self._fed()
+                    now = None
         except asyncio.CancelledError:
             for _, written in writes:  # nobody answers these any more
                 written.add_done_callback(_unanswered)
