@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     usecase.add_argument("--postgres-url", default=d.postgres_url)
     usecase.add_argument("--count", type=int, default=200)
     usecase.add_argument("--profile", action="store_true", help="print the top functions (cProfile)")
+    driver = sub.add_parser("driver", help="cost of one message through a live connection's own code (fakes around it)")
+    driver.add_argument("--count", type=int, default=20000, help="messages")
+    driver.add_argument("--window", type=int, default=16, help="sends in flight")
     profile = sub.add_parser("profile", help="summarise a profile written by --profile")
     profile.add_argument("file", type=Path)
     profile.add_argument("--top", type=int, default=20)
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "profile":
         print(hotpath.render(hotpath.summarise(args.file, args.top), args.top))
+        return 0
+    if args.command == "driver":
+        from bench import driver as driver_bench
+
+        driver_bench.run(args.count, args.window)
         return 0
     if args.command == "usecase":
         from bench import usecase as usecase_bench
