@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import Page, PageRequest, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
+from application.common import (
+    PAGE_MAX,
+    Page,
+    PageRequest,
+    Principal,
+    UnitOfWorkFactory,
+    page_limit,
+    parse_id_cursor,
+)
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
 from domain.social import presence_visible_among
@@ -21,7 +29,9 @@ if TYPE_CHECKING:
     from application.ports import PresenceRegistry, UnitOfWork
 
 SEARCH_QUERY_MIN, SEARCH_QUERY_MAX = 2, 100
-SEARCH_DEFAULT, SEARCH_MAX = 20, 50
+# One page size bound for searches and lists, so that ``GET /users`` has one ``limit`` range with or
+# without ``q`` (the OpenAPI document states one).
+SEARCH_DEFAULT, SEARCH_MAX = 20, PAGE_MAX
 
 
 class CardMaker:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 
 from domain.messages import Message
 from domain.users import UserCard
+
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"format": "date-time"},
+        description="ISO-8601 UTC with exactly three fractional digits and Z",
+        examples=["2026-11-24T05:20:21.089Z"],
+    ),
+]
+"""A moment on the wire, as :func:`iso_ms` writes it (documented as JSON Schema ``date-time``)."""
 
 _SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:20:21." by second
 
@@ -40,7 +51,7 @@ class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
     id: int
     name: str
     online: bool | None
-    last_seen_at: str | None
+    last_seen_at: Timestamp | None
 
     @classmethod
     def of(cls, card: UserCard) -> UserPublic:
@@ -48,19 +59,19 @@ class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class WireMessage(msgspec.Struct, rename="camel", frozen=True):
-    """A message as history, offline batches and the HTTP API show it. Fields are positional
-    (:func:`message_values` first): building one by position is much cheaper than by keywords,
-    and an offline batch builds a hundred."""
+    """A message as history, offline batches and the HTTP API show it."""
 
+    # Fields are positional (:func:`message_values` first): building one by position is much
+    # cheaper than by keywords, and an offline batch builds a hundred.
     id: str
     seq: int
     from_: int = msgspec.field(name="from")
     to: int
     message: str
     client_msg_id: str
-    timestamp: str
-    delivered_at: str | None
-    read_at: str | None
+    timestamp: Timestamp
+    delivered_at: Timestamp | None
+    read_at: Timestamp | None
 
     @classmethod
     def of(cls, m: Message) -> WireMessage:
