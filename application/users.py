@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from application.common import (
+    MAX_ID,
     PAGE_MAX,
     Page,
     PageRequest,
@@ -100,6 +101,8 @@ class GetUser:
         self._uow, self._cards = uow, cards
 
     async def __call__(self, actor: Principal, cmd: UserLookup) -> UserCard:
+        if not 1 <= cmd.user_id <= MAX_ID:  # no store holds such an id
+            raise UserNotFoundError(cmd.user_id)
         async with self._uow() as uow:
             user = await uow.users.get(cmd.user_id)
             if user is None:

@@ -17,7 +17,7 @@ from application.live.actions import CloseCode
 from domain.errors import InvalidTokenError
 from entrypoints.container import Container, start, stop
 from entrypoints.http.auth import AuthController
-from entrypoints.http.body import require_json_body
+from entrypoints.http.before_request import before_request
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
 from entrypoints.http.cors import CorsMiddleware, Origins
@@ -167,7 +167,7 @@ def create_app(container: Container) -> Litestar:
         lifespan=[lifespan],
         logging_config=None,
         middleware=[DefineMiddleware(CorsMiddleware, origins=origins)] if origins.configured else [],
-        before_request=require_json_body,
+        before_request=before_request,
         request_max_body_size=settings.max_http_body_bytes,
         openapi_config=openapi_config(),
     )

@@ -15,6 +15,7 @@ from entrypoints.http.refusals import (
     BAD_CURSOR,
     BAD_LIMIT,
     BAD_TOKEN,
+    INT64_ID,
     STORE_DOWN,
     UNKNOWN_USER,
     answers,
@@ -24,9 +25,16 @@ from entrypoints.http.refusals import (
 from entrypoints.wire import UserPublic, WireMessage
 
 Limit = Annotated[int | None, Parameter(ge=1, le=PAGE_MAX, description="page size (default 50)")]
-PeerId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="the other user's id")]
+PeerId = Annotated[
+    int,
+    Parameter(ge=1, description="the other user's id (no user has one above 2^63-1: 404)", schema_extra=INT64_ID),
+]
 Before = Annotated[int | None, Parameter(ge=1, le=MAX_ID, description="the page just below this seq")]
-After = Annotated[int | None, Parameter(ge=0, le=MAX_ID, description="the page just above this seq")]
+# Litestar leaves out a bound of 0 from the document (it tests the bound's truth): it is added back.
+After = Annotated[
+    int | None,
+    Parameter(ge=0, le=MAX_ID, description="the page just above this seq", schema_extra={"minimum": 0}),
+]
 
 
 class ConversationOut(msgspec.Struct, frozen=True, rename="camel"):
@@ -96,8 +104,9 @@ class ConversationsController(Controller):
         "own history (the peer may see gaps in `seq`).",
         responses=answers(
             BAD_LIMIT,
-            http_refusal(400, "the peer id is not an integer from 1 to 2^63-1", field="peer_id"),
+            http_refusal(400, "the peer id is not a positive integer", field="peer_id"),
             invalid("before", "give before or after, not both"),
+            invalid("peerId", "there is no conversation with yourself"),
             BAD_TOKEN,
             UNKNOWN_USER,
             STORE_DOWN,

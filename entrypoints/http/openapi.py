@@ -126,10 +126,21 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
     schemas.update(dict(sorted(ours.items())))
     for path_item in finished.get("paths", {}).values():
         for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _parameter_schema(parameter["schema"])
             for status, response in operation.get("responses", {}).items():
                 if PROBLEM_JSON in response.get("content", {}) and status in _PROBLEM_HEADERS:
                     response["headers"] = copy.deepcopy(_PROBLEM_HEADERS[status])
     return finished
+
+
+def _parameter_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema with integral bounds written as integers (Litestar writes ``1.0``).
+    An optional integer stays ``oneOf: [integer, null]``: the text ``null`` is taken as absent."""
+    for bound in ("minimum", "maximum"):
+        if isinstance(schema.get(bound), float) and schema[bound].is_integer():
+            schema[bound] = int(schema[bound])
+    return schema
 
 
 class _Finished:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 
+from application.common import MAX_ID
 from application.errors import wire_error_of
 from application.ports import StoreUnavailableError
 from domain.errors import (
@@ -94,6 +94,8 @@ HASHING_BUSY = refusal(BusyError, "every password-hashing slot stayed busy for 1
 UNKNOWN_USER = refusal(UserNotFoundError, "no user has this id")
 BAD_LIMIT = http_refusal(400, "a query parameter is out of its documented range", field="limit")
 BAD_CURSOR = invalid("cursor", "is not a cursor this server issued")
+INT64_ID = {"format": "int64", "maximum": MAX_ID}
+"""Published bounds of an id in a path: beyond them no user exists (404), as for any unknown id."""
 INTERNAL = http_refusal(500, "a server bug; the body never contains a stack trace")
 
 

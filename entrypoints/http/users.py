@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from application.common import MAX_ID, PAGE_MAX, PageRequest, Principal
+from application.common import PAGE_MAX, PageRequest, Principal
 from application.social import Block, BlockUser, ListBlocked, Unblock, UnblockUser
 from application.users import (
     SEARCH_QUERY_MAX,
@@ -29,6 +29,7 @@ from entrypoints.http.refusals import (
     BAD_CURSOR,
     BAD_LIMIT,
     BAD_TOKEN,
+    INT64_ID,
     JSON_BODY,
     STORE_DOWN,
     UNKNOWN_USER,
@@ -39,7 +40,10 @@ from entrypoints.http.refusals import (
 from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage
 from entrypoints.wire import UserPublic
 
-UserId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="a user's id")]
+UserId = Annotated[
+    int,
+    Parameter(ge=1, description="a user's id (no user has one above 2^63-1: 404)", schema_extra=INT64_ID),
+]
 Limit = Annotated[
     int | None,
     Parameter(ge=1, le=PAGE_MAX, description="page size: default 50 for contacts, 20 for a search"),
@@ -56,7 +60,7 @@ Query = Annotated[
         schema_extra={"pattern": f"^[{WHITESPACE}]*{_Q_EDGE}{_Q_MIDDLE}{_Q_EDGE}[{WHITESPACE}]*$"},
     ),
 ]
-BAD_ID = http_refusal(400, "the id is not an integer from 1 to 2^63-1", field="user_id")
+BAD_ID = http_refusal(400, "the id is not a positive integer", field="user_id")
 SELF = invalid("id", "you cannot block or unblock yourself")
 
 
