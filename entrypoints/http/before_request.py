@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from domain.errors import InvalidInputError
@@ -34,8 +35,9 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[None] | No
 
 
 def allowed_methods(request: Request[Any, Any, Any]) -> Response[None]:
-    methods = request.app.route_handler_method_map.get(request.scope["path_template"], {})
-    allow = ", ".join(sorted(m for m in methods if m.isupper()))
+    template = request.scope["path_template"]
+    routes = (r for r in request.app.routes if isinstance(r, HTTPRoute) and r.path_format == template)
+    allow = ", ".join(sorted(next(routes).methods))
     return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": allow})
 
 

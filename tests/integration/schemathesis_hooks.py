@@ -23,6 +23,8 @@ from typing import Any
 import requests
 import schemathesis
 
+Case = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
+
 BASE_URL_VARIABLE = "CHAT_CONFORMANCE_BASE_URL"
 PASSWORD = "conformance password 1"
 _numbers = itertools.count(1)
@@ -55,18 +57,18 @@ def _register() -> Account:
 class FreshAccount:
     """A new account for every request."""
 
-    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> Account:
+    def get(self, case: Case, context: schemathesis.AuthContext) -> Account:
         return _register()
 
-    def set(self, case: schemathesis.Case, data: Account, context: schemathesis.AuthContext) -> None:
+    def set(self, case: Case, data: Account, context: schemathesis.AuthContext) -> None:
         case.headers["Authorization"] = f"Bearer {data.token}"
         if case.meta is not None and case.meta.generation.mode.is_positive:
             _keep_unstated_rules(case, data)
 
 
-def _keep_unstated_rules(case: schemathesis.Case, account: Account) -> None:
+def _keep_unstated_rules(case: Case, account: Account) -> None:
     operation = case.operation.definition.raw.get("operationId")
-    query: dict[str, Any] = case.query if isinstance(case.query, dict) else {}
+    query = case.query
     if operation == "changePassword" and isinstance(case.body, dict):
         case.body = {**case.body, "currentPassword": PASSWORD}
     elif operation in ("listUsers", "listConversations"):
