@@ -22,7 +22,7 @@ from application.common import (
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
 from domain.social import presence_visible_among
-from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
+from domain.users import WHITESPACE, User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from application.ports import PresenceRegistry, UnitOfWork
 
 SEARCH_QUERY_MIN, SEARCH_QUERY_MAX = 2, 100
+_QUERY_EDGE = f"[^{WHITESPACE}\\x00]"
+SEARCH_QUERY_PATTERN = f"^[{WHITESPACE}]*{_QUERY_EDGE}[^\\x00]{{0,{SEARCH_QUERY_MAX - 2}}}{_QUERY_EDGE}[{WHITESPACE}]*$"
+"""The rule :class:`SearchUsers` checks, as a pattern for the HTTP edge to publish: 2–100 characters
+after trimming white space, no NUL (lone surrogates cannot arrive in a URL or JSON)."""
 # One page size bound for searches and lists, so that ``GET /users`` has one ``limit`` range with or
 # without ``q`` (the OpenAPI document states one).
 SEARCH_DEFAULT, SEARCH_MAX = 20, PAGE_MAX

@@ -28,7 +28,7 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
     return Response(
-        Problem(type=code, title=title, status=status, detail=detail, errors=errors or None),
+        Problem.of(status, code, title, detail, errors),
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -53,7 +53,7 @@ def problem_bytes(status: int, detail: str) -> tuple[bytes, list[tuple[bytes, by
     """The body and headers of a problem answered below the framework (CORS preflight, WebSocket
     handshake), typed by :data:`HTTP_TYPES`."""
     code, title = HTTP_TYPES[status]
-    body = msgspec.json.encode(Problem(type=code, title=title, status=status, detail=detail))
+    body = msgspec.json.encode(Problem.of(status, code, title, detail, None))
     return body, [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
 
 

@@ -6,8 +6,8 @@ request and success bodies, security, and each operation's refusals (:mod:`.refu
 
 - the component schemas are msgspec's own JSON Schema of the types the edge decodes and encodes
   (so ``maxLength``, ``pattern``, ``format: date-time``, ``additionalProperties: false`` … are
-  those of the decoder and the domain), and a response type's fields are all required unless it
-  omits defaults (its encoder always writes them);
+  those of the decoder and the domain), and a response type's fields are required unless they
+  may be left out (``UNSET``): its encoder always writes the others, defaults included;
 - problem responses carry the headers sent with them (``WWW-Authenticate`` on 401,
   ``Retry-After`` on 429 and 503).
 
@@ -108,9 +108,9 @@ def component_schemas() -> dict[str, Any]:
         REQUEST_TYPES + RESPONSE_TYPES, ref_template="#/components/schemas/{name}"
     )
     for kind in RESPONSE_TYPES:
-        if not kind.__struct_config__.omit_defaults:
-            schema = components[kind.__name__]
-            schema["required"] = list(schema["properties"])
+        if not kind.__struct_config__.omit_defaults:  # the encoder writes every field but UNSET ones
+            fields = msgspec.structs.fields(kind)
+            components[kind.__name__]["required"] = [f.encode_name for f in fields if f.default is not msgspec.UNSET]
     return components
 
 

@@ -59,7 +59,7 @@ class Refusal:
 
     def example(self) -> dict[str, Any]:
         errors = [FieldError(field=self.field, message=self.when)] if self.field else None
-        problem = Problem(type=self.code, title=self.title, status=self.status, detail=self.when, errors=errors)
+        problem = Problem.of(self.status, self.code, self.title, self.when, errors)
         example: dict[str, Any] = msgspec.to_builtins(problem)
         return example
 

@@ -180,15 +180,28 @@ class FieldError(msgspec.Struct, frozen=True):
     message: str
 
 
-class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+class Problem(msgspec.Struct, frozen=True):
     """An RFC 9457 problem (``application/problem+json``). ``type`` is a stable machine code
     (``validation_error``, ``email_taken`` …: each response lists its own)."""
 
     type: Annotated[str, msgspec.Meta(description="stable machine code of the error", examples=["validation_error"])]
     title: Annotated[str, msgspec.Meta(description="short human summary of the type")]
     status: Annotated[int, msgspec.Meta(ge=400, le=599, description="the HTTP status")]
-    detail: Annotated[str, msgspec.Meta(description="what went wrong this time")] | None = None
-    errors: Annotated[list[FieldError], msgspec.Meta(description="every malformed field (400 only)")] | None = None
+    # Absent rather than null when there is nothing to say (UNSET is never encoded).
+    detail: Annotated[str, msgspec.Meta(description="what went wrong this time")] | msgspec.UnsetType = msgspec.UNSET
+    errors: Annotated[list[FieldError], msgspec.Meta(description="every malformed field (400 only)")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+
+    @classmethod
+    def of(cls, status: int, code: str, title: str, detail: str | None, errors: list[FieldError] | None) -> Problem:
+        return cls(
+            type=code,
+            title=title,
+            status=status,
+            detail=msgspec.UNSET if detail is None else detail,
+            errors=errors or msgspec.UNSET,
+        )
 
 
 CheckState = Literal["ok", "unavailable"]

@@ -14,6 +14,7 @@ from application.social import Block, BlockUser, ListBlocked, Unblock, UnblockUs
 from application.users import (
     SEARCH_QUERY_MAX,
     SEARCH_QUERY_MIN,
+    SEARCH_QUERY_PATTERN,
     GetProfile,
     GetUser,
     ListContacts,
@@ -24,7 +25,6 @@ from application.users import (
     UserLookup,
 )
 from domain.errors import InvalidInputError
-from domain.users import WHITESPACE
 from entrypoints.http.refusals import (
     BAD_CURSOR,
     BAD_LIMIT,
@@ -49,15 +49,12 @@ Limit = Annotated[
     Parameter(ge=1, le=PAGE_MAX, description="page size: default 50 for contacts, 20 for a search"),
 ]
 Cursor = Annotated[str | None, Parameter(description="`nextCursor` of the previous page (contacts only)")]
-# q: 2–100 characters after trimming white space, no NUL (checked by SearchUsers, published here).
-_Q_EDGE = f"[^{WHITESPACE}\\x00]"
-_Q_MIDDLE = f"[^\\x00]{{0,{SEARCH_QUERY_MAX - 2}}}"
 Query = Annotated[
     str | None,
     Parameter(
         description=f"search: a name substring (case-insensitive), an exact email or an exact phone number; "
         f"{SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming",
-        schema_extra={"pattern": f"^[{WHITESPACE}]*{_Q_EDGE}{_Q_MIDDLE}{_Q_EDGE}[{WHITESPACE}]*$"},
+        schema_extra={"pattern": SEARCH_QUERY_PATTERN},
     ),
 ]
 BAD_ID = http_refusal(400, "the id is not a positive integer", field="user_id")
