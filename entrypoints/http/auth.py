@@ -39,7 +39,7 @@ from entrypoints.http.refusals import (
 )
 from entrypoints.http.schemas import LoginIn, PasswordIn, RefreshIn, RegisterIn, TokenOut
 
-BAD_FIELD = invalid("phoneNumber", "a field breaks its rule (every such field is listed in errors)")
+BAD_FIELD = invalid("phoneNumber", "a value breaks its rule (each such field is in errors, all at once)")
 
 
 def token_out(session: SignedIn) -> TokenOut:
