@@ -62,6 +62,7 @@ class AuthController(Controller):
     @post(
         "/register",
         operation_id="register",
+        response_description="Registered and signed in",
         status_code=HTTP_201_CREATED,
         summary="Create an account and sign in",
         description="Every attempt with a well-formed body counts against the per-address hourly limit "
@@ -96,6 +97,7 @@ class AuthController(Controller):
     @post(
         "/login",
         operation_id="login",
+        response_description="Signed in",
         status_code=HTTP_200_OK,
         summary="Sign in with email and password",
         description="After `CHAT_LOGIN_MAX_FAILURES` failures for an account (or 4× that from one address) "
@@ -117,6 +119,7 @@ class AuthController(Controller):
     @post(
         "/refresh",
         operation_id="refreshTokens",
+        response_description="A new token pair; the presented refresh token is spent",
         status_code=HTTP_200_OK,
         summary="Exchange a refresh token for a new pair (rotation)",
         description="The presented token is spent. Presenting a spent one again revokes its whole login.",
@@ -132,6 +135,7 @@ class AuthController(Controller):
     @post(
         "/logout",
         operation_id="logout",
+        response_description="This login is revoked",
         status_code=HTTP_204_NO_CONTENT,
         summary="Revoke this login",
         description="Its refresh token and access tokens stop working; its WebSocket connections close 4403.",
@@ -144,6 +148,7 @@ class AuthController(Controller):
     @post(
         "/logout-all",
         operation_id="logoutAll",
+        response_description="Every login is revoked",
         status_code=HTTP_204_NO_CONTENT,
         summary="Revoke every login",
         description="Every login of the user, this one included.",
@@ -158,6 +163,7 @@ class AuthController(Controller):
     @post(
         "/password",
         operation_id="changePassword",
+        response_description="Changed; every other login is revoked",
         status_code=HTTP_204_NO_CONTENT,
         summary="Change the password; every other login is revoked",
         description="A wrong `currentPassword` is 400 on that field and counts as a failed login of the "

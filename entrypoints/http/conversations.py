@@ -70,6 +70,7 @@ class ConversationsController(Controller):
     @get(
         "/",
         operation_id="listConversations",
+        response_description="A page of conversations",
         summary="Your conversations, most recent first",
         responses=answers(BAD_LIMIT, BAD_CURSOR, BAD_TOKEN, STORE_DOWN),
     )
@@ -98,6 +99,7 @@ class ConversationsController(Controller):
     @get(
         "/{peer_id:int}/messages",
         operation_id="listMessages",
+        response_description="A page of messages",
         summary="One conversation's messages, ascending by seq",
         description="No `before`/`after`: the newest page. `before=S`: the page just below `S`; `after=S`: the "
         "page just above `S`; both at once: 400. Messages you sent to a user who blocked you are only in your "

@@ -26,6 +26,7 @@ CHECK_TIMEOUT_S = 2.0
 @get(
     "/health",
     operation_id="health",
+    response_description="The process answers",
     tags=["ops"],
     summary="Liveness: the process answers",
     responses=answers(),
@@ -37,6 +38,7 @@ async def health() -> Health:
 @get(
     "/ready",
     operation_id="ready",
+    response_description="Every check passed",
     tags=["ops"],
     summary="Readiness: the database (and Redis, when configured) answer",
     description=f"Each check has {CHECK_TIMEOUT_S:g} s. For load balancers: send traffic only while this is 200.",
@@ -71,6 +73,7 @@ MetricsSource = Callable[[], Awaitable[bytes]]
 @get(
     "/metrics",
     operation_id="metrics",
+    response_description="The metrics, as Prometheus text",
     tags=["ops"],
     summary="Prometheus metrics (text exposition format 0.0.4)",
     description="Open unless the server sets `CHAT_METRICS_TOKEN`; then it needs `Authorization: Bearer <token>`.",

@@ -69,6 +69,7 @@ class UsersController(Controller):
     @get(
         "/me",
         operation_id="getProfile",
+        response_description="Your profile",
         summary="Your own profile, including email and phone number",
         responses=answers(BAD_TOKEN, STORE_DOWN),
     )
@@ -78,6 +79,7 @@ class UsersController(Controller):
     @patch(
         "/me",
         operation_id="rename",
+        response_description="The updated profile",
         summary="Change your display name",
         responses=answers(JSON_BODY, invalid("name", "must be 1–100 characters after trimming"), BAD_TOKEN, STORE_DOWN),
     )
@@ -92,6 +94,7 @@ class UsersController(Controller):
     @get(
         "/",
         operation_id="listUsers",
+        response_description="A page of users",
         summary="Your contacts, or with q a search by name, exact email or exact phone number",
         description="Without `q`: your contacts (users who each sent the other a message), by id, a page at a "
         "time. With `q`: one page of matches (exact email or phone matches first, then by name); `cursor` is "
@@ -126,6 +129,7 @@ class UsersController(Controller):
     @get(
         "/{user_id:int}",
         operation_id="getUser",
+        response_description="The user as you may see them",
         summary="One user as you may see them",
         responses=answers(BAD_ID, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
     )
@@ -140,6 +144,7 @@ class UsersController(Controller):
     @put(
         "/{user_id:int}/block",
         operation_id="blockUser",
+        response_description="Blocked (also when already blocked)",
         status_code=HTTP_204_NO_CONTENT,
         summary="Block a user (idempotent)",
         description="Hides presence and typing both ways; messages from the blocked user are withheld. "
@@ -154,6 +159,7 @@ class UsersController(Controller):
     @delete(
         "/{user_id:int}/block",
         operation_id="unblockUser",
+        response_description="Not blocked (also when it was not)",
         status_code=HTTP_204_NO_CONTENT,
         summary="Unblock a user (idempotent)",
         responses=answers(BAD_ID, SELF, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
@@ -169,6 +175,7 @@ class UsersController(Controller):
     @get(
         "/me/blocked",
         operation_id="listBlocked",
+        response_description="The users you blocked",
         summary="The users you blocked",
         responses=answers(BAD_TOKEN, STORE_DOWN),
     )
