@@ -27,6 +27,7 @@ from domain.errors import (
     RateLimitedError,
     UserNotFoundError,
 )
+from domain.messages import is_storable
 from domain.users import Registration, User, check_password, email_key
 
 if TYPE_CHECKING:
@@ -170,8 +171,8 @@ class SignIn:
             address_key(cmd.client_address): self._throttle.per_address,
         }
         await check_attempts(self._counter, keys, self._clock)
-        async with self._uow() as uow:
-            user = await uow.users.get_by_email_key(key)
+        async with self._uow() as uow:  # text no database stores belongs to no account
+            user = await uow.users.get_by_email_key(key) if is_storable(key) else None
         valid = await self._hasher.verify(cmd.password, user.password_hash if user else None)
         if user is None or not valid:
             await count_failure(self._counter, keys, self._clock)

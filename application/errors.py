@@ -61,4 +61,10 @@ WIRE_ERRORS: tuple[WireError, ...] = (
 
 def wire_error(exc: DomainError) -> WireError:
     """The first row of :data:`WIRE_ERRORS` whose class ``exc`` is an instance of."""
-    return next(row for row in WIRE_ERRORS if isinstance(exc, row.error))
+    return wire_error_of(type(exc))
+
+
+def wire_error_of(error: type[DomainError]) -> WireError:
+    """The first row of :data:`WIRE_ERRORS` whose class is ``error`` or a base of it (the HTTP
+    edge documents each operation's errors by class, through the same rows it answers with)."""
+    return next(row for row in WIRE_ERRORS if issubclass(error, row.error))

@@ -395,6 +395,10 @@ class History:
             if value is not None and not lowest <= value <= MAX_ID:
                 raise InvalidInputError.of(name, "is not a valid seq")
         size = page_limit(q.limit)
+        if q.peer_id == actor.user_id:
+            raise InvalidInputError.of("peerId", "there is no conversation with yourself")
+        if not 1 <= q.peer_id <= MAX_ID:  # no store holds such an id
+            raise UserNotFoundError(q.peer_id)
         pair = Pair.of(actor.user_id, q.peer_id)
         async with self._uow() as uow:
             if await uow.users.get(q.peer_id) is None:

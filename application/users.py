@@ -9,11 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.common import Page, PageRequest, Principal, UnitOfWorkFactory, page_limit, parse_id_cursor
+from application.common import (
+    MAX_ID,
+    PAGE_MAX,
+    Page,
+    PageRequest,
+    Principal,
+    UnitOfWorkFactory,
+    page_limit,
+    parse_id_cursor,
+)
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
 from domain.social import presence_visible_among
-from domain.users import User, UserCard, email_key, name_key, try_normalise_phone
+from domain.users import WHITESPACE, User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,7 +30,13 @@ if TYPE_CHECKING:
     from application.ports import PresenceRegistry, UnitOfWork
 
 SEARCH_QUERY_MIN, SEARCH_QUERY_MAX = 2, 100
-SEARCH_DEFAULT, SEARCH_MAX = 20, 50
+_QUERY_EDGE = f"[^{WHITESPACE}\\x00]"
+SEARCH_QUERY_PATTERN = f"^[{WHITESPACE}]*{_QUERY_EDGE}[^\\x00]{{0,{SEARCH_QUERY_MAX - 2}}}{_QUERY_EDGE}[{WHITESPACE}]*$"
+"""The rule :class:`SearchUsers` checks, as a pattern for the HTTP edge to publish: 2–100 characters
+after trimming white space, no NUL (lone surrogates cannot arrive in a URL or JSON)."""
+# One page size bound for searches and lists, so that ``GET /users`` has one ``limit`` range with or
+# without ``q`` (the OpenAPI document states one).
+SEARCH_DEFAULT, SEARCH_MAX = 20, PAGE_MAX
 
 
 class CardMaker:
@@ -90,6 +105,8 @@ class GetUser:
         self._uow, self._cards = uow, cards
 
     async def __call__(self, actor: Principal, cmd: UserLookup) -> UserCard:
+        if not 1 <= cmd.user_id <= MAX_ID:  # no store holds such an id
+            raise UserNotFoundError(cmd.user_id)
         async with self._uow() as uow:
             user = await uow.users.get(cmd.user_id)
             if user is None:

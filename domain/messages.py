@@ -44,8 +44,13 @@ class Pair:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def is_storable(value: str) -> bool:
+    """Whether every database can store ``value`` as text (no NUL, no lone surrogate)."""
+    return _UNSTORABLE.search(value) is None
+
+
 def check_storable(value: str, field: str) -> str:
-    if _UNSTORABLE.search(value) is not None:
+    if not is_storable(value):
         raise InvalidInputError.of(field, "must not contain NUL characters or lone surrogates")
     return value
 

@@ -8,7 +8,6 @@ searched through a stored ``casefold()`` (``name_key``) so every database agrees
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,11 +19,41 @@ if TYPE_CHECKING:
 NAME_MIN, NAME_MAX = 1, 100
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 EMAIL_MAX = 254
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-_PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
+PHONE_INPUT_MAX = 64  # as typed, separators included
+
+# The rules below are regular expressions written in the subset that Python's ``re`` and JSON
+# Schema (ECMA-262) read alike — explicit character classes only, no ``\s`` or ``\d`` — so the
+# HTTP edge can publish them as ``pattern``s that mean exactly what is checked here.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Character-class body of what ``str.strip()`` removes (``str.isspace()``), for patterns."""
+CONTROLS = r"\x00-\x1f\x7f-\x9f"
+"""Character-class body of the control characters (Unicode category Cc)."""
 # Explicit direction embeddings, overrides and isolates: they let a name display as another.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_PHONE = re.compile(r"\+[0-9]{8,15}")
+BIDI_CONTROLS = r"\u202a-\u202e\u2066-\u2069"
+_SPACE = f"[{WHITESPACE}]"
+_NAME_CHAR = f"[^{CONTROLS}{BIDI_CONTROLS}]"
+_NAME_EDGE = f"[^{WHITESPACE}{CONTROLS}{BIDI_CONTROLS}]"
+NAME_PATTERN = f"^{_SPACE}*{_NAME_EDGE}(?:{_NAME_CHAR}*{_NAME_EDGE})?{_SPACE}*$"
+"""A display name as sent: not blank, no control or text-direction characters; white space around
+it is trimmed. With at most :data:`NAME_MAX` characters as sent, this is :func:`normalise_name`."""
+_EMAIL_PART = f"[^@.{WHITESPACE}{CONTROLS}]+"
+EMAIL_PATTERN = f"^{_SPACE}*[^@{WHITESPACE}{CONTROLS}]+@{_EMAIL_PART}(?:\\.{_EMAIL_PART})+{_SPACE}*$"
+"""An email address as sent (white space around it is trimmed), at most :data:`EMAIL_MAX` characters."""
+_PHONE_SEPARATOR = f"[{WHITESPACE}\\-.()]"
+PHONE_PATTERN = (
+    f"^{_PHONE_SEPARATOR}*(?:\\+|0{_PHONE_SEPARATOR}*0)(?:{_PHONE_SEPARATOR}*[0-9]){{8,15}}{_PHONE_SEPARATOR}*$"
+)
+"""A phone number as sent: ``+`` (or ``00``) and 8–15 digits, with white space and ``-.()`` anywhere."""
+PASSWORD_PATTERN = f"[^{WHITESPACE}]"
+"""A password contains a character that is not white space (8–128 characters, never trimmed)."""
+_NAME = re.compile(NAME_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
+_PHONE = re.compile(PHONE_PATTERN)
+_PHONE_SEPARATORS = re.compile(_PHONE_SEPARATOR)
+_PASSWORD = re.compile(PASSWORD_PATTERN)
+# Lone surrogates cannot travel in JSON (the decoder refuses them) nor be stored; a caller that
+# builds a string in Python still must not get one through.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def normalise_name(raw: str, field: str = "name") -> str:
@@ -32,7 +61,7 @@ def normalise_name(raw: str, field: str = "name") -> str:
     name = raw.strip()
     if not NAME_MIN <= len(name) <= NAME_MAX:
         raise InvalidInputError.of(field, f"must be {NAME_MIN}–{NAME_MAX} characters after trimming")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in name):
+    if _NAME.fullmatch(raw) is None or _SURROGATES.search(raw) is not None:
         raise InvalidInputError.of(field, "must not contain control or text-direction characters")
     return name
 
@@ -45,7 +74,7 @@ def name_key(name: str) -> str:
 def normalise_email(raw: str, field: str = "email") -> str:
     """An email address, trimmed; the case is kept for display, compare with :func:`email_key`."""
     email = raw.strip()
-    if len(email) > EMAIL_MAX or _EMAIL.fullmatch(email) is None:
+    if len(email) > EMAIL_MAX or _EMAIL.fullmatch(raw) is None:
         raise InvalidInputError.of(field, "is not a valid email address")
     return email
 
@@ -57,12 +86,10 @@ def email_key(email: str) -> str:
 
 def normalise_phone(raw: str, field: str = "phoneNumber") -> str:
     """White space and ``-.()`` removed, a leading ``00`` becomes ``+``; then ``+`` and 8–15 digits."""
-    phone = _PHONE_SEPARATORS.sub("", raw)
-    if phone.startswith("00"):
-        phone = "+" + phone[2:]
-    if _PHONE.fullmatch(phone) is None:
+    if _PHONE.fullmatch(raw) is None:
         raise InvalidInputError.of(field, "must be + and 8–15 digits (spaces and -.() are allowed)")
-    return phone
+    phone = _PHONE_SEPARATORS.sub("", raw)
+    return "+" + phone[2:] if phone.startswith("00") else phone
 
 
 def try_normalise_phone(raw: str) -> str | None:
@@ -77,7 +104,7 @@ def check_password(raw: str, field: str = "password") -> str:
     """A new password: 8–128 code points, not only whitespace. Returned unchanged (never trimmed)."""
     if not PASSWORD_MIN <= len(raw) <= PASSWORD_MAX:
         raise InvalidInputError.of(field, f"must be {PASSWORD_MIN}–{PASSWORD_MAX} characters")
-    if not raw.strip():
+    if _PASSWORD.search(raw) is None:
         raise InvalidInputError.of(field, "must not be only whitespace")
     return raw
 

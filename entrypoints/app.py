@@ -9,11 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from litestar import Litestar, Request
-from litestar.config.cors import CORSConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.middleware import DefineMiddleware
 
 from application.common import Principal
 from application.live.actions import CloseCode
@@ -21,9 +18,12 @@ from domain.errors import InvalidTokenError
 from entrypoints.container import Container, start, stop
 from entrypoints.http.asyncapi import asyncapi_document
 from entrypoints.http.auth import AuthController
+from entrypoints.http.before_request import before_request
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
+from entrypoints.http.cors import CorsMiddleware, Origins
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.openapi import openapi_config
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
@@ -107,10 +107,7 @@ def create_app(container: Container) -> Litestar:
     live = LiveConnections()
     metrics = Metrics(multiprocess_mode=settings.workers > 1)
     services = ws_services(container, metrics)
-    allowed_origins = set(settings.cors_origins)
-
-    def origin_allowed(origin: str | None) -> bool:
-        return not allowed_origins or origin is None or origin in allowed_origins
+    origins = Origins(settings.cors_origins)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -139,11 +136,6 @@ def create_app(container: Container) -> Litestar:
             metrics.flush()
             metrics.process_exited()
 
-    cors = (
-        CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=False)
-        if settings.cors_origins
-        else None
-    )
     return Litestar(
         route_handlers=[
             AuthController,
@@ -153,7 +145,7 @@ def create_app(container: Container) -> Litestar:
             ready,
             metrics_endpoint,
             asyncapi_document,
-            make_ws_handler(services, live, container.ids(), origin_allowed),
+            make_ws_handler(services, live, container.ids(), origins.allows),
         ],
         dependencies={
             "principal": Provide(provide_principal),
@@ -181,15 +173,8 @@ def create_app(container: Container) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         logging_config=None,
-        cors_config=cors,
+        middleware=[DefineMiddleware(CorsMiddleware, origins=origins)] if origins.configured else [],
+        before_request=before_request,
         request_max_body_size=settings.max_http_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="p2p-chat",
-            version="1",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
-            ),
-        ),
+        openapi_config=openapi_config(),
     )

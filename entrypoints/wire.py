@@ -20,7 +20,8 @@ Timestamp = Annotated[
         examples=["2026-11-24T05:20:21.089Z"],
     ),
 ]
-"""A time on the wire, as its schema documents it (the pattern is never checked on encoding)."""
+"""A moment on the wire, as :func:`iso_ms` writes it (documented as JSON Schema ``date-time``; the pattern
+is never checked on encoding)."""
 
 _SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:20:21." by second
 
@@ -60,10 +61,10 @@ class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class WireMessage(msgspec.Struct, rename="camel", frozen=True):
-    """A message as history, offline batches and the HTTP API show it. Fields are positional
-    (:func:`message_values` first): building one by position is much cheaper than by keywords,
-    and an offline batch builds a hundred."""
+    """A message as history, offline batches and the HTTP API show it."""
 
+    # Fields are positional (:func:`message_values` first): building one by position is much
+    # cheaper than by keywords, and an offline batch builds a hundred.
     id: str
     seq: int
     from_: int = msgspec.field(name="from")

@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import BigInteger, and_, case, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.fastpath import hot_sql
@@ -403,10 +403,12 @@ class SqlAlchemyMessageRepository(MessageRepository):
         stmt = select(*MESSAGE_COLUMNS).where(
             _in_pair(messages, pair), or_(~messages.c.withheld, messages.c.sender_id == viewer_id)
         )
+        # ``seq`` is a 32-bit INTEGER column, while a client may name any seq up to 2^63-1: the
+        # bound travels as a BIGINT (PostgreSQL refuses a larger value bound as the column's type).
         if after is not None:
-            stmt = stmt.where(messages.c.seq > after).order_by(messages.c.seq)
+            stmt = stmt.where(messages.c.seq > literal(after, BigInteger())).order_by(messages.c.seq)
         else:
             if before is not None:
-                stmt = stmt.where(messages.c.seq < before)
+                stmt = stmt.where(messages.c.seq < literal(before, BigInteger()))
             stmt = stmt.order_by(messages.c.seq.desc())
         return [_message(row) for row in await self._session.execute(stmt.limit(limit))]

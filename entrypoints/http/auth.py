@@ -21,7 +21,25 @@ from application.accounts import (
     SignOutEverywhere,
 )
 from application.common import Principal
+from domain.errors import (
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidTokenError,
+    PhoneTakenError,
+    RateLimitedError,
+)
+from entrypoints.http.refusals import (
+    BAD_TOKEN,
+    HASHING_BUSY,
+    JSON_BODY,
+    STORE_DOWN,
+    answers,
+    invalid,
+    refusal,
+)
 from entrypoints.http.schemas import LoginIn, PasswordIn, RefreshIn, RegisterIn, TokenOut
+
+BAD_FIELD = invalid("phoneNumber", "a value breaks its rule (each such field is in errors, all at once)")
 
 
 def token_out(session: SignedIn) -> TokenOut:
@@ -41,7 +59,24 @@ class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
 
-    @post("/register", status_code=HTTP_201_CREATED, summary="Create an account and sign in")
+    @post(
+        "/register",
+        operation_id="register",
+        response_description="Registered and signed in",
+        status_code=HTTP_201_CREATED,
+        summary="Create an account and sign in",
+        description="Every attempt with a well-formed body counts against the per-address hourly limit "
+        "(`CHAT_REGISTER_PER_HOUR`), including ones refused for their values or a conflict.",
+        responses=answers(
+            JSON_BODY,
+            BAD_FIELD,
+            refusal(EmailTakenError, "an account with this email exists (compared case-insensitively)"),
+            refusal(PhoneTakenError, "an account with this phone number exists (after normalisation)"),
+            refusal(RateLimitedError, "too many registrations from this client address this hour"),
+            HASHING_BUSY,
+            STORE_DOWN,
+        ),
+    )
     async def register(
         self,
         data: JSONBody[RegisterIn],
@@ -59,26 +94,66 @@ class AuthController(Controller):
         )
         return token_out(session)
 
-    @post("/login", status_code=HTTP_200_OK, summary="Sign in with email and password")
+    @post(
+        "/login",
+        operation_id="login",
+        response_description="Signed in",
+        status_code=HTTP_200_OK,
+        summary="Sign in with email and password",
+        description="After `CHAT_LOGIN_MAX_FAILURES` failures for an account (or 4× that from one address) "
+        "within `CHAT_LOGIN_WINDOW_S`, every login for it is 429 until the window closes.",
+        responses=answers(
+            JSON_BODY,
+            refusal(InvalidCredentialsError, "wrong email or password (one answer for both)"),
+            refusal(RateLimitedError, "too many failed logins for this account or from this address"),
+            HASHING_BUSY,
+            STORE_DOWN,
+        ),
+    )
     async def login(
         self, data: JSONBody[LoginIn], sign_in: NamedDependency[SignIn], client_ip: NamedDependency[str]
     ) -> TokenOut:
         session = await sign_in(Credentials(email=data.email, password=data.password, client_address=client_ip))
         return token_out(session)
 
-    @post("/refresh", status_code=HTTP_200_OK, summary="Exchange a refresh token for a new pair (rotation)")
+    @post(
+        "/refresh",
+        operation_id="refreshTokens",
+        response_description="A new token pair; the presented refresh token is spent",
+        status_code=HTTP_200_OK,
+        summary="Exchange a refresh token for a new pair (rotation)",
+        description="The presented token is spent. Presenting a spent one again revokes its whole login.",
+        responses=answers(
+            JSON_BODY,
+            refusal(InvalidTokenError, "unknown, expired, spent or revoked refresh token"),
+            STORE_DOWN,
+        ),
+    )
     async def refresh(self, data: JSONBody[RefreshIn], refresh_login: NamedDependency[RefreshLogin]) -> TokenOut:
         return token_out(await refresh_login(Refresh(refresh_token=data.refresh_token)))
 
-    @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke this login", security=[{"bearer": []}])
+    @post(
+        "/logout",
+        operation_id="logout",
+        response_description="This login is revoked",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke this login",
+        description="Its refresh token and access tokens stop working; its WebSocket connections close 4403.",
+        security=[{"bearer": []}],
+        responses=answers(BAD_TOKEN, STORE_DOWN),
+    )
     async def logout(self, principal: NamedDependency[Principal], sign_out: NamedDependency[SignOut]) -> None:
         await sign_out(principal)
 
     @post(
         "/logout-all",
+        operation_id="logoutAll",
+        response_description="Every login is revoked",
         status_code=HTTP_204_NO_CONTENT,
         summary="Revoke every login",
+        description="Every login of the user, this one included.",
         security=[{"bearer": []}],
+        responses=answers(BAD_TOKEN, STORE_DOWN),
     )
     async def logout_all(
         self, principal: NamedDependency[Principal], sign_out_everywhere: NamedDependency[SignOutEverywhere]
@@ -87,9 +162,22 @@ class AuthController(Controller):
 
     @post(
         "/password",
+        operation_id="changePassword",
+        response_description="Changed; every other login is revoked",
         status_code=HTTP_204_NO_CONTENT,
         summary="Change the password; every other login is revoked",
+        description="A wrong `currentPassword` is 400 on that field and counts as a failed login of the "
+        "account (so the account's login limit applies: 429).",
         security=[{"bearer": []}],
+        responses=answers(
+            JSON_BODY,
+            invalid("currentPassword", "is not your current password"),
+            invalid("newPassword", "breaks the password rule"),
+            BAD_TOKEN,
+            refusal(RateLimitedError, "too many failed logins for this account"),
+            HASHING_BUSY,
+            STORE_DOWN,
+        ),
     )
     async def password(
         self,

@@ -6,29 +6,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from application.errors import wire_error
 from domain.errors import AuthenticationError, BusyError, DomainError, InvalidInputError, RateLimitedError
+from entrypoints.http.refusals import HTTP_TYPES, PROBLEM_JSON
 from entrypoints.http.schemas import FieldError, Problem
 
 log = logging.getLogger("p2p_chat.http")
-
-PROBLEM_JSON = "application/problem+json"
-
-_HTTP_TYPES = {
-    400: ("validation_error", "Invalid input"),
-    401: ("unauthorized", "Not authenticated"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: ("payload_too_large", "Payload too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
-    429: ("rate_limited", "Too many requests"),
-    503: ("busy", "Service unavailable"),
-}
 
 
 def problem(
@@ -40,7 +28,7 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
     return Response(
-        Problem(type=code, title=title, status=status, detail=detail, errors=errors or None),
+        Problem.of(status, code, title, detail, errors),
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
@@ -61,9 +49,25 @@ def domain_error_to_problem(_: Request[Any, Any, Any], exc: DomainError) -> Resp
     return problem(status, exc.code, title, exc.message, errors, headers)
 
 
+def problem_bytes(status: int, detail: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The body and headers of a problem answered below the framework (CORS preflight, WebSocket
+    handshake), typed by :data:`HTTP_TYPES`."""
+    code, title = HTTP_TYPES[status]
+    body = msgspec.json.encode(Problem.of(status, code, title, detail, None))
+    return body, [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
     extra = [item for item in exc.extra if isinstance(item, dict)] if isinstance(exc.extra, list) else []
     return [FieldError(field=_field_name(item.get("key")), message=str(item.get("message", ""))) for item in extra]
+
+
+def _errors_of(exc: HTTPException) -> list[FieldError] | None:
+    if isinstance(exc, ValidationException):
+        return _validation_errors(exc)
+    if isinstance(exc.__cause__, SerializationException):  # the body is not JSON at all
+        return [FieldError(field="body", message=f"is not valid JSON: {exc.detail}")]
+    return None
 
 
 def _field_name(key: object) -> str:
@@ -75,8 +79,8 @@ def http_error_to_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     status = exc.status_code
     if status >= 500:
         log.error("server error %s: %s", status, exc.detail)
-    code, title = _HTTP_TYPES.get(status, ("http_error" if status < 500 else "internal", exc.detail or "Error"))
-    errors = _validation_errors(exc) if isinstance(exc, ValidationException) else None
+    code, title = HTTP_TYPES.get(status, ("http_error" if status < 500 else "internal", exc.detail or "Error"))
+    errors = _errors_of(exc)
     detail = "the request body is larger than the server accepts" if status == 413 else exc.detail
     return problem(status, code, title, detail, errors, exc.headers)
 

@@ -10,10 +10,12 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from entrypoints.http.schemas import Health
+from domain.errors import InvalidTokenError
+from entrypoints.http.refusals import answers, refusal
+from entrypoints.http.schemas import CheckState, Health
 
 log = logging.getLogger("p2p_chat.ops")
 
@@ -21,14 +23,36 @@ ReadinessChecks = dict[str, Callable[[], Awaitable[None]]]
 CHECK_TIMEOUT_S = 2.0
 
 
-@get("/health", tags=["ops"], summary="Liveness: the process answers")
+@get(
+    "/health",
+    operation_id="health",
+    response_description="The process answers",
+    tags=["ops"],
+    summary="Liveness: the process answers",
+    responses=answers(),
+)
 async def health() -> Health:
-    return Health(status="ok")
+    return Health(status="ok", checks={})
 
 
-@get("/ready", tags=["ops"], summary="Readiness: the database (and Redis, when configured) answer")
+@get(
+    "/ready",
+    operation_id="ready",
+    response_description="Every check passed",
+    tags=["ops"],
+    summary="Readiness: the database (and Redis, when configured) answer",
+    description=f"Each check has {CHECK_TIMEOUT_S:g} s. For load balancers: send traffic only while this is 200.",
+    responses={
+        **answers(),
+        HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+            data_container=Health,
+            description="A check failed: `status` and the failing checks are `unavailable`",
+            generate_examples=False,
+        ),
+    },
+)
 async def ready(readiness_checks: NamedDependency[ReadinessChecks]) -> Response[Health]:
-    results: dict[str, str] = {}
+    results: dict[str, CheckState] = {}
     for name, check in readiness_checks.items():
         try:
             await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
@@ -46,12 +70,22 @@ async def ready(readiness_checks: NamedDependency[ReadinessChecks]) -> Response[
 MetricsSource = Callable[[], Awaitable[bytes]]
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain")
+@get(
+    "/metrics",
+    operation_id="metrics",
+    response_description="The metrics, as Prometheus text",
+    tags=["ops"],
+    summary="Prometheus metrics (text exposition format 0.0.4)",
+    description="Open unless the server sets `CHAT_METRICS_TOKEN`; then it needs `Authorization: Bearer <token>`.",
+    media_type="text/plain",
+    security=[{}, {"metricsToken": []}],
+    responses=answers(refusal(InvalidTokenError, "CHAT_METRICS_TOKEN is set and the bearer token is not it")),
+)
 async def metrics(
     request: Request[Any, Any, Any], metrics_source: NamedDependency[MetricsSource], metrics_token: NamedDependency[str]
 ) -> Response[bytes]:
     if metrics_token:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
-            raise NotAuthorizedException("metrics need the bearer token of CHAT_METRICS_TOKEN")
+            raise InvalidTokenError("metrics need the bearer token of CHAT_METRICS_TOKEN")
     return Response(await metrics_source(), media_type="text/plain; version=0.0.4; charset=utf-8")

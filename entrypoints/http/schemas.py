@@ -1,18 +1,91 @@
 """msgspec schemas of the HTTP edge. Requests forbid unknown fields; keys are camelCase except the
-OAuth-style token request/response fields (``access_token``, ``refresh_token`` …)."""
+OAuth-style token request/response fields (``access_token``, ``refresh_token`` …).
+
+These types are also the OpenAPI document's schemas (``entrypoints.http.openapi`` has msgspec write
+them), so what is published is what is decoded. Upper bounds (``max_length``) are checked here, by
+the decoder, with the domain's numbers; the domain checks the other rules (with messages that name
+each problem, all at once) and states them as patterns, which are published beside them as
+``minLength``/``pattern`` (:func:`documented`): one statement of each rule, checked in one place.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from domain.users import User
-from entrypoints.wire import UserPublic, iso_ms
+from domain.users import (
+    EMAIL_MAX,
+    EMAIL_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    PASSWORD_PATTERN,
+    PHONE_INPUT_MAX,
+    PHONE_PATTERN,
+    User,
+)
+from entrypoints.wire import Timestamp, UserPublic, iso_ms
 
-# Upper bounds here only stop absurd inputs early; the domain states and checks the real rules.
-Text = Annotated[str, msgspec.Meta(max_length=1000)]
-Secret = Annotated[str, msgspec.Meta(max_length=1024)]
+REFRESH_TOKEN_MAX = 512
+
+
+def documented(*, max_length: int, description: str, examples: list[str], **rules: Any) -> msgspec.Meta:
+    """A string field's constraint: ``max_length`` is enforced by the decoder; ``rules``
+    (``minLength``, ``pattern``) are the domain's checks, published but enforced by the domain."""
+    return msgspec.Meta(max_length=max_length, description=description, examples=examples, extra_json_schema=rules)
+
+
+Name = Annotated[
+    str,
+    documented(
+        max_length=NAME_MAX,
+        description="1–100 characters after trimming white space; no control or text-direction characters",
+        examples=["Ann"],
+        pattern=NAME_PATTERN,
+    ),
+]
+Email = Annotated[
+    str,
+    documented(
+        max_length=EMAIL_MAX,
+        description="trimmed; compared case-insensitively and stored as typed",
+        examples=["ann@example.com"],
+        pattern=EMAIL_PATTERN,
+    ),
+]
+Phone = Annotated[
+    str,
+    documented(
+        max_length=PHONE_INPUT_MAX,
+        description="`+` (or `00`) and 8–15 digits; white space and `-.()` are allowed and removed",
+        examples=["+1 415 555 0100"],
+        pattern=PHONE_PATTERN,
+    ),
+]
+NewPassword = Annotated[
+    str,
+    documented(
+        max_length=PASSWORD_MAX,
+        description="8–128 characters, not only white space; never trimmed",
+        examples=["correct horse battery"],
+        minLength=PASSWORD_MIN,
+        pattern=PASSWORD_PATTERN,
+    ),
+]
+Password = Annotated[
+    str,
+    msgspec.Meta(max_length=PASSWORD_MAX, description="the account's password", examples=["correct horse battery"]),
+]
+LoginEmail = Annotated[
+    str,
+    msgspec.Meta(max_length=EMAIL_MAX, description="the account's email, in any case", examples=["ann@example.com"]),
+]
+RefreshToken = Annotated[
+    str,
+    msgspec.Meta(max_length=REFRESH_TOKEN_MAX, description="a refresh token from a token response"),
+]
 
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -20,49 +93,61 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="c
 
 
 class RegisterIn(Request, frozen=True):
-    name: Text
-    email: Text
-    phone_number: Text
-    password: Secret
+    """A new account. Every field problem is reported at once, in ``errors``."""
+
+    name: Name
+    email: Email
+    phone_number: Phone
+    password: NewPassword
 
 
 class LoginIn(Request, frozen=True):
-    email: Text
-    password: Secret
+    """Credentials; a wrong email or password get the same 401."""
+
+    email: LoginEmail
+    password: Password
 
 
 class RefreshIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    refresh_token: Secret
+    """A refresh token to exchange; it is spent, presenting it again revokes its login."""
+
+    refresh_token: RefreshToken
 
 
 class PasswordIn(Request, frozen=True):
-    current_password: Secret
-    new_password: Secret
+    """A password change: your current password, and the new one."""
+
+    current_password: Password
+    new_password: NewPassword
 
 
 class RenameIn(Request, frozen=True):
-    name: Text
+    """Your new display name."""
+
+    name: Name
 
 
 class TokenOut(msgspec.Struct, frozen=True):
-    """A superset of the original service's ``UserToken``."""
+    """A signed-in session: tokens, and the account (a superset of the original ``UserToken``)."""
 
-    access_token: str
-    refresh_token: str
-    expires_in: int
+    access_token: Annotated[str, msgspec.Meta(description="JWT for `Authorization: Bearer`")]
+    refresh_token: Annotated[str, msgspec.Meta(description="single use; exchange at /auth/refresh")]
+    expires_in: Annotated[int, msgspec.Meta(description="seconds until the access token expires")]
     id: int
     name: str
     email: str
     phone_number: str = msgspec.field(name="phoneNumber")
-    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
 class ProfileOut(msgspec.Struct, frozen=True, rename="camel"):
+    """Your own account."""
+
     id: int
     name: str
     email: str
     phone_number: str
-    created_at: str
+    created_at: Timestamp
 
     @classmethod
     def of(cls, user: User) -> ProfileOut:
@@ -76,29 +161,54 @@ class ProfileOut(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class UserPage(msgspec.Struct, frozen=True, rename="camel"):
+    """A page of users; pass ``nextCursor`` back as ``cursor`` for the next one (null: no more)."""
+
     items: list[UserPublic]
     next_cursor: str | None
 
 
 class BlockedPage(msgspec.Struct, frozen=True):
+    """The users you blocked (never with presence)."""
+
     items: list[UserPublic]
 
 
 class FieldError(msgspec.Struct, frozen=True):
+    """One malformed input: its wire name (``body`` for the body as a whole) and what is wrong."""
+
     field: str
     message: str
 
 
-class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
-    """RFC 9457 problem details; ``type`` is a stable machine code."""
+class Problem(msgspec.Struct, frozen=True):
+    """An RFC 9457 problem (``application/problem+json``). ``type`` is a stable machine code
+    (``validation_error``, ``email_taken`` …: each response lists its own)."""
 
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None
+    type: Annotated[str, msgspec.Meta(description="stable machine code of the error", examples=["validation_error"])]
+    title: Annotated[str, msgspec.Meta(description="short human summary of the type")]
+    status: Annotated[int, msgspec.Meta(ge=400, le=599, description="the HTTP status")]
+    # Absent rather than null when there is nothing to say (UNSET is never encoded).
+    detail: Annotated[str, msgspec.Meta(description="what went wrong this time")] | msgspec.UnsetType = msgspec.UNSET
+    errors: Annotated[list[FieldError], msgspec.Meta(description="every malformed field (400 only)")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+
+    @classmethod
+    def of(cls, status: int, code: str, title: str, detail: str | None, errors: list[FieldError] | None) -> Problem:
+        return cls(
+            type=code,
+            title=title,
+            status=status,
+            detail=msgspec.UNSET if detail is None else detail,
+            errors=errors or msgspec.UNSET,
+        )
+
+
+CheckState = Literal["ok", "unavailable"]
 
 
 class Health(msgspec.Struct, frozen=True):
-    status: str
-    checks: dict[str, str] = msgspec.field(default_factory=dict)
+    """Liveness or readiness, with each dependency's state."""
+
+    status: CheckState
+    checks: dict[str, CheckState]

@@ -1,15 +1,20 @@
-"""``/users``: own profile, one user, contacts and search."""
+"""``/users``: own profile, one user, contacts and search, blocking."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, delete, get, patch, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from application.common import PageRequest, Principal
+from application.common import PAGE_MAX, PageRequest, Principal
 from application.social import Block, BlockUser, ListBlocked, Unblock, UnblockUser
 from application.users import (
+    SEARCH_QUERY_MAX,
+    SEARCH_QUERY_MIN,
+    SEARCH_QUERY_PATTERN,
     GetProfile,
     GetUser,
     ListContacts,
@@ -20,8 +25,40 @@ from application.users import (
     UserLookup,
 )
 from domain.errors import InvalidInputError
+from entrypoints.http.refusals import (
+    BAD_CURSOR,
+    BAD_LIMIT,
+    BAD_TOKEN,
+    INT64_ID,
+    JSON_BODY,
+    STORE_DOWN,
+    UNKNOWN_USER,
+    answers,
+    http_refusal,
+    invalid,
+)
 from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage
 from entrypoints.wire import UserPublic
+
+UserId = Annotated[
+    int,
+    Parameter(ge=1, description="a user's id (no user has one above 2^63-1: 404)", schema_extra=INT64_ID),
+]
+Limit = Annotated[
+    int | None,
+    Parameter(ge=1, le=PAGE_MAX, description="page size: default 50 for contacts, 20 for a search"),
+]
+Cursor = Annotated[str | None, Parameter(description="`nextCursor` of the previous page (contacts only)")]
+Query = Annotated[
+    str | None,
+    Parameter(
+        description=f"search: a name substring (case-insensitive), an exact email or an exact phone number; "
+        f"{SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming",
+        schema_extra={"pattern": SEARCH_QUERY_PATTERN},
+    ),
+]
+BAD_ID = http_refusal(400, "the id is not a positive integer", field="user_id")
+SELF = invalid("id", "you cannot block or unblock yourself")
 
 
 class UsersController(Controller):
@@ -29,11 +66,23 @@ class UsersController(Controller):
     tags = ["users"]
     security = [{"bearer": []}]
 
-    @get("/me", summary="Your own profile, including email and phone number")
+    @get(
+        "/me",
+        operation_id="getProfile",
+        response_description="Your profile",
+        summary="Your own profile, including email and phone number",
+        responses=answers(BAD_TOKEN, STORE_DOWN),
+    )
     async def me(self, principal: NamedDependency[Principal], get_profile: NamedDependency[GetProfile]) -> ProfileOut:
         return ProfileOut.of(await get_profile(principal))
 
-    @patch("/me", summary="Change your display name")
+    @patch(
+        "/me",
+        operation_id="rename",
+        response_description="The updated profile",
+        summary="Change your display name",
+        responses=answers(JSON_BODY, invalid("name", "must be 1–100 characters after trimming"), BAD_TOKEN, STORE_DOWN),
+    )
     async def rename(
         self,
         data: JSONBody[RenameIn],
@@ -42,15 +91,32 @@ class UsersController(Controller):
     ) -> ProfileOut:
         return ProfileOut.of(await rename_user(principal, Rename(name=data.name)))
 
-    @get("/", summary="Your contacts, or with q a search by name, exact email or exact phone number")
+    @get(
+        "/",
+        operation_id="listUsers",
+        response_description="A page of users",
+        summary="Your contacts, or with q a search by name, exact email or exact phone number",
+        description="Without `q`: your contacts (users who each sent the other a message), by id, a page at a "
+        "time. With `q`: one page of matches (exact email or phone matches first, then by name); `cursor` is "
+        "not accepted with `q` (400). Other users never show email or phone; `online`/`lastSeenAt` are null "
+        "unless their presence is visible to you.",
+        responses=answers(
+            BAD_LIMIT,
+            BAD_CURSOR,
+            invalid("cursor", "search results come in one page; cursor is not supported"),
+            invalid("query", f"must be {SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming"),
+            BAD_TOKEN,
+            STORE_DOWN,
+        ),
+    )
     async def list_users(
         self,
         principal: NamedDependency[Principal],
         list_contacts: NamedDependency[ListContacts],
         search_users: NamedDependency[SearchUsers],
-        q: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
+        q: FromQuery[Query] = None,
+        limit: FromQuery[Limit] = None,
+        cursor: FromQuery[Cursor] = None,
     ) -> UserPage:
         if q is not None:
             if cursor is not None:
@@ -60,28 +126,59 @@ class UsersController(Controller):
         page = await list_contacts(principal, PageRequest(limit=limit, cursor=cursor))
         return UserPage(items=[UserPublic.of(c) for c in page.items], next_cursor=page.next_cursor)
 
-    @get("/{user_id:int}", summary="One user as you may see them")
+    @get(
+        "/{user_id:int}",
+        operation_id="getUser",
+        response_description="The user as you may see them",
+        summary="One user as you may see them",
+        responses=answers(BAD_ID, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
+    )
     async def one(
         self,
-        user_id: FromPath[int],
+        user_id: FromPath[UserId],
         principal: NamedDependency[Principal],
         get_user: NamedDependency[GetUser],
     ) -> UserPublic:
         return UserPublic.of(await get_user(principal, UserLookup(user_id=user_id)))
 
-    @put("/{user_id:int}/block", status_code=HTTP_204_NO_CONTENT, summary="Block a user (idempotent)")
+    @put(
+        "/{user_id:int}/block",
+        operation_id="blockUser",
+        response_description="Blocked (also when already blocked)",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Block a user (idempotent)",
+        description="Hides presence and typing both ways; messages from the blocked user are withheld. "
+        "Nothing is sent to the blocked user.",
+        responses=answers(BAD_ID, SELF, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
+    )
     async def block(
-        self, user_id: FromPath[int], principal: NamedDependency[Principal], block_user: NamedDependency[BlockUser]
+        self, user_id: FromPath[UserId], principal: NamedDependency[Principal], block_user: NamedDependency[BlockUser]
     ) -> None:
         await block_user(principal, Block(user_id=user_id))
 
-    @delete("/{user_id:int}/block", status_code=HTTP_204_NO_CONTENT, summary="Unblock a user (idempotent)")
+    @delete(
+        "/{user_id:int}/block",
+        operation_id="unblockUser",
+        response_description="Not blocked (also when it was not)",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Unblock a user (idempotent)",
+        responses=answers(BAD_ID, SELF, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
+    )
     async def unblock(
-        self, user_id: FromPath[int], principal: NamedDependency[Principal], unblock_user: NamedDependency[UnblockUser]
+        self,
+        user_id: FromPath[UserId],
+        principal: NamedDependency[Principal],
+        unblock_user: NamedDependency[UnblockUser],
     ) -> None:
         await unblock_user(principal, Unblock(user_id=user_id))
 
-    @get("/me/blocked", summary="The users you blocked")
+    @get(
+        "/me/blocked",
+        operation_id="listBlocked",
+        response_description="The users you blocked",
+        summary="The users you blocked",
+        responses=answers(BAD_TOKEN, STORE_DOWN),
+    )
     async def blocked(
         self, principal: NamedDependency[Principal], list_blocked: NamedDependency[ListBlocked]
     ) -> BlockedPage:

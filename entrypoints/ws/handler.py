@@ -10,12 +10,14 @@ from typing import Any
 
 from litestar import WebSocket, websocket
 from litestar.handlers import WebsocketRouteHandler
+from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 
 from application.common import Principal
 from application.live.actions import CloseCode
 from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError
+from entrypoints.http.errors import problem_bytes
 from entrypoints.ws import protocol as p
 from entrypoints.ws.connection import Connection, close_quietly
 from entrypoints.ws.services import Services
@@ -70,6 +72,20 @@ async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -
     return frame if isinstance(frame, p.AuthFrame) else CloseCode.UNAUTHENTICATED
 
 
+async def refuse_handshake(socket: WebSocket[Any, Any, Any], detail: str) -> None:
+    """Refuse the upgrade with a 403 ``forbidden`` problem, where the server can send an HTTP
+    answer to a handshake (the ASGI ``websocket.http.response`` extension, as uvicorn has);
+    elsewhere by closing before accepting, which servers answer with a bare 403."""
+    if "websocket.http.response" not in (socket.scope.get("extensions") or {}):
+        await socket.close(code=CloseCode.REVOKED, reason="origin not allowed")
+        return
+    body, headers = problem_bytes(403, detail)
+    start: WebSocketResponseStartEvent = {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+    await socket.send(start)
+    end: WebSocketResponseBodyEvent = {"type": "websocket.http.response.body", "body": body, "more_body": False}
+    await socket.send(end)
+
+
 def make_ws_handler(
     services: Services, live: LiveConnections, ids: IdGenerator, origin_allowed: Callable[[str | None], bool]
 ) -> WebsocketRouteHandler:
@@ -78,7 +94,8 @@ def make_ws_handler(
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         if not origin_allowed(socket.headers.get("origin")):
-            await socket.close(code=CloseCode.REVOKED, reason="origin not allowed")  # before accept: HTTP 403
+            origin = socket.headers.get("origin")
+            await refuse_handshake(socket, f"origin {origin!r} is not allowed (CHAT_CORS_ORIGINS)")
             return
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)

@@ -370,7 +370,7 @@ async def test_search_by_name_email_and_phone(api: Api) -> None:
     assert str(bob["id"]) in text
     assert_problem(await api.client.get("/users", params={"q": "a"}, headers=headers), 400, "validation_error")
     assert_problem(
-        await api.client.get("/users", params={"q": "ab", "limit": 51}, headers=headers),
+        await api.client.get("/users", params={"q": "ab", "limit": 101}, headers=headers),
         400,
         "validation_error",
     )
@@ -391,3 +391,21 @@ async def test_health_ready_and_openapi(api: Api) -> None:
 async def test_unknown_route_and_method_are_problems(api: Api) -> None:
     assert_problem(await api.client.get("/nope"), 404, "not_found")
     assert_problem(await api.client.get("/auth/login"), 405, "method_not_allowed")
+
+
+async def test_history_bounds_up_to_int64_are_answered(api: Api) -> None:
+    """seq bounds far beyond the stored column's 32 bits (PostgreSQL refused to bind them: 500)."""
+    ann = await api.register("Ann", "ann@example.com", "+14155550100")
+    bob = await api.register("Bob", "bob@example.com", "+14155550101")
+    for bound in ("before", "after"):
+        response = await api.client.get(
+            f"/conversations/{bob['id']}/messages", params={bound: 2**63 - 1}, headers=api.bearer(ann["access_token"])
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"items": [], "hasMore": False}
+
+
+async def test_a_login_email_no_database_stores_is_just_unknown(api: Api) -> None:
+    """A NUL in the email (JSON allows it): PostgreSQL refused to look it up (500)."""
+    response = await api.client.post("/auth/login", json={"email": "ann\u0000@example.com", "password": PASSWORD})
+    assert_problem(response, 401, "unauthorized")

@@ -52,8 +52,8 @@ async def test_query_of_2_to_100_characters_is_accepted(world: World, query: str
     await world.search(caller, SearchQuery(query=query))
 
 
-@pytest.mark.parametrize("limit", [0, 51])
-async def test_limit_outside_1_to_50_is_invalid_input(world: World, limit: int) -> None:
+@pytest.mark.parametrize("limit", [0, 101])
+async def test_limit_outside_1_to_100_is_invalid_input(world: World, limit: int) -> None:
     caller = viewer(world)
 
     with pytest.raises(InvalidInputError) as caught:
