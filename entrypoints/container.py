@@ -28,6 +28,7 @@ from adapters.system.ids import Uuid7Ids
 from application.accounts import (
     Authenticate,
     ChangePassword,
+    LoginActive,
     LoginIssuer,
     RefreshLogin,
     RegisterUser,
@@ -146,6 +147,7 @@ class Container(containers.DeclarativeContainer):
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
     )
     authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
+    login_active = providers.Singleton(LoginActive, uow=uow.provider)
     sign_out = providers.Singleton(SignOut, uow=uow.provider, clock=clock, notifier=fanout)
     sign_out_everywhere = providers.Singleton(SignOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
     change_password = providers.Singleton(
