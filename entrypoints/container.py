@@ -59,9 +59,11 @@ from entrypoints.settings import Settings
 
 def connect_redis(url: str | None, timeout_s: float) -> Redis:
     """The process's Redis client. Every connect and command is bounded by ``timeout_s``
-    (``CHAT_REDIS_TIMEOUT_S``) and retried once at most, at once (a pooled connection a Redis
-    restart killed): a down or hung Redis costs a caller at most two timeouts, never a hang.
-    Pub/sub's blocking reads are not bounded by it (the fan-out PINGs a silent connection)."""
+    (``CHAT_REDIS_TIMEOUT_S``) and never retried (redis-py's retries nest: a connect retried
+    inside a retried command made a hung Redis cost a login 2.5 s): a down or hung Redis costs a
+    caller one timeout, and the callers' fallbacks (adapters/redis/degraded.py) then stop asking
+    for a while. Pub/sub's blocking reads are not bounded by it (the fan-out PINGs a silent
+    connection)."""
     if url is None:
         raise RuntimeError("CHAT_REDIS_URL is not set")
     client: Redis = Redis.from_url(
@@ -69,7 +71,7 @@ def connect_redis(url: str | None, timeout_s: float) -> Redis:
         health_check_interval=10,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 

@@ -1,4 +1,4 @@
-"""What scaled-out mode does while Redis is down or hung (decision 41): it degrades, never fails.
+"""What scaled-out mode does while Redis is down or hung (decision 39): it degrades, never fails.
 
 * :class:`FallbackAttemptCounter` — login and registration limits count in this process's memory
   while Redis fails (so register, login and password change keep answering), and go back to Redis
@@ -43,7 +43,7 @@ REDIS_DOWN = (RedisError, OSError, TimeoutError)
 class FallbackAttemptCounter(AttemptCounter):
     """``primary`` (Redis) while it answers, else ``fallback`` (this process's memory). A window
     counted in memory during an outage is not carried into Redis: the limits hold per process
-    while Redis is down (decision 41)."""
+    while Redis is down (decision 39)."""
 
     def __init__(self, primary: AttemptCounter, fallback: AttemptCounter, *, retry_s: float = 5.0) -> None:
         self._primary, self._fallback = primary, fallback
@@ -99,10 +99,16 @@ class HealingPresence(PresenceRegistry):
     docstring. ``unsynced`` means Redis may not hold what this process holds: set by a failed
     call or by a heartbeat that found this process unregistered (Redis restarted empty, or the
     process was swept as stalled), cleared by a :meth:`heal` that ran with nothing changing
-    meanwhile."""
+    meanwhile.
 
-    def __init__(self, registry: RedisPresenceRegistry) -> None:
+    A heal waits until Redis has answered for ``heal_after_s``: the transitions it reports travel
+    by pub/sub, and the other processes' listeners re-subscribe within their reconnect delay
+    (0.2 s) after Redis is back; announced sooner, a contact's process could miss them."""
+
+    def __init__(self, registry: RedisPresenceRegistry, *, heal_after_s: float = 1.0) -> None:
         self._registry = registry
+        self._heal_after = timedelta(seconds=heal_after_s)
+        self._answering_since: datetime | None = None  # Redis answered every heal probe since
         self._here: dict[str, int] = {}  # this process's live connections: connection id → user id
         self._users: Counter[int] = Counter()  # live connections per user, here
         self._left: dict[int, datetime] = {}  # users gone from here while unsynced → when
@@ -117,6 +123,7 @@ class HealingPresence(PresenceRegistry):
         if not self.unsynced:
             log.warning("presence: Redis unavailable (%s); connections are registered when it is back", exc)
         self.unsynced = True
+        self._answering_since = None
 
     async def heartbeat(self, *, now: datetime) -> None:
         """Refresh this process's liveness; raises what Redis raises (the heartbeat loop logs it)."""
@@ -176,9 +183,17 @@ class HealingPresence(PresenceRegistry):
     async def heal(self, *, now: datetime) -> PresenceRepair:
         if not self.unsynced:
             return PresenceRepair()
+        try:
+            held = await self._registry.held_here()
+        except REDIS_DOWN:
+            self._answering_since = None
+            raise
+        if self._answering_since is None:
+            self._answering_since = now
+        if now - self._answering_since < self._heal_after:
+            return PresenceRepair()
         changes = self._changes
         here = dict(self._here)
-        held = await self._registry.held_here()
         came_online = [
             uid
             for cid, uid in here.items()
@@ -194,5 +209,6 @@ class HealingPresence(PresenceRegistry):
             self._left.pop(uid, None)
         if self._changes == changes:
             self.unsynced = False
+            self._answering_since = None
             log.info("presence: re-registered %d connections in Redis", len(here))
         return PresenceRepair(came_online=came_online, went_offline=went_offline)
