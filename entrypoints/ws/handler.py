@@ -93,6 +93,14 @@ def make_ws_handler(
 
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
+        """Whatever escapes (a bug) closes 1011, never the framework's undocumented 4500."""
+        try:
+            await serve(socket)
+        except Exception:
+            log.exception("WebSocket handler failed")
+            await close_quietly(socket, CloseCode.INTERNAL, "unexpected server error")
+
+    async def serve(socket: WebSocket[Any, Any, Any]) -> None:
         if not origin_allowed(socket.headers.get("origin")):
             origin = socket.headers.get("origin")
             await refuse_handshake(socket, f"origin {origin!r} is not allowed (CHAT_CORS_ORIGINS)")

@@ -16,12 +16,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from adapters.memory.counters import InMemoryAttemptCounter
+from adapters.redis.degraded import FallbackAttemptCounter
+from domain.auth import AttemptWindow
 from tests.integration.chat import Account, Chat, Client
 from tests.integration.support import TEST_SECRET
 from tests.integration.test_scale_out import TIMINGS, befriend, free_port, start_nodes
@@ -236,3 +241,38 @@ async def test_redis_hung_then_resumed(migrated_url: str, own_redis: OwnRedis, t
         await heard(a, "userOffline", bob.id, HEALED_BOUND_S + 5)  # Bob's leave, recorded on resume
         assert await online_among(a, [bob.id]) == []
         await late.close()
+
+
+class DownCounter:
+    """An attempt counter whose Redis is down, counting the calls that reached it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.down = True
+
+    async def _call(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("connection refused")
+
+    async def get(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow | None:
+        await self._call()
+        return None
+
+    async def hit(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow:
+        await self._call()
+        return AttemptWindow(count=100, started_at=now)
+
+    async def reset(self, key: str) -> None:
+        await self._call()
+
+
+async def test_the_counters_fall_back_to_memory_and_ask_redis_again_every_few_seconds() -> None:
+    primary, t0 = DownCounter(), datetime(2026, 1, 1, tzinfo=UTC)
+    counter = FallbackAttemptCounter(primary, InMemoryAttemptCounter(), retry_s=5)
+    assert (await counter.hit("k", now=t0, window_s=60)).count == 1  # counted in memory
+    assert (await counter.hit("k", now=t0 + timedelta(seconds=4), window_s=60)).count == 2
+    assert primary.calls == 1  # not asked again within retry_s
+    primary.down = False
+    assert (await counter.hit("k", now=t0 + timedelta(seconds=5), window_s=60)).count == 100  # Redis again
+    assert primary.calls == 2
