@@ -25,8 +25,11 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adapters.memory.counters import InMemoryAttemptCounter
-from adapters.redis.degraded import FallbackAttemptCounter
+from adapters.redis.degraded import FallbackAttemptCounter, HealingPresence
+from adapters.redis.presence import RedisPresenceRegistry
 from domain.auth import AttemptWindow
+from domain.presence import TooManyConnectionsError
+from entrypoints.container import connect_redis
 from tests.integration.chat import Account, Chat, Client
 from tests.integration.support import TEST_SECRET
 from tests.integration.test_scale_out import TIMINGS, befriend, free_port, start_nodes
@@ -276,3 +279,30 @@ async def test_the_counters_fall_back_to_memory_and_ask_redis_again_every_few_se
     primary.down = False
     assert (await counter.hit("k", now=t0 + timedelta(seconds=5), window_s=60)).count == 100  # Redis again
     assert primary.calls == 2
+
+
+async def test_presence_registers_locally_while_redis_is_down_and_heals_after_a_restart(own_redis: OwnRedis) -> None:
+    client = connect_redis(own_redis.url, timeout_s=0.5)
+    registry = RedisPresenceRegistry(client, process_id="p1", ttl_s=30, prefix=f"t{uuid.uuid4().hex[:8]}")
+    presence, t0 = HealingPresence(registry, heal_after_s=0), datetime.now(UTC)
+    try:
+        assert await presence.connect(1, "c1", now=t0) is True
+        own_redis.kill()
+        assert await within(1.0, presence.connect(2, "c2", now=t0)) is False  # accepted, registered later
+        left_at = t0 + timedelta(seconds=1)
+        await within(1.0, presence.disconnect(1, "c1", now=left_at))  # Redis cannot record the leave
+        assert await presence.online_among([1, 2]) == {2}  # what this process knows
+        with pytest.raises(TooManyConnectionsError):  # the per-user cap still holds, here
+            await presence.connect(2, "c3", now=t0, limit=1)
+
+        own_redis.start()  # empty
+        for _ in range(3):  # a pooled connection the restart killed fails once
+            with suppress(RedisConnectionError):
+                repair = await presence.heal(now=t0 + timedelta(seconds=2))
+                break
+        assert (list(repair.came_online), list(repair.went_offline)) == ([2], [(1, left_at)])
+        assert not presence.unsynced
+        assert await registry.online_among([1, 2]) == {2}
+        assert await registry.held_here() == {(2, "c2")}
+    finally:
+        await client.aclose()
