@@ -44,6 +44,7 @@ The rules (contract §3):
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
@@ -254,7 +255,7 @@ class LiveSession:
         """The connection is attached and listening: queue ``ready`` (with the ``ref`` of the
         ``auth`` frame that authenticated the socket, if any), read the first batch."""
         self._outbox.append(Outgoing(self._encode(Ready(ref, self.user_id, self.connection_id)), OTHER, None))
-        self._schedule_check(now_ms)
+        self._schedule_check(now_ms, first=True)
         self._schedule_expiry(now_ms)
         self._read_now(None)
 
@@ -294,11 +295,16 @@ class LiveSession:
             self._expires_ms = now_ms + max(0.0, (expires_at - self._clock.now()).total_seconds() * 1000)
         self._ask_wake()
 
-    def _schedule_check(self, now_ms: float) -> None:
-        """The next login check comes ``session_check_s`` from now (if the limits ask for any)."""
+    def _schedule_check(self, now_ms: float, *, first: bool = False) -> None:
+        """The next login check comes ``session_check_s`` from now (if the limits ask for any).
+        The first comes sooner, between half of that and all of it by the connection id, so the
+        sockets of a mass reconnect do not read the store in step for ever after."""
         every_s = self._limits.session_check_s
         if every_s is not None and self.closing is None:
-            self._check_due = now_ms + every_s * 1000
+            every_ms = every_s * 1000
+            if first:  # (1000 + 0..999) / 2000 of the interval
+                every_ms = every_ms * (1000 + zlib.crc32(self.connection_id.encode()) % 1000) / 2000
+            self._check_due = now_ms + every_ms
             self._ask_wake()
 
     def login_checked(self, call: LoginCheckCall, active: bool, now_ms: float) -> None:
