@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_HEAL_PASSES = 10  # a heal that saw connections change in each of these many passes goes on next sweep
+
 # What an unreachable, killed or hung Redis raises (redis-py wraps most, not all, socket errors).
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
@@ -113,7 +115,7 @@ class HealingPresence(PresenceRegistry):
         self._users: Counter[int] = Counter()  # live connections per user, here
         self._left: dict[int, datetime] = {}  # users gone from here while unsynced → when
         self.unsynced = False
-        self._changes = 0  # connects and disconnects seen, to tell whether a heal raced with one
+        self._touched: dict[str, int] | None = None  # connection id → user id, changed during a heal
 
     @property
     def process_id(self) -> str:
@@ -145,7 +147,8 @@ class HealingPresence(PresenceRegistry):
                 came_online = await self._registry.connect(user_id, connection_id, now=now, limit=limit)
             except REDIS_DOWN as exc:
                 self._lost(exc)
-        self._changes += 1
+        if self._touched is not None:
+            self._touched[connection_id] = user_id
         if connection_id not in self._here:
             self._here[connection_id] = user_id
             self._users[user_id] += 1
@@ -153,7 +156,8 @@ class HealingPresence(PresenceRegistry):
         return came_online
 
     async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
-        self._changes += 1
+        if self._touched is not None:
+            self._touched[connection_id] = user_id
         if self._here.pop(connection_id, None) is not None:
             self._users[user_id] -= 1
             if self._users[user_id] <= 0:
@@ -181,6 +185,9 @@ class HealingPresence(PresenceRegistry):
         return {uid for uid in wanted if uid in self._users}  # what this process knows
 
     async def heal(self, *, now: datetime) -> PresenceRepair:
+        """Make Redis hold what this process holds (see the class docstring). Connections that
+        come and go meanwhile are reconciled in further passes, until one pass sees none: only
+        then are calls sent to Redis again (a busy process converges, its churn per pass is small)."""
         if not self.unsynced:
             return PresenceRepair()
         try:
@@ -192,23 +199,26 @@ class HealingPresence(PresenceRegistry):
             self._answering_since = now
         if now - self._answering_since < self._heal_after:
             return PresenceRepair()
-        changes = self._changes
-        here = dict(self._here)
-        came_online = [
-            uid
-            for cid, uid in here.items()
-            if (uid, cid) not in held and await self._registry.connect(uid, cid, now=now)
-        ]
-        for uid, cid in held:
-            if here.get(cid) != uid:
-                await self._registry.disconnect(uid, cid, now=now)
-        left = dict(self._left)
+        self._touched = {}
+        pending = {cid: uid for uid, cid in held if self._here.get(cid) != uid}  # closed meanwhile
+        pending.update((cid, uid) for cid, uid in self._here.items() if (uid, cid) not in held)
+        came_online: list[int] = []
+        for _ in range(MAX_HEAL_PASSES):
+            for cid, uid in pending.items():
+                if self._here.get(cid) == uid:
+                    if await self._registry.connect(uid, cid, now=now):
+                        came_online.append(uid)
+                else:
+                    await self._registry.disconnect(uid, cid, now=now)
+            pending, self._touched = self._touched, {}
+            if not pending:
+                break
+        else:
+            self._touched = None
+            return PresenceRepair(came_online=came_online)  # still churning: the next sweep goes on
+        self.unsynced, self._answering_since, self._touched = False, None, None
+        left, self._left = self._left, {}
         still_online = await self._registry.online_among(left)
-        went_offline = [(uid, at) for uid, at in left.items() if uid not in still_online]
-        for uid in left:
-            self._left.pop(uid, None)
-        if self._changes == changes:
-            self.unsynced = False
-            self._answering_since = None
-            log.info("presence: re-registered %d connections in Redis", len(here))
+        went_offline = [(uid, at) for uid, at in left.items() if uid not in still_online and uid not in self._users]
+        log.info("presence: Redis holds this process's %d connections again", len(self._here))
         return PresenceRepair(came_online=came_online, went_offline=went_offline)

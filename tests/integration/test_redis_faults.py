@@ -14,11 +14,11 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -306,3 +306,52 @@ async def test_presence_registers_locally_while_redis_is_down_and_heals_after_a_
         assert await registry.held_here() == {(2, "c2")}
     finally:
         await client.aclose()
+
+
+class ChurnRegistry:
+    """A registry (Redis) that is down until told, and during whose first re-registration the
+    process's other connection closes: churn while a heal runs."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.held: set[tuple[int, str]] = set()
+        self.during_connect: Callable[[], Awaitable[None]] | None = None
+
+    async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
+        if self.down:
+            raise RedisConnectionError("down")
+        if self.during_connect is not None:
+            hook, self.during_connect = self.during_connect, None
+            await hook()
+        came_online = all(uid != user_id for uid, _ in self.held)
+        self.held.add((user_id, connection_id))
+        return came_online
+
+    async def disconnect(self, user_id: int, connection_id: str, *, now: datetime) -> None:
+        self.held.discard((user_id, connection_id))
+
+    async def held_here(self) -> set[tuple[int, str]]:
+        return set(self.held)
+
+    async def online_among(self, user_ids: Iterable[int]) -> set[int]:
+        return {uid for uid in user_ids if any(uid == held for held, _ in self.held)}
+
+
+async def test_a_connection_that_closes_while_presence_heals_is_not_left_registered() -> None:
+    registry, t0 = ChurnRegistry(), datetime(2026, 1, 1, tzinfo=UTC)
+    presence = HealingPresence(cast("RedisPresenceRegistry", registry), heal_after_s=0)
+    await presence.connect(1, "c1", now=t0)  # Redis down: both registered here only
+    await presence.connect(2, "c2", now=t0)
+    assert registry.held == set()
+
+    async def bob_leaves() -> None:
+        await presence.disconnect(2, "c2", now=t0 + timedelta(seconds=1))
+
+    registry.down, registry.during_connect = False, bob_leaves
+    repair = await presence.heal(now=t0 + timedelta(seconds=2))
+
+    assert registry.held == {(1, "c1")}
+    assert (list(repair.came_online), list(repair.went_offline)) == ([1], [(2, t0 + timedelta(seconds=1))])
+    assert not presence.unsynced
+    await presence.connect(2, "c3", now=t0 + timedelta(seconds=3))  # straight to Redis again
+    assert registry.held == {(1, "c1"), (2, "c3")}
