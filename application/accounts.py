@@ -275,6 +275,20 @@ class Authenticate:
         return Principal(user_id=claims.user_id, sid=claims.sid, expires_at=claims.expires_at)
 
 
+class LoginActive:
+    """Whether the caller's login is still active in the store (not revoked): what an
+    open socket asks every ``CHAT_SESSION_CHECK_S``, so a revocation whose broadcast was lost still
+    ends it. One read; raises only when the store fails."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, actor: Principal) -> bool:
+        async with self._uow() as uow:
+            login = await uow.logins.get(actor.sid)
+        return login is not None and login.user_id == actor.user_id and login.active
+
+
 class SignOut:
     """Revoke the caller's login: its refresh token and every access token with its ``sid``.
 

@@ -329,6 +329,15 @@ class ConnectionHub(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceRepair:
+    """What :meth:`PresenceRegistry.heal` found: users who came online by the re-registration,
+    and users who left (at the time given) while the registry could not record it."""
+
+    came_online: Sequence[int] = ()
+    went_offline: Sequence[tuple[int, datetime]] = ()
+
+
 class PresenceRegistry(Protocol):
     """Who is online, decided by the server only, with the rules of :mod:`domain.presence`.
 
@@ -366,6 +375,12 @@ class PresenceRegistry(Protocol):
 
     async def online_among(self, user_ids: Iterable[int]) -> set[int]:
         """Those of ``user_ids`` that are online (including a leave whose grace is unsettled)."""
+        ...
+
+    async def heal(self, *, now: datetime) -> PresenceRepair:
+        """After a shared registry was unreachable or lost its data: register again this process's
+        live connections, forget those that closed meanwhile, and say which transitions the
+        contacts missed. Nothing to do (an empty repair) when nothing was lost."""
         ...
 
 

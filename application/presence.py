@@ -18,6 +18,7 @@ from domain.messages import BATCH_MAX
 from domain.social import presence_visible_among
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import datetime
 
     from application.common import Principal, UnitOfWorkFactory
@@ -58,12 +59,18 @@ class Connect:
         now = self._clock.now()
         came_online = await self._presence.connect(user_id, cmd.connection_id, now=now, limit=self._max_per_user)
         if came_online:
-            async with self._uow() as uow:
-                audience = await uow.contacts.visible_contact_ids(user_id)
-            event = UserOnline(user_id=user_id)
-            for contact_id in audience:
-                self._notifier.publish(contact_id, event)
+            await announce_online(self._uow, self._notifier, [user_id])
         return came_online
+
+
+async def announce_online(uow_factory: UnitOfWorkFactory, notifier: Notifier, user_ids: Iterable[int]) -> None:
+    """Tell each of ``user_ids``' contacts who may see their presence ``userOnline`` (one read)."""
+    async with uow_factory() as uow:
+        audiences = {user_id: await uow.contacts.visible_contact_ids(user_id) for user_id in user_ids}
+    for user_id, audience in audiences.items():
+        event = UserOnline(user_id=user_id)
+        for contact_id in audience:
+            notifier.publish(contact_id, event)
 
 
 class Disconnect:
@@ -82,6 +89,10 @@ class SettlePresence:
     is stored (one transaction, committed here) and then their visible contacts hear
     ``userOffline``. Returns the users that went offline with their ``last_seen_at``.
 
+    First the registry heals (after a Redis outage or restart, :meth:`PresenceRegistry.heal`):
+    users it registered again who came online by it are announced ``userOnline``, and users who
+    left while it could not record that go offline with the rest.
+
     The registry reports each transition once; if the commit fails the exception propagates and
     that batch's events are not published (contacts learn the state from their next lookup).
     """
@@ -93,7 +104,10 @@ class SettlePresence:
         self._grace_s = grace_s
 
     async def __call__(self) -> list[tuple[int, datetime]]:
-        gone = await self._presence.settle(now=self._clock.now(), grace_s=self._grace_s)
+        repair = await self._presence.heal(now=self._clock.now())
+        if repair.came_online:
+            await announce_online(self._uow, self._notifier, repair.came_online)
+        gone = [*repair.went_offline, *await self._presence.settle(now=self._clock.now(), grace_s=self._grace_s)]
         if not gone:
             return gone
         audiences: dict[int, list[int]] = {}

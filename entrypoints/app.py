@@ -59,6 +59,7 @@ def ws_services(container: Container, metrics: Metrics) -> Services:
         monotonic=container.monotonic(),
         hub=container.fanout(),
         authenticate=container.authenticate(),
+        login_active=container.login_active(),
         send_message=container.send_message(),
         acknowledge=container.acknowledge(),
         mark_read=container.mark_read(),

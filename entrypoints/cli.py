@@ -79,7 +79,7 @@ def migrate(settings: Settings) -> int:
 
 def _check_redis(url: str) -> None:
     async def ping() -> None:
-        client = connect_redis(url)
+        client = connect_redis(url, timeout_s=5.0)  # a start-up check may wait longer than a request
         try:
             await client.ping()
         finally:

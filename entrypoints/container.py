@@ -8,6 +8,8 @@ from functools import partial
 
 from dependency_injector import containers, providers
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.auth.tokens import PyJwtTokenService
@@ -15,6 +17,7 @@ from adapters.memory.counters import InMemoryAttemptCounter
 from adapters.memory.fanout import InMemoryFanout
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.redis.counters import RedisAttemptCounter
+from adapters.redis.degraded import FallbackAttemptCounter, HealingPresence
 from adapters.redis.fanout import RedisFanout
 from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
@@ -28,6 +31,7 @@ from adapters.system.ids import Uuid7Ids
 from application.accounts import (
     Authenticate,
     ChangePassword,
+    LoginActive,
     LoginIssuer,
     RefreshLogin,
     RegisterUser,
@@ -53,10 +57,22 @@ from entrypoints.lifecycle import one_process, scaled_out, serving
 from entrypoints.settings import Settings
 
 
-def connect_redis(url: str | None) -> Redis:
+def connect_redis(url: str | None, timeout_s: float) -> Redis:
+    """The process's Redis client. Every connect and command is bounded by ``timeout_s``
+    (``CHAT_REDIS_TIMEOUT_S``) and never retried (redis-py's retries nest: a connect retried
+    inside a retried command made a hung Redis cost a login 2.5 s): a down or hung Redis costs a
+    caller one timeout, and the callers' fallbacks (adapters/redis/degraded.py) then stop asking
+    for a while. Pub/sub's blocking reads are not bounded by it (the fan-out PINGs a silent
+    connection)."""
     if url is None:
         raise RuntimeError("CHAT_REDIS_URL is not set")
-    client: Redis = Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5)
+    client: Redis = Redis.from_url(
+        url,
+        health_check_interval=10,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
     return client
 
 
@@ -91,21 +107,28 @@ class Container(containers.DeclarativeContainer):
     # One process: memory adapters. Several (CHAT_REDIS_URL set): the same ports over Redis.
     mode = providers.Callable(lambda s: s.mode, settings)
     process_id = providers.Singleton(lambda ids: ids.new_id(), ids)
-    redis = providers.Singleton(connect_redis, settings.provided.redis_url)
+    redis = providers.Singleton(connect_redis, settings.provided.redis_url, settings.provided.redis_timeout_s)
     attempts = providers.Selector(
         mode,
         memory=providers.Singleton(InMemoryAttemptCounter),
-        redis=providers.Singleton(RedisAttemptCounter, redis, prefix=settings.provided.redis_prefix),
+        redis=providers.Singleton(
+            FallbackAttemptCounter,
+            providers.Singleton(RedisAttemptCounter, redis, prefix=settings.provided.redis_prefix),
+            providers.Singleton(InMemoryAttemptCounter),
+        ),
     )
     presence = providers.Selector(
         mode,
         memory=providers.Singleton(InMemoryPresenceRegistry),
         redis=providers.Singleton(
-            RedisPresenceRegistry,
-            redis,
-            process_id=process_id,
-            ttl_s=settings.provided.presence_ttl_s,
-            prefix=settings.provided.redis_prefix,
+            HealingPresence,
+            providers.Singleton(
+                RedisPresenceRegistry,
+                redis,
+                process_id=process_id,
+                ttl_s=settings.provided.presence_ttl_s,
+                prefix=settings.provided.redis_prefix,
+            ),
         ),
     )
     fanout = providers.Selector(  # the Notifier and the ConnectionHub of this process
@@ -146,6 +169,7 @@ class Container(containers.DeclarativeContainer):
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
     )
     authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
+    login_active = providers.Singleton(LoginActive, uow=uow.provider)
     sign_out = providers.Singleton(SignOut, uow=uow.provider, clock=clock, notifier=fanout)
     sign_out_everywhere = providers.Singleton(SignOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
     change_password = providers.Singleton(

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from adapters.redis.degraded import HealingPresence
     from adapters.redis.fanout import RedisFanout
-    from adapters.redis.presence import RedisPresenceRegistry
     from application.group_commit import GroupCommit
     from application.ports import Clock
 
@@ -59,10 +59,10 @@ def one_process() -> AbstractAsyncContextManager[None]:
 
 @asynccontextmanager
 async def scaled_out(
-    redis: Redis, fanout: RedisFanout, presence: RedisPresenceRegistry, clock: Clock, *, presence_ttl_s: float
+    redis: Redis, fanout: RedisFanout, presence: HealingPresence, clock: Clock, *, presence_ttl_s: float
 ) -> AsyncIterator[None]:
     """Several processes over Redis: this process's presence heartbeats and its pub/sub fan-out
-    run while it serves; the Redis client closes after them."""
+    run while it serves; the Redis client closes after them. Redis must answer at the start."""
     await presence.heartbeat(now=clock.now())
     await fanout.start()
     beats = asyncio.create_task(
@@ -77,12 +77,12 @@ async def scaled_out(
         await redis.aclose()
 
 
-async def heartbeat_loop(presence: RedisPresenceRegistry, clock: Clock, interval_s: float) -> None:
+async def heartbeat_loop(presence: HealingPresence, clock: Clock, interval_s: float) -> None:
     """Keep this process's presence liveness key fresh, so that if the process dies its
     connections expire after ``CHAT_PRESENCE_TTL_S``."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await presence.heartbeat(now=clock.now())
-        except Exception:  # Redis may be restarting; the next beat retries
-            log.warning("presence heartbeat failed", exc_info=True)
+        except Exception as exc:  # Redis may be restarting; the next beat retries
+            log.warning("presence heartbeat failed: %s", type(exc).__name__)

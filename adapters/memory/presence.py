@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from application.ports import PresenceRegistry
+from application.ports import PresenceRegistry, PresenceRepair
 from domain.presence import UserPresence
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ class InMemoryPresenceRegistry(PresenceRegistry):
             if state.idle:
                 del self._users[user_id]
         return gone
+
+    async def heal(self, *, now: datetime) -> PresenceRepair:
+        return PresenceRepair()  # one process: nothing shared can be lost
 
     async def online_among(self, user_ids: Iterable[int]) -> set[int]:
         return {uid for uid in user_ids if (state := self._users.get(uid)) is not None and state.online}

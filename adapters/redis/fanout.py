@@ -160,11 +160,13 @@ class RedisFanout(Notifier, ConnectionHub):
     async def synced(self) -> None:
         """Wait until Redis has confirmed the channel of every user attached here.
 
-        Waits as long as Redis is unreachable; bound it with :func:`asyncio.wait_for`. A connection
-        lost after the confirmation is noticed only when it fails, so this is a barrier for
-        "attached, now listening", not a health check.
+        Returns at once while the pub/sub connection is failing (Redis down: nothing to wait for;
+        the re-push from the store covers what pub/sub misses). A hung Redis is noticed only by
+        the PING, so bound the wait with :func:`asyncio.wait_for`. A connection lost after the
+        confirmation is noticed only when it fails, so this is a barrier for "attached, now
+        listening", not a health check.
         """
-        while not self._wanted() <= self._confirmed:
+        while not self._listener_failing and not self._wanted() <= self._confirmed:
             self._progress.clear()
             await self._progress.wait()
 

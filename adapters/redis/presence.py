@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from adapters.redis import epoch_us, from_epoch_us, text
-from application.ports import PresenceRegistry
+from application.ports import PresenceRegistry, PresenceRepair
 from domain.presence import TooManyConnectionsError
 
 if TYPE_CHECKING:
@@ -157,11 +157,22 @@ class RedisPresenceRegistry(PresenceRegistry):
     def process_id(self) -> str:
         return self._process_id
 
-    async def heartbeat(self, *, now: datetime) -> None:
+    async def heartbeat(self, *, now: datetime) -> bool:
         """Refresh this process's liveness key (expiring ``ttl_s`` from now, by Redis's clock) and
-        register the process, also after another process swept it as crashed."""
+        register the process, also after another process swept it as crashed. True when the
+        process was not registered: the first beat, or Redis lost or swept what it held."""
         keys = [self.keys.process_alive(self._process_id), self.keys.processes]
-        await self._heartbeat(keys=keys, args=[epoch_us(now), self._ttl_ms, self._process_id])
+        return int(await self._heartbeat(keys=keys, args=[epoch_us(now), self._ttl_ms, self._process_id])) == 1
+
+    async def held_here(self) -> set[tuple[int, str]]:
+        """The ``(user id, connection id)`` pairs Redis holds for this process."""
+        members = await self._redis.smembers(self.keys.process_connections(self._process_id))
+        pairs = (text(member).partition(":") for member in members)
+        return {(int(uid), cid) for uid, _, cid in pairs}
+
+    async def heal(self, *, now: datetime) -> PresenceRepair:
+        """Nothing to repair by itself: :class:`adapters.redis.degraded.HealingPresence` does."""
+        return PresenceRepair()
 
     async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         """Also registers this process and, when its liveness key is missing (no heartbeat yet, or

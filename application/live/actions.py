@@ -48,6 +48,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     POLICY = 1008
     INTERNAL = 1011
+    TRY_AGAIN_LATER = 1013
     SLOW_CONSUMER = 4008
     UNAUTHENTICATED = 4401
     REVOKED = 4403
@@ -175,8 +176,16 @@ class CatchUpCall:
     ref: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LoginCheckCall:
+    """Is the connection's login still active in the store? Asked every ``session_check_s``, so a
+    revocation whose broadcast was lost (pub/sub is at most once) still closes the socket."""
+
+    ref: str | None = None
+
+
 FrameCall = Reauthenticate | MarkReadCall | SearchCall | TypingCall | OnlineCall
-Call = FrameCall | StillPendingCall | CatchUpCall
+Call = FrameCall | StillPendingCall | CatchUpCall | LoginCheckCall
 Action = PipelinedSend | PipelinedAck | ReadBatch | CloseRequest | WakeAt | Call
 
 

@@ -69,6 +69,10 @@ def _close_codes() -> list[CloseCodeDoc]:
             "unexpected server error, or a heartbeat ping not answered in time",
             "reconnect with back-off",
         ),
+        CloseCode.TRY_AGAIN_LATER: (
+            "the server cannot check the token now (its database is unavailable or saturated)",
+            "reconnect after a few seconds, with back-off",
+        ),
         CloseCode.SLOW_CONSUMER: (
             f"slow consumer: the outbound queue (`CHAT_MAX_QUEUED_FRAMES`, {s.max_queued_frames} frames) was full",
             "reconnect; nothing durable is lost",

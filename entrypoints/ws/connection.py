@@ -21,7 +21,7 @@ from entrypoints.ws.work import SessionWork
 
 log = logging.getLogger("p2p_chat.ws")
 
-SYNC_TIMEOUT_S = 2.0
+SYNC_TIMEOUT_S = 1.0  # a hung Redis holds a new socket's ready this long at most (docs/operations.md)
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 
 

@@ -16,7 +16,7 @@ from application.common import Principal
 from application.live.actions import CloseCode
 from application.ports import IdGenerator
 from application.presence import SettlePresence
-from domain.errors import AuthenticationError
+from domain.errors import AuthenticationError, BusyError
 from entrypoints.http.errors import problem_bytes
 from entrypoints.ws import protocol as p
 from entrypoints.ws.connection import Connection, close_quietly
@@ -93,6 +93,14 @@ def make_ws_handler(
 
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
+        """Whatever escapes (a bug) closes 1011, never the framework's undocumented 4500."""
+        try:
+            await serve(socket)
+        except Exception:
+            log.exception("WebSocket handler failed")
+            await close_quietly(socket, CloseCode.INTERNAL, "unexpected server error")
+
+    async def serve(socket: WebSocket[Any, Any, Any]) -> None:
         if not origin_allowed(socket.headers.get("origin")):
             origin = socket.headers.get("origin")
             await refuse_handshake(socket, f"origin {origin!r} is not allowed (CHAT_CORS_ORIGINS)")
@@ -110,6 +118,9 @@ def make_ws_handler(
             principal: Principal = await services.authenticate(auth.token)
         except AuthenticationError:
             await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
+            return
+        except BusyError:  # the store is unavailable or saturated: nothing is wrong with the client
+            await close_quietly(socket, CloseCode.TRY_AGAIN_LATER, "cannot check logins now; try again later")
             return
         if len(live) >= settings.max_connections:  # this process's cap; the user's is checked by run()
             await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
@@ -138,10 +149,19 @@ async def catch_up_sweep(live: LiveConnections, interval_s: float) -> None:
 
 
 async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:
-    """Forever: settle users whose grace period after their last connection has passed."""
+    """Forever: settle users whose grace period after their last connection has passed (and heal
+    presence after a Redis outage). A failure is logged with its trace once, then one line per
+    tick until a round succeeds (Redis down fails every tick)."""
+    failing = False
     while True:
         await asyncio.sleep(interval_s)
         try:
             await settle()
-        except Exception:  # a failed round (database hiccup) is retried on the next tick
-            log.exception("presence settling failed")
+        except Exception as exc:  # a failed round (database or Redis hiccup) is retried on the next tick
+            if failing:
+                log.debug("presence settling still failing: %s", type(exc).__name__)
+            else:
+                log.exception("presence settling failed; retried every %.2fs", interval_s)
+            failing = True
+        else:
+            failing = False

@@ -38,6 +38,7 @@ from application.ports import (
     Notifier,
     PasswordHasher,
     PresenceRegistry,
+    PresenceRepair,
     TokenService,
     UnitOfWork,
     UserRepository,
@@ -217,6 +218,11 @@ class FakePresence(PresenceRegistry):
         self.online = set(online)
         self.asked: list[set[int]] = []
         self.states: dict[int, UserPresence] = {}
+        self.repair = PresenceRepair()  # what the next ``heal`` reports (then nothing)
+
+    async def heal(self, *, now: datetime) -> PresenceRepair:
+        repair, self.repair = self.repair, PresenceRepair()
+        return repair
 
     async def connect(self, user_id: int, connection_id: str, *, now: datetime, limit: int | None = None) -> bool:
         state = self.states.setdefault(user_id, UserPresence(user_id=user_id))

@@ -8,6 +8,7 @@ import pytest
 
 from application.common import MAX_ID
 from application.events import UserOffline, UserOnline
+from application.ports import PresenceRepair
 from application.presence import ONLINE_QUERY_MAX, Connect, LiveConnection, OnlineQuery
 from application.users import UserLookup
 from domain.errors import InvalidInputError
@@ -142,6 +143,23 @@ async def test_after_the_grace_period_visible_contacts_hear_offline_exactly_once
     assert world.notifier.calls == [(bob, UserOffline(user_id=ada, last_seen_at=left_at), None)]
     assert world.presence.online == set()
     assert_published_outside_transactions(world)
+
+
+async def test_a_heal_announces_who_came_back_online_and_who_left_during_the_outage(world: World) -> None:
+    """Issue 15, finding 3: after Redis comes back, contacts get the transitions they missed."""
+    ada, bob, cleo, _dan, _eve = circle(world)
+    left_at = world.clock.advance(10)
+    world.presence.repair = PresenceRepair(came_online=[ada], went_offline=[(bob, left_at)])
+
+    assert await world.settle_presence() == [(bob, left_at)]
+
+    assert sorted(world.notifier.calls, key=lambda call: call[0]) == [
+        (ada, UserOffline(user_id=bob, last_seen_at=left_at), None),  # Bob's contact: Ada
+        (bob, UserOnline(user_id=ada), None),  # Ada's visible contacts: Bob (not blocked Cleo, Dan)
+    ]
+    assert world.store.user(bob).last_seen_at == left_at
+    assert cleo not in [call[0] for call in world.notifier.calls]
+    assert not [published for published in world.notifier.published if published.in_transaction]
 
 
 async def test_settling_stores_last_seen_before_telling_anyone(world: World) -> None:
