@@ -30,6 +30,7 @@ from application.users import SEARCH_DEFAULT, SEARCH_MAX, SEARCH_QUERY_MAX, SEAR
 from domain.messages import BATCH_MAX, CLIENT_MSG_ID_MAX, Message
 from entrypoints.settings import Settings
 from entrypoints.wire import (
+    TOO_DEEP,
     UNREADABLE_JSON,
     Timestamp,
     UserPublic,
@@ -241,21 +242,16 @@ def decode_client(data: str | bytes) -> ClientMessage:
         return _decoder.decode(data)
     except UNREADABLE_JSON as exc:
         reason = unreadable_reason(exc)
-        envelope = _readable_envelope(data)
-        if envelope is None:
+        try:
+            envelope = _envelope.decode(data)
+        except RecursionError:  # nested too deeply to read even the ``ref``
+            raise FrameError(WsErrorCode.BAD_REQUEST, TOO_DEEP, None) from None
+        except msgspec.DecodeError:
             raise FrameError(WsErrorCode.BAD_REQUEST, f"not a JSON object: {reason}", None) from None
         ref = envelope.readable_ref
         if isinstance(envelope.type, str) and envelope.type not in CLIENT_TYPES:
             raise FrameError(WsErrorCode.UNKNOWN_TYPE, f"unknown frame type {envelope.type[:64]!r}", ref) from None
         raise FrameError(WsErrorCode.BAD_REQUEST, reason, ref, envelope.readable_client_msg_id) from None
-
-
-def _readable_envelope(data: str | bytes) -> _Envelope | None:
-    """The envelope of a frame that cannot be used, or None if it is not a JSON object at all."""
-    try:
-        return _envelope.decode(data)
-    except UNREADABLE_JSON:
-        return None
 
 
 # ---- server frames -------------------------------------------------------------------------
@@ -500,5 +496,8 @@ def feed(session: LiveSession, text: str, now_ms: float) -> None:
 def feed_oversized(session: LiveSession, text: str, now_ms: float) -> None:
     """A text frame over ``CHAT_MAX_FRAME_BYTES`` (at most 1 MiB: larger ones close 1009): refused
     unread but for its ``ref`` and a ``sendMessage``'s ``clientMsgId``, so its error can carry them."""
-    envelope = _readable_envelope(text) or _Envelope()
+    try:
+        envelope = _envelope.decode(text)
+    except UNREADABLE_JSON:
+        envelope = _Envelope()
     session.oversized_frame(envelope.readable_ref, envelope.readable_client_msg_id, now_ms)
