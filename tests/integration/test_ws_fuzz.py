@@ -10,6 +10,7 @@ handled), so what the frame got is exactly what arrived before the ``pong``."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -28,6 +29,7 @@ from tests.integration.chat import Account, Chat, Client, close_code, running_ch
 
 SEED = 20261206
 FRAMES = 5000
+PAIR_EVERY = 5  # the healthy pair sends a message each way every this many fuzz frames
 BUDGET_S = 60.0  # a generous bound for a loaded CI machine; it takes ~15 s on two cores
 BAD_CODES = {"bad_request", "unknown_type", "too_large"}
 # Answers a well-formed frame may get: its use case's refusals (never ``internal``).
@@ -248,7 +250,8 @@ def _check(case: Case, answer: list[dict[str, Any]] | int, tally: Tally) -> None
         assert errors[0]["code"] in BAD_CODES, (what, answer)
 
 
-async def _fuzz(chat: Chat, fuzzer: Account, fuzz: Fuzz, tally: Tally) -> None:
+async def _fuzz(chat: Chat, fuzzer: Account, fuzz: Fuzz, tally: Tally, tick: Callable[[], None]) -> None:
+    """Send :data:`FRAMES` frames, checking each one's answer; ``tick`` every frame."""
     pings = 0
     ws: ClientConnection | None = None
     while tally.frames < FRAMES:
@@ -259,6 +262,7 @@ async def _fuzz(chat: Chat, fuzzer: Account, fuzz: Fuzz, tally: Tally) -> None:
                 case = fuzz.case()
                 await ws.send(case.data)
                 tally.frames += 1
+                tick()
                 with pytest.raises(ConnectionClosed) as closed:
                     await asyncio.wait_for(ws.recv(), timeout=10)
                 assert close_code(closed.value) == 4401, f"first {case.kind} frame {case.data[:120]!r}"
@@ -273,6 +277,7 @@ async def _fuzz(chat: Chat, fuzzer: Account, fuzz: Fuzz, tally: Tally) -> None:
         await ws.send(case.data)
         await ws.send(json.dumps({"type": "ping", "ref": ref}))
         tally.frames += 1
+        tick()
         answer = await _answer_of(ws, ref)
         _check(case, answer, tally)
         if isinstance(answer, int):
@@ -315,10 +320,10 @@ class Healthy:
                 case _:
                     self.unexpected.append(frame)
 
-    async def send_until(self, done: asyncio.Event) -> None:
-        """One message at a time (the next once the last is acked) until the fuzz is over."""
+    async def send_on(self, turns: asyncio.Queue[bool]) -> None:
+        """One message per turn (the next once the last is acked) until a turn says stop."""
         me = self.client.account.name
-        while not done.is_set():
+        while await turns.get():
             cid = f"{me}-{len(self.sent)}"
             self.ack_arrived.clear()
             self.sent.append(cid)
@@ -334,15 +339,23 @@ async def test_fuzzed_frames_get_errors_or_documented_closes_and_a_healthy_pair_
     ann, bob = await chat.account("Ann"), await chat.account("Bob")
     healthy = [Healthy(await chat.connect(ann), bob.id), Healthy(await chat.connect(bob), ann.id)]
     readers = [asyncio.create_task(h.read()) for h in healthy]
-    done = asyncio.Event()
-    senders = [asyncio.create_task(h.send_until(done)) for h in healthy]
+    turns: list[asyncio.Queue[bool]] = [asyncio.Queue(), asyncio.Queue()]
+    senders = [asyncio.create_task(h.send_on(t)) for h, t in zip(healthy, turns, strict=True)]
+    frames_sent = itertools.count(1)
+
+    def tick() -> None:  # the pair talks throughout: a message each way every PAIR_EVERY frames
+        if next(frames_sent) % PAIR_EVERY == 0:
+            for t in turns:
+                t.put_nowait(True)
+
     tally = Tally()
     started = time.monotonic()
     try:
         rng = random.Random(SEED)  # noqa: S311 -- a reproducible fuzz, not a secret
-        await _fuzz(chat, fuzzer, Fuzz(rng, [fuzzer.id, victim.id]), tally)
+        await _fuzz(chat, fuzzer, Fuzz(rng, [fuzzer.id, victim.id]), tally, tick)
     finally:
-        done.set()
+        for t in turns:
+            t.put_nowait(False)
     await asyncio.wait_for(asyncio.gather(*senders), timeout=10)
     elapsed = time.monotonic() - started
 
@@ -362,6 +375,6 @@ async def test_fuzzed_frames_get_errors_or_documented_closes_and_a_healthy_pair_
     assert tally.frames >= FRAMES
     assert tally.errors > FRAMES // 2, tally  # most frames were bad, and answered
     assert tally.closes.get(1008, 0) > 0  # the error flood close was reached, and reconnected from
-    assert min(len(h.sent) for h in healthy) > 10  # the pair did talk throughout
+    assert min(len(h.sent) for h in healthy) == FRAMES // PAIR_EVERY  # the pair talked throughout
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     assert elapsed < BUDGET_S, f"{elapsed:.1f} s"
