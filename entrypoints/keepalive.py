@@ -31,6 +31,11 @@ and relies on:
 * ``connection_made(transport)``, which keeps the transport as ``self.transport``;
 * one ``ServerState`` per uvicorn server, shared by its connections (the wheel's key).
 
+It also replaces ``handle_parser_exception`` (called from ``data_received`` when ``websockets``
+fails the connection: 1009 over ``ws_max_size``, 1007 bad UTF-8) to close without a reset (read
+on, dropping data, until the client's EOF), relying on ``queue``, ``close_sent``, ``close_timer``,
+``read_paused`` and ``conn.close_sent``; ``tests/integration/test_hostile_input.py`` checks it.
+
 If one of these is renamed or no longer called, the keepalive silently stops (no pings, or pings
 and no 1011). ``tests/unit/test_keepalive_wheel.py`` (the hooks exist; the wheel and the protocol on
 a fake loop: pings, re-arming, late pongs, 1011 on a missed pong, never early) and
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from uvicorn.server import ServerState
     from websockets.frames import Frame
 
+LINGER_S = 5.0  # after a 1009/1007: how long the rest of a refused frame is read and dropped
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
 
 log = logging.getLogger(__name__)
@@ -134,6 +140,7 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
         self._ping_sent_at: float | None = None  # a ping not answered yet
         self._interval = self.ping_interval or 0.0  # 0: no keepalive
         self._wheel: Wheel | None = None
+        self.lingering = False  # closed by the protocol layer: reading only to drop what comes
         if self._interval > 0:
             wheel = _wheels.get(server_state)
             if wheel is None:  # a server's protocols all run on its loop, with its one interval
@@ -167,6 +174,33 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
         else:
             self._ping_sent_at = now
             self._wheel.add(self, now + self.ping_timeout)
+
+    # -- a close the protocol layer decides (1009 frame too large, 1007 bad UTF-8) ----------------
+
+    def handle_parser_exception(self) -> None:
+        """uvicorn's, but the socket is not closed at once: the rest of the refused frame may still
+        be arriving (a 4 MiB frame is refused at its header), and closing a socket with unread data
+        makes the kernel answer it with a reset, which can destroy the close frame before the
+        client reads it (a 1006 instead of the documented 1009, issue 15 finding 8). Instead: the
+        close frame, then our end of the stream, then everything that comes is read and dropped
+        until the client closes its end, or ``LINGER_S`` at most."""
+        sent = self.conn.close_sent  # set by the failure that called this
+        code, reason = (sent.code, sent.reason) if sent is not None else (1011, "")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = self.lingering = True
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(LINGER_S, self.transport.close)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:  # the rest of a refused frame, or whatever follows: dropped unread
+            return
+        super().data_received(data)
 
     def handle_pong(self, event: Frame) -> None:
         sent = self._ping_sent_at

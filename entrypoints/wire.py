@@ -23,6 +23,19 @@ Timestamp = Annotated[
 """A moment on the wire, as :func:`iso_ms` writes it (documented as JSON Schema ``date-time``; the pattern
 is never checked on encoding)."""
 
+# JSON nested deeper than the decoder's recursion allows (a few hundred levels: msgspec counts
+# against Python's recursion limit) raises RecursionError, not a DecodeError: it is bad input like
+# any other. No valid request nests more than three levels, and the size limits (CHAT_MAX_HTTP_BODY_BYTES,
+# CHAT_MAX_FRAME_BYTES) bound the work before the limit is hit. (docs/decisions.md, issue 15.)
+UNREADABLE_JSON = (msgspec.DecodeError, RecursionError)
+TOO_DEEP = "JSON nested too deeply"
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """Why a JSON input could not be read, for the client (never the input itself)."""
+    return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
+
+
 _SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}  # "2026-11-24T05:20:21." by second
 
 

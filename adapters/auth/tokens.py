@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from application.common import MAX_ID
 from application.ports import AccessClaims, IdGenerator, IssuedAccess, TokenService
 from domain.errors import InvalidTokenError
 
@@ -48,15 +49,28 @@ class PyJwtTokenService(TokenService):
         except jwt.PyJWTError as exc:
             raise InvalidTokenError() from exc
         exp, sub, sid, jti = data.get("exp"), data.get("sub"), data.get("sid"), data.get("jti", "")
-        if not isinstance(exp, int) or not isinstance(sub, str) or not sub.isdigit() or not isinstance(sid, str):
+        user_id = _user_id(sub)
+        if not isinstance(exp, int) or user_id is None or not isinstance(sid, str):
             raise InvalidTokenError()
-        expires_at = datetime.fromtimestamp(exp, UTC)
+        try:
+            expires_at = datetime.fromtimestamp(exp, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds: signed, still absurd
+            raise InvalidTokenError() from None
         if now >= expires_at:
             raise InvalidTokenError("token expired")
-        return AccessClaims(user_id=int(sub), sid=sid, jti=str(jti), expires_at=expires_at)
+        return AccessClaims(user_id=user_id, sid=sid, jti=str(jti), expires_at=expires_at)
 
     def new_refresh_secret(self) -> str:
         return secrets.token_urlsafe(32)
 
     def refresh_digest(self, raw: str) -> str:
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _user_id(sub: object) -> int | None:
+    """The user id a ``sub`` claim names, as this service writes it: ASCII digits without a leading
+    zero, within signed 64 bits (``str.isdigit`` alone also takes "١" or "¹", which ``int`` reads as 1)."""
+    if not isinstance(sub, str) or not (sub.isascii() and sub.isdigit()) or sub.startswith("0") or len(sub) > 19:
+        return None
+    user_id = int(sub)
+    return user_id if user_id <= MAX_ID else None

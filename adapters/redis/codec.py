@@ -16,7 +16,9 @@ Errors::
 
     ValueError
      └── PayloadError   anything :func:`decode` cannot turn into an :class:`Envelope`
-                        (not JSON, unknown ``kind`` or version, missing or mistyped field)
+                        (not JSON, nested too deeply, unknown ``kind`` or version, missing or
+                        mistyped field); its message names the payload's size and what was wrong
+                        and where, never a value from it (it may hold a message's body)
 """
 
 from __future__ import annotations
@@ -137,9 +139,16 @@ def decode(payload: bytes | str) -> Envelope:
     """The envelope in ``payload``; raises :class:`PayloadError` for anything else."""
     try:
         wire = _decoder.decode(payload)
-    except msgspec.DecodeError as exc:  # also ValidationError: unknown kind/version, bad fields
-        raise PayloadError(f"undecodable fan-out payload: {exc}") from exc
+    except (msgspec.DecodeError, RecursionError) as exc:  # also ValidationError: unknown kind/version, bad fields
+        raise PayloadError(f"undecodable fan-out payload of {len(payload)} bytes: {_what(exc)}") from None
     return Envelope(event=_from_wire(wire.event), origin=wire.origin, skip_connection=wire.skip)
+
+
+def _what(exc: Exception) -> str:
+    """What was wrong, without any of the payload's values (a payload can hold a message's body, and
+    msgspec quotes a bad value, e.g. an unknown ``kind``): the error's class and where it was."""
+    _, at, where = str(exc).rpartition(" - at ")
+    return f"{type(exc).__name__} at {where}" if at else type(exc).__name__
 
 
 def _utc(at: datetime) -> datetime:

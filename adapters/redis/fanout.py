@@ -300,8 +300,8 @@ class RedisFanout(Notifier, ConnectionHub):
                 self._progress.set()
             elif kind == "message":
                 self._on_payload(text(message["channel"]), message["data"])
-        except Exception:  # never let one message end the listener
-            log.exception("fan-out: cannot handle pub/sub message %r", message)
+        except Exception as exc:  # never let one message end the listener; never log its data (a message's body)
+            log.error("fan-out: cannot handle a pub/sub message (%s): %s", _shape(message), type(exc).__name__)
 
     def _on_payload(self, channel: str, data: bytes | str) -> None:
         try:
@@ -320,6 +320,13 @@ class RedisFanout(Notifier, ConnectionHub):
 
     def _wanted(self) -> set[str]:
         return {self._channel(user_id) for user_id in self._table.users()}
+
+
+def _shape(message: dict[str, Any]) -> str:
+    """A pub/sub message's type and size, for the log: not its data."""
+    data = message.get("data")
+    size = len(data) if isinstance(data, bytes | str) else 0
+    return f"{message.get('type')!r}, {size} bytes"
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 - A request to a handler that takes a JSON body (a ``data`` parameter) must have one, sent as
   JSON: a body of another media type — a form, plain text — is 415 ``unsupported_media_type``; no
-  body at all is 400 on ``body``. A request without a ``Content-Type`` is read as JSON.
+  body at all is 400 on ``body``. A request without a ``Content-Type`` is read as JSON. JSON
+  nested deeper than the decoder goes is 400 on ``body`` too (the framework would answer 500).
 - ``OPTIONS`` (other than a CORS preflight, which the CORS middleware answers) is answered here
   with every method of the path in ``Allow``: Litestar's own answer lists only the methods of the
   first handler registered on a path (litestar 2.25: the route that made its OPTIONS handler is
@@ -14,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from domain.errors import InvalidInputError
+from entrypoints.wire import TOO_DEEP
 
 
 def is_json(content_type: str) -> bool:
@@ -52,3 +54,9 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
         )
     if not await request.body():
         raise InvalidInputError.of("body", "a JSON object is required")
+    try:  # decoded once here (the handler's parameter reuses it), to catch what the framework would not
+        await request.json()
+    except SerializationException:  # not JSON: the framework answers 400 on ``body`` as always
+        return
+    except RecursionError:
+        raise InvalidInputError.of("body", f"is {TOO_DEEP}") from None

@@ -29,7 +29,16 @@ from application.ports import Clock
 from application.users import SEARCH_DEFAULT, SEARCH_MAX, SEARCH_QUERY_MAX, SEARCH_QUERY_MIN
 from domain.messages import BATCH_MAX, CLIENT_MSG_ID_MAX, Message
 from entrypoints.settings import Settings
-from entrypoints.wire import Timestamp, UserPublic, WireMessage, iso_ms, message_values
+from entrypoints.wire import (
+    TOO_DEEP,
+    UNREADABLE_JSON,
+    Timestamp,
+    UserPublic,
+    WireMessage,
+    iso_ms,
+    message_values,
+    unreadable_reason,
+)
 
 # The JSON Schema of every frame (entrypoints/ws/asyncapi.py) is generated from these types: class
 # docstrings and ``description``s are its text. Bounds in ``extra_json_schema`` are documented only:
@@ -231,15 +240,18 @@ def decode_client(data: str | bytes) -> ClientMessage:
     ``sendMessage``'s ``clientMsgId`` if readable)."""
     try:
         return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE_JSON as exc:
+        reason = unreadable_reason(exc)
         try:
             envelope = _envelope.decode(data)
+        except RecursionError:  # nested too deeply to read even the ``ref``
+            raise FrameError(WsErrorCode.BAD_REQUEST, TOO_DEEP, None) from None
         except msgspec.DecodeError:
-            raise FrameError(WsErrorCode.BAD_REQUEST, f"not a JSON object: {exc}", None) from None
+            raise FrameError(WsErrorCode.BAD_REQUEST, f"not a JSON object: {reason}", None) from None
         ref = envelope.readable_ref
         if isinstance(envelope.type, str) and envelope.type not in CLIENT_TYPES:
             raise FrameError(WsErrorCode.UNKNOWN_TYPE, f"unknown frame type {envelope.type[:64]!r}", ref) from None
-        raise FrameError(WsErrorCode.BAD_REQUEST, str(exc), ref, envelope.readable_client_msg_id) from None
+        raise FrameError(WsErrorCode.BAD_REQUEST, reason, ref, envelope.readable_client_msg_id) from None
 
 
 # ---- server frames -------------------------------------------------------------------------
@@ -486,6 +498,6 @@ def feed_oversized(session: LiveSession, text: str, now_ms: float) -> None:
     unread but for its ``ref`` and a ``sendMessage``'s ``clientMsgId``, so its error can carry them."""
     try:
         envelope = _envelope.decode(text)
-    except msgspec.DecodeError:
+    except UNREADABLE_JSON:
         envelope = _Envelope()
     session.oversized_frame(envelope.readable_ref, envelope.readable_client_msg_id, now_ms)

@@ -492,6 +492,40 @@ async def test_bad_payloads_on_a_users_channel_are_logged_and_skipped(redis_url:
         await deployment.close()
 
 
+SECRET = "SECRET-BODY"
+_MESSAGE = '{"id":"m","seq":1,"senderId":1,"recipientId":2,"body":"%s","clientMsgId":"c","createdAt":"%s"}'
+
+
+@pytest.mark.redis
+async def test_a_bad_payload_is_logged_by_size_and_kind_never_whole(redis_url: str, fanout_log: LogWatch) -> None:
+    """A payload can hold a message's body: the log names its size and what was wrong, not its values."""
+    event = '{"v":1,"origin":"x","skip":null,"event":{"kind":"messageReceived","message":%s}%s}'
+    garbage = [
+        '{"v":1,"origin":"x","skip":null,"event":{"kind":"%s"}}' % SECRET,  # noqa: UP031
+        event % (_MESSAGE % (SECRET, SECRET), ""),
+        event % (_MESSAGE % (SECRET, "2026-01-01T00:00:00Z"), ',"x":' + "[" * 1000 + "]" * 1000),
+        SECRET + "{",
+    ]
+    deployment = RedisDeployment(redis_url)
+    admin = Redis.from_url(redis_url)
+    try:
+        one, two = await deployment.process(), await deployment.process()
+        receiver = RecordingSubscriber(1)
+        two.attach(receiver)
+        await asyncio.wait_for(deployment.synced(), WAIT_S)
+        for payload in garbage:
+            await admin.publish(f"{deployment.prefix}:user:1", payload)
+        one.publish(1, UserOnline(user_id=5))
+
+        assert await receiver.wait_for(1) == [UserOnline(user_id=5)]
+        assert fanout_log.count("skipping a bad payload") == len(garbage)
+        assert [m for m in fanout_log.messages if SECRET in m] == []
+        assert fanout_log.count(" bytes: ") == len(garbage)
+    finally:
+        await admin.aclose()
+        await deployment.close()
+
+
 @pytest.mark.redis
 async def test_events_published_before_start_are_queued_up_to_max_backlog_dropping_the_oldest(
     redis_url: str, fanout_log: LogWatch

@@ -107,6 +107,31 @@ def test_the_error_of_a_bad_or_oversized_send_message_carries_its_ref_and_client
     ]
 
 
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "ping", "ref": "r", "x": ' + DEEP + "}",
+        '{"type": "sendMessage", "ref": "r", "clientMsgId": "c", "from": ' + DEEP + "}",
+        '{"type": "sendMessage", "ref": ' + DEEP + "}",
+        '{"type": ' + DEEP + "}",
+    ],
+)
+def test_json_nested_too_deeply_is_a_bad_request(text: str) -> None:
+    """Not a RecursionError (a 1011 close before): nothing of such a frame is read, not even its ``ref``."""
+    with pytest.raises(p.FrameError) as caught:
+        p.decode_client(text)
+    error = caught.value
+    assert (error.code, error.ref, error.client_msg_id, error.message) == (
+        WsErrorCode.BAD_REQUEST,
+        None,
+        None,
+        "JSON nested too deeply",
+    )
+
+
 def test_heartbeat_s_is_an_integer_on_the_wire_and_a_whole_number_of_seconds_in_the_settings() -> None:
     text = p.ReplyEncoder(FixedClock(), Settings().heartbeat_s)(Ready(None, 1, "c"))
     assert text.endswith('"heartbeatS":20}')  # not 20.0: typed clients expect an integer
