@@ -1,7 +1,8 @@
 """User use cases: own profile, rename, look up one user, list contacts, search.
 
 Other users are returned as :class:`domain.users.UserCard` — never email, phone or hash — with
-presence filled in only where the viewer may see it (:attr:`domain.social.Relation.presence_visible`).
+presence filled in only where the viewer may see it (:attr:`domain.social.Relation.presence_visible`),
+and a contact who blocked the viewer shown as offline (:attr:`domain.social.Relation.appears_offline`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from application.common import (
 )
 from domain.errors import InvalidInputError, UserNotFoundError
 from domain.messages import check_storable
-from domain.social import presence_visible_among
+from domain.social import STRANGERS, presence_visible_among
 from domain.users import WHITESPACE, User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
@@ -47,12 +48,16 @@ class CardMaker:
 
     async def cards(self, uow: UnitOfWork, viewer_id: int, users: Sequence[User]) -> list[UserCard]:
         ids = [u.uid for u in users]
-        visible = set(presence_visible_among(await uow.contacts.relations(viewer_id, ids), ids))
+        relations = await uow.contacts.relations(viewer_id, ids)
+        visible = set(presence_visible_among(relations, ids))
+        offline = {uid for uid, relation in relations.items() if relation.appears_offline}
         online = await self._presence.online_among(visible) if visible else set()
-        return [self._card(u, u.uid in visible, u.uid in online) for u in users]
+        return [self._card(u, u.uid in visible, u.uid in online, u.uid in offline) for u in users]
 
     @staticmethod
-    def _card(user: User, visible: bool, online: bool) -> UserCard:
+    def _card(user: User, visible: bool, online: bool, appears_offline: bool) -> UserCard:
+        if appears_offline:  # no last-seen time: it would keep telling when the blocker comes and goes
+            return UserCard(id=user.uid, name=user.name, online=False)
         if not visible:
             return UserCard(id=user.uid, name=user.name)
         return UserCard(id=user.uid, name=user.name, online=online, last_seen_at=None if online else user.last_seen_at)
@@ -99,7 +104,8 @@ class UserLookup:
 
 
 class GetUser:
-    """One user as the viewer may see them. Raises UserNotFoundError."""
+    """One user as the viewer may see them. Raises UserNotFoundError, also for a user who blocked
+    the viewer (:attr:`domain.social.Relation.may_find`, as a search): the block never shows."""
 
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
@@ -109,7 +115,8 @@ class GetUser:
             raise UserNotFoundError(cmd.user_id)
         async with self._uow() as uow:
             user = await uow.users.get(cmd.user_id)
-            if user is None:
+            relations = await uow.contacts.relations(actor.user_id, [cmd.user_id]) if user else {}
+            if user is None or not relations.get(user.uid, STRANGERS).may_find:
                 raise UserNotFoundError(cmd.user_id)
             (card,) = await self._cards.cards(uow, actor.user_id, [user])
         return card
