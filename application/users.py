@@ -7,6 +7,7 @@ and a contact who blocked the viewer shown as offline (:attr:`domain.social.Rela
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,13 +21,14 @@ from application.common import (
     page_limit,
     parse_id_cursor,
 )
-from domain.errors import InvalidInputError, UserNotFoundError
+from domain.errors import InvalidInputError, RateLimitedError, UserNotFoundError
+from domain.limits import BucketsByKey, TokenBucket, quarter_of
 from domain.messages import check_storable
 from domain.social import STRANGERS, presence_visible_among
 from domain.users import WHITESPACE, User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from application.ports import PresenceRegistry, UnitOfWork
 
@@ -61,6 +63,24 @@ class CardMaker:
         if not visible:
             return UserCard(id=user.uid, name=user.name)
         return UserCard(id=user.uid, name=user.name, online=online, last_seen_at=None if online else user.last_seen_at)
+
+
+class LookupLimit:
+    """User lookups and searches over HTTP, per user: the socket's ``searchUsers`` bucket (a quarter
+    of ``CHAT_RATE_MSG_PER_S`` and of its burst), so ids and emails cannot be enumerated faster
+    over HTTP than over the socket. Per process (each worker keeps its own buckets).
+    ``seconds`` is a monotonic clock."""
+
+    def __init__(self, rate_per_s: float, burst: int, seconds: Callable[[], float]) -> None:
+        search = quarter_of(TokenBucket(rate=rate_per_s, burst=burst))
+        self._buckets = BucketsByKey(rate=search.rate, burst=search.burst)
+        self._seconds = seconds
+
+    def __call__(self, actor: Principal) -> None:
+        """Spend one lookup of the actor's; raises RateLimitedError (with the wait) when none is left."""
+        wait = self._buckets.take(actor.user_id, self._seconds())
+        if wait > 0:
+            raise RateLimitedError(math.ceil(wait), "too many user lookups or searches, retry later")
 
 
 class GetProfile:

@@ -207,3 +207,28 @@ async def test_dev_secret_survives_a_restart(migrated_url: str, tmp_path: Path) 
         async with httpx.AsyncClient(base_url=base_url) as client:
             me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
+
+
+async def test_user_lookups_and_searches_are_limited_per_user(migrated_url: str, uow_factory: Any) -> None:
+    """A quarter of CHAT_RATE_MSG_PER_S (4 → 1/s) and of its burst (8 → 2), shared by
+    ``GET /users/{id}`` and ``GET /users?q=``, per user; the clock stands still."""
+    container = make_container(make_settings(migrated_url, {"CHAT_RATE_MSG_PER_S": "4", "CHAT_RATE_MSG_BURST": "8"}))
+    container.monotonic.override(providers.Object(lambda: 100.0))
+    with serve(container) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            api = Api(client, container, uow_factory)
+            ann = await api.register("Ann", "ann@example.com", "+14155550100")
+            bob = await api.register("Bob", "bob@example.com", "+14155550101")
+            as_ann, as_bob = api.bearer(ann["access_token"]), api.bearer(bob["access_token"])
+
+            first = await client.get(f"/users/{bob['id']}", headers=as_ann)
+            second = await client.get("/users", params={"q": "bob@example.com"}, headers=as_ann)
+            third = await client.get(f"/users/{bob['id']}", headers=as_ann)
+            fourth = await client.get("/users", params={"q": "bob@example.com"}, headers=as_ann)
+
+            assert (first.status_code, second.status_code) == (200, 200)
+            for refused in (third, fourth):
+                assert_problem(refused, 429, "rate_limited")
+                assert refused.headers["Retry-After"] == "1"
+            assert (await client.get(f"/users/{ann['id']}", headers=as_bob)).status_code == 200
+            assert (await client.get("/users", headers=as_ann)).status_code == 200  # contacts: not a lookup

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from application.common import PageRequest, Principal
-from application.users import Rename, UserLookup
-from domain.errors import FieldProblem, InvalidInputError, UserNotFoundError
+from application.users import LookupLimit, Rename, UserLookup
+from domain.errors import FieldProblem, InvalidInputError, RateLimitedError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
 from tests.unit.harness import World
@@ -262,3 +262,24 @@ async def test_no_contacts_gives_an_empty_page(world: World) -> None:
     page = await world.list_contacts(caller, PageRequest())
 
     assert (page.items, page.next_cursor) == ([], None)
+
+
+# --- LookupLimit (HTTP lookups and searches) ----------------------------------------------------
+
+
+def test_lookups_are_limited_per_user_like_the_sockets_search() -> None:
+    now = [0.0]
+    limit = LookupLimit(rate_per_s=20, burst=50, seconds=lambda: now[0])  # a quarter: 5/s, burst 13
+    ann, bob = Principal(user_id=1, sid="a"), Principal(user_id=2, sid="b")
+    for _ in range(13):
+        limit(ann)
+
+    with pytest.raises(RateLimitedError) as caught:
+        limit(ann)
+
+    assert caught.value.retry_after_s == 1
+    limit(bob)  # another user's lookups are their own
+    now[0] = 0.2  # one token back (5 per second)
+    limit(ann)
+    with pytest.raises(RateLimitedError):
+        limit(ann)
