@@ -141,6 +141,8 @@ class Container(containers.DeclarativeContainer):
         counter=attempts,
         clock=clock,
         throttle=throttle,
+        notifier=fanout,
+        max_logins=settings.provided.max_logins_per_user,
     )
     refresh_login = providers.Singleton(
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout

@@ -165,8 +165,10 @@ async def test_hashing_runs_off_the_event_loop(migrated_url: str) -> None:
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             logins = [
-                asyncio.create_task(client.post("/auth/login", json={"email": "a@example.com", "password": "x" * 8}))
-                for _ in range(2)
+                asyncio.create_task(
+                    client.post("/auth/login", json={"email": f"{who}@example.com", "password": "x" * 8})
+                )
+                for who in ("a", "b")  # two accounts: one account has at most one check at a time
             ]
             await wait_started(gated, 2)
             health = await asyncio.wait_for(client.get("/health"), timeout=5)
@@ -180,10 +182,12 @@ async def test_hashing_slots_full_gives_503_busy(migrated_url: str) -> None:
     container, gated = gated_container(migrated_url, concurrency=1)
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            body = {"email": "a@example.com", "password": PASSWORD}
-            first = asyncio.create_task(client.post("/auth/login", json=body))
+            first = asyncio.create_task(
+                client.post("/auth/login", json={"email": "a@example.com", "password": PASSWORD})
+            )
             await wait_started(gated, 1)
-            second = await client.post("/auth/login", json=body)  # waits 1 s for the only slot
+            other = {"email": "b@example.com", "password": PASSWORD}
+            second = await client.post("/auth/login", json=other)  # waits 1 s for the only slot
             gated.gate.set()
             assert_problem(second, 503, "busy")
             assert second.headers["Retry-After"] == "1"
