@@ -16,9 +16,13 @@ from domain.auth import (
     RefreshVerdict,
     account_key,
     address_key,
+    attempts_key,
+    oldest_beyond,
+    pair_key,
     registration_key,
 )
 from domain.errors import (
+    BusyError,
     EmailTakenError,
     InvalidCredentialsError,
     InvalidInputError,
@@ -148,8 +152,14 @@ class SignIn:
     """Check email and password and start a login.
 
     Unknown email and wrong password raise the same InvalidCredentialsError after the same work
-    (a dummy hash is verified). Failures are counted per account and per client address; over
-    either limit every attempt raises RateLimitedError until the window closes, right password or not.
+    (a dummy hash is verified). The limits are :class:`domain.auth.LoginThrottle`'s: failures
+    count per (account, client address), per account and per address; every attempt counts per
+    (account, address) before any hashing. Over a limit every attempt raises RateLimitedError
+    until its window closes, right password or not. While one attempt of an account is being
+    hashed, another of the same account (in this process) raises BusyError at once: one account
+    never holds more than one of the process's hashing slots, so it cannot starve other users'
+    logins. A successful login beyond ``max_logins`` live logins of the user revokes the oldest
+    ones (committed with the new login; their connections then hear :class:`LoginsRevoked`).
     """
 
     def __init__(
@@ -160,28 +170,57 @@ class SignIn:
         counter: AttemptCounter,
         clock: Clock,
         throttle: LoginThrottle,
+        notifier: Notifier,
+        max_logins: int,
     ) -> None:
         self._uow, self._hasher, self._issuer = uow, hasher, issuer
         self._counter, self._clock, self._throttle = counter, clock, throttle
+        self._notifier, self._max_logins = notifier, max_logins
+        self._hashing: set[str] = set()  # accounts (email keys) with an attempt being hashed here
 
     async def __call__(self, cmd: Credentials) -> SignedIn:
         key = email_key(cmd.email)
-        keys = {
+        failures = {
+            pair_key(key, cmd.client_address): self._throttle.per_pair,
             account_key(key): self._throttle.per_account,
             address_key(cmd.client_address): self._throttle.per_address,
         }
-        await check_attempts(self._counter, keys, self._clock)
-        async with self._uow() as uow:  # text no database stores belongs to no account
-            user = await uow.users.get_by_email_key(key) if is_storable(key) else None
-        valid = await self._hasher.verify(cmd.password, user.password_hash if user else None)
-        if user is None or not valid:
-            await count_failure(self._counter, keys, self._clock)
+        await check_attempts(self._counter, failures, self._clock)
+        await count_attempt(self._counter, attempts_key(key, cmd.client_address), self._throttle, self._clock)
+        if key in self._hashing:
+            raise BusyError(1, "another login of this account is being checked, retry shortly")
+        self._hashing.add(key)
+        try:
+            user = await self._verified(key, cmd.password)
+        finally:
+            self._hashing.discard(key)
+        if user is None:
+            await count_failure(self._counter, failures, self._clock)
             raise InvalidCredentialsError()
-        await self._counter.reset(account_key(key))
+        await self._counter.reset(pair_key(key, cmd.client_address))
         async with self._uow() as uow:
+            revoked = await self._make_room(uow, user.uid)
             session = await self._issuer.start(uow, user, self._clock)
             await uow.commit()
+        publish_revoked(self._notifier, user.uid, revoked)
         return session
+
+    async def _verified(self, key: str, password: str) -> User | None:
+        """The account whose password this is, or None (after the same Argon2 work either way)."""
+        async with self._uow() as uow:  # text no database stores belongs to no account
+            user = await uow.users.get_by_email_key(key) if is_storable(key) else None
+        valid = await self._hasher.verify(password, user.password_hash if user else None)
+        return user if user is not None and valid else None
+
+    async def _make_room(self, uow: UnitOfWork, user_id: int) -> list[str]:
+        """Revoke the user's oldest live logins so that the new one makes at most ``max_logins``."""
+        found = [await uow.logins.get(sid) for sid in await uow.logins.active_ids_of(user_id)]
+        live = [login for login in found if login is not None]
+        oldest = oldest_beyond(live, self._max_logins - 1)
+        now = self._clock.now()
+        for login in oldest:
+            login.revoke(now)
+        return [login.id for login in oldest]
 
 
 async def check_attempts(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
@@ -195,6 +234,14 @@ async def check_attempts(counter: AttemptCounter, limits: dict[str, AttemptLimit
             refusals.append(exc)
     if refusals:
         raise max(refusals, key=lambda exc: exc.retry_after_s)
+
+
+async def count_attempt(counter: AttemptCounter, key: str, throttle: LoginThrottle, clock: Clock) -> None:
+    """Count one login attempt of an (account, address) pair; RateLimitedError when over the limit."""
+    limit, now = throttle.attempts_per_pair, clock.now()
+    window = await counter.hit(key, now=now, window_s=limit.window_s)
+    if limit.exceeded_by(window, now):
+        raise RateLimitedError(window.retry_after_s(now, limit.window_s), "too many logins, retry later")
 
 
 async def count_failure(counter: AttemptCounter, limits: dict[str, AttemptLimit], clock: Clock) -> None:
@@ -345,8 +392,10 @@ class PasswordChange:
 class ChangePassword:
     """Replace the caller's password after checking the current one, and revoke every other login.
 
-    A wrong current password counts as a failed login of the account (so a stolen access token
-    cannot be used to guess it) and raises InvalidInputError on ``currentPassword``. The new hash
+    A wrong current password counts as a failed login of the account from this login (so a stolen
+    access token cannot be used to guess it: its login is locked out of password changes after N,
+    and the failures count toward the account's whole limit) and raises InvalidInputError on
+    ``currentPassword``. The new hash
     and the revocations commit together (or neither does); after the commit the revoked logins'
     connections hear :class:`LoginsRevoked`. Returns their ids.
     """
@@ -369,7 +418,10 @@ class ChangePassword:
             user = await uow.users.get(actor.user_id)
         if user is None:
             raise UserNotFoundError(actor.user_id)
-        limits = {account_key(user.email_key): self._throttle.per_account}
+        limits = {
+            pair_key(user.email_key, f"login {actor.sid}"): self._throttle.per_pair,
+            account_key(user.email_key): self._throttle.per_account,
+        }
         await check_attempts(self._counter, limits, self._clock)
         if not await self._hasher.verify(cmd.current_password, user.password_hash):
             await count_failure(self._counter, limits, self._clock)

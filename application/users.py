@@ -1,11 +1,13 @@
 """User use cases: own profile, rename, look up one user, list contacts, search.
 
 Other users are returned as :class:`domain.users.UserCard` — never email, phone or hash — with
-presence filled in only where the viewer may see it (:attr:`domain.social.Relation.presence_visible`).
+presence filled in only where the viewer may see it (:attr:`domain.social.Relation.presence_visible`),
+and a contact who blocked the viewer shown as offline (:attr:`domain.social.Relation.appears_offline`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,13 +21,14 @@ from application.common import (
     page_limit,
     parse_id_cursor,
 )
-from domain.errors import InvalidInputError, UserNotFoundError
+from domain.errors import InvalidInputError, RateLimitedError, UserNotFoundError
+from domain.limits import BucketsByKey, TokenBucket, quarter_of
 from domain.messages import check_storable
-from domain.social import presence_visible_among
+from domain.social import STRANGERS, presence_visible_among
 from domain.users import WHITESPACE, User, UserCard, email_key, name_key, try_normalise_phone
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from application.ports import PresenceRegistry, UnitOfWork
 
@@ -47,15 +50,37 @@ class CardMaker:
 
     async def cards(self, uow: UnitOfWork, viewer_id: int, users: Sequence[User]) -> list[UserCard]:
         ids = [u.uid for u in users]
-        visible = set(presence_visible_among(await uow.contacts.relations(viewer_id, ids), ids))
+        relations = await uow.contacts.relations(viewer_id, ids)
+        visible = set(presence_visible_among(relations, ids))
+        offline = {uid for uid, relation in relations.items() if relation.appears_offline}
         online = await self._presence.online_among(visible) if visible else set()
-        return [self._card(u, u.uid in visible, u.uid in online) for u in users]
+        return [self._card(u, u.uid in visible, u.uid in online, u.uid in offline) for u in users]
 
     @staticmethod
-    def _card(user: User, visible: bool, online: bool) -> UserCard:
+    def _card(user: User, visible: bool, online: bool, appears_offline: bool) -> UserCard:
+        if appears_offline:  # no last-seen time: it would keep telling when the blocker comes and goes
+            return UserCard(id=user.uid, name=user.name, online=False)
         if not visible:
             return UserCard(id=user.uid, name=user.name)
         return UserCard(id=user.uid, name=user.name, online=online, last_seen_at=None if online else user.last_seen_at)
+
+
+class LookupLimit:
+    """User lookups and searches over HTTP, per user: the socket's ``searchUsers`` bucket (a quarter
+    of ``CHAT_RATE_MSG_PER_S`` and of its burst), so ids and emails cannot be enumerated faster
+    over HTTP than over the socket. Per process (each worker keeps its own buckets).
+    ``seconds`` is a monotonic clock."""
+
+    def __init__(self, rate_per_s: float, burst: int, seconds: Callable[[], float]) -> None:
+        search = quarter_of(TokenBucket(rate=rate_per_s, burst=burst))
+        self._buckets = BucketsByKey(rate=search.rate, burst=search.burst)
+        self._seconds = seconds
+
+    def __call__(self, actor: Principal) -> None:
+        """Spend one lookup of the actor's; raises RateLimitedError (with the wait) when none is left."""
+        wait = self._buckets.take(actor.user_id, self._seconds())
+        if wait > 0:
+            raise RateLimitedError(math.ceil(wait), "too many user lookups or searches, retry later")
 
 
 class GetProfile:
@@ -99,7 +124,8 @@ class UserLookup:
 
 
 class GetUser:
-    """One user as the viewer may see them. Raises UserNotFoundError."""
+    """One user as the viewer may see them. Raises UserNotFoundError, also for a user who blocked
+    the viewer (:attr:`domain.social.Relation.may_find`, as a search): the block never shows."""
 
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
@@ -109,7 +135,8 @@ class GetUser:
             raise UserNotFoundError(cmd.user_id)
         async with self._uow() as uow:
             user = await uow.users.get(cmd.user_id)
-            if user is None:
+            relations = await uow.contacts.relations(actor.user_id, [cmd.user_id]) if user else {}
+            if user is None or not relations.get(user.uid, STRANGERS).may_find:
                 raise UserNotFoundError(cmd.user_id)
             (card,) = await self._cards.cards(uow, actor.user_id, [user])
         return card

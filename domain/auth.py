@@ -118,20 +118,47 @@ class AttemptLimit:
         return window.is_open(now, self.window_s) and window.count > self.max_attempts
 
 
+ACCOUNT_FAILURES_FACTOR = 20  # failures of one account, from every address together
+ADDRESS_FAILURES_FACTOR = 20  # failures from one address, over every account together
+PAIR_ATTEMPTS_FACTOR = 4  # attempts of one (account, address), successes included
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoginThrottle:
-    """Failed-login limits: per account, and 4× that per client address, in one window."""
+    """The login limits, each over one window of ``window_s`` seconds; N is ``max_failures``.
+
+    * :attr:`per_pair` — N failures of one account from one client address. A guesser is
+      stopped where they guess; the owner, from their own address, is not.
+    * :attr:`per_account` — 20·N failures of one account from all addresses together: only a
+      guess spread over many addresses reaches it (and then it locks the account as a whole).
+    * :attr:`per_address` — 20·N failures from one address over all accounts: a stuffing run. One
+      user behind a shared (NAT) address stops at N, far from it.
+    * :attr:`attempts_per_pair` — 4·N attempts of one account from one address, successes
+      included, counted before the password is hashed: logging in over and over costs Argon2
+      work and stores logins, so it is limited too (never by a stranger's attempts).
+    """
 
     max_failures: int
     window_s: int
 
+    def _limit(self, factor: int) -> AttemptLimit:
+        return AttemptLimit(max_attempts=factor * self.max_failures, window_s=self.window_s)
+
+    @property
+    def per_pair(self) -> AttemptLimit:
+        return self._limit(1)
+
     @property
     def per_account(self) -> AttemptLimit:
-        return AttemptLimit(max_attempts=self.max_failures, window_s=self.window_s)
+        return self._limit(ACCOUNT_FAILURES_FACTOR)
 
     @property
     def per_address(self) -> AttemptLimit:
-        return AttemptLimit(max_attempts=4 * self.max_failures, window_s=self.window_s)
+        return self._limit(ADDRESS_FAILURES_FACTOR)
+
+    @property
+    def attempts_per_pair(self) -> AttemptLimit:
+        return self._limit(PAIR_ATTEMPTS_FACTOR)
 
 
 def account_key(email_key: str) -> str:
@@ -140,6 +167,23 @@ def account_key(email_key: str) -> str:
 
 def address_key(address: str) -> str:
     return f"login:address:{address}"
+
+
+def pair_key(email_key: str, source: str) -> str:
+    """Failures of one account from one source (a client address, or one login for a password
+    change); the source's length first, so no two pairs share a key."""
+    return f"login:pair:{len(source)}:{source}:{email_key}"
+
+
+def attempts_key(email_key: str, address: str) -> str:
+    """Every attempt of one account from one address."""
+    return f"login:tries:{len(address)}:{address}:{email_key}"
+
+
+def oldest_beyond(logins: list[Login], keep: int) -> list[Login]:
+    """The logins to revoke so that at most ``keep`` stay: the oldest (by start, then id) first."""
+    ordered = sorted(logins, key=lambda login: (login.created_at, login.id))
+    return ordered[: max(0, len(ordered) - keep)]
 
 
 def registration_key(address: str) -> str:

@@ -6,13 +6,15 @@
   refusal, not in calendar seconds: refusals in 10 calendar seconds in a row span only 9 s and a
   little (the 4429 came after 8.5 s of a flood).
 * :class:`ErrorWindow` — more than ``max_errors`` errors within ``window_s`` seconds is abuse.
+* :class:`BucketsByKey` — one :class:`TokenBucket` per key (a user), for limits that outlive a
+  connection (HTTP lookups); memory follows the keys active in the last few seconds.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(kw_only=True, slots=True)
@@ -32,6 +34,14 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def wait_s(self) -> float:
+        """Seconds until the next token, as of the last :meth:`take` (0 when one is there)."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+    def full_at(self, now: float) -> bool:
+        """Whether the bucket has refilled by ``now`` (then forgetting it changes nothing)."""
+        return self.tokens < 0 or self.tokens + (now - self.updated) * self.rate >= self.burst
 
 
 def quarter_of(bucket: TokenBucket) -> TokenBucket:
@@ -71,3 +81,28 @@ class ErrorWindow:
         while self.times and self.times[0] <= now - self.window_s:
             self.times.popleft()
         return len(self.times) > self.max_errors
+
+
+@dataclass(kw_only=True, slots=True)
+class BucketsByKey:
+    """A :class:`TokenBucket` of ``rate`` and ``burst`` per key, made full on first use. Whenever
+    the map has doubled since the last sweep, the buckets that have refilled are forgotten (a
+    fresh one is the same), so it holds about the keys that spent tokens in the last few seconds."""
+
+    rate: float
+    burst: int
+    buckets: dict[int, TokenBucket] = field(default_factory=dict)
+    sweep_at: int = 1024
+
+    def take(self, key: int, now: float) -> float:
+        """Spend one token of ``key``'s bucket: 0.0, or the seconds to wait when it is empty."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.sweep_at:
+                self._sweep(now)
+            bucket = self.buckets[key] = TokenBucket(rate=self.rate, burst=self.burst)
+        return 0.0 if bucket.take(now) else bucket.wait_s()
+
+    def _sweep(self, now: float) -> None:
+        self.buckets = {key: b for key, b in self.buckets.items() if not b.full_at(now)}
+        self.sweep_at = max(1024, 2 * len(self.buckets))

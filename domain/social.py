@@ -8,7 +8,11 @@ The store returns the facts (:class:`Relation`); these rules decide. Each rule i
 * A message to a user who blocked its sender is **withheld** (:attr:`Relation.withholds_sent`).
 * **Presence** (and ``typing``) is visible both ways only between contacts with no block either
   way (:attr:`Relation.presence_visible`, which is :func:`domain.presence.presence_visible`).
-* A user who blocked the viewer does not appear in the viewer's **search** (:attr:`Relation.may_find`).
+* A user who blocked the viewer does not appear in the viewer's **search** nor answers the viewer's
+  lookup by id (:attr:`Relation.may_find`): to the blocked user they are an unknown user.
+* Where the blocked user must still see a contact who blocked them (their contacts and conversations
+  lists), that contact **appears offline** (:attr:`Relation.appears_offline`): ``online: false``, never
+  the ``null`` that would tell the block from an absence.
 
 Where a query must apply a rule itself (the presence audience of a user, the search page), the
 store mirrors it in SQL and ``tests/integration/test_rules_agree.py`` proves both agree.
@@ -56,6 +60,12 @@ class Relation:
     def may_find(self) -> bool:
         """Whether I may find the other in a search: not when the other blocked me."""
         return not self.blocks_me
+
+    @property
+    def appears_offline(self) -> bool:
+        """Whether I am shown the other as an offline contact rather than with hidden presence: the
+        other is my contact and blocked me (while I did not block them, which I know anyway)."""
+        return self.contacts and self.blocks_me and not self.i_block
 
 
 STRANGERS = Relation()

@@ -168,6 +168,7 @@ def create_app(container: Container) -> Litestar:
             "get_user": _singleton(container.get_user),
             "list_contacts": _singleton(container.list_contacts),
             "search_users": _singleton(container.search_users),
+            "lookup_limit": _singleton(container.lookup_limit),
             "list_conversations": _singleton(container.list_conversations),
             "history": _singleton(container.history),
         },

@@ -51,7 +51,7 @@ from application.messaging import (
 )
 from application.presence import Connect, Disconnect, SettlePresence, VisibleOnline
 from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
-from application.users import CardMaker, GetProfile, GetUser, ListContacts, RenameUser, SearchUsers
+from application.users import CardMaker, GetProfile, GetUser, ListContacts, LookupLimit, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
 from entrypoints.lifecycle import one_process, scaled_out, serving
 from entrypoints.settings import Settings
@@ -164,6 +164,8 @@ class Container(containers.DeclarativeContainer):
         counter=attempts,
         clock=clock,
         throttle=throttle,
+        notifier=fanout,
+        max_logins=settings.provided.max_logins_per_user,
     )
     refresh_login = providers.Singleton(
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
@@ -186,6 +188,12 @@ class Container(containers.DeclarativeContainer):
     get_user = providers.Singleton(GetUser, uow=uow.provider, cards=cards)
     list_contacts = providers.Singleton(ListContacts, uow=uow.provider, cards=cards)
     search_users = providers.Singleton(SearchUsers, uow=uow.provider, cards=cards)
+    lookup_limit = providers.Singleton(
+        LookupLimit,
+        rate_per_s=settings.provided.rate_msg_per_s,
+        burst=settings.provided.rate_msg_burst,
+        seconds=monotonic,
+    )
 
     # One per lifespan: shutdown_resources() forgets it (``lifetime`` closed it), the next
     # start makes a new one; the use cases that write through it are made with it.

@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_close_after_s: Positive = 10  # seconds of refusals in a row before 4429 (tests shorten it)
     login_max_failures: Positive = 5
     login_window_s: Positive = 900
+    max_logins_per_user: Positive = 20  # live logins (devices); a new one beyond revokes the oldest
     register_per_hour: Positive = 20
     hash_concurrency: Positive = 2
     max_connections_per_user: Positive = 10

@@ -22,6 +22,7 @@ from application.accounts import (
 )
 from application.common import Principal
 from domain.errors import (
+    BusyError,
     EmailTakenError,
     InvalidCredentialsError,
     InvalidTokenError,
@@ -100,13 +101,16 @@ class AuthController(Controller):
         response_description="Signed in",
         status_code=HTTP_200_OK,
         summary="Sign in with email and password",
-        description="After `CHAT_LOGIN_MAX_FAILURES` failures for an account (or 4× that from one address) "
-        "within `CHAT_LOGIN_WINDOW_S`, every login for it is 429 until the window closes.",
+        description="Within `CHAT_LOGIN_WINDOW_S`: N = `CHAT_LOGIN_MAX_FAILURES` failures of an account from "
+        "one address, 20·N of an account from all addresses, 20·N from one address over all accounts, or "
+        "4·N attempts (successes too) of an account from one address make every login they cover 429 until "
+        "the window closes. Beyond `CHAT_MAX_LOGINS_PER_USER` live logins the oldest are revoked.",
         responses=answers(
             JSON_BODY,
             refusal(InvalidCredentialsError, "wrong email or password (one answer for both)"),
-            refusal(RateLimitedError, "too many failed logins for this account or from this address"),
+            refusal(RateLimitedError, "too many failed logins or logins for this account or from this address"),
             HASHING_BUSY,
+            refusal(BusyError, "another login of this account is being checked; retry after Retry-After"),
             STORE_DOWN,
         ),
     )
@@ -174,7 +178,7 @@ class AuthController(Controller):
             invalid("currentPassword", "is not your current password"),
             invalid("newPassword", "breaks the password rule"),
             BAD_TOKEN,
-            refusal(RateLimitedError, "too many failed logins for this account"),
+            refusal(RateLimitedError, "too many wrong current passwords from this login"),
             HASHING_BUSY,
             STORE_DOWN,
         ),

@@ -18,13 +18,14 @@ from application.users import (
     GetProfile,
     GetUser,
     ListContacts,
+    LookupLimit,
     Rename,
     RenameUser,
     SearchQuery,
     SearchUsers,
     UserLookup,
 )
-from domain.errors import InvalidInputError
+from domain.errors import InvalidInputError, RateLimitedError
 from entrypoints.http.refusals import (
     BAD_CURSOR,
     BAD_LIMIT,
@@ -36,6 +37,7 @@ from entrypoints.http.refusals import (
     answers,
     http_refusal,
     invalid,
+    refusal,
 )
 from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage
 from entrypoints.wire import UserPublic
@@ -59,6 +61,9 @@ Query = Annotated[
 ]
 BAD_ID = http_refusal(400, "the id is not a positive integer", field="user_id")
 SELF = invalid("id", "you cannot block or unblock yourself")
+TOO_MANY_LOOKUPS = refusal(
+    RateLimitedError, "over your user lookups and searches: a quarter of CHAT_RATE_MSG_PER_S and of its burst"
+)
 
 
 class UsersController(Controller):
@@ -98,7 +103,8 @@ class UsersController(Controller):
         summary="Your contacts, or with q a search by name, exact email or exact phone number",
         description="Without `q`: your contacts (users who each sent the other a message), by id, a page at a "
         "time. With `q`: one page of matches (exact email or phone matches first, then by name); `cursor` is "
-        "not accepted with `q` (400). Other users never show email or phone; `online`/`lastSeenAt` are null "
+        "not accepted with `q` (400). Searches count against your lookups (429 beyond a quarter of "
+        "`CHAT_RATE_MSG_PER_S` per second). Other users never show email or phone; `online`/`lastSeenAt` are null "
         "unless their presence is visible to you.",
         responses=answers(
             BAD_LIMIT,
@@ -106,6 +112,7 @@ class UsersController(Controller):
             invalid("cursor", "search results come in one page; cursor is not supported"),
             invalid("query", f"must be {SEARCH_QUERY_MIN}–{SEARCH_QUERY_MAX} characters after trimming"),
             BAD_TOKEN,
+            TOO_MANY_LOOKUPS,
             STORE_DOWN,
         ),
     )
@@ -114,6 +121,7 @@ class UsersController(Controller):
         principal: NamedDependency[Principal],
         list_contacts: NamedDependency[ListContacts],
         search_users: NamedDependency[SearchUsers],
+        lookup_limit: NamedDependency[LookupLimit],
         q: FromQuery[Query] = None,
         limit: FromQuery[Limit] = None,
         cursor: FromQuery[Cursor] = None,
@@ -121,6 +129,7 @@ class UsersController(Controller):
         if q is not None:
             if cursor is not None:
                 raise InvalidInputError.of("cursor", "search results come in one page; cursor is not supported")
+            lookup_limit(principal)
             found = await search_users(principal, SearchQuery(query=q, limit=limit))
             return UserPage(items=[UserPublic.of(c) for c in found], next_cursor=None)
         page = await list_contacts(principal, PageRequest(limit=limit, cursor=cursor))
@@ -131,14 +140,16 @@ class UsersController(Controller):
         operation_id="getUser",
         response_description="The user as you may see them",
         summary="One user as you may see them",
-        responses=answers(BAD_ID, BAD_TOKEN, UNKNOWN_USER, STORE_DOWN),
+        responses=answers(BAD_ID, BAD_TOKEN, UNKNOWN_USER, TOO_MANY_LOOKUPS, STORE_DOWN),
     )
     async def one(
         self,
         user_id: FromPath[UserId],
         principal: NamedDependency[Principal],
         get_user: NamedDependency[GetUser],
+        lookup_limit: NamedDependency[LookupLimit],
     ) -> UserPublic:
+        lookup_limit(principal)
         return UserPublic.of(await get_user(principal, UserLookup(user_id=user_id)))
 
     @put(

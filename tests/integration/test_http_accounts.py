@@ -217,7 +217,7 @@ async def test_unknown_email_and_wrong_password_give_the_same_401(api: Api) -> N
     assert wrong.json() == unknown.json()
 
 
-async def test_repeated_login_failures_lock_the_account_even_for_the_right_password(api: Api) -> None:
+async def test_repeated_login_failures_lock_the_account_from_that_address_even_for_the_right_password(api: Api) -> None:
     await api.register("Ann", "ann@example.com", "+14155550100")
     for _ in range(5):
         assert (await api.login("ann@example.com", "wrong password!")).status_code == 401

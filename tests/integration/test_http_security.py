@@ -165,8 +165,10 @@ async def test_hashing_runs_off_the_event_loop(migrated_url: str) -> None:
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             logins = [
-                asyncio.create_task(client.post("/auth/login", json={"email": "a@example.com", "password": "x" * 8}))
-                for _ in range(2)
+                asyncio.create_task(
+                    client.post("/auth/login", json={"email": f"{who}@example.com", "password": "x" * 8})
+                )
+                for who in ("a", "b")  # two accounts: one account has at most one check at a time
             ]
             await wait_started(gated, 2)
             health = await asyncio.wait_for(client.get("/health"), timeout=5)
@@ -180,10 +182,12 @@ async def test_hashing_slots_full_gives_503_busy(migrated_url: str) -> None:
     container, gated = gated_container(migrated_url, concurrency=1)
     with serve(container) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            body = {"email": "a@example.com", "password": PASSWORD}
-            first = asyncio.create_task(client.post("/auth/login", json=body))
+            first = asyncio.create_task(
+                client.post("/auth/login", json={"email": "a@example.com", "password": PASSWORD})
+            )
             await wait_started(gated, 1)
-            second = await client.post("/auth/login", json=body)  # waits 1 s for the only slot
+            other = {"email": "b@example.com", "password": PASSWORD}
+            second = await client.post("/auth/login", json=other)  # waits 1 s for the only slot
             gated.gate.set()
             assert_problem(second, 503, "busy")
             assert second.headers["Retry-After"] == "1"
@@ -207,3 +211,28 @@ async def test_dev_secret_survives_a_restart(migrated_url: str, tmp_path: Path) 
         async with httpx.AsyncClient(base_url=base_url) as client:
             me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
+
+
+async def test_user_lookups_and_searches_are_limited_per_user(migrated_url: str, uow_factory: Any) -> None:
+    """A quarter of CHAT_RATE_MSG_PER_S (4 → 1/s) and of its burst (8 → 2), shared by
+    ``GET /users/{id}`` and ``GET /users?q=``, per user; the clock stands still."""
+    container = make_container(make_settings(migrated_url, {"CHAT_RATE_MSG_PER_S": "4", "CHAT_RATE_MSG_BURST": "8"}))
+    container.monotonic.override(providers.Object(lambda: 100.0))
+    with serve(container) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            api = Api(client, container, uow_factory)
+            ann = await api.register("Ann", "ann@example.com", "+14155550100")
+            bob = await api.register("Bob", "bob@example.com", "+14155550101")
+            as_ann, as_bob = api.bearer(ann["access_token"]), api.bearer(bob["access_token"])
+
+            first = await client.get(f"/users/{bob['id']}", headers=as_ann)
+            second = await client.get("/users", params={"q": "bob@example.com"}, headers=as_ann)
+            third = await client.get(f"/users/{bob['id']}", headers=as_ann)
+            fourth = await client.get("/users", params={"q": "bob@example.com"}, headers=as_ann)
+
+            assert (first.status_code, second.status_code) == (200, 200)
+            for refused in (third, fourth):
+                assert_problem(refused, 429, "rate_limited")
+                assert refused.headers["Retry-After"] == "1"
+            assert (await client.get(f"/users/{ann['id']}", headers=as_bob)).status_code == 200
+            assert (await client.get("/users", headers=as_ann)).status_code == 200  # contacts: not a lookup

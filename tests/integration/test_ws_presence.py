@@ -132,7 +132,17 @@ async def test_a_block_hides_presence_and_typing_both_ways(chat: Chat) -> None:
         await typer.send(type="typing", to=target.id, isTyping=True)
         assert await typer.barrier() == []  # silently dropped: no error reveals the block
         assert of_type(await watcher.barrier(), "typing") == []
-    assert (await chat.get(f"/users/{bob.id}", ann))["online"] is None
+    hidden = await chat.http.get(f"/users/{bob.id}", headers=ann.bearer)  # the blocker: as if unknown
+    unknown = await chat.http.get("/users/999999", headers=ann.bearer)
+    assert (
+        (hidden.status_code, hidden.json()["type"])
+        == (unknown.status_code, unknown.json()["type"])
+        == (
+            404,
+            "not_found",
+        )
+    )
+    assert [(u["id"], u["online"]) for u in (await chat.get("/users", ann))["items"]] == [(bob.id, False)]
     assert (await chat.get(f"/users/{ann.id}", bob))["online"] is None
     await b.close()
     assert of_type(await a.barrier(), "userOffline") == []

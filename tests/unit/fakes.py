@@ -110,6 +110,8 @@ class FakePasswordHasher(PasswordHasher):
         self.hash_calls = 0
         self.verifications: list[str | None] = []
         self.before_hash: Callable[[], None] | None = None
+        self.gate: asyncio.Event | None = None  # when set, verifications wait for it to open
+        self.waiting = 0  # verifications waiting at the gate
 
     async def hash(self, raw: str) -> str:
         if self.busy:
@@ -123,6 +125,10 @@ class FakePasswordHasher(PasswordHasher):
         if self.busy:
             raise BusyError()
         self.verifications.append(hashed)
+        if self.gate is not None:
+            self.waiting += 1
+            await self.gate.wait()
+            self.waiting -= 1
         return hashed is not None and hashed == self.MARKER + raw
 
     @property

@@ -58,6 +58,7 @@ class World:
         *,
         max_failures: int = 3,
         login_window_s: int = 900,
+        max_logins: int = 20,
         registrations_per_hour: int = 100,
         access_ttl_s: int = 900,
         refresh_ttl_s: int = 86_400,
@@ -83,7 +84,9 @@ class World:
         uow = self.store.unit_of_work
         issuer = LoginIssuer(self.tokens, self.ids, refresh_ttl_s)
         self.register = RegisterUser(uow, self.hasher, issuer, self.counter, self.clock, registrations_per_hour)
-        self.sign_in = SignIn(uow, self.hasher, issuer, self.counter, self.clock, self.throttle)
+        self.sign_in = SignIn(
+            uow, self.hasher, issuer, self.counter, self.clock, self.throttle, self.notifier, max_logins
+        )
         self.refresh = RefreshLogin(uow, self.tokens, issuer, self.clock, self.notifier)
         self.authenticate = Authenticate(uow, self.tokens, self.clock)
         self.sign_out = SignOut(uow, self.clock, self.notifier)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from application.accounts import PasswordChange, Refresh, SignedIn
+from domain.auth import account_key
 from domain.errors import (
     AuthenticationError,
     BusyError,
@@ -41,7 +42,7 @@ async def test_wrong_current_password_is_invalid_input_and_changes_nothing(world
     assert world.store.commits == commits
 
 
-async def test_wrong_current_password_counts_as_a_failed_login_of_the_account() -> None:
+async def test_wrong_current_passwords_lock_password_changes_from_that_login_only() -> None:
     world = World(max_failures=3)
     session = await world.sign_up("Ada", email="ada@example.com")
     for _ in range(3):
@@ -50,9 +51,10 @@ async def test_wrong_current_password_counts_as_a_failed_login_of_the_account() 
 
     with pytest.raises(RateLimitedError):
         await world.change_password(principal_of(session), change())
-    with pytest.raises(RateLimitedError):
-        await world.signed_in("ada@example.com")
     assert stored_password(world, session) == PASSWORD
+    assert world.counter.windows[account_key("ada@example.com")].count == 3  # toward the account's 20·N
+    other = await world.signed_in("ada@example.com")  # the owner is not locked out by a stolen token
+    await world.change_password(principal_of(other), change())
 
 
 async def test_too_short_new_password_is_invalid_input_on_new_password(world: World) -> None:

@@ -211,6 +211,17 @@ async def test_a_block_hides_a_contacts_presence_in_the_list(world: World) -> No
     assert view.peer == UserCard(id=friend, name="Friend", online=None, last_seen_at=None)
 
 
+async def test_a_contact_who_blocked_the_caller_appears_offline_in_the_list(world: World) -> None:
+    me, friend = world.seed_users("Me", "Friend")
+    await world.exchange(me, friend, 2)
+    world.presence.online.add(friend)
+    world.store.block(friend, me)
+
+    (view,) = (await world.list_conversations(principal_of(me), PageRequest())).items
+
+    assert view.peer == UserCard(id=friend, name="Friend", online=False, last_seen_at=None)
+
+
 async def test_no_conversations_gives_an_empty_page(world: World) -> None:
     (ada,) = world.seed_users("Ada")
 

@@ -15,7 +15,9 @@ from domain.auth import (
     RefreshVerdict,
     account_key,
     address_key,
+    attempts_key,
     first_attempt,
+    pair_key,
     registration_key,
 )
 from domain.errors import InvalidTokenError, LoginRevokedError, RateLimitedError
@@ -181,14 +183,17 @@ def test_window_that_includes_the_current_attempt_exceeds_only_past_the_maximum(
     assert not LIMIT.exceeded_by(AttemptWindow(count=4, started_at=T0), T0 + at(60))
 
 
-def test_login_throttle_allows_four_times_as_many_failures_per_address_as_per_account() -> None:
+def test_login_throttle_locks_a_pair_first_and_an_account_or_address_at_twenty_times_that() -> None:
     throttle = LoginThrottle(max_failures=5, window_s=900)
 
-    assert throttle.per_account == AttemptLimit(max_attempts=5, window_s=900)
-    assert throttle.per_address == AttemptLimit(max_attempts=20, window_s=900)
+    assert throttle.per_pair == AttemptLimit(max_attempts=5, window_s=900)
+    assert throttle.per_account == AttemptLimit(max_attempts=100, window_s=900)
+    assert throttle.per_address == AttemptLimit(max_attempts=100, window_s=900)
+    assert throttle.attempts_per_pair == AttemptLimit(max_attempts=20, window_s=900)
 
 
 def test_counter_keys_of_accounts_addresses_and_registrations_never_collide() -> None:
-    keys = {account_key("x"), address_key("x"), registration_key("x")}
+    keys = {account_key("x"), address_key("x"), registration_key("x"), pair_key("x", "x"), attempts_key("x", "x")}
 
-    assert len(keys) == 3
+    assert len(keys) == 5
+    assert pair_key("b:c", "a") != pair_key("c", "a:b")  # the source's length keeps pairs apart

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.limits import RefusalStreak
+from domain.limits import BucketsByKey, RefusalStreak
 
 
 def flood(streak: RefusalStreak, start: float, until: float, every: float = 0.25) -> list[bool]:
@@ -38,3 +38,25 @@ def test_a_full_second_without_a_refusal_ends_the_streak_a_shorter_pause_does_no
     assert not streak.refused(4.0)
     assert not streak.refused(4.5)
     assert streak.refused(4.75)  # 3 s after 1.75
+
+
+def test_buckets_by_key_limit_each_key_on_its_own() -> None:
+    buckets = BucketsByKey(rate=1.0, burst=2)
+
+    assert [buckets.take(1, 0.0) for _ in range(3)] == [0.0, 0.0, 1.0]
+    assert buckets.take(2, 0.0) == 0.0  # another key has its own full bucket
+    assert buckets.take(1, 0.5) == 0.5  # half a token back: half a second to the next
+    assert buckets.take(1, 1.0) == 0.0
+
+
+def test_buckets_by_key_forget_refilled_buckets_when_the_map_doubles() -> None:
+    buckets = BucketsByKey(rate=1.0, burst=2, sweep_at=4)
+    for key in range(4):
+        buckets.take(key, 0.0)
+    buckets.take(0, 0.0)  # key 0 is empty now
+    buckets.take(0, 0.0)
+
+    buckets.take(99, 1.5)  # the fifth key sweeps: 1..3 refilled (1 + 1.5 ≥ 2), 0 has 1.5 < 2
+
+    assert sorted(buckets.buckets) == [0, 99]
+    assert buckets.sweep_at == 1024

@@ -1,11 +1,14 @@
-"""SignIn: credentials, the same answer for unknown emails, and the failure limits."""
+"""SignIn: credentials, the same answer for unknown emails, the login limits and the cap on live logins."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from domain.auth import account_key, address_key
-from domain.errors import BusyError, InvalidCredentialsError, RateLimitedError
+from application.events import LoginsRevoked
+from domain.auth import account_key, address_key, pair_key
+from domain.errors import BusyError, InvalidCredentialsError, LoginRevokedError, RateLimitedError
 from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, login_of
 
 
@@ -92,19 +95,31 @@ async def test_locked_account_can_log_in_again_once_the_window_has_passed() -> N
     assert (await world.signed_in("ada@example.com")).user.name == "Ada"
 
 
-async def test_lock_applies_from_any_address() -> None:
+async def test_a_stranger_failing_from_another_address_does_not_lock_the_owner_out() -> None:
     world = World(max_failures=2)
     await world.sign_up("Ada", email="ada@example.com")
-    for _ in range(2):
-        with pytest.raises(InvalidCredentialsError):
-            await world.signed_in("ada@example.com", "wrong password", address=ADDRESS)
+    for _ in range(5):  # locked after 2: the rest are refused
+        with pytest.raises((InvalidCredentialsError, RateLimitedError)):
+            await world.signed_in("ada@example.com", "wrong password", address=OTHER_ADDRESS)
 
     with pytest.raises(RateLimitedError):
         await world.signed_in("ada@example.com", address=OTHER_ADDRESS)
+    assert (await world.signed_in("ada@example.com", address=ADDRESS)).user.name == "Ada"
 
 
-async def test_fewer_than_n_failures_do_not_lock_and_success_resets_the_account_count() -> None:
-    world = World(max_failures=3)
+async def test_the_account_as_a_whole_locks_at_twenty_times_n_failures_from_many_addresses() -> None:
+    world = World(max_failures=2)
+    await world.sign_up("Ada", email="ada@example.com")
+    for i in range(40):  # 20 addresses, 2 failures each: no pair over its limit
+        with pytest.raises(InvalidCredentialsError):
+            await world.signed_in("ada@example.com", "wrong password", address=f"192.0.2.{i // 2}")
+
+    with pytest.raises(RateLimitedError):
+        await world.signed_in("ada@example.com", address=ADDRESS)
+    assert world.counter.windows[account_key("ada@example.com")].count == 40
+
+
+async def test_success_clears_the_pairs_failures_but_not_the_accounts(world: World) -> None:
     await world.sign_up("Ada", email="ada@example.com")
 
     for _ in range(3):  # 2 failures then a success, three times: 6 failures in one window
@@ -113,7 +128,8 @@ async def test_fewer_than_n_failures_do_not_lock_and_success_resets_the_account_
                 await world.signed_in("ada@example.com", "wrong password")
         await world.signed_in("ada@example.com")
 
-    assert account_key("ada@example.com") not in world.counter.windows
+    assert pair_key("ada@example.com", ADDRESS) not in world.counter.windows
+    assert world.counter.windows[account_key("ada@example.com")].count == 6
 
 
 async def test_failures_on_one_account_do_not_lock_another(world: World) -> None:
@@ -135,21 +151,92 @@ async def test_unknown_emails_count_as_failures_of_that_account(world: World) ->
         await world.signed_in("ghost@example.com")
 
 
-async def test_address_is_locked_after_four_times_n_failures_across_accounts() -> None:
+async def test_users_behind_one_address_are_not_locked_out_by_one_users_failures() -> None:
     world = World(max_failures=2)
     await world.sign_up("Bob", email="bob@example.com")
-    for i in range(7):  # 7 failures from ADDRESS, no account over its own limit of 2
+    for _ in range(20):  # one user behind the NAT keeps failing: their pair locks at 2
+        with pytest.raises((InvalidCredentialsError, RateLimitedError)):
+            await world.signed_in("carol@example.com", "wrong password", address=ADDRESS)
+    for i in range(8):  # and a few more forget theirs: 4·N = 8 failures in all, once locked 4× N before
         with pytest.raises(InvalidCredentialsError):
-            await world.signed_in(f"ghost{i}@example.com", address=ADDRESS)
+            await world.signed_in(f"user{i}@example.com", address=ADDRESS)
 
-    await world.signed_in("bob@example.com", address=ADDRESS)  # 7 < 8: still allowed, resets only Bob
-    with pytest.raises(InvalidCredentialsError):
-        await world.signed_in("ghost7@example.com", address=ADDRESS)
+    assert (await world.signed_in("bob@example.com", address=ADDRESS)).user.name == "Bob"
+
+
+async def test_address_is_locked_after_twenty_times_n_failures_across_accounts() -> None:
+    world = World(max_failures=2)
+    await world.sign_up("Bob", email="bob@example.com")
+    for i in range(40):  # 40 = 20·N failures from ADDRESS, no account over its own limit
+        with pytest.raises(InvalidCredentialsError):
+            await world.signed_in(f"ghost{i // 2}@example.com", address=ADDRESS)
 
     with pytest.raises(RateLimitedError):
         await world.signed_in("bob@example.com", address=ADDRESS)
     assert (await world.signed_in("bob@example.com", address=OTHER_ADDRESS)).user.name == "Bob"
-    assert world.counter.windows[address_key(ADDRESS)].count == 8
+    assert world.counter.windows[address_key(ADDRESS)].count == 40
+
+
+async def test_successful_logins_count_too_at_four_times_n_per_account_and_address() -> None:
+    world = World(max_failures=2, login_window_s=900)
+    await world.sign_up("Ada", email="ada@example.com")
+    for _ in range(8):
+        await world.signed_in("ada@example.com")
+        world.clock.advance(10)
+    verifications = world.hasher.verify_calls
+
+    with pytest.raises(RateLimitedError) as caught:
+        await world.signed_in("ada@example.com")
+
+    assert caught.value.retry_after_s == 820  # the window opened 80 s ago
+    assert world.hasher.verify_calls == verifications  # refused before any hashing
+    assert (await world.signed_in("ada@example.com", address=OTHER_ADDRESS)).user.name == "Ada"
+
+
+async def hashing(world: World, count: int) -> None:
+    """Let the event loop run until ``count`` verifications wait at the hasher's gate (bounded)."""
+    for _ in range(1000):
+        if world.hasher.waiting >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} verifications never started")
+
+
+async def test_a_second_concurrent_login_of_one_account_is_busy_without_hashing(world: World) -> None:
+    await world.sign_up("Ada", email="ada@example.com")
+    await world.sign_up("Bob", email="bob@example.com")
+    world.hasher.gate = asyncio.Event()
+    first = asyncio.create_task(world.signed_in("ada@example.com"))
+    await hashing(world, 1)
+
+    with pytest.raises(BusyError):
+        await asyncio.wait_for(world.signed_in("ada@example.com", address=OTHER_ADDRESS), 1)
+    assert world.hasher.verify_calls == 1
+    bob = asyncio.create_task(world.signed_in("bob@example.com"))  # another account is not held up
+    await hashing(world, 2)
+    world.hasher.gate.set()
+    assert (await first).user.name == "Ada"
+    assert (await bob).user.name == "Bob"
+    assert (await world.signed_in("ada@example.com")).user.name == "Ada"  # the slot is free again
+
+
+async def test_a_login_beyond_the_cap_revokes_the_oldest_and_closes_its_connections() -> None:
+    world = World(max_logins=3)
+    registered = await world.sign_up("Ada", email="ada@example.com")  # login 1
+    world.clock.advance(1)
+    second = await world.signed_in("ada@example.com")
+    world.clock.advance(1)
+    third = await world.signed_in("ada@example.com")
+    world.clock.advance(1)
+
+    fourth = await world.signed_in("ada@example.com")
+
+    logins = world.store.data.logins
+    assert [sid for sid in logins if logins[sid].active] == [second.sid, third.sid, fourth.sid]
+    assert world.notifier.published[-1].event == LoginsRevoked(sids=frozenset({registered.sid}))
+    assert world.notifier.published[-1].commits == world.store.commits  # after the commit
+    with pytest.raises(LoginRevokedError):
+        await world.authenticate(registered.access_token)
 
 
 async def test_busy_hasher_propagates_without_counting_a_failure(world: World) -> None:
@@ -160,4 +247,5 @@ async def test_busy_hasher_propagates_without_counting_a_failure(world: World) -
         await world.signed_in("ada@example.com")
 
     assert account_key("ada@example.com") not in world.counter.windows
+    assert pair_key("ada@example.com", ADDRESS) not in world.counter.windows
     assert address_key(ADDRESS) not in world.counter.windows

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from application.common import PageRequest, Principal
-from application.users import Rename, UserLookup
-from domain.errors import FieldProblem, InvalidInputError, UserNotFoundError
+from application.users import LookupLimit, Rename, UserLookup
+from domain.errors import FieldProblem, InvalidInputError, RateLimitedError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
 from tests.unit.harness import World
@@ -119,20 +119,30 @@ async def test_offline_contact_is_shown_offline_with_last_seen(world: World) -> 
     assert card == UserCard(id=friend.uid, name="Friend", online=False, last_seen_at=LAST_SEEN)
 
 
-@pytest.mark.parametrize("direction", ["caller blocked friend", "friend blocked caller"])
-async def test_a_block_either_way_hides_a_contacts_presence(world: World, direction: str) -> None:
+async def test_blocking_a_contact_hides_their_presence_from_the_blocker(world: World) -> None:
     caller = me(world)
     friend = world.store.seed_user("Friend", last_seen_at=LAST_SEEN)
     world.store.connect(caller.user_id, friend.uid)
     world.presence.online.add(friend.uid)
-    if direction == "caller blocked friend":
-        world.store.block(caller.user_id, friend.uid)
-    else:
-        world.store.block(friend.uid, caller.user_id)
+    world.store.block(caller.user_id, friend.uid)
 
     card = await world.get_user(caller, UserLookup(user_id=friend.uid))
 
     assert card == UserCard(id=friend.uid, name="Friend", online=None, last_seen_at=None)
+
+
+@pytest.mark.parametrize("contacts", [True, False])
+async def test_a_user_who_blocked_the_caller_is_not_found_like_an_unknown_one(world: World, contacts: bool) -> None:
+    caller = me(world)
+    blocker = world.store.seed_user("Blocker", last_seen_at=LAST_SEEN)
+    if contacts:
+        world.store.connect(caller.user_id, blocker.uid)
+    world.store.block(blocker.uid, caller.user_id)
+
+    with pytest.raises(UserNotFoundError) as caught:
+        await world.get_user(caller, UserLookup(user_id=blocker.uid))
+
+    assert caught.value.user_id == blocker.uid
 
 
 # --- ListContacts -----------------------------------------------------------------------------
@@ -233,15 +243,17 @@ async def test_a_cursor_the_server_did_not_issue_is_invalid_input_on_cursor(worl
     assert [p.field for p in caught.value.problems] == ["cursor"]
 
 
-async def test_contacts_show_presence_except_across_a_block(world: World) -> None:
+async def test_a_contact_who_blocked_the_caller_appears_offline_not_hidden(world: World) -> None:
     caller = me(world)
-    online, offline, blocked = seed_contacts(world, caller, 3)
-    world.presence.online |= {online, blocked}
-    world.store.block(blocked, caller.user_id)
+    online, offline, blocker, blocked = seed_contacts(world, caller, 4)
+    world.presence.online |= {online, blocker, blocked}
+    world.store.block(blocker, caller.user_id)
+    world.store.block(caller.user_id, blocked)
 
     page = await world.list_contacts(caller, PageRequest())
 
-    assert [(c.id, c.online) for c in page.items] == [(online, True), (offline, False), (blocked, None)]
+    seen = [(c.id, c.online, c.last_seen_at) for c in page.items]
+    assert seen == [(online, True, None), (offline, False, None), (blocker, False, None), (blocked, None, None)]
 
 
 async def test_no_contacts_gives_an_empty_page(world: World) -> None:
@@ -250,3 +262,24 @@ async def test_no_contacts_gives_an_empty_page(world: World) -> None:
     page = await world.list_contacts(caller, PageRequest())
 
     assert (page.items, page.next_cursor) == ([], None)
+
+
+# --- LookupLimit (HTTP lookups and searches) ----------------------------------------------------
+
+
+def test_lookups_are_limited_per_user_like_the_sockets_search() -> None:
+    now = [0.0]
+    limit = LookupLimit(rate_per_s=20, burst=50, seconds=lambda: now[0])  # a quarter: 5/s, burst 13
+    ann, bob = Principal(user_id=1, sid="a"), Principal(user_id=2, sid="b")
+    for _ in range(13):
+        limit(ann)
+
+    with pytest.raises(RateLimitedError) as caught:
+        limit(ann)
+
+    assert caught.value.retry_after_s == 1
+    limit(bob)  # another user's lookups are their own
+    now[0] = 0.2  # one token back (5 per second)
+    limit(ann)
+    with pytest.raises(RateLimitedError):
+        limit(ann)
