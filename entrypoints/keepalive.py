@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from uvicorn.server import ServerState
     from websockets.frames import Frame
 
+    from entrypoints.guard import Lease
+
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.slot: int | None = None  # the wheel's slot this connection waits in
+        self.lease: Lease | None = None  # its place in its client address's count (entrypoints/guard.py)
         self._ping_sent_at: float | None = None  # a ping not answered yet
         self._interval = self.ping_interval or 0.0  # 0: no keepalive
         self._wheel: Wheel | None = None
@@ -142,6 +145,11 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(cast("asyncio.Transport", CorkedTransport(transport, self.loop)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lease is not None:
+            self.lease.release()
+        super().connection_lost(exc)
 
     def start_keepalive(self) -> None:
         if self._wheel is not None:
