@@ -96,6 +96,8 @@ class AddressCount:
         return self._open[address]
 
 
+LINGER_S = 1.0  # a refused connection's longest wait for the client to close its side
+
 _counts: weakref.WeakKeyDictionary[ServerState, AddressCount] = weakref.WeakKeyDictionary()
 
 
@@ -142,6 +144,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._lease: Lease | None = None
         self._proxied = False  # the peer is a trusted proxy: count the forwarded address
+        self._refused = False  # answered 408 or 429: what comes is dropped until the close
         count = _counts.get(server_state)
         if count is None:
             count = _counts[server_state] = AddressCount(self.max_per_address)
@@ -227,9 +230,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
     def _refuse(self, response: bytes) -> None:
+        """Answer ``response`` and close in the lingering way: the write side at once, the
+        connection when the client closes its side, or after :data:`LINGER_S`. What the client
+        still sends is read and dropped; closing with it unread would reset the connection, and
+        the client would lose the answer."""
+        self._disarm()
+        self._refused = True
         self.transport.write(response)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def guarded_http(settings: Settings) -> type[GuardedHttpProtocol]:

@@ -139,6 +139,23 @@ async def test_the_connections_over_the_cap_of_an_address_are_refused_at_once(ca
         writer.close()
 
 
+async def test_websockets_count_toward_the_cap_of_their_address(capped: Chat) -> None:
+    sockets = [await capped.open() for _ in range(5)]  # upgraded: held by the WebSocket protocol
+    status, _, _ = await answer(await open_from(capped), deadline_s=2)
+    assert status == 429
+    await sockets.pop().close()
+    deadline = time.monotonic() + 5
+    while True:  # its place is free once the server has seen the close
+        extra = await open_from(capped)
+        extra[1].write(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        status, _, _ = await answer(extra)
+        if status == 200 or time.monotonic() > deadline:
+            break
+    assert status == 200
+    for ws in sockets:
+        await ws.close()
+
+
 async def test_behind_a_trusted_proxy_the_forwarded_address_is_counted(capped: Chat) -> None:
     def request(forwarded: str) -> bytes:
         return f"GET /health HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {forwarded}\r\n\r\n".encode()
