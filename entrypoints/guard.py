@@ -31,8 +31,11 @@ the WebSocket protocol with ``transport.set_protocol``) and on the attributes ``
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -124,13 +127,19 @@ async def _refused(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The configured limits (``CHAT_REQUEST_TIMEOUT_S``, ``CHAT_MAX_CONNECTIONS_PER_ADDRESS``,
+    ``CHAT_TRUSTED_PROXIES``)."""
+
+    request_timeout_s: float
+    max_per_address: int
+    trusted: tuple[Network, ...]
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools HTTP protocol with a request deadline and a cap per client address;
-    :func:`guarded_http` makes the class for a configuration."""
-
-    request_timeout_s = 10.0
-    max_per_address = 256
-    trusted: tuple[Network, ...] = ()
+    :func:`guarded_http` binds it to a configuration."""
 
     def __init__(
         self,
@@ -138,8 +147,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: Limits,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.request_timeout_s, self.trusted = limits.request_timeout_s, limits.trusted
         self._real_app = self.app
         self._deadline: asyncio.TimerHandle | None = None
         self._lease: Lease | None = None
@@ -147,7 +159,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False  # answered 408 or 429: what comes is dropped until the close
         count = _counts.get(server_state)
         if count is None:
-            count = _counts[server_state] = AddressCount(self.max_per_address)
+            count = _counts[server_state] = AddressCount(limits.max_per_address)
         self._count = count
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -247,14 +259,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
 
 
-def guarded_http(settings: Settings) -> type[GuardedHttpProtocol]:
-    """The HTTP protocol class for ``settings`` (uvicorn instantiates it per connection)."""
-    return type(
-        "GuardedHttpProtocol",
-        (GuardedHttpProtocol,),
-        {
-            "request_timeout_s": settings.request_timeout_s,
-            "max_per_address": settings.max_connections_per_address,
-            "trusted": parse_networks(settings.trusted_proxies),
-        },
+def guarded_http(settings: Settings) -> Callable[..., GuardedHttpProtocol]:
+    """What uvicorn makes each connection's HTTP protocol with, for ``settings``: a partial (not a
+    class made here) so that it pickles by reference into the worker processes of
+    ``CHAT_WORKERS``."""
+    limits = Limits(
+        request_timeout_s=settings.request_timeout_s,
+        max_per_address=settings.max_connections_per_address,
+        trusted=parse_networks(settings.trusted_proxies),
     )
+    return functools.partial(GuardedHttpProtocol, limits=limits)
