@@ -28,7 +28,7 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics, flush_every
-from entrypoints.ws.handler import LiveConnections, catch_up_sweep, make_ws_handler, presence_sweep
+from entrypoints.ws.handler import SHUTTING_DOWN, LiveConnections, catch_up_sweep, make_ws_handler, presence_sweep
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
@@ -131,7 +131,7 @@ def create_app(container: Container) -> Litestar:
             for sweeper in sweepers:
                 sweeper.cancel()
             for connection in live.snapshot():
-                connection.close_soon(CloseCode.GOING_AWAY, "server shutting down")
+                connection.close_soon(CloseCode.GOING_AWAY, SHUTTING_DOWN)
             await asyncio.gather(*sweepers, return_exceptions=True)
             await stop(container)  # the write batcher, fan-out, Redis, engine
             metrics.flush()

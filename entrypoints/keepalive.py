@@ -16,6 +16,14 @@ than ~750).
 The same protocol writes through a :class:`entrypoints.corked.CorkedTransport`: a connection's
 frames of one turn of the loop leave in one system call.
 
+It also lets a server shutdown close a connection in order (issue 15, finding 11): uvicorn's
+protocol answers ``shutdown()`` (SIGTERM) by writing a 1012 close at once, under the frames the
+app still had to send — the ``messageAck`` of sends already committed among them. The protocol
+offers the app the ASGI scope extension :data:`SHUTDOWN_EXTENSION`, a function to register a
+callback; on shutdown a connection that registered one is asked through it to close (the app
+sends what it queued, then 1001), and only if it has not closed within
+:data:`SHUTDOWN_GRACE_S` does uvicorn's own shutdown follow.
+
 Upgrade checklist (uvicorn, ``websockets``). This subclasses a class of uvicorn's that is not
 documented as public, ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol``,
 and relies on:
@@ -29,6 +37,8 @@ and relies on:
   ``handle_pong`` (called for every pong frame, given the ``websockets`` ``Frame``) and
   ``keepalive_timeout`` (fails the connection with 1011 and closes it);
 * ``connection_made(transport)``, which keeps the transport as ``self.transport``;
+* ``handle_connect(event)``, which sets ``self.scope`` (with an ``extensions`` dict) before the
+  app's task runs, and ``shutdown()``, ``handshake_complete`` and ``connection_lost``;
 * one ``ServerState`` per uvicorn server, shared by its connections (the wheel's key).
 
 It also replaces ``handle_parser_exception`` (called from ``data_received`` when ``websockets``
@@ -49,6 +59,7 @@ import asyncio
 import logging
 import math
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -59,9 +70,14 @@ if TYPE_CHECKING:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
     from websockets.frames import Frame
+    from websockets.http11 import Request
+
+    from entrypoints.guard import Lease
 
 LINGER_S = 5.0  # after a 1009/1007: how long the rest of a refused frame is read and dropped
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, unmasked, no payload
+SHUTDOWN_EXTENSION = "p2p-chat.shutdown"  # scope["extensions"][...]: register(callback) for shutdown
+SHUTDOWN_GRACE_S = 9.0  # for the app to close after a shutdown request; within uvicorn's 10 s
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +153,9 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.slot: int | None = None  # the wheel's slot this connection waits in
+        self.lease: Lease | None = None  # its place in its client address's count (entrypoints/guard.py)
+        self._on_shutdown: Callable[[], None] | None = None  # the app's, by SHUTDOWN_EXTENSION
+        self._shutdown_timer: asyncio.TimerHandle | None = None
         self._ping_sent_at: float | None = None  # a ping not answered yet
         self._interval = self.ping_interval or 0.0  # 0: no keepalive
         self._wheel: Wheel | None = None
@@ -149,6 +168,37 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(cast("asyncio.Transport", CorkedTransport(transport, self.loop)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lease is not None:
+            self.lease.release()
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+        super().connection_lost(exc)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # set once the handshake is passed to the app
+        if scope is not None:
+            scope["extensions"][SHUTDOWN_EXTENSION] = self._listen_for_shutdown
+
+    def _listen_for_shutdown(self, callback: Callable[[], None]) -> None:
+        self._on_shutdown = callback
+
+    def shutdown(self) -> None:
+        """The server stops: ask the app to close (it flushes, then closes 1001), or, when it
+        registered no callback or does not close in time, uvicorn's immediate 1012."""
+        callback, self._on_shutdown = self._on_shutdown, None
+        if callback is None or self.close_sent or not self.handshake_complete:
+            super().shutdown()
+            return
+        callback()
+        self._shutdown_timer = self.loop.call_later(SHUTDOWN_GRACE_S, self._shutdown_now)
+
+    def _shutdown_now(self) -> None:
+        self._shutdown_timer = None
+        if not self.transport.is_closing():
+            super().shutdown()
 
     def start_keepalive(self) -> None:
         if self._wheel is not None:

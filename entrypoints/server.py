@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from entrypoints.guard import guarded_http
 from entrypoints.keepalive import KeepaliveProtocol
 from entrypoints.settings import Settings
 
@@ -18,6 +19,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # timer per server (per worker process) serves every connection's pings
         # (entrypoints/keepalive.py).
         "ws": KeepaliveProtocol,
+        # A deadline to read each request and a cap of connections per client address
+        # (entrypoints/guard.py): uvicorn has neither.
+        "http": guarded_http(settings),
         "ws_ping_interval": settings.heartbeat_s,
         "ws_ping_timeout": settings.heartbeat_s,
         # The client address comes from CHAT_TRUSTED_PROXIES only (entrypoints/http/client.py).

@@ -83,6 +83,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_chars: Positive = 4000
     max_queued_frames: Annotated[int, msgspec.Meta(ge=10)] = 1000  # per connection, before 4008
     max_http_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 65_536
+    request_timeout_s: PositiveFloat = 10.0  # to read a whole HTTP request, headers and body
+    max_connections_per_address: Positive = 256
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str | None = None

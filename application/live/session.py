@@ -22,7 +22,9 @@ The rules (contract §3):
 * Limits. Per-frame buckets (messages; typing and search a quarter each): a refused frame is
   answered ``rate_limited``, and refusals that have gone on for ``rate_close_after_s`` seconds
   without a second's pause close 4429 (:class:`~domain.limits.RefusalStreak`). More than 20
-  errors (``rate_limited`` aside) within 10 s close 1008.
+  errors within 10 s close 1008 — those the client caused: ``rate_limited`` and ``internal``
+  (the server or its database failed; a database outage must not close every sending socket)
+  aside.
 * Auth. A re-auth with a token of another user closes 4401, so does the token's expiry and any
   frame whose use case says the caller is unauthenticated; a revocation of our login closes 4403,
   whether it comes as an event or from the store: every ``session_check_s`` the session asks
@@ -97,6 +99,8 @@ if TYPE_CHECKING:
     from domain.messages import Message
     from domain.users import UserCard
 
+# Errors that do not count toward the 1008 flood: a limit answered, or the server's own failure.
+NOT_THE_CLIENTS = frozenset({WsErrorCode.RATE_LIMITED, WsErrorCode.INTERNAL})
 log = logging.getLogger("p2p_chat.ws")
 
 OTHER, EPHEMERAL, MESSAGE = FrameKind.OTHER, FrameKind.EPHEMERAL, FrameKind.MESSAGE
@@ -533,10 +537,10 @@ class LiveSession:
         self, ref: str | None, code: WsErrorCode, message: str, now_ms: float, client_msg_id: str | None = None
     ) -> None:
         """Answer with an ``error`` frame (one answering a ``sendMessage`` carries its
-        ``clientMsgId``); over 20 (rate limits aside) in 10 s closes 1008."""
+        ``clientMsgId``); over 20 the client caused (:data:`NOT_THE_CLIENTS`) in 10 s closes 1008."""
         self._observer.rejected(code)
         self._reply(ErrorReply(ref, code, message, client_msg_id))
-        if code is not WsErrorCode.RATE_LIMITED and self._errors.record(now_ms / 1000):
+        if code not in NOT_THE_CLIENTS and self._errors.record(now_ms / 1000):
             self.close(CloseCode.POLICY, "too many errors")
 
     def _failed(

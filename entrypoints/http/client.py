@@ -27,10 +27,21 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[Network, ...]) -> str:
     peer = connection.client.host if connection.client else "unknown"
+    return forwarded_address(peer, connection.headers.get("x-forwarded-for", ""), trusted)
+
+
+def forwarded_address(peer: str, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
+    """The client's address given the peer's and its ``X-Forwarded-For`` header: the peer unless
+    it is a trusted proxy, else the last hop of the header that is not one."""
     if not trusted or not _trusted(peer, trusted):
         return peer
-    hops = [h.strip() for h in connection.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    """Whether ``address`` is one of the trusted proxies (its requests carry the client's address)."""
+    return bool(trusted) and _trusted(address, trusted)

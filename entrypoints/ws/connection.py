@@ -23,12 +23,14 @@ log = logging.getLogger("p2p_chat.ws")
 
 SYNC_TIMEOUT_S = 1.0  # a hung Redis holds a new socket's ready this long at most (docs/operations.md)
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
+FLUSH_TIMEOUT_S = 2.0  # for the queued frames before the close frame (also within it)
 
 
 class Connection:
     """A live, authenticated connection. Implements :class:`application.ports.Subscriber`."""
 
     __slots__ = (
+        "_broken",
         "_loop",
         "_receiving",
         "_resume",
@@ -52,6 +54,7 @@ class Connection:
         self._resume: asyncio.Future[None] | None = None  # the reader waiting until the session reads
         self._receiving = False  # the reader waits for the socket or the session: a close cancels it
         self._timer: asyncio.TimerHandle | None = None
+        self._broken = False  # a write failed: nothing more can be sent
 
     # -- Subscriber and the process's calls -------------------------------------------------------
 
@@ -107,8 +110,9 @@ class Connection:
             self.close_soon(a.CloseCode.INTERNAL, "unexpected server error")
         finally:
             self._task = None
-            try:  # let frames already read be answered (or fail) first
+            try:  # let frames already read be answered (or fail) first, and every answer be sent
                 await self._work.settle(SEND_DRAIN_TIMEOUT_S)
+                await self._flush(FLUSH_TIMEOUT_S)
             finally:  # also when shutdown cancels that wait: the connection must still go away
                 hub.detach(self)
                 s.metrics.connections.dec()
@@ -120,6 +124,20 @@ class Connection:
                 await s.disconnect(self.session.principal, LiveConnection(connection_id=self.connection_id))
         if (closing := self.session.closing) is not None:
             await close_quietly(self._socket, closing.code, closing.reason)
+
+    async def _flush(self, timeout_s: float) -> None:
+        """Let the writer send what is queued, for at most ``timeout_s``: the close frame comes
+        after the frames queued before it. Not to a slow consumer (4008: its queue is full because
+        it does not read) nor on a socket that failed."""
+        closing, deadline = self.session.closing, self._loop.time() + timeout_s
+        if closing is not None and closing.code == a.CloseCode.SLOW_CONSUMER:
+            return
+        self._pump()
+        while (writer := self._writer) is not None and not writer.done() and not self._broken:
+            if (left := deadline - self._loop.time()) <= 0:
+                return
+            await asyncio.wait([writer], timeout=left)
+            self._pump()  # a writer ends when the outbox is empty; what came since needs another
 
     def _now(self) -> float:
         return self._services.monotonic() * 1000
@@ -158,7 +176,7 @@ class Connection:
         session = self.session
         if session.actions:
             self._work.pump()
-        if (self._writer is None or self._writer.done()) and session.has_frames:
+        if (self._writer is None or self._writer.done()) and session.has_frames and not self._broken:
             self._writer = self._loop.create_task(self._write())
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
@@ -190,6 +208,7 @@ class Connection:
                     hot.delivered(max(0.0, (clock.now() - item.stamp).total_seconds()))
         except Exception:  # the peer is gone (the reader sees the disconnect) or the socket broke
             log.debug("writer of connection %s stopped", self.connection_id, exc_info=True)
+            self._broken = True
             session.socket_failed()
             self._pump()
 

@@ -18,6 +18,7 @@ from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError, BusyError
 from entrypoints.http.errors import problem_bytes
+from entrypoints.keepalive import SHUTDOWN_EXTENSION
 from entrypoints.ws import protocol as p
 from entrypoints.ws.connection import Connection, close_quietly
 from entrypoints.ws.services import Services
@@ -25,6 +26,7 @@ from entrypoints.ws.services import Services
 log = logging.getLogger("p2p_chat.ws")
 
 BEARER = "bearer"
+SHUTTING_DOWN = "server shutting down"
 
 
 class LiveConnections:
@@ -127,6 +129,9 @@ def make_ws_handler(
             return
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)
+        listen: Any = (socket.scope.get("extensions") or {}).get(SHUTDOWN_EXTENSION)  # uvicorn's: keepalive.py
+        if callable(listen):  # at server shutdown: send what is queued, then close 1001
+            listen(lambda: connection.close_soon(CloseCode.GOING_AWAY, SHUTTING_DOWN))
         try:
             await connection.run(auth.ref)
         finally:

@@ -8,9 +8,10 @@ import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
-from tests.integration.chat import Chat, read_until_closed, running_chat
+from tests.integration.chat import Chat, Client, close_code, read_until_closed, running_chat
 
 LIMITS = {
     "CHAT_RATE_MSG_PER_S": "2",
@@ -108,12 +109,23 @@ async def test_typing_has_its_own_smaller_bucket(chat: Chat) -> None:
     assert (await a.send_message(bob.id, "messages are unaffected"))["type"] == "messageAck"
 
 
-async def test_more_than_twenty_bad_frames_in_ten_seconds_close_1008(chat: Chat) -> None:
+async def test_more_than_twenty_bad_frames_in_ten_seconds_close_1008_after_every_error(chat: Chat) -> None:
+    """The 21 ``error`` frames queued before the close all arrive, then the 1008 (issue 15, 11)."""
     ann = await chat.account("Ann")
     a = await chat.connect(ann)
     for _ in range(21):
         await a.send_raw("not json")
-    assert await a.closed_with() == 1008
+    assert await types_until_closed(a) == (["error"] * 21, 1008)
+
+
+async def types_until_closed(client: Client) -> tuple[list[str], int]:
+    """The types of the frames the server sends until it closes, and its close code."""
+    types: list[str] = []
+    while True:
+        try:
+            types.append((await client.recv())["type"])
+        except ConnectionClosed as exc:
+            return types, close_code(exc)
 
 
 async def test_one_connection_over_the_per_user_cap_is_closed_4430(chat: Chat) -> None:

@@ -267,12 +267,18 @@ def test_unsolicited_pongs_and_closing_connections() -> None:
 def test_uvicorn_still_has_what_the_keepalive_relies_on() -> None:
     """The upgrade checklist of entrypoints/keepalive.py: if uvicorn renames a hook or an attribute,
     the keepalive would silently stop; this says which one is gone."""
-    hooks = ("start_keepalive", "stop_keepalive", "handle_pong", "keepalive_timeout", "connection_made")
+    hooks = (
+        *("start_keepalive", "stop_keepalive", "handle_pong", "keepalive_timeout", "connection_made"),
+        *("handle_connect", "shutdown", "connection_lost"),  # the orderly shutdown, the address count
+    )
     missing = [name for name in hooks if not callable(getattr(WebSocketsSansIOProtocol, name, None))]
     assert missing == [], f"uvicorn's WebSocketsSansIOProtocol no longer has {missing}"
     loop = FakeLoop()
     made, _ = protocol(loop, 20.0, 20.0)
-    attributes = ("loop", "transport", "conn", "close_sent", "ping_interval", "ping_timeout", "last_ping_rtt")
+    attributes = (
+        *("loop", "transport", "conn", "close_sent", "ping_interval", "ping_timeout", "last_ping_rtt"),
+        "handshake_complete",
+    )
     gone = [name for name in attributes if not hasattr(made, name)]
     assert gone == [], f"uvicorn's WebSocketsSansIOProtocol no longer sets {gone}"
     assert (made.ping_interval, made.ping_timeout) == (20.0, 20.0)

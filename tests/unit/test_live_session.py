@@ -31,6 +31,7 @@ from application.live.actions import (
     WakeAt,
 )
 from application.messaging import Acknowledge, Batch, PendingCheck, PendingQuery, Read
+from application.ports import StoreUnavailableError
 from application.presence import OnlineQuery
 from application.social import TypingNotice
 from application.users import SearchQuery
@@ -498,6 +499,19 @@ def test_more_than_twenty_errors_in_ten_seconds_close_1008_but_rate_limits_do_no
     assert d.closed() is None
     d.session.bad_frame(None, WsErrorCode.BAD_REQUEST, "one too many", d.now)
     assert d.closed() == CloseRequest(CloseCode.POLICY, "too many errors")
+
+
+def test_the_servers_own_failures_do_not_count_toward_1008() -> None:
+    """A database outage answers every send ``internal`` (resend); it is not the client's doing,
+    so it must not close the socket 1008 (issue 15: backends terminated under load)."""
+    d = Driver(rate=1000, burst=100, max_queued=100)
+    d.start()
+    for n in range(30):
+        d.send(f"s{n}")
+        (entry,) = d.begun()
+        d.session.write_failed(entry, StoreUnavailableError("connection lost"), d.now)
+    assert d.kinds().count("error:s29:internal") == 1
+    assert d.closed() is None
 
 
 def test_errors_older_than_ten_seconds_leave_the_window() -> None:
