@@ -35,6 +35,7 @@ from domain.messages import is_storable
 from domain.users import Registration, User, check_password, email_key
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from datetime import datetime
 
     from application.ports import (
@@ -322,18 +323,24 @@ class Authenticate:
         return Principal(user_id=claims.user_id, sid=claims.sid, expires_at=claims.expires_at)
 
 
-class LoginActive:
-    """Whether the caller's login is still active in the store (not revoked): what an
-    open socket asks every ``CHAT_SESSION_CHECK_S``, so a revocation whose broadcast was lost still
-    ends it. One read; raises only when the store fails."""
+class RevokedAmong:
+    """Which of the given logins are no longer active (revoked, or not stored): what each process
+    asks every ``CHAT_SESSION_CHECK_S`` about the logins of its open sockets, so a revocation whose
+    broadcast was lost (pub/sub delivers at most once) still ends them. One transaction, one query
+    per ``chunk`` logins (bounded statements); raises only when the store fails."""
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
-        self._uow = uow
+    def __init__(self, uow: UnitOfWorkFactory, chunk: int = 500) -> None:
+        self._uow, self._chunk = uow, chunk
 
-    async def __call__(self, actor: Principal) -> bool:
+    async def __call__(self, sids: Collection[str]) -> set[str]:
+        ordered = sorted(set(sids))
+        if not ordered:
+            return set()
+        revoked: set[str] = set()
         async with self._uow() as uow:
-            login = await uow.logins.get(actor.sid)
-        return login is not None and login.user_id == actor.user_id and login.active
+            for at in range(0, len(ordered), self._chunk):
+                revoked |= await uow.logins.inactive_among(ordered[at : at + self._chunk])
+        return revoked
 
 
 class SignOut:

@@ -161,7 +161,6 @@ async def _measure(count: int, window: int) -> tuple[float, float]:
         monotonic=time.monotonic,
         hub=_Hub(),
         authenticate=_unused,
-        login_active=_unused,
         send_message=_SendMessage(commits, connections),
         acknowledge=_Acknowledge(commits),
         mark_read=_unused,

@@ -28,7 +28,14 @@ from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.metrics import Metrics, flush_every
-from entrypoints.ws.handler import SHUTTING_DOWN, LiveConnections, catch_up_sweep, make_ws_handler, presence_sweep
+from entrypoints.ws.handler import (
+    SHUTTING_DOWN,
+    LiveConnections,
+    catch_up_sweep,
+    login_sweep,
+    make_ws_handler,
+    presence_sweep,
+)
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat")
@@ -59,7 +66,6 @@ def ws_services(container: Container, metrics: Metrics) -> Services:
         monotonic=container.monotonic(),
         hub=container.fanout(),
         authenticate=container.authenticate(),
-        login_active=container.login_active(),
         send_message=container.send_message(),
         acknowledge=container.acknowledge(),
         mark_read=container.mark_read(),
@@ -119,7 +125,8 @@ def create_app(container: Container) -> Litestar:
             settings.mode,
         )
         sweepers = [
-            asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4)))
+            asyncio.create_task(presence_sweep(container.settle_presence(), max(0.05, settings.offline_grace_s / 4))),
+            asyncio.create_task(login_sweep(live, container.revocation_sweep(), settings.session_check_s)),
         ]
         if metrics.multiprocess:  # a scrape reads every worker's values: each adds its counts on time
             sweepers.append(asyncio.create_task(flush_every(metrics, METRICS_FLUSH_S)))

@@ -31,15 +31,16 @@ from adapters.system.ids import Uuid7Ids
 from application.accounts import (
     Authenticate,
     ChangePassword,
-    LoginActive,
     LoginIssuer,
     RefreshLogin,
     RegisterUser,
+    RevokedAmong,
     SignIn,
     SignOut,
     SignOutEverywhere,
 )
 from application.group_commit import GroupCommit
+from application.live.revocation import RevocationSweep
 from application.messaging import (
     AcknowledgeDelivery,
     History,
@@ -171,7 +172,8 @@ class Container(containers.DeclarativeContainer):
         RefreshLogin, uow=uow.provider, tokens=tokens, issuer=issuer, clock=clock, notifier=fanout
     )
     authenticate = providers.Singleton(Authenticate, uow=uow.provider, tokens=tokens, clock=clock)
-    login_active = providers.Singleton(LoginActive, uow=uow.provider)
+    revoked_among = providers.Singleton(RevokedAmong, uow=uow.provider)
+    revocation_sweep = providers.Singleton(RevocationSweep, revoked_among=revoked_among)
     sign_out = providers.Singleton(SignOut, uow=uow.provider, clock=clock, notifier=fanout)
     sign_out_everywhere = providers.Singleton(SignOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
     change_password = providers.Singleton(

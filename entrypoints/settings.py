@@ -66,7 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redelivery_s: PositiveFloat = 10.0
     heartbeat_s: Positive = 20  # whole seconds: ready's heartbeatS is an integer
     presence_ttl_s: PositiveFloat = 30.0
-    session_check_s: PositiveFloat = 30.0  # an open socket re-reads its login this often
+    session_check_s: PositiveFloat = 30.0  # each process re-reads its open sockets' logins this often
     redis_timeout_s: PositiveFloat = 0.5  # connect and command timeout of the Redis client
     auth_timeout_s: PositiveFloat = 5.0
     rate_msg_per_s: PositiveFloat = 20.0

@@ -30,7 +30,7 @@ from domain.social import Relation
 from domain.users import User
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
     from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,6 +137,12 @@ class SqlAlchemyLoginRepository(LoginRepository):
     async def active_ids_of(self, user_id: int) -> list[str]:
         stmt = select(logins.c.id).where(logins.c.user_id == user_id, logins.c.revoked_at.is_(None))
         return list((await self._session.execute(stmt)).scalars())
+
+    async def inactive_among(self, login_ids: Collection[str]) -> set[str]:
+        if not login_ids:
+            return set()
+        stmt = select(logins.c.id).where(logins.c.id.in_(login_ids), logins.c.revoked_at.is_(None))
+        return set(login_ids) - set((await self._session.execute(stmt)).scalars())
 
     async def add_refresh(self, token: RefreshToken) -> None:
         self._session.add(token)

@@ -176,16 +176,8 @@ class CatchUpCall:
     ref: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LoginCheckCall:
-    """Is the connection's login still active in the store? Asked every ``session_check_s``, so a
-    revocation whose broadcast was lost (pub/sub is at most once) still closes the socket."""
-
-    ref: str | None = None
-
-
 FrameCall = Reauthenticate | MarkReadCall | SearchCall | TypingCall | OnlineCall
-Call = FrameCall | StillPendingCall | CatchUpCall | LoginCheckCall
+Call = FrameCall | StillPendingCall | CatchUpCall
 Action = PipelinedSend | PipelinedAck | ReadBatch | CloseRequest | WakeAt | Call
 
 

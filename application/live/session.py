@@ -26,11 +26,10 @@ The rules (contract §3):
   (the server or its database failed; a database outage must not close every sending socket)
   aside.
 * Auth. A re-auth with a token of another user closes 4401, so does the token's expiry and any
-  frame whose use case says the caller is unauthenticated; a revocation of our login closes 4403,
-  whether it comes as an event or from the store: every ``session_check_s`` the session asks
-  whether its login is still active (:class:`LoginCheckCall`, on the same one timer), so a logout
-  whose broadcast was lost takes effect within that interval. A check that fails (the store is
-  down) keeps the socket and asks again an interval later. The first close request wins.
+  frame whose use case says the caller is unauthenticated; a revocation of our login
+  (:class:`LoginsRevoked`, broadcast by the logout, or delivered by the process's login sweep that
+  reads the store every ``CHAT_SESSION_CHECK_S``: :mod:`application.live.revocation`) closes 4403.
+  The session keeps no login-check timer of its own. The first close request wins.
 * Delivery. Everything pushed is in flight until acknowledged (here or, as the store tells at the
   re-push, by another device) and pushed again when ``redelivery_s`` have passed since its push:
   the session asks to be woken (one :class:`WakeAt`, shared with the token's expiry) when the
@@ -46,7 +45,6 @@ The rules (contract §3):
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
@@ -62,7 +60,6 @@ from application.live.actions import (
     ErrorReply,
     FrameCall,
     FrameKind,
-    LoginCheckCall,
     MarkReadCall,
     OnlineCall,
     OnlineNow,
@@ -118,7 +115,6 @@ class SessionLimits:
     max_frame_bytes: int
     max_pipelined: int = 16
     repush_from_store: bool = False
-    session_check_s: float | None = None  # None: the login is never re-read (tests of other rules)
 
 
 class EncodedBatch(NamedTuple):
@@ -156,7 +152,6 @@ class LiveSession:
         "_awaited",
         "_awaited_for",
         "_busy",
-        "_check_due",
         "_clock",
         "_connected_at",
         "_encode",
@@ -223,7 +218,6 @@ class LiveSession:
         # just asks again.
         self._wake: float | None = None  # the WakeAt asked for and not come yet
         self._repush_due: float | None = None
-        self._check_due: float | None = None  # the next login check (None: none, or one running)
         # Offline batches: the read of the batch after the current one, or that batch once read;
         # the read the next batch waits for (answers wait too) and the acknowledgement it answers.
         self._ahead: ReadBatch | None = None
@@ -259,7 +253,6 @@ class LiveSession:
         """The connection is attached and listening: queue ``ready`` (with the ``ref`` of the
         ``auth`` frame that authenticated the socket, if any), read the first batch."""
         self._outbox.append(Outgoing(self._encode(Ready(ref, self.user_id, self.connection_id)), OTHER, None))
-        self._schedule_check(now_ms, first=True)
         self._schedule_expiry(now_ms)
         self._read_now(None)
 
@@ -283,9 +276,6 @@ class LiveSession:
             self._expires_ms = None
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
             return
-        if self._check_due is not None and now_ms >= self._check_due:
-            self._check_due = None  # asked again when the answer comes
-            self.actions.append(LoginCheckCall())
         if self._repush_due is not None and now_ms >= self._repush_due:
             self._repush_due = None  # the end of this round (or of the one running) asks again
             self._repush(now_ms)
@@ -299,32 +289,12 @@ class LiveSession:
             self._expires_ms = now_ms + max(0.0, (expires_at - self._clock.now()).total_seconds() * 1000)
         self._ask_wake()
 
-    def _schedule_check(self, now_ms: float, *, first: bool = False) -> None:
-        """The next login check comes ``session_check_s`` from now (if the limits ask for any).
-        The first comes sooner, between half of that and all of it by the connection id, so the
-        sockets of a mass reconnect do not read the store in step for ever after."""
-        every_s = self._limits.session_check_s
-        if every_s is not None and self.closing is None:
-            every_ms = every_s * 1000
-            if first:  # (1000 + 0..999) / 2000 of the interval
-                every_ms = every_ms * (1000 + zlib.crc32(self.connection_id.encode()) % 1000) / 2000
-            self._check_due = now_ms + every_ms
-            self._ask_wake()
-
-    def login_checked(self, call: LoginCheckCall, active: bool, now_ms: float) -> None:
-        """The store's answer to a :class:`LoginCheckCall`: a login no longer active closes 4403."""
-        if not active:
-            self.close(CloseCode.REVOKED, "login revoked")
-        else:
-            self._schedule_check(now_ms)
-
     def _ask_wake(self) -> None:
-        """Ask the driver for one wake at the earliest of the expiry, the next re-push and the next
-        login check (a new WakeAt replaces the one asked for before)."""
-        at = None
-        for due in (self._expires_ms, self._repush_due, self._check_due):
-            if due is not None and (at is None or due < at):
-                at = due
+        """Ask the driver for one wake at the earlier of the expiry and the next re-push (a new
+        WakeAt replaces the one asked for before)."""
+        at, repush = self._expires_ms, self._repush_due
+        if repush is not None and (at is None or repush < at):
+            at = repush
         if at is not None and at != self._wake and self.closing is None:
             self._wake = at
             self.actions.append(WakeAt(at))
@@ -490,16 +460,9 @@ class LiveSession:
             self._reply(Ready(call.ref, self.user_id, self.connection_id))
         self._busy = None
 
-    def call_failed(
-        self, call: FrameCall | StillPendingCall | CatchUpCall | LoginCheckCall, exc: Exception, now_ms: float
-    ) -> None:
+    def call_failed(self, call: FrameCall | StillPendingCall | CatchUpCall, exc: Exception, now_ms: float) -> None:
         """A call raised: a frame's is answered with its error (an unauthenticated caller is
-        closed 4401); a failed re-push round ends and the next one tries again; a failed login
-        check (the store is down) keeps the socket and is tried again an interval later."""
-        if isinstance(call, LoginCheckCall):
-            log.warning("login check failed for connection %s", self.connection_id, exc_info=exc)
-            self._schedule_check(now_ms)
-            return
+        closed 4401); a failed re-push round ends and the next one tries again."""
         if isinstance(call, StillPendingCall | CatchUpCall):
             log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
             self._repushing = None

@@ -66,6 +66,11 @@ class Connection:
     def user_id(self) -> int:
         return self.session.principal.user_id
 
+    @property
+    def sid(self) -> str:
+        """The connection's current login (a re-auth may change it)."""
+        return self.session.principal.sid
+
     def deliver(self, event: Event) -> None:
         self.session.event_published(event, self._now())
         self._pump()

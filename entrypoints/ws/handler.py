@@ -1,5 +1,6 @@
 """``GET /ws``: handshake checks, first-frame (or subprotocol) authentication, caps, then one
-:class:`Connection` per socket. Also the process-wide store catch-up sweep and shutdown."""
+:class:`Connection` per socket. Also the process-wide sweeps (store catch-up, revoked logins,
+presence) and shutdown."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEve
 
 from application.common import Principal
 from application.live.actions import CloseCode
+from application.live.revocation import RevocationSweep
 from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError, BusyError
@@ -30,7 +32,7 @@ SHUTTING_DOWN = "server shutting down"
 
 
 class LiveConnections:
-    """This process's connections, for its cap, the catch-up sweep and shutdown. (The per-user cap
+    """This process's connections, for its cap, the catch-up and login sweeps and shutdown. (The per-user cap
     holds deployment-wide: the presence registry checks it, see :class:`Connection`.)"""
 
     def __init__(self) -> None:
@@ -151,6 +153,15 @@ async def catch_up_sweep(live: LiveConnections, interval_s: float) -> None:
                 await connection.catch_up()
             except Exception:  # one failing connection must not stop the sweep for the others
                 log.exception("catching up failed for connection %s", connection.connection_id)
+
+
+async def login_sweep(live: LiveConnections, sweep: RevocationSweep, interval_s: float) -> None:
+    """Forever: every ``interval_s`` (``CHAT_SESSION_CHECK_S``) close the connections whose login
+    was revoked, read from the store for all of this process's connections at once (a failed read
+    is retried on the next tick, see :class:`RevocationSweep`)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await sweep(live.snapshot())
 
 
 async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:

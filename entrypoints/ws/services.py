@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from application.accounts import Authenticate, LoginActive
+from application.accounts import Authenticate
 from application.common import Principal
 from application.live import actions as a
 from application.live.session import LiveSession, SessionLimits
@@ -37,7 +37,6 @@ class Services:
     monotonic: Callable[[], float]  # seconds: the session's time (rate limits, error window, expiry)
     hub: ConnectionHub
     authenticate: Authenticate
-    login_active: LoginActive
     send_message: SendMessage
     acknowledge: AcknowledgeDelivery
     mark_read: MarkRead
@@ -65,7 +64,6 @@ class Services:
             max_queued_frames=s.max_queued_frames,
             max_frame_bytes=s.max_frame_bytes,
             repush_from_store=self.repush_from_store,
-            session_check_s=s.session_check_s,
         )
         object.__setattr__(self, "limits", limits)
         object.__setattr__(self, "encoder", ReplyEncoder(self.clock, s.heartbeat_s))
@@ -109,8 +107,6 @@ async def run_call(services: Services, session: LiveSession, call: a.Call, now: 
                 session.still_pending_found(call, await s.still_pending(actor, check), now())
             case a.CatchUpCall():
                 session.caught_up(call, await s.pending_for(actor, _OLDEST_PENDING), now())
-            case a.LoginCheckCall():
-                session.login_checked(call, await s.login_active(actor), now())
     except Exception as exc:
         session.call_failed(call, exc, now())
 

@@ -231,6 +231,28 @@ async def test_logins_and_their_active_ids(uow_factory: UowFactory) -> None:
         assert await uow.logins.get("nope") is None
 
 
+async def test_inactive_among_are_the_revoked_and_the_missing_in_one_query(uow_factory: UowFactory) -> None:
+    """What the process's login sweep asks (issue 15, finding 2), a chunk of ids at a time."""
+    ann_id, bob_id = await store(uow_factory, new_user("Ann"), new_user("Bob"))
+    async with uow_factory() as uow:
+        for login_id, user_id in [("L1", ann_id), ("L2", ann_id), ("B1", bob_id), ("B2", bob_id)]:
+            await uow.logins.add(Login(id=login_id, user_id=user_id, created_at=NOW))
+        await uow.commit()
+    async with uow_factory() as uow:
+        for login_id in ("L2", "B2"):
+            login = await uow.logins.get(login_id)
+            assert login is not None
+            login.revoke(NOW + timedelta(minutes=1))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.logins.inactive_among(["L1", "L2", "B1", "B2", "nope"]) == {"L2", "B2", "nope"}
+        assert await uow.logins.inactive_among(["L1", "B1"]) == set()
+        assert await uow.logins.inactive_among([]) == set()
+        many = [f"x{i}" for i in range(500)] + ["L1"]  # a full chunk of the sweep, in one statement
+        assert await uow.logins.inactive_among(many) == set(many) - {"L1"}
+
+
 async def _login_with_token(uow_factory: UowFactory, digest: str = "d" * 64) -> RefreshToken:
     (ann_id,) = await store(uow_factory, new_user("Ann"))
     token = RefreshToken.issue(digest=digest, login_id="L1", now=NOW, ttl_s=3600)

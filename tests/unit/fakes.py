@@ -510,6 +510,10 @@ class InMemoryLoginRepository(LoginRepository):
     async def active_ids_of(self, user_id: int) -> list[str]:
         return [login.id for login in self._txn.data.logins.values() if login.user_id == user_id and login.active]
 
+    async def inactive_among(self, login_ids: Collection[str]) -> set[str]:
+        logins = self._txn.data.logins
+        return {i for i in login_ids if i not in logins or not logins[i].active}
+
     async def add_refresh(self, token: RefreshToken) -> None:
         tokens = self._txn.data.refresh_tokens
         if token.digest in tokens:

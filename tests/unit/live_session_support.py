@@ -92,7 +92,6 @@ class Driver:
         repush_from_store: bool = False,
         expires_in_s: float | None = None,
         sid: str = "sid-1",
-        session_check_s: float | None = None,
     ) -> None:
         self.clock = FixedClock()
         self.now = 0.0
@@ -111,7 +110,6 @@ class Driver:
                 max_frame_bytes=1024,
                 max_pipelined=max_pipelined,
                 repush_from_store=repush_from_store,
-                session_check_s=session_check_s,
             ),
             clock=self.clock,
             encode=self.encoder,

@@ -14,7 +14,6 @@ from application.live.actions import (
     CloseRequest,
     ErrorReply,
     FrameKind,
-    LoginCheckCall,
     MarkReadCall,
     OnlineCall,
     OnlineNow,
@@ -345,45 +344,6 @@ def test_a_revocation_of_our_login_closes_4403_and_of_another_does_nothing() -> 
     assert d.frames() == []
     d.session.event_published(LoginsRevoked(sids=frozenset({"other", "mine"})), d.now)
     assert d.closed() == CloseRequest(CloseCode.REVOKED, "login revoked")
-
-
-def test_the_login_is_checked_in_the_store_every_interval_and_a_revoked_one_closes_4403() -> None:
-    """Issue 15, finding 2: a revocation whose broadcast was lost still ends the socket, within
-    ``session_check_s``, on the one timer the session already has."""
-    d = Driver(session_check_s=30, expires_in_s=900)
-    assert d.start() == [WakeAt(27_300)]  # the first: 0.5–1 interval by the connection id ("conn-1")
-    d.advance(27_299)
-    d.session.time_passed(d.now)
-    assert d.actions() == [WakeAt(27_300)]  # woken early: wake me again
-    d.advance(1)
-    d.session.time_passed(d.now)
-    assert d.actions() == [LoginCheckCall(), WakeAt(900_000)]
-    d.session.login_checked(LoginCheckCall(), True, d.now)  # still active: the next in 30 s
-    assert d.actions() == [WakeAt(57_300)]
-    assert d.closed() is None
-    d.advance(30_000)
-    d.session.time_passed(d.now)
-    check = d.actions()[0]
-    assert isinstance(check, LoginCheckCall)
-    d.session.login_checked(check, False, d.now)
-    assert d.closed() == CloseRequest(CloseCode.REVOKED, "login revoked")
-
-
-def test_a_failed_login_check_keeps_the_socket_and_asks_again_an_interval_later() -> None:
-    d = Driver(session_check_s=30)
-    d.start()
-    d.advance(27_300)
-    d.session.time_passed(d.now)
-    assert d.actions() == [LoginCheckCall()]
-    d.session.call_failed(LoginCheckCall(), ConnectionError("store down"), d.now)
-    assert d.closed() is None
-    assert d.actions() == [WakeAt(57_300)]
-    assert not [f for f in d.frames() if isinstance(f, ErrorReply)]  # nothing told to the client
-
-
-def test_no_login_check_without_an_interval() -> None:
-    d = Driver()
-    assert d.start() == []
 
 
 def test_the_first_close_request_wins() -> None:
