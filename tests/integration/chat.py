@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.container import Container
-from tests.integration.support import make_container, make_settings, serve
+from tests.integration.support import make_container, make_settings, serve_async
 
 if TYPE_CHECKING:
     from application.ports import Clock
@@ -174,6 +174,5 @@ async def running_chat(
         container.monotonic.override(providers.Object(monotonic))
     if clock is not None:
         container.clock.override(providers.Object(clock))
-    with serve(container) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            yield Chat(base_url, http, container, uow)
+    async with serve_async(container) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        yield Chat(base_url, http, container, uow)

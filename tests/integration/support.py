@@ -3,10 +3,11 @@ app served by uvicorn on a loopback port in a background thread (real sockets)."
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -46,7 +47,30 @@ def make_container(settings: Settings, *, cheap_hashing: bool = True) -> Contain
 
 @contextmanager
 def serve(container: Container, *, startup_timeout_s: float = 15.0) -> Iterator[str]:
-    """Serve the real app on 127.0.0.1 (a free port) until the block ends; yields the base URL."""
+    """Serve the real app on 127.0.0.1 (a free port) until the block ends; yields the base URL.
+    For tests whose clients run on an event loop use :func:`serve_async`: this one blocks the
+    caller's thread while the server stops, so such clients could not answer its close frames."""
+    server, thread, url = _start(container, startup_timeout_s)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@asynccontextmanager
+async def serve_async(container: Container, *, startup_timeout_s: float = 15.0) -> AsyncIterator[str]:
+    """:func:`serve` for async tests: while the server stops (it closes open sockets 1001 and
+    waits for the clients' close frames), the test's event loop keeps running its clients."""
+    server, thread, url = _start(container, startup_timeout_s)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 15)
+
+
+def _start(container: Container, startup_timeout_s: float) -> tuple[uvicorn.Server, threading.Thread, str]:
     app = create_app(container)
     options = {**uvicorn_options(container.settings()), "log_level": "warning"}
     config = uvicorn.Config(app, host="127.0.0.1", port=0, **options)
@@ -59,11 +83,7 @@ def serve(container: Container, *, startup_timeout_s: float = 15.0) -> Iterator[
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def entries(directory: Path) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.container import Container
-from tests.integration.support import make_container, make_settings, serve
+from tests.integration.support import make_container, make_settings, serve_async
 
 PASSWORD = "correct horse battery"
 
@@ -50,9 +50,8 @@ async def running_api(
     url: str, uow: Callable[[], SqlAlchemyUnitOfWork], env: dict[str, str] | None = None
 ) -> AsyncIterator[Api]:
     container = make_container(make_settings(url, env))
-    with serve(container) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            yield Api(client, container, uow)
+    async with serve_async(container) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        yield Api(client, container, uow)
 
 
 @pytest.fixture
