@@ -120,6 +120,7 @@ class Chat:
     http: httpx.AsyncClient
     container: Container | None = None  # None for a server in another process
     uow: Callable[[], SqlAlchemyUnitOfWork] | None = None
+    sockets: list[ClientConnection] = field(default_factory=list)  # every socket opened, to close at the end
 
     @property
     def ws_url(self) -> str:
@@ -142,7 +143,13 @@ class Chat:
         return Account(account.id, account.name, account.email, body["access_token"], body["refresh_token"])
 
     async def open(self, **kwargs: Any) -> ClientConnection:
-        return await connect(self.ws_url, max_size=None, open_timeout=10, **kwargs)
+        ws = await connect(self.ws_url, max_size=None, open_timeout=10, **kwargs)
+        self.sockets.append(ws)
+        return ws
+
+    async def close_sockets(self) -> None:
+        """Close every socket still open (before a server that waits for their close frames stops)."""
+        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
 
     async def connect(self, account: Account) -> Client:
         ws = await self.open()

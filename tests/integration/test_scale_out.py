@@ -121,7 +121,12 @@ async def cluster_of(migrated_url: str, redis_url: str, tmp_path: Path) -> Async
             httpx.AsyncClient(base_url=n1.base_url, timeout=30) as h1,
             httpx.AsyncClient(base_url=n2.base_url, timeout=30) as h2,
         ):
-            yield Cluster(Chat(n1.base_url, h1), Chat(n2.base_url, h2), [n1, n2], redis_url, prefix)
+            one, two = Chat(n1.base_url, h1), Chat(n2.base_url, h2)
+            try:
+                yield Cluster(one, two, [n1, n2], redis_url, prefix)
+            finally:  # the nodes stop with this loop blocked: their sockets must be closed first
+                await one.close_sockets()
+                await two.close_sockets()
     client = aioredis.Redis.from_url(redis_url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
