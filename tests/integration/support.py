@@ -4,6 +4,7 @@ app served by uvicorn on a loopback port in a background thread (real sockets)."
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -84,6 +85,14 @@ def _start(container: Container, startup_timeout_s: float) -> tuple[uvicorn.Serv
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     return server, thread, f"http://127.0.0.1:{port}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server started as a subprocess)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def entries(directory: Path) -> list[str]:

@@ -17,16 +17,9 @@ import httpx
 import pytest
 
 from adapters.sqlalchemy.migrate import upgrade
-from tests.integration.support import TEST_SECRET
+from tests.integration.support import TEST_SECRET, free_port
 
 CLI = [sys.executable, "-m", "entrypoints.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

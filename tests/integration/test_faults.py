@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.chat import Account, Chat, close_code
-from tests.integration.support import TEST_SECRET
+from tests.integration.support import TEST_SECRET, free_port
 
 PAIRS = 3  # six users, each sending to its partner
 IN_FLIGHT = 16  # sends a user has unanswered at most
@@ -43,13 +42,6 @@ UNAVAILABLE = "internal: the database is unavailable, retry shortly"  # nothing 
 @pytest.fixture
 def backend() -> str:
     return "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

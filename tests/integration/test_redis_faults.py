@@ -31,8 +31,8 @@ from domain.auth import AttemptWindow
 from domain.presence import TooManyConnectionsError
 from entrypoints.container import connect_redis
 from tests.integration.chat import Account, Chat, Client
-from tests.integration.support import TEST_SECRET
-from tests.integration.test_scale_out import TIMINGS, befriend, free_port, start_nodes
+from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.test_scale_out import TIMINGS, befriend, start_nodes
 
 pytestmark = [
     pytest.mark.redis,

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.chat import Chat, Client, read_until_closed, running_chat
-from tests.integration.support import TEST_SECRET
+from tests.integration.support import TEST_SECRET, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -41,13 +40,6 @@ TIMINGS = {
 @pytest.fixture
 def backend() -> str:
     return "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
