@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar, WebSocket, get, websocket
 
+from bench.servers import BENCH_MAX_CONNECTIONS_PER_ADDRESS
 from entrypoints.server import uvicorn_options
 from entrypoints.settings import Settings
 
@@ -37,7 +38,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8124)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, **uvicorn_options(Settings(log_level="warning")))
+    # The load generator's connections all come from one address: no per-address cap here either.
+    settings = Settings(log_level="warning", max_connections_per_address=BENCH_MAX_CONNECTIONS_PER_ADDRESS)
+    uvicorn.run(create_app(), host=args.host, port=args.port, **uvicorn_options(settings))
 
 
 if __name__ == "__main__":

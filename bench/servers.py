@@ -30,6 +30,8 @@ STOP_TIMEOUT_S = 30.0
 # High enough that the benchmark never meets them; the limits stay in the code.
 BENCH_RATE_MSG_PER_S = "1000000"
 BENCH_RATE_MSG_BURST = "1000000"
+# Every load-generator connection comes from 127.0.0.1: the per-address cap would stop (b) at 256.
+BENCH_MAX_CONNECTIONS_PER_ADDRESS = 1_000_000
 
 
 class ServerFailedError(Exception):
@@ -103,6 +105,7 @@ class Server:
                     "CHAT_RATE_MSG_BURST": BENCH_RATE_MSG_BURST,
                     "CHAT_MAX_CONNECTIONS_PER_USER": str(spec.max_connections_per_user),
                     "CHAT_MAX_CONNECTIONS": str(spec.max_connections),
+                    "CHAT_MAX_CONNECTIONS_PER_ADDRESS": str(BENCH_MAX_CONNECTIONS_PER_ADDRESS),
                     "CHAT_LOG_LEVEL": "warning",
                 }
             )
