@@ -108,9 +108,8 @@ class SessionWork:
                 task.cancel()
 
     def _perform(self, action: a.Action) -> None:
-        if isinstance(action, _PIPELINED):
-            self._begin(action)
-        elif isinstance(action, a.ReadBatch):
+        """Any action but a call or a pipelined write (those :meth:`perform_until_call` handles)."""
+        if isinstance(action, a.ReadBatch):
             task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
             task.add_done_callback(self._batch_done)
             self._reads.append(task)
