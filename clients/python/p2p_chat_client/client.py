@@ -114,12 +114,24 @@ class ChatClient:
         self._first_ready: asyncio.Future[Ready] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.duplicates_dropped = 0  # messages received again (re-pushes, repeated batches) and not shown
 
     async def __aenter__(self) -> ChatClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def running(self) -> bool:
+        """The reconnect loop is running (connected, connecting or waiting to retry)."""
+        return self._run_task is not None and not self._run_task.done()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the reconnect loop has ended (signed out, or :meth:`disconnect`)."""
+        if self._run_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._run_task)
 
     @property
     def user_id(self) -> int | None:
@@ -517,6 +529,8 @@ class ChatClient:
         for message in messages:
             if self._seen.first_time(message.id):
                 self._emit(MessageReceived(message, offline=offline))
+            else:
+                self.duplicates_dropped += 1
         ids = [message.id for message in messages if message.to == self.user_id]
         if ids:
             with contextlib.suppress(ConnectionClosed):
