@@ -279,7 +279,7 @@ async def test_typing_presence_and_online_users(migrated_url: str) -> None:
 
 async def test_the_socket_is_reauthenticated_before_the_token_expires(migrated_url: str) -> None:
     async with served(migrated_url, CHAT_ACCESS_TOKEN_TTL_S="2") as url:
-        early = dataclasses.replace(FAST, refresh_margin_s=1.0)  # a 2 s token is refreshed after 1 s
+        early = dataclasses.replace(FAST, refresh_margin_s=1.0, refresh_fraction=0.5)  # after 1 s of 2
         async with (
             await registered(url, "Ann", timings=early) as ann,
             await registered(url, "Bob", timings=early) as bob,
@@ -303,7 +303,7 @@ async def test_the_socket_is_reauthenticated_before_the_token_expires(migrated_u
 async def test_an_expired_token_is_refreshed_before_reconnecting(migrated_url: str) -> None:
     now = [0.0]
     async with served(migrated_url) as url:
-        ann = ChatClient(url, timings=Timings(refresh_margin_s=0, refresh_fraction=1e6), clock=lambda: now[0])
+        ann = ChatClient(url, timings=Timings(refresh_margin_s=0, refresh_fraction=1.0), clock=lambda: now[0])
         async with ann:
             await ann.register(**credentials("Ann"))
             old = ann.tokens

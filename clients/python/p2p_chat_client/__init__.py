@@ -2,7 +2,7 @@
 ``send()``, and ``async for event in client.events()``. Built on the public protocol only
 (docs/protocol.md): it imports nothing from the server."""
 
-from p2p_chat_client.client import RETRYABLE_SEND_ERRORS, ChatClient, NotConnectedError
+from p2p_chat_client.client import RETRYABLE_SEND_ERRORS, ChatClient, NotConnectedError, Socket, open_websocket
 from p2p_chat_client.models import (
     Ack,
     ApiError,
@@ -61,6 +61,7 @@ __all__ = [
     "SendRefusedError",
     "Sent",
     "SignedOutError",
+    "Socket",
     "State",
     "StateChanged",
     "Timings",
@@ -68,5 +69,6 @@ __all__ = [
     "Typing",
     "UserPublic",
     "close_action",
+    "open_websocket",
     "refresh_delay",
 ]

@@ -17,10 +17,10 @@ import json
 import random as random_module
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
@@ -64,6 +64,30 @@ _HANDSHAKE_STATUS = {401: 4401, 403: 4403, 429: 4429, 503: 1013}
 _MAX_FRAME = 8 * 1024 * 1024  # offline batches can be a few MiB
 
 
+class Socket(Protocol):
+    """What the client needs of a WebSocket (a ``websockets`` ``ClientConnection``; a fake in tests).
+    ``recv`` raises ``websockets.exceptions.ConnectionClosed`` when the socket closes."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+async def open_websocket(url: str, access_token: str, timings: Timings) -> Socket:
+    """Open ``url`` offering the subprotocols ``bearer, <access token>`` (no ``auth`` frame needed).
+    Raises ``OSError``, ``TimeoutError`` or ``websockets.exceptions.InvalidHandshake``
+    (``InvalidStatus`` when the server answered the handshake with an HTTP error)."""
+    return await connect(
+        url,
+        subprotocols=[Subprotocol("bearer"), Subprotocol(access_token)],
+        open_timeout=timings.open_timeout_s,
+        max_size=_MAX_FRAME,
+        proxy=None,
+    )
+
+
 class NotConnectedError(ChatError):
     """A socket-only call (typing, markRead, …) was made while the socket is not ready."""
 
@@ -85,6 +109,7 @@ class ChatClient:
         random: Callable[[], float] = random_module.random,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         http: httpx.AsyncClient | None = None,
+        open_socket: Callable[[str, str, Timings], Awaitable[Socket]] = open_websocket,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.ws_url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
@@ -96,6 +121,7 @@ class ChatClient:
         self._new_id = new_id
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=self.timings.request_timeout_s)
         self._owns_http = http is None
+        self._open_socket = open_socket
         self.tokens: Tokens | None = None
         self.state: State = "signed_out"
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -104,7 +130,7 @@ class ChatClient:
         self._acks: dict[str, asyncio.Future[Ack]] = {}
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._refs = itertools.count(1)
-        self._ws: ClientConnection | None = None
+        self._ws: Socket | None = None
         self._ready = False  # the current socket got its first ``ready``
         self._sent_here: set[str] = set()  # clientMsgIds sent on the current socket
         self._send_lock = asyncio.Lock()
@@ -440,13 +466,7 @@ class ChatClient:
         if self.tokens is None:
             return 4403
         try:
-            ws = await connect(
-                self.ws_url,
-                subprotocols=[Subprotocol("bearer"), Subprotocol(self.tokens.access_token)],
-                open_timeout=self.timings.open_timeout_s,
-                max_size=_MAX_FRAME,
-                proxy=None,
-            )
+            ws = await self._open_socket(self.ws_url, self.tokens.access_token, self.timings)
         except InvalidStatus as exc:
             return _HANDSHAKE_STATUS.get(exc.response.status_code, ABNORMAL)
         except (OSError, InvalidHandshake, TimeoutError):
@@ -471,14 +491,14 @@ class ChatClient:
             self._requests.clear()
             await ws.close()
 
-    async def _await_ready(self, ws: ClientConnection) -> None:
+    async def _await_ready(self, ws: Socket) -> None:
         await self._sleep(self.timings.open_timeout_s)
         if not self._ready:
             await ws.close(4000, "no ready in time")
 
     # --- internals: frames ----------------------------------------------------------------
 
-    async def _on_frame(self, ws: ClientConnection, raw: str | bytes, backoff: Backoff) -> None:
+    async def _on_frame(self, ws: Socket, raw: str | bytes, backoff: Backoff) -> None:
         frame: dict[str, Any] = json.loads(raw)
         kind = frame.get("type")
         ref = frame.get("ref")
@@ -523,7 +543,7 @@ class ChatClient:
         elif ref is not None:  # pong, onlineUsers, searchResults
             self._resolve(ref, frame)
 
-    async def _receive(self, ws: ClientConnection, messages: list[Message], *, offline: bool) -> None:
+    async def _receive(self, ws: Socket, messages: list[Message], *, offline: bool) -> None:
         """Show each message once, then acknowledge every one addressed to us (repeats too: the
         next offline batch waits for them)."""
         for message in messages:

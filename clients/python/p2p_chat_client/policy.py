@@ -43,8 +43,8 @@ class Timings:
     backoff_base_s: float = 0.5  # the first retry after a failed attempt waits about this
     backoff_cap_s: float = 30.0  # no wait grows beyond this
     backoff_floor_s: float = 5.0  # the least wait after a close that asks us to back off
-    refresh_margin_s: float = 60.0  # refresh this long before the access token expires …
-    refresh_fraction: float = 0.8  # … or after this fraction of its lifetime, whichever is earlier
+    refresh_margin_s: float = 60.0  # refresh this long before the access token expires, …
+    refresh_fraction: float = 0.8  # … but not before this fraction of its lifetime (short tokens)
     open_timeout_s: float = 10.0  # to open the socket and get ``ready``
     request_timeout_s: float = 30.0  # one HTTP request
     retry_send_s: float = 1.0  # before resending a send refused as ``rate_limited``/``internal``
@@ -72,8 +72,10 @@ class Backoff:
 
 
 def refresh_delay(expires_in: float, timings: Timings) -> float:
-    """Seconds from now until the token of ``expires_in`` seconds should be refreshed."""
-    return max(0.0, min(expires_in - timings.refresh_margin_s, expires_in * timings.refresh_fraction))
+    """Seconds from now until the token of ``expires_in`` seconds should be refreshed: ``margin``
+    before it expires, but never before ``fraction`` of its lifetime (a token shorter than the margin
+    would otherwise be refreshed over and over)."""
+    return max(0.0, expires_in - timings.refresh_margin_s, expires_in * timings.refresh_fraction)
 
 
 class Deduper:
