@@ -249,6 +249,7 @@ class ChatClient:
         if self._ws is not None:
             await self._ws.close()
         if self._run_task is not None:
+            self._run_task.cancel()  # it may be waiting out a back-off
             with contextlib.suppress(asyncio.CancelledError):
                 await self._run_task
         self._run_task = None
