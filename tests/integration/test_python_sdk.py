@@ -279,7 +279,8 @@ async def test_typing_presence_and_online_users(migrated_url: str) -> None:
 
 async def test_the_socket_is_reauthenticated_before_the_token_expires(migrated_url: str) -> None:
     async with served(migrated_url, CHAT_ACCESS_TOKEN_TTL_S="2") as url:
-        early = dataclasses.replace(FAST, refresh_margin_s=1.0, refresh_fraction=0.5)  # after 1 s of 2
+        # A 2 s token lives 1–2 s (its ``exp`` is whole seconds): refreshed every 0.5 s.
+        early = dataclasses.replace(FAST, refresh_margin_s=1.5, refresh_fraction=0.25)
         async with (
             await registered(url, "Ann", timings=early) as ann,
             await registered(url, "Bob", timings=early) as bob,
@@ -288,7 +289,7 @@ async def test_the_socket_is_reauthenticated_before_the_token_expires(migrated_u
             await ann.connect()
             first = ann.tokens
             assert not (await next_of(ann, Ready)).reauthenticated  # the socket's first ready
-            for _ in range(2):  # two refreshes: past the first token's 2 s, on one socket
+            for _ in range(4):  # past the first token's expiry, on one socket
                 assert (await next_of(ann, Ready)).reauthenticated
             assert ann.tokens is not first
             assert ann.state == "online"
