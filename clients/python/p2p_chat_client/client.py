@@ -226,22 +226,26 @@ class ChatClient:
 
     async def connect(self) -> Ready:
         """Start the reconnect loop (if it is not running) and wait for the socket's ``ready``.
-        Raises :class:`SignedOutError` when the loop ends signed out before that."""
+        Raises :class:`SignedOutError` when the loop ends signed out before that (and
+        :class:`NotConnectedError` when :meth:`disconnect` ends it)."""
         if self.tokens is None:
             raise SignedOutError("register or log in first")
         if self._ready and self._first_ready is not None and self._first_ready.done():
             return self._first_ready.result()
-        self._first_ready = asyncio.get_running_loop().create_future()
+        if self._first_ready is None or self._first_ready.done():  # else another caller waits for it too
+            self._first_ready = asyncio.get_running_loop().create_future()
         if self._run_task is None or self._run_task.done():
             self._stopping = False
             self._run_task = asyncio.create_task(self._run(), name="p2p-chat-client")
-        waiter = asyncio.ensure_future(self._first_ready)
+        waiter = asyncio.shield(self._first_ready)
         running: asyncio.Future[Any] = self._run_task
         done, _ = await asyncio.wait({waiter, running}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
             return waiter.result()
         waiter.cancel()
-        raise SignedOutError("the login was refused")
+        if self.tokens is None:
+            raise SignedOutError("the login was refused or revoked")
+        raise NotConnectedError("disconnect() was called before the socket was ready")
 
     async def disconnect(self) -> None:
         """Stop the reconnect loop and close the socket (pending sends stay in the outbox)."""
@@ -390,6 +394,9 @@ class ChatClient:
                 future.set_exception(SignedOutError("signed out; the send stays in the outbox"))
                 future.exception()  # retrieved: nobody may be waiting
         self._acks.clear()
+        self._stopping = True  # the loop ends; a later connect() starts a new one
+        if self._ws is not None:
+            self._spawn(self._ws.close())
         self._set_state("signed_out", code)
 
     # --- internals: HTTP ------------------------------------------------------------------
@@ -583,6 +590,7 @@ class ChatClient:
         future = self._acks.pop(cid, None)
         if future is not None and not future.done():
             future.set_exception(SendRefusedError(cid, error.code, error.message))
+            future.exception()  # retrieved: after enqueue() nobody waits for it (the Error event tells)
 
     async def _retry_send(self, client_msg_id: str) -> None:
         await self._sleep(self.timings.retry_send_s)
