@@ -20,8 +20,10 @@ from p2p_chat_client import (
     ChatClient,
     Event,
     MessageReceived,
+    Ready,
     SendRefusedError,
     Sent,
+    SignedOutError,
     Socket,
     StateChanged,
     Timings,
@@ -244,3 +246,42 @@ async def test_a_rate_limited_send_is_retried_and_a_refused_one_leaves_the_outbo
             await client.send(1, "to myself")
         assert refused.value.code == "bad_request"
         assert await client.outbox.items() == []
+
+
+def reauthenticate(frame: Frame) -> list[Frame | int]:
+    return [READY | {"ref": frame["ref"]}] if frame["type"] == "auth" else []
+
+
+async def test_a_refresh_reauthenticates_the_open_socket() -> None:
+    socket = FakeSocket([READY], reply=reauthenticate)
+    async with http_api() as http, await signed_in(FakeServer(socket), Sleeps(), http) as client:
+        await client.connect()
+        await client.refresh()
+        assert [(f["type"], f["token"]) for f in socket.sent] == [("auth", "access-2")]
+        readies = [e for e in drain(client) if isinstance(e, Ready)]
+        assert [r.reauthenticated for r in readies] == [False, True]
+        assert client.state == "online"
+
+
+async def test_a_refused_refresh_signs_out_and_ends_the_loop() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/login":
+            profile = {"id": 1, "name": "Ann", "email": "ann@example.com", "phoneNumber": "+14155550100"}
+            tokens = {"access_token": "a", "refresh_token": "r", "token_type": "bearer", "expires_in": 900}
+            return httpx.Response(200, json=tokens | profile)
+        return httpx.Response(401, json={"type": "unauthorized", "title": "Unauthorized", "status": 401})
+
+    socket = FakeSocket([READY])
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(refuse), base_url="http://chat.test") as http,
+        await signed_in(FakeServer(socket), Sleeps(), http) as client,
+    ):
+        await client.connect()
+        pending = await client.enqueue(2, "waits in the outbox")
+        with pytest.raises(SignedOutError):
+            await client.refresh()
+        await client.wait_stopped()
+        assert client.state == "signed_out"
+        assert [item.client_msg_id for item in await client.outbox.items()] == [pending.client_msg_id]
+        with pytest.raises(SignedOutError):
+            await client.conversations()
