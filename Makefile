@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint types imports unit integration migrate bench install node-tools asyncapi clean
 
-$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml
 	@echo ">> creating $(VENV) and installing pinned dependencies"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
