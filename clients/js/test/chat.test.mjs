@@ -1,0 +1,325 @@
+// The SDK against a real p2p-chat server (SQLite, started by the test): accounts, a conversation
+// both ways, offline batches, de-duplication, typing, presence, history, reads, re-auth, 4403.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import WebSocket from "ws";
+import { ChatClient, ChatError, MemoryStorage } from "../src/chat.js";
+import { account, befriend, makeClient, nextEvent, online, record, until } from "./helpers.mjs";
+import { TestServer } from "./server.mjs";
+
+/** @type {TestServer} */
+let server;
+/** @type {ChatClient[]} */
+const clients = [];
+
+before(async () => {
+  // A generous message bucket: the offline-batch test sends 150 messages at once.
+  server = await new TestServer({ CHAT_RATE_MSG_PER_S: "1000", CHAT_RATE_MSG_BURST: "1000" }).start();
+});
+
+after(async () => {
+  for (const client of clients) client.disconnect();
+  await server.close();
+});
+
+/** @param {string} name @param {object} [options] */
+async function connected(name, options) {
+  const client = await online(server.baseUrl, name, options);
+  clients.push(client);
+  return client;
+}
+
+test("register, log in on another client, and a wrong password is a typed 401", async () => {
+  const details = account("Ann");
+  const first = makeClient(server.baseUrl);
+  const profile = await first.register(details);
+  assert.equal(profile.name, "Ann");
+  assert.equal(profile.email, details.email);
+  assert.deepEqual(first.user, profile);
+
+  const second = makeClient(server.baseUrl);
+  assert.deepEqual(await second.login({ email: details.email, password: details.password }), profile);
+  assert.equal((await second.me()).id, profile.id);
+
+  const third = makeClient(server.baseUrl);
+  await assert.rejects(third.login({ email: details.email, password: "wrong password!" }), (error) => {
+    assert.ok(error instanceof ChatError);
+    assert.equal(error.status, 401);
+    assert.equal(error.code, "unauthorized");
+    return true;
+  });
+  assert.equal(third.user, null);
+  await assert.rejects(third.register({ ...details, phoneNumber: "12" }), (error) => {
+    assert.ok(error instanceof ChatError);
+    assert.equal(error.code, "validation_error");
+    assert.ok(error.errors?.some((e) => e.field === "phoneNumber"));
+    return true;
+  });
+});
+
+test("a conversation both ways: acks, messages, delivered and read receipts", async () => {
+  const ann = await connected("Ann");
+  const bob = await connected("Bob");
+  const annId = /** @type {number} */ (ann.user?.id);
+  const bobId = /** @type {number} */ (bob.user?.id);
+
+  const received = nextEvent(bob, "message");
+  const delivered = nextEvent(ann, "delivered");
+  const outboxes = record(ann, ["outbox"]);
+  const { clientMsgId, ack } = ann.send(bobId, "hi Bob");
+  assert.deepEqual(ann.outbox().map((item) => item.clientMsgId), [clientMsgId]);
+  const sent = await ack;
+  assert.equal(sent.clientMsgId, clientMsgId);
+  assert.equal(sent.to, bobId);
+  const message = await received;
+  assert.equal(message.id, sent.id);
+  assert.equal(message.from, annId);
+  assert.equal(message.message, "hi Bob");
+  assert.equal(message.clientMsgId, clientMsgId);
+  assert.deepEqual((await delivered).ids, [sent.id]);
+  assert.deepEqual(ann.outbox(), []);
+  assert.deepEqual(
+    outboxes.map((e) => e.payload.items.length),
+    [1, 0]
+  );
+
+  const reply = nextEvent(ann, "message");
+  const back = await bob.send(annId, "hi Ann").ack;
+  assert.equal((await reply).id, back.id);
+  assert.equal(back.seq, sent.seq + 1);
+
+  const read = nextEvent(ann, "read");
+  bob.markRead(annId, sent.seq);
+  assert.deepEqual(await read, { by: bobId, peerId: bobId, upToSeq: sent.seq, readAt: (await read).readAt });
+});
+
+test("sends the server refuses reject their ack, leave the outbox and are reported", async () => {
+  const ann = await connected("Ann");
+  const errors = record(ann, ["error"]);
+  const self = ann.send(/** @type {number} */ (ann.user?.id), "to myself");
+  await assert.rejects(self.ack, (error) => error instanceof ChatError && error.code === "bad_request");
+  const nobody = ann.send(2 ** 40, "to nobody");
+  await assert.rejects(nobody.ack, (error) => error instanceof ChatError && error.code === "not_found");
+  assert.deepEqual(ann.outbox(), []);
+  assert.deepEqual(
+    errors.map((e) => [e.payload.code, e.payload.clientMsgId]),
+    [
+      ["bad_request", self.clientMsgId],
+      ["not_found", nobody.clientMsgId],
+    ]
+  );
+});
+
+test("an offline backlog arrives in batches, in order, once, and is acknowledged", async () => {
+  const ann = await connected("Ann");
+  const bobDetails = account("Bob");
+  const bob = makeClient(server.baseUrl);
+  clients.push(bob);
+  const bobId = (await bob.register(bobDetails)).id;
+  const acks = [];
+  for (let i = 0; i < 150; i++) acks.push(ann.send(bobId, `m${i}`).ack);
+  const sent = await Promise.all(acks);
+
+  const messages = record(bob, ["message"]);
+  bob.connect();
+  await until(() => messages.length >= 150, 10000, "150 messages");
+  // Two batches (100, then 50 once the first was acknowledged): every message once, in order.
+  assert.deepEqual(
+    messages.map((e) => e.payload.id),
+    sent.map((s) => s.id)
+  );
+  assert.deepEqual(
+    messages.map((e) => e.payload.message),
+    sent.map((_, i) => `m${i}`)
+  );
+  // Acknowledged: all delivered on the server, so a new device of Bob gets no backlog.
+  const deliveredAll = async () => {
+    const page = await bob.history(/** @type {number} */ (ann.user?.id), { limit: 100 });
+    return page.items.every((m) => m.deliveredAt !== null);
+  };
+  const deadline = Date.now() + 5000;
+  while (!(await deliveredAll())) {
+    assert.ok(Date.now() < deadline, "the backlog was not acknowledged");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const other = makeClient(server.baseUrl);
+  clients.push(other);
+  await other.login({ email: bobDetails.email, password: bobDetails.password });
+  const otherMessages = record(other, ["message"]);
+  const ready = nextEvent(other, "ready");
+  other.connect();
+  await ready;
+  await other.onlineUsers(); // answered after the offline batch was written
+  assert.deepEqual(otherMessages, []);
+});
+
+test("a message delivered twice on the wire is shown once", async () => {
+  class DuplicatingWebSocket extends WebSocket {
+    /** @param {string} url @param {string[]} protocols */
+    constructor(url, protocols) {
+      super(url, protocols);
+      let echoing = false;
+      this.addEventListener("message", (event) => {
+        const data = String(event.data);
+        if (echoing || !(data.includes('"messageReceived"') || data.includes('"offlineMessages"'))) return;
+        echoing = true;
+        this.emit("message", Buffer.from(data), false); // the same frame once more
+        echoing = false;
+      });
+    }
+  }
+  const ann = await connected("Ann");
+  const bob = await connected("Bob", { WebSocket: DuplicatingWebSocket });
+  const messages = record(bob, ["message"]);
+  const first = await ann.send(/** @type {number} */ (bob.user?.id), "once").ack;
+  const second = await ann.send(/** @type {number} */ (bob.user?.id), "twice").ack;
+  await until(() => messages.length >= 2);
+  await bob.onlineUsers(); // every frame before its answer was handled
+  assert.deepEqual(
+    messages.map((e) => e.payload.id),
+    [first.id, second.id]
+  );
+});
+
+test("typing and presence between contacts", async () => {
+  const ann = await connected("Ann");
+  const bob = await connected("Bob");
+  await befriend(ann, bob);
+  const annId = /** @type {number} */ (ann.user?.id);
+  const bobId = /** @type {number} */ (bob.user?.id);
+
+  const typing = nextEvent(bob, "typing");
+  ann.typing(bobId, true);
+  assert.deepEqual(await typing, { from: annId, isTyping: true });
+  const stopped = nextEvent(bob, "typing");
+  ann.typing(bobId, false);
+  assert.deepEqual(await stopped, { from: annId, isTyping: false });
+
+  assert.deepEqual(await ann.onlineUsers([bobId]), [bobId]);
+  const offline = nextEvent(ann, "presence", (p) => p.userId === bobId && !p.online);
+  bob.disconnect();
+  const gone = await offline;
+  assert.match(gone.lastSeenAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual(await ann.onlineUsers([bobId]), []);
+  const back = nextEvent(ann, "presence", (p) => p.userId === bobId && p.online);
+  bob.connect();
+  assert.deepEqual(await back, { userId: bobId, online: true, lastSeenAt: null });
+  // Over HTTP when the socket is down.
+  ann.disconnect();
+  assert.deepEqual(await ann.onlineUsers([bobId]), [bobId]);
+});
+
+test("history pages, the conversation list and search", async () => {
+  const ann = await connected("Annabel");
+  const bob = await connected("Bob");
+  const bobId = /** @type {number} */ (bob.user?.id);
+  const annId = /** @type {number} */ (ann.user?.id);
+  for (let i = 1; i <= 5; i++) await ann.send(bobId, `n${i}`).ack;
+
+  const newest = await ann.history(bobId, { limit: 2 });
+  assert.deepEqual(
+    newest.items.map((m) => m.message),
+    ["n4", "n5"]
+  );
+  assert.equal(newest.hasMore, true);
+  const older = await ann.history(bobId, { before: newest.items[0].seq, limit: 10 });
+  assert.deepEqual(
+    older.items.map((m) => m.message),
+    ["n1", "n2", "n3"]
+  );
+  assert.equal(older.hasMore, false);
+  const newer = await ann.history(bobId, { after: older.items[0].seq, limit: 2 });
+  assert.deepEqual(
+    newer.items.map((m) => m.message),
+    ["n2", "n3"]
+  );
+
+  const list = await bob.conversations({ limit: 10 });
+  assert.equal(list.items[0].peer.id, annId);
+  assert.equal(list.items[0].lastMessage.message, "n5");
+  assert.equal(list.nextCursor, null);
+
+  const email = /** @type {string} */ (ann.user?.email);
+  assert.deepEqual(
+    (await bob.searchUsers(email)).map((u) => u.id),
+    [annId]
+  );
+  bob.disconnect(); // the same search over HTTP
+  assert.deepEqual(
+    (await bob.searchUsers(email)).map((u) => u.id),
+    [annId]
+  );
+  assert.equal((await bob.getUser(annId)).name, "Annabel");
+});
+
+test("a refreshed token re-authenticates the open socket, without a reconnect", async () => {
+  const ann = await connected("Ann");
+  const states = record(ann, ["state", "ready"]);
+  const before = ann.session?.accessToken;
+  await ann.refresh();
+  assert.notEqual(ann.session?.accessToken, before);
+  assert.deepEqual(states, []); // same socket: no state change, no new session
+  assert.deepEqual(await ann.onlineUsers([]), []); // the socket still answers
+});
+
+test("logout-all closes the other devices 4403: signed out, no retry", async () => {
+  const details = account("Ann");
+  const storage = new MemoryStorage();
+  const phone = makeClient(server.baseUrl, { storage });
+  clients.push(phone);
+  await phone.register(details);
+  const ready = nextEvent(phone, "ready");
+  phone.connect();
+  await ready;
+  const states = record(phone, ["state"]);
+
+  const laptop = makeClient(server.baseUrl);
+  await laptop.login({ email: details.email, password: details.password });
+  await laptop.logoutAll();
+  assert.equal(laptop.user, null);
+
+  await until(() => phone.state === "signedOut");
+  assert.equal(phone.user, null);
+  assert.equal(await storage.get("p2p-chat:session"), undefined);
+  // No reconnect: give a retry every chance to happen (the backoff is 50–400 ms).
+  const ping = makeClient(server.baseUrl);
+  await ping.register(account("Cy"));
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(
+    states.map((e) => e.payload.state),
+    ["signedOut"]
+  );
+});
+
+test("a page reload keeps the session and sends what was queued offline exactly once", async () => {
+  const bob = await connected("Bob");
+  const bobId = /** @type {number} */ (bob.user?.id);
+  const storage = new MemoryStorage();
+  const before = makeClient(server.baseUrl, { storage });
+  const details = account("Ann");
+  await before.register(details);
+  const queued = before.send(bobId, "typed offline"); // never connected: stays in the outbox
+
+  const after = makeClient(server.baseUrl, { storage }); // the reloaded page
+  const outboxes = record(after, ["outbox"]);
+  assert.equal(await after.restore(), true);
+  assert.equal(after.user?.email, details.email);
+  assert.deepEqual(
+    after.outbox().map((item) => item.clientMsgId),
+    [queued.clientMsgId]
+  );
+  const sent = nextEvent(after, "sent");
+  const got = record(bob, ["message"]);
+  after.connect();
+  clients.push(after);
+  assert.equal((await sent).clientMsgId, queued.clientMsgId);
+  await until(() => got.length === 1);
+  assert.deepEqual(after.outbox(), []);
+  assert.deepEqual(outboxes.at(-1)?.payload.items, []);
+  const page = await bob.history(/** @type {number} */ (after.user?.id));
+  assert.deepEqual(
+    page.items.map((m) => m.message),
+    ["typed offline"]
+  );
+  assert.equal(await makeClient(server.baseUrl).restore(), false); // nothing saved elsewhere
+});
