@@ -567,7 +567,12 @@ export class ChatClient {
    * @returns {Promise<Profile>}
    */
   async register(account) {
-    const tokens = /** @type {TokenResponse} */ (await this.http("POST", "/auth/register", account, false));
+    const tokens = /** @type {TokenResponse} */ (await this.http(
+        "POST",
+        "/auth/register",
+        { name: account.name, email: account.email, phoneNumber: account.phoneNumber, password: account.password },
+        false
+      ));
     return this.signedIn(tokens);
   }
 
@@ -576,7 +581,7 @@ export class ChatClient {
    * @returns {Promise<Profile>}
    */
   async login(credentials) {
-    const tokens = /** @type {TokenResponse} */ (await this.http("POST", "/auth/login", credentials, false));
+    const tokens = /** @type {TokenResponse} */ (await this.http("POST", "/auth/login", { email: credentials.email, password: credentials.password }, false));
     return this.signedIn(tokens);
   }
 

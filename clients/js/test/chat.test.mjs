@@ -1,5 +1,7 @@
 // The SDK against a real p2p-chat server (SQLite, started by the test): accounts, a conversation
-// both ways, offline batches, de-duplication, typing, presence, history, reads, re-auth, 4403.
+// both ways, offline batches, de-duplication, typing, presence, history, reads, re-auth, 4403,
+// back-off on 4430, and last a server killed (SIGKILL) and restarted mid-conversation. One server
+// for the whole file (starting one takes seconds); the tests run in order.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
@@ -13,8 +15,14 @@ let server;
 const clients = [];
 
 before(async () => {
-  // A generous message bucket: the offline-batch test sends 150 messages at once.
-  server = await new TestServer({ CHAT_RATE_MSG_PER_S: "1000", CHAT_RATE_MSG_BURST: "1000" }).start();
+  // A generous message bucket: the offline-batch test sends 150 messages at once; two
+  // connections per user, so that a third one is refused 4430.
+  server = await new TestServer({
+    CHAT_RATE_MSG_PER_S: "1000",
+    CHAT_RATE_MSG_BURST: "1000",
+    CHAT_MAX_CONNECTIONS_PER_USER: "2",
+    CHAT_REGISTER_PER_HOUR: "1000",
+  }).start();
 });
 
 after(async () => {
@@ -57,7 +65,7 @@ test("register, log in on another client, and a wrong password is a typed 401", 
   });
 });
 
-test("a conversation both ways: acks, messages, delivered and read receipts", async () => {
+test("a conversation both ways: acks, messages, delivered and read receipts, refused sends", async () => {
   const ann = await connected("Ann");
   const bob = await connected("Bob");
   const annId = /** @type {number} */ (ann.user?.id);
@@ -91,12 +99,10 @@ test("a conversation both ways: acks, messages, delivered and read receipts", as
   const read = nextEvent(ann, "read");
   bob.markRead(annId, sent.seq);
   assert.deepEqual(await read, { by: bobId, peerId: bobId, upToSeq: sent.seq, readAt: (await read).readAt });
-});
 
-test("sends the server refuses reject their ack, leave the outbox and are reported", async () => {
-  const ann = await connected("Ann");
+  // Sends the server refuses reject their ack, leave the outbox and are reported.
   const errors = record(ann, ["error"]);
-  const self = ann.send(/** @type {number} */ (ann.user?.id), "to myself");
+  const self = ann.send(annId, "to myself");
   await assert.rejects(self.ack, (error) => error instanceof ChatError && error.code === "bad_request");
   const nobody = ann.send(2 ** 40, "to nobody");
   await assert.rejects(nobody.ack, (error) => error instanceof ChatError && error.code === "not_found");
@@ -112,10 +118,10 @@ test("sends the server refuses reject their ack, leave the outbox and are report
 
 test("an offline backlog arrives in batches, in order, once, and is acknowledged", async () => {
   const ann = await connected("Ann");
-  const bobDetails = account("Bob");
-  const bob = makeClient(server.baseUrl);
+  const storage = new MemoryStorage();
+  const bob = makeClient(server.baseUrl, { storage });
   clients.push(bob);
-  const bobId = (await bob.register(bobDetails)).id;
+  const bobId = (await bob.register(account("Bob"))).id;
   const acks = [];
   for (let i = 0; i < 150; i++) acks.push(ann.send(bobId, `m${i}`).ack);
   const sent = await Promise.all(acks);
@@ -142,9 +148,9 @@ test("an offline backlog arrives in batches, in order, once, and is acknowledged
     assert.ok(Date.now() < deadline, "the backlog was not acknowledged");
     await new Promise((r) => setTimeout(r, 50));
   }
-  const other = makeClient(server.baseUrl);
+  const other = makeClient(server.baseUrl, { storage }); // a second connection of Bob's
   clients.push(other);
-  await other.login({ email: bobDetails.email, password: bobDetails.password });
+  assert.equal(await other.restore(), true);
   const otherMessages = record(other, ["message"]);
   const ready = nextEvent(other, "ready");
   other.connect();
@@ -252,7 +258,7 @@ test("history pages, the conversation list and search", async () => {
   assert.equal((await bob.getUser(annId)).name, "Annabel");
 });
 
-test("a refreshed token re-authenticates the open socket, without a reconnect", async () => {
+test("a refreshed token re-authenticates the open socket, without a reconnect; refreshes come on their own", async () => {
   const ann = await connected("Ann");
   const states = record(ann, ["state", "ready"]);
   const before = ann.session?.accessToken;
@@ -260,6 +266,17 @@ test("a refreshed token re-authenticates the open socket, without a reconnect", 
   assert.notEqual(ann.session?.accessToken, before);
   assert.deepEqual(states, []); // same socket: no state change, no new session
   assert.deepEqual(await ann.onlineUsers([]), []); // the socket still answers
+
+  // On its own: refresh 1 s before the token expires, as if it lasted 1 s (it lasts 900 s).
+  ann.refreshBeforeMs = /** @type {number} */ (ann.session?.expiresAt) - Date.now() - 1000;
+  ann.planRefresh();
+  const first = ann.session?.accessToken;
+  await until(() => ann.session?.accessToken !== first, 5000, "a refresh");
+  const second = ann.session?.accessToken;
+  await until(() => ann.session?.accessToken !== second, 5000, "a second refresh");
+  assert.deepEqual(await ann.onlineUsers([]), []);
+  assert.deepEqual(states, []); // re-authenticated in place, never reconnected
+  ann.disconnect();
 });
 
 test("logout-all closes the other devices 4403: signed out, no retry", async () => {
@@ -282,8 +299,6 @@ test("logout-all closes the other devices 4403: signed out, no retry", async () 
   assert.equal(phone.user, null);
   assert.equal(await storage.get("p2p-chat:session"), undefined);
   // No reconnect: give a retry every chance to happen (the backoff is 50–400 ms).
-  const ping = makeClient(server.baseUrl);
-  await ping.register(account("Cy"));
   await new Promise((r) => setTimeout(r, 500));
   assert.deepEqual(
     states.map((e) => e.payload.state),
@@ -322,4 +337,95 @@ test("a page reload keeps the session and sends what was queued offline exactly 
     ["typed offline"]
   );
   assert.equal(await makeClient(server.baseUrl).restore(), false); // nothing saved elsewhere
+});
+
+test("a connection over the user's limit (4430) backs off, then gets in", async () => {
+  const storage = new MemoryStorage();
+  const devices = [0, 1, 2].map(() => makeClient(server.baseUrl, { storage }));
+  clients.push(...devices);
+  await devices[0].register(account("Ann"));
+  for (const device of devices.slice(1)) assert.equal(await device.restore(), true); // same login
+  for (const device of devices.slice(0, 2)) {
+    const ready = nextEvent(device, "ready");
+    device.connect();
+    await ready;
+  }
+  const refused = nextEvent(devices[2], "state", (s) => s.closeCode === 4430);
+  devices[2].connect();
+  const state = await refused;
+  assert.equal(state.state, "offline");
+  assert.ok(state.retryInMs >= 200, `backed off ${state.retryInMs} ms`); // initialMs 50 × 2^3 / 2 at least
+  const ready = nextEvent(devices[2], "ready", () => true, 10000);
+  devices[0].disconnect();
+  await ready;
+  assert.equal(devices[2].state, "online");
+  devices[1].disconnect();
+  devices[2].disconnect();
+});
+
+test("a server killed and restarted mid-conversation: nothing lost, nothing shown twice", async () => {
+  const ann = await connected("Ann");
+  const bob = await connected("Bob");
+  const annId = /** @type {number} */ (ann.user?.id);
+  const bobId = /** @type {number} */ (bob.user?.id);
+  const annStates = record(ann, ["state"]);
+  const bobStates = record(bob, ["state"]);
+  const shown = record(bob, ["message"]);
+  const sent = record(ann, ["sent"]);
+  /** @type {Array<{clientMsgId: string, ack: Promise<any>}>} */
+  const sends = [];
+  const say = (/** @type {number} */ i) => sends.push(ann.send(bobId, `m${i}`));
+
+  try {
+    for (let i = 0; i < 5; i++) say(i);
+    await Promise.all(sends.map((s) => s.ack));
+    // Bob answers once, so the conversation goes both ways.
+    await bob.send(annId, "go on").ack;
+
+    for (let i = 5; i < 10; i++) say(i); // on the wire, some committed, their acks maybe not sent
+    await server.stop("SIGKILL");
+    await until(() => ann.state !== "online" && bob.state !== "online", 5000, "both clients offline");
+    for (let i = 10; i < 15; i++) say(i); // typed while the server is down: queued
+    assert.ok(ann.outbox().length >= 5);
+
+    await server.start(); // same port, same database
+    const acks = await Promise.all(sends.map((s) => s.ack));
+    await until(() => shown.length >= 15, 10000, "Bob shows 15 messages");
+    await bob.onlineUsers(); // every frame sent before its answer was handled: no late duplicate
+
+    // Nothing lost, nothing stored twice: the history holds each send once, in send order.
+    const history = await bob.history(annId, { limit: 100 });
+    const fromAnn = history.items.filter((m) => m.from === annId);
+    assert.deepEqual(
+      fromAnn.map((m) => m.message),
+      Array.from({ length: 15 }, (_, i) => `m${i}`)
+    );
+    assert.deepEqual(
+      fromAnn.map((m) => m.clientMsgId),
+      sends.map((s) => s.clientMsgId)
+    );
+    assert.deepEqual(
+      fromAnn.map((m) => m.id),
+      acks.map((a) => a.id)
+    );
+    // Nothing shown twice: one event per id, the same 15 messages.
+    const ids = shown.map((e) => e.payload.id);
+    assert.equal(new Set(ids).size, ids.length, "a message was shown twice");
+    assert.deepEqual(
+      [...shown].sort((x, y) => x.payload.seq - y.payload.seq).map((e) => e.payload.message),
+      Array.from({ length: 15 }, (_, i) => `m${i}`)
+    );
+    assert.equal(new Set(sent.map((e) => e.payload.clientMsgId)).size, 15);
+    assert.deepEqual(ann.outbox(), []);
+
+    // The reconnect path really ran: a dropped socket (1006), then attempts until the restart.
+    for (const states of [annStates, bobStates]) {
+      assert.ok(states.some((e) => e.payload.state === "offline" && e.payload.closeCode === 1006));
+      assert.ok(states.some((e) => e.payload.state === "connecting" && e.payload.attempt >= 1));
+      assert.equal(states.at(-1)?.payload.state, "online");
+    }
+  } finally {
+    ann.disconnect();
+    bob.disconnect();
+  }
 });
