@@ -74,56 +74,64 @@ export class ChatClient {
     constructor(options?: ChatClientOptions);
     baseUrl: string;
     wsUrl: string;
-    /** @type {WebSocketClass | undefined} */
-    WebSocketClass: WebSocketClass | undefined;
-    /** @type {typeof fetch} */
-    fetchFn: typeof fetch;
-    /** @type {Storage} */
-    storage: Storage;
-    prefix: string;
-    initialMs: number;
-    maxMs: number;
-    requestTimeoutMs: number;
-    refreshBeforeMs: number | undefined;
+    /** @private @type {WebSocketClass | undefined} */
+    private WebSocketClass;
+    /** @private @type {typeof fetch} */
+    private fetchFn;
+    /** @private @type {Storage} */
+    private storage;
+    /** @private */
+    private prefix;
+    /** @private */
+    private initialMs;
+    /** @private */
+    private maxMs;
+    /** @private */
+    private requestTimeoutMs;
+    /** @private */
+    private refreshBeforeMs;
     /** @type {Profile | null} the signed-in user */
     user: Profile | null;
     /** @type {ConnectionState} */
     state: ConnectionState;
-    /** @type {Session | null} */
-    session: Session | null;
-    /** @type {OutboxItem[]} */
-    items: OutboxItem[];
-    /** @type {Map<string, {resolve: (sent: Sent) => void, reject: (error: Error) => void, promise: Promise<Sent>}>} */
-    waiters: Map<string, {
-        resolve: (sent: Sent) => void;
-        reject: (error: Error) => void;
-        promise: Promise<Sent>;
-    }>;
-    /** @type {Map<string, Set<(payload: any) => void>>} */
-    handlers: Map<string, Set<(payload: any) => void>>;
-    /** @type {Map<string, Pending>} */
-    pending: Map<string, Pending>;
-    /** @type {Set<string>} message ids already emitted */
-    seen: Set<string>;
-    /** @type {Map<number, number>} markRead calls made while offline: peerId → upToSeq */
-    reads: Map<number, number>;
-    /** @type {Socket | null} */
-    socket: Socket | null;
-    wanted: boolean;
-    opening: boolean;
-    attempt: number;
-    nextRef: number;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    retryTimer: ReturnType<typeof setTimeout> | undefined;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    refreshTimer: ReturnType<typeof setTimeout> | undefined;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    resendTimer: ReturnType<typeof setTimeout> | undefined;
-    /** @type {Promise<void> | null} */
-    refreshing: Promise<void> | null;
-    /** @type {Promise<unknown>} storage writes, in order */
-    writes: Promise<unknown>;
-    onNetworkBack: () => void;
+    /** @private @type {Session | null} */
+    private session;
+    /** @private @type {OutboxItem[]} */
+    private items;
+    /** @private @type {Map<string, {resolve: (sent: Sent) => void, reject: (error: Error) => void, promise: Promise<Sent>}>} */
+    private waiters;
+    /** @private @type {Map<string, Set<(payload: any) => void>>} */
+    private handlers;
+    /** @private @type {Map<string, Pending>} */
+    private pending;
+    /** @private @type {Set<string>} message ids already emitted */
+    private seen;
+    /** @private @type {Map<number, number>} markRead calls made while offline: peerId → upToSeq */
+    private reads;
+    /** @private @type {Socket | null} */
+    private socket;
+    /** @private */
+    private wanted;
+    /** @private */
+    private opening;
+    /** @private */
+    private attempt;
+    /** @private */
+    private nextRef;
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
+    private retryTimer;
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
+    private refreshTimer;
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
+    private resendTimer;
+    /** @private @type {Promise<void> | null} */
+    private refreshing;
+    /** @private @type {Promise<unknown>} storage writes, in order */
+    private writes;
+    /** @private the browser is back online: reconnect now rather than after the backoff */
+    private onOnline;
+    /** @private the browser lost its network: the socket is dead even if it has not noticed */
+    private onOffline;
     /**
      * Subscribes to an event; returns the function that unsubscribes.
      * @template {keyof ChatEvents} K
@@ -139,16 +147,18 @@ export class ChatClient {
      */
     off<K extends keyof ChatEvents>(name: K, handler: (payload: ChatEvents[K]) => void): void;
     /**
+     * @private
      * @template {keyof ChatEvents} K
      * @param {K} name
      * @param {ChatEvents[K]} payload
      */
-    emit<K extends keyof ChatEvents>(name: K, payload: ChatEvents[K]): void;
+    private emit;
     /**
+     * @private
      * @param {ConnectionState} state
      * @param {Omit<StateEvent, "state">} [details]
      */
-    setState(state: ConnectionState, details?: Omit<StateEvent, "state">): void;
+    private setState;
     /**
      * Loads the session and the outbox saved in the storage. Resolves to true when signed in.
      * @returns {Promise<boolean>}
@@ -177,52 +187,59 @@ export class ChatClient {
     logout(): Promise<void>;
     /** Signs every login of the user out (their sockets close 4403), this one included. */
     logoutAll(): Promise<void>;
-    /** @param {string} path */
-    endSession(path: string): Promise<void>;
+    /** @private @param {string} path */
+    private endSession;
     /**
      * Refreshes the access token now (the client also does it by itself before it expires) and
      * re-authenticates the open socket with it.
      * @returns {Promise<void>}
      */
     refresh(): Promise<void>;
-    doRefresh(): Promise<void>;
+    /** @private */
+    private doRefresh;
     /**
+     * @private
      * Whether the access token is (about to be) too old to use.
      * @param {Session} session
      */
-    expiring(session: Session): boolean;
-    /** @param {TokenResponse} tokens @returns {Session} */
-    toSession(tokens: TokenResponse): Session;
-    /** @param {TokenResponse} tokens */
-    signedIn(tokens: TokenResponse): Promise<Profile>;
+    private expiring;
+    /** @private @param {TokenResponse} tokens @returns {Session} */
+    private toSession;
+    /** @private @param {TokenResponse} tokens */
+    private signedIn;
     /**
+     * @private
      * Makes `session` the current one: saves it, loads the user's outbox when the user changes,
      * plans the next refresh and re-authenticates an open socket.
      * @param {Session} session
      * @param {boolean} save
      */
-    adopt(session: Session, save: boolean): Promise<void>;
-    planRefresh(): void;
+    private adopt;
+    /** @private */
+    private planRefresh;
     /**
+     * @private
      * Forgets the session (not the outbox: it is sent once the same user signs in again).
      * @param {boolean} revoked the server revoked the login (4403, or a refused refresh token)
      */
-    signOut(revoked: boolean): Promise<void>;
-    /** @param {string} key @param {unknown} value */
-    persist(key: string, value: unknown): Promise<void>;
+    private signOut;
+    /** @private @param {string} key @param {unknown} value */
+    private persist;
     /**
+     * @private
      * @param {string} method
      * @param {string} path
      * @param {unknown} body
      * @param {boolean} authed send the access token (refreshed first when it is about to expire)
      * @returns {Promise<unknown>}
      */
-    http(method: string, path: string, body: unknown, authed: boolean): Promise<unknown>;
+    private http;
     /**
+     * @private
      * @param {Record<string, string | number | undefined | null>} params
      * @returns {string}
      */
-    query(params: Record<string, string | number | undefined | null>): string;
+    private query;
     /** The signed-in user's profile, from the server. @returns {Promise<Profile & {createdAt: string}>} */
     me(): Promise<Profile & {
         createdAt: string;
@@ -285,6 +302,11 @@ export class ChatClient {
      * @returns {Promise<number[]>}
      */
     onlineUsers(ids?: number[]): Promise<number[]>;
+    /**
+     * Resolves once the server handled every frame sent before (its `pong`); rejects offline.
+     * @returns {Promise<void>}
+     */
+    ping(): Promise<void>;
     /** @param {number} id blocks a user (idempotent) */
     block(id: number): Promise<void>;
     /** @param {number} id */
@@ -300,13 +322,14 @@ export class ChatClient {
         clientMsgId: string;
         ack: Promise<Sent>;
     };
-    /** @param {string} clientMsgId @returns {Promise<Sent>} */
-    waiterFor(clientMsgId: string): Promise<Sent>;
+    /** @private @param {string} clientMsgId @returns {Promise<Sent>} */
+    private waiterFor;
     /** The sends waiting for their acknowledgement, oldest first. @returns {OutboxItem[]} */
     outbox(): OutboxItem[];
-    /** @param {number} userId */
-    saveOutbox(userId: number): void;
-    flushOutbox(): void;
+    /** @private @param {number} userId */
+    private saveOutbox;
+    /** @private */
+    private flushOutbox;
     /**
      * Tells `to` that you are (not) typing; dropped while offline.
      * @param {number} to
@@ -319,75 +342,86 @@ export class ChatClient {
      * @param {number} upToSeq
      */
     markRead(peerId: number, upToSeq: number): void;
-    flushReads(): void;
+    /** @private */
+    private flushReads;
     /** Opens the socket and keeps it open (reconnecting) until disconnect() or a sign-out. */
     connect(): void;
     /** Closes the socket and stops reconnecting; the outbox is kept. */
     disconnect(): void;
-    open(): Promise<void>;
-    /** @returns {Promise<"retry" | "backOff" | undefined>} how to retry when no socket was opened */
-    openSocket(): Promise<"retry" | "backOff" | undefined>;
+    /** @private */
+    private open;
+    /** @private @returns {Promise<"retry" | "backOff" | undefined>} how to retry when no socket was opened */
+    private openSocket;
     /**
+     * @private
      * The socket is gone (closed by the server, or dropped by us as dead).
      * @param {Socket} socket
      * @param {number} code
      */
-    closed(socket: Socket, code: number): void;
+    private closed;
     /**
+     * @private
      * Plans the next connection attempt: exponential backoff with jitter.
      * @param {number | undefined} closeCode
      * @param {boolean} backOff a close code that asks clients to slow down
      * @param {number} [delayMs] a delay to use instead
      */
-    retry(closeCode: number | undefined, backOff: boolean, delayMs?: number): void;
+    private retry;
     /**
+     * @private
      * Gives up on a socket that does not answer (handshake or heartbeat timeout).
      * @param {Socket} socket
      * @param {number} code
      */
-    drop(socket: Socket, code: number): void;
-    /** @param {number} code */
-    closeSocket(code: number): void;
-    /** @param {Error} error */
-    failPending(error: Error): void;
+    private drop;
+    /** @private @param {number} code */
+    private closeSocket;
+    /** @private @param {Error} error */
+    private failPending;
     /**
+     * @private
      * @param {Socket} socket
      * @param {ClientFrame} frame
      */
-    write(socket: Socket, frame: ClientFrame): void;
+    private write;
     /**
+     * @private
      * Sends a frame with a fresh `ref` and resolves to its direct reply (rejects on `error`).
      * @param {ClientFrame} frame
      * @returns {Promise<ServerFrame>}
      */
-    request(frame: ClientFrame): Promise<ServerFrame>;
+    private request;
     /**
+     * @private
      * @param {Socket} socket
      * @param {ServerFrame} frame
      */
-    handle(socket: Socket, frame: ServerFrame): void;
+    private handle;
     /**
+     * @private
      * @param {Socket} socket
      * @param {ReadyFrame} frame
      */
-    onReady(socket: Socket, frame: ReadyFrame): void;
+    private onReady;
     /**
+     * @private
      * @param {Socket} socket
      * @param {Message} message
      */
-    received(socket: Socket, message: Message): void;
-    /** @param {string} id */
-    remember(id: string): void;
-    /** @param {Socket} socket */
-    flushAcks(socket: Socket): void;
-    /** @param {MessageAckFrame} frame */
-    acked(frame: MessageAckFrame): void;
+    private received;
+    /** @private @param {string} id */
+    private remember;
+    /** @private @param {Socket} socket */
+    private flushAcks;
+    /** @private @param {MessageAckFrame} frame */
+    private acked;
     /**
+     * @private
      * An `error` frame: rejects the request it answers, retries or fails a send, or is emitted.
      * @param {Socket} socket
      * @param {ErrorFrame} frame
      */
-    refused(socket: Socket, frame: ErrorFrame): void;
+    private refused;
 }
 /**
  * Marks received messages delivered. Idempotent; ids not addressed to you are ignored. Their senders get `messageDelivered` for the newly delivered ones. No reply unless it fails.

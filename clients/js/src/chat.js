@@ -444,58 +444,74 @@ export class ChatClient {
     const origin = /** @type {any} */ (globalThis).location?.origin ?? "";
     this.baseUrl = (options.baseUrl ?? origin).replace(/\/+$/, "");
     this.wsUrl = options.wsUrl ?? `${this.baseUrl.replace(/^http/, "ws")}/ws`;
-    /** @type {WebSocketClass | undefined} */
+    /** @private @type {WebSocketClass | undefined} */
     this.WebSocketClass = options.WebSocket ?? /** @type {any} */ (globalThis).WebSocket;
     const fetchFn = options.fetch ?? globalThis.fetch;
-    /** @type {typeof fetch} */
+    /** @private @type {typeof fetch} */
     this.fetchFn = (input, init) => fetchFn(input, init);
-    /** @type {Storage} */
+    /** @private @type {Storage} */
     this.storage = options.storage ?? new MemoryStorage();
+    /** @private */
     this.prefix = options.storagePrefix ?? "p2p-chat:";
+    /** @private */
     this.initialMs = options.reconnect?.initialMs ?? 500;
+    /** @private */
     this.maxMs = options.reconnect?.maxMs ?? 30000;
+    /** @private */
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
+    /** @private */
     this.refreshBeforeMs = options.refreshBeforeMs;
 
     /** @type {Profile | null} the signed-in user */
     this.user = null;
     /** @type {ConnectionState} */
     this.state = "signedOut";
-    /** @type {Session | null} */
+    /** @private @type {Session | null} */
     this.session = null;
-    /** @type {OutboxItem[]} */
+    /** @private @type {OutboxItem[]} */
     this.items = [];
-    /** @type {Map<string, {resolve: (sent: Sent) => void, reject: (error: Error) => void, promise: Promise<Sent>}>} */
+    /** @private @type {Map<string, {resolve: (sent: Sent) => void, reject: (error: Error) => void, promise: Promise<Sent>}>} */
     this.waiters = new Map();
-    /** @type {Map<string, Set<(payload: any) => void>>} */
+    /** @private @type {Map<string, Set<(payload: any) => void>>} */
     this.handlers = new Map();
-    /** @type {Map<string, Pending>} */
+    /** @private @type {Map<string, Pending>} */
     this.pending = new Map();
-    /** @type {Set<string>} message ids already emitted */
+    /** @private @type {Set<string>} message ids already emitted */
     this.seen = new Set();
-    /** @type {Map<number, number>} markRead calls made while offline: peerId → upToSeq */
+    /** @private @type {Map<number, number>} markRead calls made while offline: peerId → upToSeq */
     this.reads = new Map();
-    /** @type {Socket | null} */
+    /** @private @type {Socket | null} */
     this.socket = null;
+    /** @private */
     this.wanted = false;
+    /** @private */
     this.opening = false;
+    /** @private */
     this.attempt = 0;
+    /** @private */
     this.nextRef = 0;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
     this.retryTimer = undefined;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
     this.refreshTimer = undefined;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} */
     this.resendTimer = undefined;
-    /** @type {Promise<void> | null} */
+    /** @private @type {Promise<void> | null} */
     this.refreshing = null;
-    /** @type {Promise<unknown>} storage writes, in order */
+    /** @private @type {Promise<unknown>} storage writes, in order */
     this.writes = Promise.resolve();
-    this.onNetworkBack = () => {
+    /** @private the browser is back online: reconnect now rather than after the backoff */
+    this.onOnline = () => {
       if (this.wanted && !this.socket && this.session) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = undefined;
         this.attempt = 0;
         this.open();
       }
+    };
+    /** @private the browser lost its network: the socket is dead even if it has not noticed */
+    this.onOffline = () => {
+      if (this.socket) this.drop(this.socket, 1006);
     };
   }
 
@@ -525,6 +541,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @template {keyof ChatEvents} K
    * @param {K} name
    * @param {ChatEvents[K]} payload
@@ -540,6 +557,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {ConnectionState} state
    * @param {Omit<StateEvent, "state">} [details]
    */
@@ -595,7 +613,7 @@ export class ChatClient {
     await this.endSession("/auth/logout-all");
   }
 
-  /** @param {string} path */
+  /** @private @param {string} path */
   async endSession(path) {
     const session = this.session;
     if (session) {
@@ -628,6 +646,7 @@ export class ChatClient {
     return this.refreshing;
   }
 
+  /** @private */
   async doRefresh() {
     const before = this.session;
     if (!before) throw new ChatError("signedOut", "not signed in");
@@ -658,6 +677,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Whether the access token is (about to be) too old to use.
    * @param {Session} session
    */
@@ -665,7 +685,7 @@ export class ChatClient {
     return session.expiresAt - Date.now() < Math.min(5000, session.lifetimeMs / 4);
   }
 
-  /** @param {TokenResponse} tokens @returns {Session} */
+  /** @private @param {TokenResponse} tokens @returns {Session} */
   toSession(tokens) {
     const lifetimeMs = tokens.expires_in * 1000;
     return {
@@ -677,7 +697,7 @@ export class ChatClient {
     };
   }
 
-  /** @param {TokenResponse} tokens */
+  /** @private @param {TokenResponse} tokens */
   async signedIn(tokens) {
     const session = this.toSession(tokens);
     if (this.user && this.user.id !== session.user.id) await this.signOut(false);
@@ -686,6 +706,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Makes `session` the current one: saves it, loads the user's outbox when the user changes,
    * plans the next refresh and re-authenticates an open socket.
    * @param {Session} session
@@ -693,17 +714,21 @@ export class ChatClient {
    */
   async adopt(session, save) {
     const sameUser = this.user?.id === session.user.id;
+    /** @type {OutboxItem[] | undefined} */
+    let stored;
+    if (!sameUser) {
+      // This user's outbox from the storage; another user's stays there for their next sign-in.
+      await this.writes.catch(() => {});
+      stored = /** @type {OutboxItem[] | undefined} */ (await this.storage.get(`${this.prefix}outbox:${session.user.id}`));
+    }
     this.session = session;
     this.user = session.user;
-    if (save) await this.persist("session", session);
     if (!sameUser) {
-      const stored = /** @type {OutboxItem[] | undefined} */ (
-        await this.storage.get(`${this.prefix}outbox:${session.user.id}`)
-      );
-      const known = new Set(this.items.map((item) => item.clientMsgId));
-      this.items = [...this.items, ...(stored ?? []).filter((item) => !known.has(item.clientMsgId))];
+      this.items = Array.isArray(stored) ? stored : [];
+      this.seen.clear();
       this.emit("outbox", { items: this.outbox() });
     }
+    if (save) await this.persist("session", session);
     if (this.state === "signedOut") this.setState("offline");
     this.planRefresh();
     const socket = this.socket;
@@ -718,6 +743,7 @@ export class ChatClient {
     }
   }
 
+  /** @private */
   planRefresh() {
     clearTimeout(this.refreshTimer);
     const session = this.session;
@@ -736,6 +762,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Forgets the session (not the outbox: it is sent once the same user signs in again).
    * @param {boolean} revoked the server revoked the login (4403, or a refused refresh token)
    */
@@ -755,7 +782,7 @@ export class ChatClient {
     await this.writes;
   }
 
-  /** @param {string} key @param {unknown} value */
+  /** @private @param {string} key @param {unknown} value */
   async persist(key, value) {
     this.writes = this.writes.then(
       () => this.storage.set(this.prefix + key, value),
@@ -767,6 +794,7 @@ export class ChatClient {
   // ---- HTTP ---------------------------------------------------------------------------------
 
   /**
+   * @private
    * @param {string} method
    * @param {string} path
    * @param {unknown} body
@@ -819,6 +847,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {Record<string, string | number | undefined | null>} params
    * @returns {string}
    */
@@ -923,6 +952,14 @@ export class ChatClient {
     return ids ? online.filter((id) => ids.includes(id)) : online;
   }
 
+  /**
+   * Resolves once the server handled every frame sent before (its `pong`); rejects offline.
+   * @returns {Promise<void>}
+   */
+  async ping() {
+    await this.request({ type: "ping" });
+  }
+
   /** @param {number} id blocks a user (idempotent) */
   async block(id) {
     await this.http("PUT", `/users/${encodeURIComponent(id)}/block`, undefined, true);
@@ -954,7 +991,7 @@ export class ChatClient {
     return { clientMsgId: item.clientMsgId, ack };
   }
 
-  /** @param {string} clientMsgId @returns {Promise<Sent>} */
+  /** @private @param {string} clientMsgId @returns {Promise<Sent>} */
   waiterFor(clientMsgId) {
     const existing = this.waiters.get(clientMsgId);
     if (existing) return existing.promise;
@@ -977,12 +1014,13 @@ export class ChatClient {
     return this.items.map((item) => ({ ...item }));
   }
 
-  /** @param {number} userId */
+  /** @private @param {number} userId */
   saveOutbox(userId) {
     const snapshot = this.outbox();
     this.persist(`outbox:${userId}`, snapshot).catch(report);
   }
 
+  /** @private */
   flushOutbox() {
     const socket = this.socket;
     if (!socket?.ready) return;
@@ -1012,6 +1050,7 @@ export class ChatClient {
     this.flushReads();
   }
 
+  /** @private */
   flushReads() {
     const socket = this.socket;
     if (!socket?.ready) return;
@@ -1023,9 +1062,13 @@ export class ChatClient {
 
   /** Opens the socket and keeps it open (reconnecting) until disconnect() or a sign-out. */
   connect() {
+    if (!this.WebSocketClass) throw new ChatError("unsupported", "no WebSocket class: pass options.WebSocket");
     this.wanted = true;
     const target = /** @type {any} */ (globalThis);
-    if (typeof target.addEventListener === "function") target.addEventListener("online", this.onNetworkBack);
+    if (typeof target.addEventListener === "function") {
+      target.addEventListener("online", this.onOnline);
+      target.addEventListener("offline", this.onOffline);
+    }
     if (!this.socket && !this.retryTimer && !this.opening) this.open();
   }
 
@@ -1033,13 +1076,17 @@ export class ChatClient {
   disconnect() {
     this.wanted = false;
     const target = /** @type {any} */ (globalThis);
-    if (typeof target.removeEventListener === "function") target.removeEventListener("online", this.onNetworkBack);
+    if (typeof target.removeEventListener === "function") {
+      target.removeEventListener("online", this.onOnline);
+      target.removeEventListener("offline", this.onOffline);
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.closeSocket(1000);
     if (this.session) this.setState("offline");
   }
 
+  /** @private */
   async open() {
     this.retryTimer = undefined;
     if (!this.wanted || this.socket || this.opening) return;
@@ -1048,20 +1095,22 @@ export class ChatClient {
     let failed;
     try {
       failed = await this.openSocket();
+    } catch (error) {
+      report(error);
+      failed = "backOff";
     } finally {
       this.opening = false;
     }
     if (failed) this.retry(undefined, failed === "backOff");
   }
 
-  /** @returns {Promise<"retry" | "backOff" | undefined>} how to retry when no socket was opened */
+  /** @private @returns {Promise<"retry" | "backOff" | undefined>} how to retry when no socket was opened */
   async openSocket() {
     if (!this.session) {
       if (this.state !== "signedOut") this.setState("signedOut");
       return;
     }
-    const WebSocketClass = this.WebSocketClass;
-    if (!WebSocketClass) throw new ChatError("unsupported", "no WebSocket class: pass options.WebSocket");
+    const WebSocketClass = /** @type {WebSocketClass} */ (this.WebSocketClass);
     this.setState("connecting", { attempt: this.attempt });
     if (this.expiring(this.session)) {
       try {
@@ -1099,6 +1148,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * The socket is gone (closed by the server, or dropped by us as dead).
    * @param {Socket} socket
    * @param {number} code
@@ -1128,6 +1178,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Plans the next connection attempt: exponential backoff with jitter.
    * @param {number | undefined} closeCode
    * @param {boolean} backOff a close code that asks clients to slow down
@@ -1147,6 +1198,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Gives up on a socket that does not answer (handshake or heartbeat timeout).
    * @param {Socket} socket
    * @param {number} code
@@ -1161,7 +1213,7 @@ export class ChatClient {
     this.closed(socket, code);
   }
 
-  /** @param {number} code */
+  /** @private @param {number} code */
   closeSocket(code) {
     const socket = this.socket;
     if (!socket) return;
@@ -1178,7 +1230,7 @@ export class ChatClient {
     this.failPending(new ChatError("disconnected", "disconnected"));
   }
 
-  /** @param {Error} error */
+  /** @private @param {Error} error */
   failPending(error) {
     for (const pending of this.pending.values()) {
       clearTimeout(pending.timer);
@@ -1188,6 +1240,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {Socket} socket
    * @param {ClientFrame} frame
    */
@@ -1201,6 +1254,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * Sends a frame with a fresh `ref` and resolves to its direct reply (rejects on `error`).
    * @param {ClientFrame} frame
    * @returns {Promise<ServerFrame>}
@@ -1220,6 +1274,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {Socket} socket
    * @param {ServerFrame} frame
    */
@@ -1289,6 +1344,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {Socket} socket
    * @param {ReadyFrame} frame
    */
@@ -1312,6 +1368,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * @param {Socket} socket
    * @param {Message} message
    */
@@ -1322,7 +1379,7 @@ export class ChatClient {
     this.emit("message", message);
   }
 
-  /** @param {string} id */
+  /** @private @param {string} id */
   remember(id) {
     this.seen.add(id);
     if (this.seen.size > SEEN_LIMIT) {
@@ -1331,7 +1388,7 @@ export class ChatClient {
     }
   }
 
-  /** @param {Socket} socket */
+  /** @private @param {Socket} socket */
   flushAcks(socket) {
     while (socket.acks.length) {
       const ids = socket.acks.splice(0, ACK_BATCH);
@@ -1339,7 +1396,7 @@ export class ChatClient {
     }
   }
 
-  /** @param {MessageAckFrame} frame */
+  /** @private @param {MessageAckFrame} frame */
   acked(frame) {
     const sent = { clientMsgId: frame.clientMsgId, id: frame.id, seq: frame.seq, to: frame.to, timestamp: frame.timestamp };
     this.remember(frame.id);
@@ -1357,6 +1414,7 @@ export class ChatClient {
   }
 
   /**
+   * @private
    * An `error` frame: rejects the request it answers, retries or fails a send, or is emitted.
    * @param {Socket} socket
    * @param {ErrorFrame} frame
