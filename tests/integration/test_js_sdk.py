@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "js"
+DEV_DEPENDENCIES = ("typescript", "ws", "fake-indexeddb")  # clients/js/package.json
 
 
 def node() -> str:
@@ -25,7 +26,7 @@ def node() -> str:
         "node is not installed"
         if found is None
         else "the JavaScript SDK's dev dependencies are not installed (make node-tools)"
-        if not (SDK / "node_modules" / "typescript").is_dir() or not (SDK / "node_modules" / "ws").is_dir()
+        if not all((SDK / "node_modules" / package).is_dir() for package in DEV_DEPENDENCIES)
         else ""
     )
     if problem:

@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
-import { ChatClient, ChatError, MemoryStorage } from "../src/chat.js";
+import { IDBFactory } from "fake-indexeddb";
+import { ChatClient, ChatError, IndexedDBStorage, MemoryStorage } from "../src/chat.js";
 import { account, befriend, makeClient, nextEvent, online, record, until } from "./helpers.mjs";
 import { TestServer } from "./server.mjs";
 
@@ -279,6 +280,26 @@ test("a refreshed token re-authenticates the open socket, without a reconnect; r
   ann.disconnect();
 });
 
+test("a socket closed 4401 refreshes the token and reconnects", async () => {
+  const ann = await connected("Ann");
+  const bob = await connected("Bob");
+  const states = record(ann, ["state"]);
+  const token = ann.session?.accessToken;
+  const ready = nextEvent(ann, "ready");
+  // Re-authenticating with another user's token: the server closes the socket 4401.
+  ann.write(ann.socket, { type: "auth", token: bob.session?.accessToken });
+  await ready;
+  assert.notEqual(ann.session?.accessToken, token);
+  assert.deepEqual(
+    states.map((e) => [e.payload.state, e.payload.closeCode]),
+    [
+      ["offline", 4401],
+      ["connecting", undefined],
+      ["online", undefined],
+    ]
+  );
+});
+
 test("logout-all closes the other devices 4403: signed out, no retry", async () => {
   const details = account("Ann");
   const storage = new MemoryStorage();
@@ -428,4 +449,39 @@ test("a server killed and restarted mid-conversation: nothing lost, nothing show
     ann.disconnect();
     bob.disconnect();
   }
+});
+
+test("IndexedDBStorage: a reload keeps the session and the offline outbox, sent once", async () => {
+  const indexedDB = new IDBFactory(); // the browser's API, in memory
+  const bob = await connected("Bob");
+  const bobId = /** @type {number} */ (bob.user?.id);
+  const page = makeClient(server.baseUrl, { storage: new IndexedDBStorage({ indexedDB }) });
+  await page.register(account("Ann"));
+  const queued = page.send(bobId, "typed offline, then reloaded");
+  await page.writes; // the outbox is saved (the page is reloaded once that happened)
+
+  const reloaded = makeClient(server.baseUrl, { storage: new IndexedDBStorage({ indexedDB }) });
+  clients.push(reloaded);
+  assert.equal(await reloaded.restore(), true);
+  assert.deepEqual(reloaded.user, page.user);
+  assert.deepEqual(
+    reloaded.outbox().map((item) => [item.clientMsgId, item.message]),
+    [[queued.clientMsgId, "typed offline, then reloaded"]]
+  );
+  const got = record(bob, ["message"]);
+  const sent = nextEvent(reloaded, "sent");
+  reloaded.connect();
+  assert.equal((await sent).clientMsgId, queued.clientMsgId);
+  await until(() => got.length === 1);
+  await bob.ping();
+  assert.equal(got.length, 1);
+  // Acknowledged: gone from the storage too, so a second reload sends nothing again.
+  await until(() => reloaded.outbox().length === 0);
+  await reloaded.writes;
+  const again = makeClient(server.baseUrl, { storage: new IndexedDBStorage({ indexedDB }) });
+  assert.equal(await again.restore(), true);
+  assert.deepEqual(again.outbox(), []);
+  // Logging out forgets the session and the outbox.
+  await reloaded.logout();
+  assert.equal(await makeClient(server.baseUrl, { storage: new IndexedDBStorage({ indexedDB }) }).restore(), false);
 });
