@@ -6,6 +6,7 @@ its generated frame typedefs match ``docs/asyncapi.json`` and its ``chat.d.ts`` 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,3 +54,34 @@ def test_node_tests_against_a_real_server() -> None:
     assert command.exists(), f"{command} is missing: run make install"
     env = {**os.environ, "CHAT_TEST_P2P_CHAT": str(command)}
     run([executable, "--test", "--test-reporter=spec", "test/chat.test.mjs"], timeout=180, env=env)
+
+
+def test_a_changed_frame_fails_the_check_and_the_type_check(tmp_path: Path) -> None:
+    """The check is not vacuous: with a field of ``messageAck`` renamed in the AsyncAPI document,
+    ``--check`` reports stale typedefs, and once they are regenerated the SDK's code that reads
+    the old field no longer type-checks."""
+    executable = node()
+    copy = tmp_path / "clients" / "js"
+    for part in ("scripts", "src"):
+        shutil.copytree(SDK / part, copy / part)
+    for name in ("chat.d.ts", "tsconfig.json", "package.json"):
+        shutil.copy(SDK / name, copy / name)
+    (copy / "node_modules").symlink_to(SDK / "node_modules")
+    document = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
+    frame = document["components"]["schemas"]["MessageAckFrame"]
+    frame["properties"]["serverSeq"] = frame["properties"].pop("seq")
+    frame["required"] = ["serverSeq" if name == "seq" else name for name in frame["required"]]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "asyncapi.json").write_text(json.dumps(document))
+
+    stale = subprocess.run(
+        [executable, "scripts/build.mjs", "--check"], cwd=copy, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert stale.returncode == 1
+    assert "frame typedefs differ from docs/asyncapi.json" in stale.stderr
+
+    rebuilt = subprocess.run(
+        [executable, "scripts/build.mjs"], cwd=copy, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rebuilt.returncode == 1
+    assert "Property 'seq' does not exist on type 'MessageAckFrame'" in rebuilt.stderr
