@@ -663,19 +663,10 @@ export type Profile = {
     phoneNumber: string;
 };
 /**
- * A message as events, history and offline batches carry it.
+ * A message as events, history and offline batches carry it: `{id, seq, from, to, message,
+ * clientMsgId, timestamp, deliveredAt, readAt}`.
  */
-export type Message = {
-    id: string;
-    seq: number;
-    from: number;
-    to: number;
-    message: string;
-    clientMsgId: string;
-    timestamp: string;
-    deliveredAt: string | null;
-    readAt: string | null;
-};
+export type Message = WireMessage;
 /**
  * A send waiting for its `messageAck`.
  */

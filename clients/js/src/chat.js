@@ -207,9 +207,9 @@
  * @typedef {{id: number, name: string, email: string, phoneNumber: string}} Profile
  */
 /**
- * A message as events, history and offline batches carry it.
- * @typedef {{id: string, seq: number, from: number, to: number, message: string, clientMsgId: string,
- *   timestamp: string, deliveredAt: string | null, readAt: string | null}} Message
+ * A message as events, history and offline batches carry it: `{id, seq, from, to, message,
+ * clientMsgId, timestamp, deliveredAt, readAt}`.
+ * @typedef {WireMessage} Message
  */
 /**
  * A send waiting for its `messageAck`.
