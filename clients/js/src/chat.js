@@ -365,8 +365,22 @@ export class IndexedDBStorage {
       this.opening = new Promise((resolve, reject) => {
         const request = this.factory.open(this.name, 1);
         request.onupgradeneeded = () => request.result.createObjectStore("kv");
-        request.onsuccess = () => resolve(request.result);
-        request.onerror = () => reject(request.error);
+        request.onsuccess = () => {
+          const db = request.result;
+          const forget = () => {
+            this.opening = null; // reopened on next use
+          };
+          db.onversionchange = () => {
+            db.close(); // let another tab upgrade the database
+            forget();
+          };
+          db.onclose = forget; // closed by the browser (storage cleared)
+          resolve(db);
+        };
+        request.onerror = () => {
+          this.opening = null;
+          reject(request.error);
+        };
       });
     }
     return this.opening;
@@ -1167,9 +1181,19 @@ export class ChatClient {
       return;
     }
     if (code === 4401) {
-      this.setState("offline", { closeCode: code, attempt: this.attempt });
+      // Refresh the token, then reconnect at once; if the last socket was refused too, after the
+      // back-off (a server that keeps refusing must not get a tight loop of refreshes).
+      const immediate = this.attempt === 0;
+      if (immediate) {
+        this.attempt = 1;
+        this.setState("offline", { closeCode: code, attempt: this.attempt });
+      } else {
+        this.retry(code, false);
+      }
       this.refresh().then(
-        () => this.retry(code, false, 0),
+        () => {
+          if (immediate) this.retry(code, false, 0); // unless adopt() opened the socket already
+        },
         () => {
           if (this.session) this.retry(code, true);
         }
