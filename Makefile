@@ -2,16 +2,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint types imports unit integration migrate bench install node-tools asyncapi clean
+.PHONY: run test lint types imports unit integration migrate bench install install-serve node-tools asyncapi lock clean
 
-$(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml
-	@echo ">> creating $(VENV) and installing pinned dependencies"
+# What serving needs (make run): the runtime lock and the project, nothing else.
+$(SERVE_STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "p2p-chat needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)." \
+		"Run: make PYTHON=python3.11 …" >&2; exit 1; }
+	@echo ">> creating $(VENV) and installing the pinned runtime dependencies"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e clients/python
+	@$(PIP) -r requirements.lock
+	@$(PIP) --no-deps -e .
+	@touch $(SERVE_STAMP)
+
+install-serve: $(SERVE_STAMP)
+
+# What testing adds (make test): linters, type checker, test tools, and the Python SDK (the
+# tests drive the server with it).
+$(STAMP): $(SERVE_STAMP) requirements-dev.lock clients/python/pyproject.toml
+	@echo ">> installing the pinned development and test tools"
+	@$(PIP) -r requirements.lock -r requirements-dev.lock
+	@$(PIP) --no-deps -e clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -40,11 +55,11 @@ node-tools: $(NODE_STAMP) $(JS_SDK_STAMP)
 asyncapi: $(STAMP)
 	@$(BIN)/python -m entrypoints.ws.asyncapi
 
-run: $(STAMP)
+run: $(SERVE_STAMP)
 	@$(BIN)/p2p-chat migrate
 	@$(BIN)/p2p-chat serve
 
-migrate: $(STAMP)
+migrate: $(SERVE_STAMP)
 	@$(BIN)/p2p-chat migrate
 
 lint: $(STAMP)
@@ -69,6 +84,13 @@ integration: $(STAMP)
 test: lint types imports node-tools
 	@echo ">> pytest"
 	@$(BIN)/python -m pytest -q
+
+# The hashed locks from requirements.in / requirements-dev.in, keeping today's pins (pass
+# UPGRADE=--upgrade to take the newest releases). No index address is written into them.
+COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe $(UPGRADE)
+lock: $(STAMP)
+	@$(COMPILE) -o requirements.lock requirements.in
+	@$(COMPILE) -o requirements-dev.lock requirements-dev.in
 
 # Scenario (a) by default: ceiling vs real server on SQLite, ratio table on stdout, JSON in
 # bench/results/. Other scenarios: make bench ARGS="--scenario b" (c, d; see docs/performance.md).

@@ -191,6 +191,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.app is _refused and self.cycle is not None:
             self.cycle.keep_alive = False
+        if self._proxied and self._lease is not None:
+            # The request's client is the forwarded address: uvicorn's access log names it (the
+            # app's client_address() gives the same answer for an untrusted peer).
+            self.scope["client"] = (self._lease.address, 0)
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -121,10 +121,11 @@ class Chat:
     container: Container | None = None  # None for a server in another process
     uow: Callable[[], SqlAlchemyUnitOfWork] | None = None
     sockets: list[ClientConnection] = field(default_factory=list)  # every socket opened, to close at the end
+    socket_options: dict[str, Any] = field(default_factory=dict)  # for websockets' connect (ssl, local_addr)
 
     @property
     def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://") + "/ws"
+        return "ws" + self.base_url.removeprefix("http") + "/ws"
 
     async def account(self, name: str) -> Account:
         email = f"{name.lower()}-{next(_phones)}@example.com"
@@ -143,7 +144,7 @@ class Chat:
         return Account(account.id, account.name, account.email, body["access_token"], body["refresh_token"])
 
     async def open(self, **kwargs: Any) -> ClientConnection:
-        ws = await connect(self.ws_url, max_size=None, open_timeout=10, **kwargs)
+        ws = await connect(self.ws_url, max_size=None, open_timeout=10, **{**self.socket_options, **kwargs})
         self.sockets.append(ws)
         return ws
 
