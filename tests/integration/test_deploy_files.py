@@ -34,7 +34,8 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     result = subprocess.run(
         [analyze, "verify", f"{tmp_path}/p2p-chat@8001.service"], capture_output=True, text=True, check=False
     )
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    assert result.returncode == 0, result.stderr
+    assert not result.stderr.strip(), result.stderr
 
 
 def test_the_unit_sets_real_settings_and_waits_for_the_orderly_close() -> None:
@@ -44,4 +45,5 @@ def test_the_unit_sets_real_settings_and_waits_for_the_orderly_close() -> None:
     fields = set(Settings.__struct_fields__)
     assert {name.removeprefix("CHAT_").lower() for name in names} <= fields
     stop = re.search(r"^TimeoutStopSec=(\d+)$", text, re.MULTILINE)
-    assert stop and int(stop.group(1)) > SHUTDOWN_GRACE_S + 5
+    assert stop is not None
+    assert int(stop.group(1)) > SHUTDOWN_GRACE_S + 5
