@@ -275,6 +275,7 @@ async function refreshConversations() {
 
 async function openConversation(peerId) {
   state.active = peerId;
+  history.replaceState(null, "", `#${peerId}`); // a reload reopens it
   $("#typing").textContent = "";
   await person(peerId);
   conversation(peerId);
@@ -452,7 +453,7 @@ $("#search").addEventListener("submit", (event) => {
           { dataset: { userId: String(u.id) } },
           el(
             "button",
-            { type: "button", onclick: () => openConversation(u.id) },
+            { type: "button", onclick: () => { $("#results").replaceChildren(); $("#search-q").value = ""; openConversation(u.id); } },
             el("span", { className: "dot", dataset: { online: String(Boolean(u.online)) } }),
             el("span", { className: "name" }, u.name),
             el("span"),
@@ -501,6 +502,7 @@ $("#older").addEventListener("click", () => loadOlder().catch((error) => showPro
 $("#back").addEventListener("click", () => {
   stopTyping();
   state.active = null;
+  history.replaceState(null, "", location.pathname + location.search);
   drawAll();
   $("#search-q").focus();
 });
@@ -520,6 +522,8 @@ function signedIn() {
   for (const item of state.pending) state.texts.set(item.clientMsgId, item.message);
   drawAll();
   client.connect();
+  const opened = /^#(\d+)$/.exec(location.hash);
+  if (opened) openConversation(Number(opened[1]));
 }
 
 function signedOut() {
