@@ -7,7 +7,7 @@ const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const TYPING_IDLE_MS = 3000; // stop "typing" after this long without a key
 const TYPING_SHOWN_MS = 6000; // hide a peer's "typing" if no stop came
-const PAGE = 30;
+const PAGE = Number(params.get("pageSize") || 30); // history page
 
 const client = new ChatClient({
   baseUrl: location.origin,

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from tests.integration.support import make_container, make_settings, serve_async
 
@@ -76,6 +76,10 @@ class CuttableProxy:
         self.refusal = asyncio.Event()
         self._open: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -138,11 +142,10 @@ async def proxy_to(base_url: str) -> AsyncIterator[CuttableProxy]:
         await proxy.stop()
 
 
-async def open_app(browser: Browser, url: str, *, width: int, height: int) -> Page:
-    context = await browser.new_context(viewport={"width": width, "height": height})
+async def open_app(context: BrowserContext, url: str, errors: list[str], query: str = "") -> Page:
     page = await context.new_page()
-    page.on("pageerror", lambda error: print(f"page error on {url}: {error}"))
-    await page.goto(f"{url}/app/{FAST_RECONNECT}")
+    page.on("pageerror", lambda error: errors.append(f"{url}: {error}"))
+    await page.goto(f"{url}/app/{FAST_RECONNECT}{query}")
     await expect(page.locator("body")).to_have_attribute("data-started", "true")
     return page
 
@@ -176,8 +179,10 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
         async_playwright() as playwright,
     ):
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        ann = await open_app(browser, f"http://127.0.0.1:{proxy.port}", width=1000, height=720)
-        bob = await open_app(browser, base_url, width=390, height=760)  # a phone
+        errors: list[str] = []  # uncaught exceptions and rejections in either page
+        bobs = await browser.new_context(viewport={"width": 390, "height": 760})  # a phone
+        ann = await open_app(await browser.new_context(viewport={"width": 1000, "height": 720}), proxy.url, errors)
+        bob = await open_app(bobs, base_url, errors)
         await sign_up(ann, "Ann", "ann@example.com", "+1 415 555 0100")
         await sign_up(bob, "Bob", "bob@example.com", "+1 415 555 0199")
 
@@ -219,9 +224,11 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
         await expect(bob.locator('.msg.mine[data-status="sent"] .text')).to_have_text(["one", "two", "three"])
 
         # It comes back: the three arrive once, in order, and both sides see read ticks.
+        await ann.evaluate("window.before = true")  # the same page reconnects: no reload
         proxy.restore()
         await expect(ann.locator("#connection")).to_have_attribute("data-readies", "2")
         assert int(await ann.locator("#connection").get_attribute("data-reconnects") or 0) >= 1
+        assert await ann.evaluate("window.before") is True
         await expect(ann.locator(".msg.theirs .text")).to_have_text(["Hi Ann", "one", "two", "three"])
         await expect(bob.locator('.msg.mine[data-status="read"]')).to_have_count(4)
         await expect(ann.locator('.msg.mine[data-status="read"]')).to_have_count(2)
@@ -254,4 +261,16 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
         shots.append(tmp_path / "ann-after-reload.png")
         await ann.screenshot(path=shots[2])
         print(f"screenshot: {shots[2]}")
+
+        # Bob in a new tab: still signed in (the SDK restored him), the conversation reopened by
+        # its address, history three at a time going back to the first message.
+        again = await open_app(bobs, base_url, errors, f"&pageSize=3#{ann_id}")
+        await expect(again.locator("#peer-name")).to_have_text("Ann")
+        everything = ["Hi Bob", "Hi Ann", "How are you?", "one", "two", "three", "written offline"]
+        await expect(again.locator(".msg .text")).to_have_text(everything[-3:])
+        for shown in (6, 7):
+            await again.get_by_role("button", name="Load older messages").click()
+            await expect(again.locator(".msg .text")).to_have_text(everything[-shown:])
+        await expect(again.get_by_role("button", name="Load older messages")).to_be_hidden()
+        assert not errors, errors
         await browser.close()
