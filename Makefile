@@ -24,7 +24,16 @@ $(NODE_STAMP): $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
 		cd $(NODE_TOOLS) && npm ci --silent && touch node_modules/.installed; \
 	else echo ">> npm not found: the AsyncAPI validation test will be skipped"; fi
 
-node-tools: $(NODE_STAMP)
+# The JavaScript SDK's dev dependencies (typescript, ws) for its tests (tests/integration/test_js_sdk.py).
+JS_SDK := clients/js
+JS_SDK_STAMP := $(JS_SDK)/node_modules/.installed
+$(JS_SDK_STAMP): $(JS_SDK)/package.json $(JS_SDK)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo ">> npm ci in $(JS_SDK) (the JavaScript SDK's test tools)"; \
+		cd $(JS_SDK) && npm ci --silent && touch node_modules/.installed; \
+	else echo ">> npm not found: the JavaScript SDK tests will be skipped"; fi
+
+node-tools: $(NODE_STAMP) $(JS_SDK_STAMP)
 
 # docs/asyncapi.json from the WebSocket frame types (a test fails while it is stale).
 asyncapi: $(STAMP)
@@ -67,4 +76,4 @@ bench: $(STAMP)
 	@$(BIN)/python -m bench run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(NODE_TOOLS)/node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(NODE_TOOLS)/node_modules $(JS_SDK)/node_modules
