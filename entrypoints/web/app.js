@@ -56,9 +56,9 @@ function lastSeen(person) {
 }
 
 function describe(error) {
-  const problem = error?.problem ?? error?.body ?? null;
-  if (problem?.errors?.length) return problem.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
-  return problem?.detail ?? error?.message ?? String(error);
+  // a ChatError: `errors` names the fields of a refused form
+  if (error?.errors?.length) return error.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+  return error?.message ?? String(error);
 }
 
 function showProblem(text) {
@@ -118,7 +118,8 @@ function drawConnection(status) {
   box.dataset.state = status.state;
   if (status.attempt !== undefined) box.dataset.attempt = String(status.attempt);
   const words = { online: "Online", connecting: "Connecting…", offline: "Offline", signedOut: "Signed out" };
-  const attempt = status.state === "connecting" && status.attempt ? ` (attempt ${status.attempt})` : "";
+  const retry = status.retryInMs !== undefined ? `, retrying in ${Math.ceil(status.retryInMs / 1000)} s` : "";
+  const attempt = status.state !== "online" && status.attempt ? ` (attempt ${status.attempt}${retry})` : "";
   box.textContent = (words[status.state] ?? status.state) + attempt;
 }
 
@@ -296,8 +297,8 @@ async function openConversation(peerId) {
 
 client.on("state", (status) => {
   const box = $("#connection");
-  if (status.state === "connecting" && state.wasOnline && box.dataset.state === "online") {
-    box.dataset.reconnects = String(Number(box.dataset.reconnects) + 1);
+  if (status.state !== "online" && status.state !== "signedOut" && box.dataset.state === "online" && state.me) {
+    box.dataset.reconnects = String(Number(box.dataset.reconnects) + 1); // lost: the SDK reconnects
   }
   drawConnection(status);
   if (status.state === "signedOut") signedOut();
