@@ -28,7 +28,6 @@ const state = {
   active: null, // the open conversation's peer id
   typingTimer: null, // peer typing indicator expiry
   typingSent: null, // our own "typing" stop timer
-  wasOnline: false,
 };
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -179,7 +178,7 @@ function drawPending(p) {
     "li",
     { className: "msg mine", dataset: { clientMsgId: p.clientMsgId, status: "pending" } },
     el("span", { className: "text" }, p.message),
-    el("span", { className: "meta" }, "waiting for the network", el("span", { className: "tick", dataset: { status: "pending" }, "aria-label": "Pending", title: "Pending" }, "🕓")),
+    el("span", { className: "meta" }, "waiting for the network", el("span", { className: "tick", dataset: { status: "pending" }, "aria-label": "Pending", title: "Pending" }, "◷")),
   );
 }
 
@@ -222,12 +221,10 @@ function markReadIfSeen() {
   const unreadFromPeer = [...store(peerId).values()].filter((m) => m.from === peerId && m.seq > conv.lastReadSeq);
   if (!unreadFromPeer.length && conv.unreadCount === 0) return;
   const upToSeq = Math.max(conv.lastReadSeq, conv.last?.seq ?? 0, ...unreadFromPeer.map((m) => m.seq));
-  if (state.wasOnline && $("#connection").dataset.state === "online") {
-    client.markRead(peerId, upToSeq);
-    conv.lastReadSeq = upToSeq;
-    conv.unreadCount = 0;
-    drawConversations();
-  }
+  client.markRead(peerId, upToSeq); // sent now, or once the socket is back
+  conv.lastReadSeq = upToSeq;
+  conv.unreadCount = 0;
+  drawConversations();
 }
 
 async function loadLatest(peerId) {
@@ -308,7 +305,6 @@ client.on("ready", async () => {
   const box = $("#connection");
   box.dataset.readies = String(Number(box.dataset.readies) + 1);
   drawConnection({ state: "online", attempt: 0 });
-  state.wasOnline = true;
   showProblem("");
   try {
     await refreshConversations();
@@ -529,7 +525,7 @@ function signedIn() {
 
 function signedOut() {
   client.disconnect();
-  Object.assign(state, { me: null, active: null, pending: [], wasOnline: false });
+  Object.assign(state, { me: null, active: null, pending: [] });
   for (const key of ["people", "conversations", "messages", "older", "texts"]) state[key].clear();
   state.loaded.clear();
   $("#whoami").hidden = true;

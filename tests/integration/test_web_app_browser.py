@@ -259,6 +259,8 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
         await ann.reload()
         await expect(ann.locator("body")).to_have_attribute("data-started", "true")
         await expect(pending).to_have_text(["written offline"])
+        shots.append(tmp_path / "ann-pending-after-reload.png")
+        await ann.screenshot(path=shots[-1])
         proxy.refusal.clear()
         await until(proxy.refusal)  # the reloaded page tried, and could not
         proxy.restore()
@@ -270,9 +272,9 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
             "async (peer) => (await chat.history(peer, {limit: 100})).items.map((m) => m.message)", ann_id
         )
         assert stored.count("written offline") == 1, stored
-        shots.append(tmp_path / "ann-after-reload.png")
-        await ann.screenshot(path=shots[2])
-        print(f"screenshot: {shots[2]}")
+        shots.append(tmp_path / "ann-sent-after-reload.png")
+        await ann.screenshot(path=shots[-1])
+        print(f"screenshots: {shots[2]} {shots[3]}")
 
         # Bob in a new tab: still signed in (the SDK restored him), the conversation reopened by
         # its address, history three at a time going back to the first message.
