@@ -208,6 +208,7 @@ function drawChat({ keepBottom = true } = {}) {
 }
 
 function drawAll() {
+  if (!state.me) return;
   drawConversations();
   drawChat();
 }
@@ -515,7 +516,7 @@ function signedIn() {
   $("#auth").hidden = true;
   $("#home").hidden = false;
   document.body.dataset.view = "list";
-  state.pending = client.outbox().items ?? client.outbox();
+  state.pending = client.outbox();
   for (const item of state.pending) state.texts.set(item.clientMsgId, item.message);
   drawAll();
   client.connect();
@@ -528,6 +529,7 @@ function signedOut() {
   Object.assign(state, { me: null, active: null, pending: [] });
   for (const key of ["people", "conversations", "messages", "older", "texts"]) state[key].clear();
   state.loaded.clear();
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   $("#whoami").hidden = true;
   $("#sign-out").hidden = true;
   $("#home").hidden = true;

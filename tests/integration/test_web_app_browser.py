@@ -286,5 +286,16 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
             await again.get_by_role("button", name="Load older messages").click()
             await expect(again.locator(".msg .text")).to_have_text(everything[-shown:])
         await expect(again.get_by_role("button", name="Load older messages")).to_be_hidden()
+
+        # Signing out forgets the session; signing in brings the conversation list back.
+        await again.get_by_role("button", name="Sign out").click()
+        form = again.locator("#sign-in")
+        await expect(form).to_be_visible()
+        await form.get_by_label("Email").fill("bob@example.com")
+        await form.get_by_label("Password").fill(PASSWORD)
+        await form.get_by_role("button", name="Sign in").click()
+        await expect(again.locator("#connection")).to_have_attribute("data-state", "online")
+        await expect(again.locator("#conversations .name")).to_have_text(["Ann"])
+        await expect(again.locator("#conversations .preview")).to_have_text(["written offline"])
         assert not errors, errors
         await browser.close()
