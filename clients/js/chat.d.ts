@@ -126,7 +126,7 @@ export class ChatClient {
     private resendTimer;
     /** @private @type {Promise<void> | null} */
     private refreshing;
-    /** @private @type {Promise<unknown>} storage writes, in order */
+    /** @private @type {Promise<unknown>} storage writes, in order (never rejects) */
     private writes;
     /** @private the browser is back online: reconnect now rather than after the backoff */
     private onOnline;
@@ -225,6 +225,12 @@ export class ChatClient {
     private signOut;
     /** @private @param {string} key @param {unknown} value */
     private persist;
+    /**
+     * @private
+     * Runs a storage write after the ones before it (each sees the state of its time, in order).
+     * @param {() => unknown} action
+     */
+    private store;
     /**
      * @private
      * @param {string} method
@@ -657,19 +663,10 @@ export type Profile = {
     phoneNumber: string;
 };
 /**
- * A message as events, history and offline batches carry it.
+ * A message as events, history and offline batches carry it: `{id, seq, from, to, message,
+ * clientMsgId, timestamp, deliveredAt, readAt}`.
  */
-export type Message = {
-    id: string;
-    seq: number;
-    from: number;
-    to: number;
-    message: string;
-    clientMsgId: string;
-    timestamp: string;
-    deliveredAt: string | null;
-    readAt: string | null;
-};
+export type Message = WireMessage;
 /**
  * A send waiting for its `messageAck`.
  */

@@ -1,7 +1,8 @@
 // Regenerates what is generated in clients/js, or (--check) fails while any of it is stale:
 //   1. the frame typedefs in src/chat.js, from docs/asyncapi.json (scripts/frames.mjs);
 //   2. chat.d.ts, emitted by tsc from src/chat.js's JSDoc.
-// Both modes also type-check src/chat.js with `tsc --checkJs --strict` (tsconfig.json).
+// Both modes also type-check src/chat.js with `tsc --checkJs --strict` (tsconfig.json), and
+// test/consumer.ts, a TypeScript program using chat.d.ts, with `tsc --strict`.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -55,6 +56,12 @@ try {
   }
 } finally {
   rmSync(out, { recursive: true, force: true });
+}
+
+// chat.d.ts as TypeScript users see it: a strict program using the API compiles.
+if (!problems.length) {
+  const consumerErrors = runTsc(["-p", "tsconfig.consumer.json"]);
+  if (consumerErrors) problems.push(`tsc --strict test/consumer.ts (chat.d.ts as TypeScript users see it):\n${consumerErrors}`);
 }
 
 if (problems.length) {

@@ -207,9 +207,9 @@
  * @typedef {{id: number, name: string, email: string, phoneNumber: string}} Profile
  */
 /**
- * A message as events, history and offline batches carry it.
- * @typedef {{id: string, seq: number, from: number, to: number, message: string, clientMsgId: string,
- *   timestamp: string, deliveredAt: string | null, readAt: string | null}} Message
+ * A message as events, history and offline batches carry it: `{id, seq, from, to, message,
+ * clientMsgId, timestamp, deliveredAt, readAt}`.
+ * @typedef {WireMessage} Message
  */
 /**
  * A send waiting for its `messageAck`.
@@ -365,8 +365,22 @@ export class IndexedDBStorage {
       this.opening = new Promise((resolve, reject) => {
         const request = this.factory.open(this.name, 1);
         request.onupgradeneeded = () => request.result.createObjectStore("kv");
-        request.onsuccess = () => resolve(request.result);
-        request.onerror = () => reject(request.error);
+        request.onsuccess = () => {
+          const db = request.result;
+          const forget = () => {
+            this.opening = null; // reopened on next use
+          };
+          db.onversionchange = () => {
+            db.close(); // let another tab upgrade the database
+            forget();
+          };
+          db.onclose = forget; // closed by the browser (storage cleared)
+          resolve(db);
+        };
+        request.onerror = () => {
+          this.opening = null;
+          reject(request.error);
+        };
       });
     }
     return this.opening;
@@ -498,7 +512,7 @@ export class ChatClient {
     this.resendTimer = undefined;
     /** @private @type {Promise<void> | null} */
     this.refreshing = null;
-    /** @private @type {Promise<unknown>} storage writes, in order */
+    /** @private @type {Promise<unknown>} storage writes, in order (never rejects) */
     this.writes = Promise.resolve();
     /** @private the browser is back online: reconnect now rather than after the backoff */
     this.onOnline = () => {
@@ -585,13 +599,9 @@ export class ChatClient {
    * @returns {Promise<Profile>}
    */
   async register(account) {
-    const tokens = /** @type {TokenResponse} */ (await this.http(
-        "POST",
-        "/auth/register",
-        { name: account.name, email: account.email, phoneNumber: account.phoneNumber, password: account.password },
-        false
-      ));
-    return this.signedIn(tokens);
+    const { name, email, phoneNumber, password } = account;
+    const body = { name, email, phoneNumber, password };
+    return this.signedIn(/** @type {TokenResponse} */ (await this.http("POST", "/auth/register", body, false)));
   }
 
   /**
@@ -599,8 +609,8 @@ export class ChatClient {
    * @returns {Promise<Profile>}
    */
   async login(credentials) {
-    const tokens = /** @type {TokenResponse} */ (await this.http("POST", "/auth/login", { email: credentials.email, password: credentials.password }, false));
-    return this.signedIn(tokens);
+    const body = { email: credentials.email, password: credentials.password };
+    return this.signedIn(/** @type {TokenResponse} */ (await this.http("POST", "/auth/login", body, false)));
   }
 
   /** Signs this login out (server side too, when reachable) and forgets the session and the outbox. */
@@ -627,8 +637,7 @@ export class ChatClient {
     await this.signOut(false);
     if (user) {
       this.items = [];
-      this.writes = this.writes.then(() => this.storage.delete(`${this.prefix}outbox:${user.id}`));
-      await this.writes;
+      await this.store(() => this.storage.delete(`${this.prefix}outbox:${user.id}`));
     }
   }
 
@@ -718,8 +727,9 @@ export class ChatClient {
     let stored;
     if (!sameUser) {
       // This user's outbox from the storage; another user's stays there for their next sign-in.
-      await this.writes.catch(() => {});
-      stored = /** @type {OutboxItem[] | undefined} */ (await this.storage.get(`${this.prefix}outbox:${session.user.id}`));
+      await this.writes;
+      const key = `${this.prefix}outbox:${session.user.id}`;
+      stored = /** @type {OutboxItem[] | undefined} */ (await this.storage.get(key));
     }
     this.session = session;
     this.user = session.user;
@@ -778,17 +788,23 @@ export class ChatClient {
     this.failPending(new ChatError("signedOut", "signed out"));
     this.reads.clear();
     this.setState("signedOut");
-    this.writes = this.writes.then(() => this.storage.delete(this.prefix + "session"));
-    await this.writes;
+    await this.store(() => this.storage.delete(this.prefix + "session"));
   }
 
   /** @private @param {string} key @param {unknown} value */
   async persist(key, value) {
-    this.writes = this.writes.then(
-      () => this.storage.set(this.prefix + key, value),
-      () => this.storage.set(this.prefix + key, value)
-    );
-    await this.writes;
+    await this.store(() => this.storage.set(this.prefix + key, value));
+  }
+
+  /**
+   * @private
+   * Runs a storage write after the ones before it (each sees the state of its time, in order).
+   * @param {() => unknown} action
+   */
+  store(action) {
+    const done = this.writes.then(action);
+    this.writes = done.catch(() => {}); // the caller hears of a failure; later writes still run
+    return done;
   }
 
   // ---- HTTP ---------------------------------------------------------------------------------
@@ -1165,9 +1181,19 @@ export class ChatClient {
       return;
     }
     if (code === 4401) {
-      this.setState("offline", { closeCode: code, attempt: this.attempt });
+      // Refresh the token, then reconnect at once; if the last socket was refused too, after the
+      // back-off (a server that keeps refusing must not get a tight loop of refreshes).
+      const immediate = this.attempt === 0;
+      if (immediate) {
+        this.attempt = 1;
+        this.setState("offline", { closeCode: code, attempt: this.attempt });
+      } else {
+        this.retry(code, false);
+      }
       this.refresh().then(
-        () => this.retry(code, false, 0),
+        () => {
+          if (immediate) this.retry(code, false, 0); // unless adopt() opened the socket already
+        },
         () => {
           if (this.session) this.retry(code, true);
         }

@@ -3,7 +3,7 @@
 // back-off on 4430, and last a server killed (SIGKILL) and restarted mid-conversation. One server
 // for the whole file (starting one takes seconds); the tests run in order.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import WebSocket from "ws";
 import { IDBFactory } from "fake-indexeddb";
 import { ChatClient, ChatError, IndexedDBStorage, MemoryStorage } from "../src/chat.js";
@@ -26,8 +26,12 @@ before(async () => {
   }).start();
 });
 
+afterEach(() => {
+  // Each test's clients go: none is left reconnecting to the server the next tests use.
+  for (const client of clients.splice(0)) client.disconnect();
+});
+
 after(async () => {
-  for (const client of clients) client.disconnect();
   await server.close();
 });
 
