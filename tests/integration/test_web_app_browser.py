@@ -1,12 +1,14 @@
 """The web app in a real browser: Debian's chromium driven by Playwright, against the real server.
 
-Two browser contexts (two profiles: their own IndexedDB) sign up, find each other, chat both ways,
-see typing and presence. Ann's page reaches the server through :class:`CuttableProxy`, which the
+Two browser contexts (two profiles: their own IndexedDB; one desktop-sized, one phone-sized) sign
+up, find each other (exact email, exact phone number, name), chat both ways, see unread counts,
+typing and presence. Ann's page reaches the server through :class:`CuttableProxy`, which the
 test takes offline (Playwright's offline emulation leaves open WebSockets alone): it cuts her
 connections and refuses her WebSocket handshakes, while the page itself can still be loaded. Bob
 sends three messages meanwhile; when the proxy lets her through again she shows them once and in
 order, and both see read ticks. A message Ann sends while offline is still pending after a page
-reload (the SDK's IndexedDB outbox) and is stored exactly once when the network returns.
+reload (the SDK's IndexedDB outbox) and is stored exactly once when the network returns. Then a
+new tab restores the login and pages the history back, and signing out and in again works.
 
 Chromium is never downloaded: ``/usr/bin/chromium`` (``CHAT_TEST_CHROMIUM`` to point elsewhere;
 ``.ci/run`` installs it with apt). Without it the test is skipped, or fails when ``CI=true``.
@@ -199,14 +201,16 @@ async def test_two_people_chat_in_the_browser_through_a_cut_and_a_reload(
 
         # Ann finds Bob by his exact email and writes; Bob finds her by name, sees one unread.
         await ann.get_by_label("Find people").fill("bob@example.com")
-        await ann.get_by_role("button", name="Search").click()
+        await ann.get_by_label("Find people").press("Enter")  # the keyboard is enough
         await ann.locator("#results").get_by_role("button", name="Bob").click()
         await expect(ann.locator("#peer-name")).to_have_text("Bob")
         await send(ann, "Hi Bob")
         await expect(ann.locator(".msg.mine")).to_have_attribute("data-status", re.compile("^(sent|delivered)$"))
-        await bob.get_by_label("Find people").fill("ann")
-        await bob.get_by_role("button", name="Search").click()
-        await expect(bob.locator("#results .name")).to_have_text(["Ann"])
+        for query in ("+14155550100", "ann"):  # her exact phone number, a part of her name
+            await bob.get_by_label("Find people").fill(query)
+            await bob.get_by_role("button", name="Search").click()
+            await expect(bob.locator("#results .name")).to_have_text(["Ann"])
+            await bob.locator("#results").evaluate("(list) => list.replaceChildren()")
         await expect(bob.locator("#conversations .badge")).to_have_text("1")
         await bob.locator("#conversations").get_by_role("button", name="Ann").click()
         await expect(bob.locator(".msg.theirs .text")).to_have_text(["Hi Bob"])
