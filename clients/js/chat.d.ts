@@ -90,6 +90,8 @@ export class ChatClient {
     private requestTimeoutMs;
     /** @private */
     private refreshBeforeMs;
+    /** @private */
+    private heartbeatMs;
     /** @type {Profile | null} the signed-in user */
     user: Profile | null;
     /** @type {ConnectionState} */
@@ -820,6 +822,11 @@ export type ChatClientOptions = {
      * (default: a fifth of its lifetime, at most 60 s)
      */
     refreshBeforeMs?: number | undefined;
+    /**
+     * send a `ping` this often and drop the socket when the previous
+     * one got no `pong` (default: the server's `heartbeatS`)
+     */
+    heartbeatMs?: number | undefined;
 };
 export type Session = {
     accessToken: string;

@@ -286,6 +286,8 @@
  * @property {number} [requestTimeoutMs] socket requests (search, online users) and the handshake (default 10000)
  * @property {number} [refreshBeforeMs] refresh the access token this long before it expires
  *   (default: a fifth of its lifetime, at most 60 s)
+ * @property {number} [heartbeatMs] send a `ping` this often and drop the socket when the previous
+ *   one got no `pong` (default: the server's `heartbeatS`)
  */
 
 /** @typedef {{accessToken: string, refreshToken: string, expiresAt: number, lifetimeMs: number, user: Profile}} Session */
@@ -475,6 +477,8 @@ export class ChatClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     /** @private */
     this.refreshBeforeMs = options.refreshBeforeMs;
+    /** @private */
+    this.heartbeatMs = options.heartbeatMs;
 
     /** @type {Profile | null} the signed-in user */
     this.user = null;
@@ -1378,7 +1382,7 @@ export class ChatClient {
     socket.ready = true;
     clearTimeout(socket.handshake);
     this.attempt = 0;
-    const heartbeatMs = Math.max(1, frame.heartbeatS) * 1000;
+    const heartbeatMs = this.heartbeatMs ?? Math.max(1, frame.heartbeatS) * 1000;
     socket.heartbeat = setInterval(() => {
       if (socket.pingRef) {
         this.drop(socket, 1006); // the last ping got no pong within a heartbeat: a dead network

@@ -8,7 +8,7 @@ import WebSocket from "ws";
 import { IDBFactory } from "fake-indexeddb";
 import { ChatClient, ChatError, IndexedDBStorage, MemoryStorage } from "../src/chat.js";
 import { account, befriend, makeClient, nextEvent, online, record, until } from "./helpers.mjs";
-import { TestServer } from "./server.mjs";
+import { FreezingProxy, TestServer } from "./server.mjs";
 
 /** @type {TestServer} */
 let server;
@@ -71,8 +71,7 @@ test("register, log in on another client, and a wrong password is a typed 401", 
 });
 
 test("a conversation both ways: acks, messages, delivered and read receipts, refused sends", async () => {
-  const ann = await connected("Ann");
-  const bob = await connected("Bob");
+  const [ann, bob] = await Promise.all([connected("Ann"), connected("Bob")]);
   const annId = /** @type {number} */ (ann.user?.id);
   const bobId = /** @type {number} */ (bob.user?.id);
 
@@ -179,8 +178,7 @@ test("a message delivered twice on the wire is shown once", async () => {
       });
     }
   }
-  const ann = await connected("Ann");
-  const bob = await connected("Bob", { WebSocket: DuplicatingWebSocket });
+  const [ann, bob] = await Promise.all([connected("Ann"), connected("Bob", { WebSocket: DuplicatingWebSocket })]);
   const messages = record(bob, ["message"]);
   const first = await ann.send(/** @type {number} */ (bob.user?.id), "once").ack;
   const second = await ann.send(/** @type {number} */ (bob.user?.id), "twice").ack;
@@ -193,8 +191,7 @@ test("a message delivered twice on the wire is shown once", async () => {
 });
 
 test("typing and presence between contacts", async () => {
-  const ann = await connected("Ann");
-  const bob = await connected("Bob");
+  const [ann, bob] = await Promise.all([connected("Ann"), connected("Bob")]);
   await befriend(ann, bob);
   const annId = /** @type {number} */ (ann.user?.id);
   const bobId = /** @type {number} */ (bob.user?.id);
@@ -221,8 +218,7 @@ test("typing and presence between contacts", async () => {
 });
 
 test("history pages, the conversation list and search", async () => {
-  const ann = await connected("Annabel");
-  const bob = await connected("Bob");
+  const [ann, bob] = await Promise.all([connected("Annabel"), connected("Bob")]);
   const bobId = /** @type {number} */ (bob.user?.id);
   const annId = /** @type {number} */ (ann.user?.id);
   for (let i = 1; i <= 5; i++) await ann.send(bobId, `n${i}`).ack;
@@ -285,8 +281,7 @@ test("a refreshed token re-authenticates the open socket, without a reconnect; r
 });
 
 test("a socket closed 4401 refreshes the token and reconnects", async () => {
-  const ann = await connected("Ann");
-  const bob = await connected("Bob");
+  const [ann, bob] = await Promise.all([connected("Ann"), connected("Bob")]);
   const states = record(ann, ["state"]);
   const token = ann.session?.accessToken;
   const ready = nextEvent(ann, "ready");
@@ -304,6 +299,37 @@ test("a socket closed 4401 refreshes the token and reconnects", async () => {
   );
 });
 
+test("a socket gone silent (no close, no pong) is dropped by the heartbeat and replaced", async () => {
+  const proxy = await new FreezingProxy(server.port).start();
+  try {
+    const ann = await connected("Ann");
+    const bob = makeClient(proxy.baseUrl, { heartbeatMs: 200 });
+    clients.push(bob);
+    await bob.register(account("Bob"));
+    const ready = nextEvent(bob, "ready");
+    bob.connect();
+    await ready;
+    const states = record(bob, ["state"]);
+    const again = nextEvent(bob, "ready");
+    proxy.freeze(); // the open socket hears nothing more, and is not closed either
+    await again; // dropped after a ping without pong (≤ 2 × 200 ms), reconnected through the proxy
+    assert.deepEqual(
+      states.map((e) => [e.payload.state, e.payload.closeCode]),
+      [
+        ["offline", 1006],
+        ["connecting", undefined],
+        ["online", undefined],
+      ]
+    );
+    const got = nextEvent(bob, "message");
+    await ann.send(/** @type {number} */ (bob.user?.id), "still there?").ack;
+    assert.equal((await got).message, "still there?");
+  } finally {
+    for (const client of clients.splice(0)) client.disconnect();
+    await proxy.close();
+  }
+});
+
 test("logout-all closes the other devices 4403: signed out, no retry", async () => {
   const details = account("Ann");
   const storage = new MemoryStorage();
@@ -315,8 +341,8 @@ test("logout-all closes the other devices 4403: signed out, no retry", async () 
   await ready;
   const states = record(phone, ["state"]);
 
-  const laptop = makeClient(server.baseUrl);
-  await laptop.login({ email: details.email, password: details.password });
+  const laptop = makeClient(server.baseUrl, { storage }); // another tab of the same login
+  assert.equal(await laptop.restore(), true);
   await laptop.logoutAll();
   assert.equal(laptop.user, null);
 
@@ -389,8 +415,7 @@ test("a connection over the user's limit (4430) backs off, then gets in", async 
 });
 
 test("a server killed and restarted mid-conversation: nothing lost, nothing shown twice", async () => {
-  const ann = await connected("Ann");
-  const bob = await connected("Bob");
+  const [ann, bob] = await Promise.all([connected("Ann"), connected("Bob")]);
   const annId = /** @type {number} */ (ann.user?.id);
   const bobId = /** @type {number} */ (bob.user?.id);
   const annStates = record(ann, ["state"]);

@@ -3,7 +3,7 @@
 // $CHAT_TEST_P2P_CHAT, or the repository's .venv/bin/p2p-chat.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -92,5 +92,58 @@ export class TestServer {
   async close() {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A TCP proxy in front of a server that can go silent: `freeze()` stops forwarding on the
+ * connections open now, without closing them (a network that drops packets: no FIN, no RST, so
+ * neither end notices by itself); connections made later are forwarded again.
+ */
+export class FreezingProxy {
+  /** @param {number} targetPort */
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.port = 0;
+    /** @type {Set<import("node:net").Socket>} */
+    this.sockets = new Set();
+    this.server = createServer((client) => {
+      const upstream = connect(this.targetPort, "127.0.0.1");
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          this.sockets.delete(socket);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  get baseUrl() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    await new Promise((resolveListen) => this.server.listen(0, "127.0.0.1", () => resolveListen(undefined)));
+    const address = this.server.address();
+    this.port = typeof address === "object" && address ? address.port : 0;
+    return this;
+  }
+
+  freeze() {
+    for (const socket of this.sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
+    this.frozen = [...this.sockets];
+  }
+
+  async close() {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolveClose) => this.server.close(() => resolveClose(undefined)));
   }
 }
