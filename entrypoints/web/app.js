@@ -307,6 +307,8 @@ client.on("ready", async () => {
   box.dataset.readies = String(Number(box.dataset.readies) + 1);
   drawConnection({ state: "online", attempt: 0 });
   showProblem("");
+  // Another device may have read messages meanwhile: closed conversations load afresh when opened.
+  for (const peerId of [...state.loaded]) if (peerId !== state.active) state.loaded.delete(peerId);
   try {
     await refreshConversations();
     if (state.active !== null) await catchUp(state.active);
