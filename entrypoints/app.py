@@ -27,6 +27,7 @@ from entrypoints.http.openapi import openapi_config
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
+from entrypoints.http.webapp import web_app_router
 from entrypoints.metrics import Metrics, flush_every
 from entrypoints.ws.handler import (
     SHUTTING_DOWN,
@@ -154,6 +155,7 @@ def create_app(container: Container) -> Litestar:
             metrics_endpoint,
             asyncapi_document,
             make_ws_handler(services, live, container.ids(), origins.allows),
+            *([web_app_router()] if settings.serves_web_app else []),
         ],
         dependencies={
             "principal": Provide(provide_principal),

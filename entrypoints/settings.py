@@ -89,11 +89,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    web_app: Literal["on", "off"] | None = None  # unset: on in dev, off in prod (serves_web_app)
 
     @property
     def mode(self) -> str:
         """``redis`` when presence, fan-out and counters are shared through Redis, else ``memory``."""
         return "redis" if self.redis_url else "memory"
+
+    @property
+    def serves_web_app(self) -> bool:
+        """Whether ``/app/`` (the web app) is served: ``CHAT_WEB_APP``, else only in ``dev``."""
+        return self.web_app == "on" if self.web_app is not None else self.env == "dev"
 
     @property
     def secret(self) -> str:
@@ -127,6 +133,7 @@ _VALID = {
     "cors_origins": "comma-separated origins scheme://host[:port] (no path, no trailing slash), or *",
     "trusted_proxies": "comma-separated IP addresses or CIDR ranges (10.0.0.1,192.168.0.0/16)",
     "metrics_token": "any string",
+    "web_app": "one of on, off",
 }
 
 

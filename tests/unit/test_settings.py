@@ -198,3 +198,21 @@ def test_readme_lists_every_setting_with_its_default_and_valid_values() -> None:
 def test_every_default_is_valid() -> None:
     env = {variable(name): str(field.default) for name, field in FIELDS.items() if field.default not in (None, ())}
     assert read_settings(env) == msgspec.convert({}, Settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "served"),
+    [
+        ({}, True),
+        ({"CHAT_WEB_APP": "off"}, False),
+        ({"CHAT_ENV": "prod", "CHAT_JWT_SECRET": SECRET}, False),
+        ({"CHAT_ENV": "prod", "CHAT_JWT_SECRET": SECRET, "CHAT_WEB_APP": "on"}, True),
+    ],
+)
+def test_the_web_app_is_served_in_dev_and_in_prod_only_when_asked(env: dict[str, str], served: bool) -> None:
+    assert read_settings(env).serves_web_app is served
+
+
+def test_chat_web_app_takes_on_or_off() -> None:
+    with pytest.raises(SettingsError, match=r"^CHAT_WEB_APP='yes' is not valid: expected one of on, off$"):
+        read_settings({"CHAT_WEB_APP": "yes"})
