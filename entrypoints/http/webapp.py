@@ -5,7 +5,7 @@ Plain HTML, CSS and ES modules, no build step and nothing from elsewhere: the Co
 allows only this origin (scripts, styles, ``fetch`` and the WebSocket). The JavaScript SDK is
 served as ``/app/chat.js``; ``entrypoints/web/chat.js`` is a symbolic link to
 ``clients/js/src/chat.js``, its one source (a wheel built from the tree carries a copy of it;
-decision 46). Each answer is revalidated (``Cache-Control: no-cache`` with an ``ETag``), so an
+decision 47). Each answer is revalidated (``Cache-Control: no-cache`` with an ``ETag``), so an
 upgraded server is picked up on the next load and an unchanged file costs a 304. A file is read
 again when it changes on disk, so editing it in a checkout needs no restart.
 """
