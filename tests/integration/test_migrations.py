@@ -62,9 +62,10 @@ async def schema_drift(url: str) -> list[Any]:
 
 
 def test_history_is_one_linear_chain_starting_at_0001() -> None:
-    assert head_revision() == "0003"
+    assert head_revision() == "0004_account_life"
     script = ScriptDirectory.from_config(alembic_config())
     assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [
+        ("0004_account_life", "0003"),
         ("0003", "0002"),
         ("0002", "0001"),
         ("0001", None),
@@ -206,7 +207,7 @@ async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
 
 async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
     assert await current_revision(database_url) is None
-    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0003: run `p2p-chat migrate`") as caught:
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0004_account_life: run `p2p-chat migrate`") as caught:
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()

@@ -17,7 +17,7 @@ what the database itself takes for these short, indexed statements. So, for thos
   interface whose coroutines call ``sqlite3`` on the event loop's own thread (no thread hop), with
   a thread of its own that copies the write-ahead log into the database file after commits;
 * ``memo`` remembers, between units of work, facts that can never stop being true (a member row's
-  ``has_sent`` is TRUE, an account exists), so the send path skips reading them again.
+  ``has_sent`` is TRUE), so the send path skips reading them again.
 
 Everything else (accounts, history, search, the conversation list) goes through SQLAlchemy Core as
 usual, and so does the engine's set-up (``adapters.sqlalchemy.engine``, which installs the inline
