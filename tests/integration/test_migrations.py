@@ -381,3 +381,36 @@ async def test_env_py_connects_by_itself_without_a_shared_connection(database_ur
     assert await current_revision(database_url) == head_revision()
     await asyncio.to_thread(command.downgrade, config, "base")
     assert await current_revision(database_url) is None
+
+
+async def test_revision_0004_adds_nullable_columns_and_its_downgrade_keeps_every_row(database_url: str) -> None:
+    """0004 adds the logins' client and last use and the users' deletion time; the downgrade drops
+    the columns in place (a copy of ``users`` on SQLite would cascade into every referring row)."""
+    await upgrade(database_url, "0003")
+    engine = create_engine(database_url)
+
+    async def run(statement: str) -> list[Any]:
+        async with engine.begin() as conn:
+            result = await conn.exec_driver_sql(statement)
+            return list(result.all()) if result.returns_rows else []
+
+    try:
+        for n, name in ((1, "ann"), (2, "bob")):
+            await run(
+                "INSERT INTO users (id, name, name_key, email, email_key, phone_number, password_hash, created_at)"  # noqa: S608 - constants
+                f" VALUES ({n}, '{name}', '{name}', '{name}@example.com', '{name}@example.com', '+1415555000{n}',"
+                " 'x', '2026-11-24 00:00:00')"
+            )
+        await run("INSERT INTO logins (id, user_id, created_at) VALUES ('s1', 1, '2026-11-24 00:00:00')")
+        await run("INSERT INTO contacts (user_id, contact_id) VALUES (1, 2), (2, 1)")
+
+        await upgrade(database_url)
+        assert await run("SELECT id, client, last_used_at FROM logins") == [("s1", None, None)]
+        assert await run("SELECT id, deleted_at FROM users ORDER BY id") == [(1, None), (2, None)]
+
+        await downgrade(database_url, "0003")
+        assert await run("SELECT id FROM logins") == [("s1",)]
+        assert await run("SELECT user_id, contact_id FROM contacts ORDER BY 1") == [(1, 2), (2, 1)]
+        assert await run("SELECT count(*) FROM users") == [(2,)]
+    finally:
+        await engine.dispose()
