@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import (
     CursorResult,
     and_,
-    bindparam,
     case,
     delete,
     exists,
@@ -57,8 +56,7 @@ def _blocked_either_way(a: int, other_id_column: object) -> object:
     )
 
 
-# Live accounts only: a deleted account's row stays (a tombstone) but is no one to write to.
-_EXISTING_IDS = select(users.c.id).where(users.c.id.in_(bindparam("ids", expanding=True)), users.c.deleted_at.is_(None))
+# Live accounts only: a deleted account's row stays (a tombstone) but is found by nothing.
 _LIVE = users.c.deleted_at.is_(None)
 
 
@@ -82,11 +80,13 @@ class SqlAlchemyUserRepository(UserRepository):
         return await self._session.get(User, user_id)
 
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
-        ids = list(set(user_ids))
+        # Read every time, one primary-key probe per id (accounts can be deleted: decision 17);
+        # a send batch's recipients, so at the driver level like the rest of the send path.
+        ids = sorted(set(user_ids))
         if not ids:
             return set()
-        conn = await self._session.connection()  # one primary-key probe per id: accounts can be deleted
-        return set((await conn.execute(_EXISTING_IDS, {"ids": ids})).scalars())
+        driver = await Driver.of(self._session)
+        return {uid for (uid,) in await driver.rows(hot_sql.LIVE_USERS_AMONG, driver.table([(i,) for i in ids], 1))}
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         ids = list(dict.fromkeys(user_ids))

@@ -25,7 +25,7 @@ connection and begins SQLite transactions on the ``sqlite3`` connection itself).
 
 Where it is used: ``adapters.sqlalchemy.messaging`` (append a batch, messages by client ids,
 pending messages, mark delivered), ``adapters.sqlalchemy.repositories`` (add contacts, blocks among
-pairs), ``adapters.sqlalchemy.uow`` (the driver is forgotten and the memo learns at commit),
+pairs, live recipients), ``adapters.sqlalchemy.uow`` (the driver is forgotten and the memo learns at commit),
 ``adapters.sqlalchemy.engine`` (the inline connection) and ``entrypoints.container`` (one
 :class:`~adapters.sqlalchemy.fastpath.memo.StoreMemo` per database).
 
