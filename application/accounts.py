@@ -17,6 +17,7 @@ from domain.auth import (
     account_key,
     address_key,
     attempts_key,
+    client_label,
     oldest_beyond,
     pair_key,
     registration_key,
@@ -29,6 +30,7 @@ from domain.errors import (
     LoginRevokedError,
     PhoneTakenError,
     RateLimitedError,
+    SessionNotFoundError,
     UserNotFoundError,
 )
 from domain.messages import is_storable
@@ -70,14 +72,15 @@ class LoginIssuer:
         self._ids = ids
         self._refresh_ttl_s = refresh_ttl_s
 
-    async def start(self, uow: UnitOfWork, user: User, clock: Clock) -> SignedIn:
+    async def start(self, uow: UnitOfWork, user: User, clock: Clock, user_agent: str | None = None) -> SignedIn:
         now = clock.now()
-        login = Login(id=self._ids.new_id(), user_id=user.uid, created_at=now)
+        login = Login(id=self._ids.new_id(), user_id=user.uid, created_at=now, client=client_label(user_agent))
         await uow.logins.add(login)
         return await self.rotate(uow, user, login, clock)
 
     async def rotate(self, uow: UnitOfWork, user: User, login: Login, clock: Clock) -> SignedIn:
         now = clock.now()
+        login.touch(now)  # a refresh is a use of the login
         raw = self._tokens.new_refresh_secret()
         await uow.logins.add_refresh(
             RefreshToken.issue(
@@ -101,6 +104,7 @@ class Register:
     phone_number: str
     password: str
     client_address: str
+    user_agent: str | None = None
 
 
 class RegisterUser:
@@ -137,7 +141,7 @@ class RegisterUser:
         async with self._uow() as uow:
             user = User.register(data, password_hash=password_hash, now=self._clock.now())
             await uow.users.add(user)
-            session = await self._issuer.start(uow, user, self._clock)
+            session = await self._issuer.start(uow, user, self._clock, cmd.user_agent)
             await uow.commit()
         return session
 
@@ -147,6 +151,7 @@ class Credentials:
     email: str
     password: str
     client_address: str
+    user_agent: str | None = None
 
 
 class SignIn:
@@ -201,7 +206,7 @@ class SignIn:
         await self._counter.reset(pair_key(key, cmd.client_address))
         async with self._uow() as uow:
             revoked = await self._make_room(uow, user.uid)
-            session = await self._issuer.start(uow, user, self._clock)
+            session = await self._issuer.start(uow, user, self._clock, cmd.user_agent)
             await uow.commit()
         publish_revoked(self._notifier, user.uid, revoked)
         return session
@@ -297,7 +302,7 @@ class RefreshLogin:
             if verdict is not RefreshVerdict.ROTATE or login is None:
                 raise RefreshToken.rejected()
             user = await uow.users.get(login.user_id)
-            if user is None:
+            if user is None or user.deleted:
                 raise RefreshToken.rejected()
             session = await self._issuer.rotate(uow, user, login, self._clock)
             await uow.commit()
@@ -305,7 +310,10 @@ class RefreshLogin:
 
 
 class Authenticate:
-    """Turn a bearer access token into a :class:`Principal`; the token's login must be active.
+    """Turn a bearer access token into a :class:`Principal`; the token's login must be active
+    (a deleted account has no logins left). Records the login's use when the last recorded one is
+    :data:`~domain.auth.LAST_USED_PRECISION_S` old: at most one write per login per minute, however
+    many requests and sockets use it.
 
     Raises InvalidTokenError or LoginRevokedError.
     """
@@ -314,12 +322,15 @@ class Authenticate:
         self._uow, self._tokens, self._clock = uow, tokens, clock
 
     async def __call__(self, token: str) -> Principal:
-        claims = self._tokens.verify_access(token, now=self._clock.now())
+        now = self._clock.now()
+        claims = self._tokens.verify_access(token, now=now)
         async with self._uow() as uow:
             login = await uow.logins.get(claims.sid)
-        if login is None or login.user_id != claims.user_id:
-            raise LoginRevokedError()
-        login.ensure_active()
+            if login is None or login.user_id != claims.user_id:
+                raise LoginRevokedError()
+            login.ensure_active()
+            if login.touch(now):
+                await uow.commit()
         return Principal(user_id=claims.user_id, sid=claims.sid, expires_at=claims.expires_at)
 
 
@@ -443,3 +454,47 @@ class ChangePassword:
             await uow.commit()
         publish_revoked(self._notifier, user.uid, revoked)
         return revoked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionView:
+    """One of the caller's live logins, as ``GET /auth/sessions`` lists it."""
+
+    login: Login
+    current: bool
+
+
+class ListSessions:
+    """The caller's live logins, oldest first; ``current`` marks the one the caller's token belongs to."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, actor: Principal) -> list[SessionView]:
+        async with self._uow() as uow:
+            found = await uow.logins.of_user(actor.user_id, active_only=True)
+        return [SessionView(login=login, current=login.id == actor.sid) for login in found]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndLogin:
+    session_id: str
+
+
+class EndSession:
+    """End one of the caller's logins, as logout does for the current one: its refresh token and
+    access tokens stop working, and after the commit its connections hear :class:`LoginsRevoked`
+    (closed 4403 on every process). Raises SessionNotFoundError for a login that is not the
+    caller's or is no longer live (one answer for both: another user's login ids are not revealed)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, notifier: Notifier) -> None:
+        self._uow, self._clock, self._notifier = uow, clock, notifier
+
+    async def __call__(self, actor: Principal, cmd: EndLogin) -> None:
+        async with self._uow() as uow:
+            login = await uow.logins.get(cmd.session_id) if is_storable(cmd.session_id) else None
+            if login is None or login.user_id != actor.user_id or not login.active:
+                raise SessionNotFoundError()
+            login.revoke(self._clock.now())
+            await uow.commit()
+        publish_revoked(self._notifier, actor.user_id, [login.id])

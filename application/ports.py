@@ -104,14 +104,18 @@ class UserRepository(Protocol):
 
     async def get(self, user_id: int) -> User | None: ...
 
-    async def get_by_email_key(self, email_key: str) -> User | None: ...
+    async def get_by_email_key(self, email_key: str) -> User | None:
+        """The account with this email key (never a deleted one)."""
+        ...
 
-    async def get_by_phone(self, phone_number: str) -> User | None: ...
+    async def get_by_phone(self, phone_number: str) -> User | None:
+        """The account with this number (never a deleted one)."""
+        ...
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]: ...
 
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
-        """Those of ``user_ids`` that are accounts."""
+        """Those of ``user_ids`` that are accounts, and not deleted ones."""
         ...
 
     async def set_last_seen(self, user_id: int, at: datetime) -> None:
@@ -123,8 +127,8 @@ class UserRepository(Protocol):
     ) -> list[User]:
         """Users whose ``name_key`` contains ``name_key`` literally, whose email key equals
         ``email_key`` or whose number equals ``phone_number``; ordered exact email/phone match
-        first, then by name, then id; excluding the viewer and those the viewer may not find
-        (:attr:`domain.social.Relation.may_find`, applied by the store)."""
+        first, then by name, then id; excluding the viewer, deleted accounts and those the viewer
+        may not find (:attr:`domain.social.Relation.may_find`, applied by the store)."""
         ...
 
 
@@ -136,6 +140,11 @@ class LoginRepository(Protocol):
     async def get(self, login_id: str) -> Login | None: ...
 
     async def active_ids_of(self, user_id: int) -> list[str]: ...
+
+    async def of_user(self, user_id: int, *, active_only: bool) -> list[Login]:
+        """The user's logins (only the active ones with ``active_only``), oldest first (by
+        ``created_at``, then id)."""
+        ...
 
     async def inactive_among(self, login_ids: Collection[str]) -> set[str]:
         """Which of ``login_ids`` are no longer active: revoked, or not stored at all. One query
@@ -227,6 +236,11 @@ class ConversationRepository(Protocol):
         ...
 
     async def state(self, user_id: int, peer_id: int) -> ConversationState | None: ...
+
+    async def peers_of(self, user_id: int, *, after_id: int | None, limit: int) -> list[int]:
+        """The peers of the user's conversations (every conversation the user sent or received a
+        message in), ordered by id, above ``after_id``: a keyset page."""
+        ...
 
     async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None: ...
 
@@ -389,6 +403,20 @@ class PresenceRegistry(Protocol):
         ...
 
 
+class AccountRepository(Protocol):
+    """What an account's deletion does to the data beyond its own row (which the use case erases
+    through the mapped :class:`~domain.users.User`)."""
+
+    async def forget(self, user_id: int, *, erase_bodies: bool) -> None:
+        """In this transaction: delete the user's logins and refresh tokens, contacts and blocks
+        (both directions); drop the messages pending to the user (they become withheld: never
+        delivered, still in their senders' history); with ``erase_bodies`` blank the body of every
+        message the user sent (``""``). The conversations, their seqs and the peers' read pointers
+        stay. This is the one place to drop anything else the deployment keeps per account (push
+        targets, queued push jobs)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with uow:`` opens it, :meth:`commit` ends it, leaving rolls back.
 
@@ -401,6 +429,7 @@ class UnitOfWork(Protocol):
     blocks: BlockRepository
     conversations: ConversationRepository
     messages: MessageRepository
+    accounts: AccountRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -124,8 +124,9 @@ class UserLookup:
 
 
 class GetUser:
-    """One user as the viewer may see them. Raises UserNotFoundError, also for a user who blocked
-    the viewer (:attr:`domain.social.Relation.may_find`, as a search): the block never shows."""
+    """One user as the viewer may see them. Raises UserNotFoundError, also for a deleted account
+    and for a user who blocked the viewer (:attr:`domain.social.Relation.may_find`, as a search):
+    the block never shows."""
 
     def __init__(self, uow: UnitOfWorkFactory, cards: CardMaker) -> None:
         self._uow, self._cards = uow, cards
@@ -136,7 +137,7 @@ class GetUser:
         async with self._uow() as uow:
             user = await uow.users.get(cmd.user_id)
             relations = await uow.contacts.relations(actor.user_id, [cmd.user_id]) if user else {}
-            if user is None or not relations.get(user.uid, STRANGERS).may_find:
+            if user is None or user.deleted or not relations.get(user.uid, STRANGERS).may_find:
                 raise UserNotFoundError(cmd.user_id)
             (card,) = await self._cards.cards(uow, actor.user_id, [user])
         return card

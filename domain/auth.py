@@ -9,25 +9,55 @@ at the first counted attempt.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
 from domain.errors import InvalidTokenError, LoginRevokedError, RateLimitedError
 
+CLIENT_LABEL_MAX = 100
+"""Code points kept of a login's client label (the ``User-Agent`` it signed in with)."""
+LAST_USED_PRECISION_S = 60
+"""A login's ``last_used_at`` is written at most once per this many seconds (it is that much behind
+at most): using a login must not cost a database write per request or frame."""
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def client_label(user_agent: str | None) -> str | None:
+    """What a login's client is called in its list of sessions: its ``User-Agent`` with control and
+    text-direction characters removed, white space collapsed, at most :data:`CLIENT_LABEL_MAX`
+    code points; ``None`` when nothing is left."""
+    if user_agent is None:
+        return None
+    label = " ".join(_UNPRINTABLE.sub(" ", user_agent[: CLIENT_LABEL_MAX * 4]).split())[:CLIENT_LABEL_MAX]
+    return label or None
+
 
 @dataclass(eq=False, kw_only=True)
 class Login:
-    """One signed-in device of a user. Revocation is final."""
+    """One signed-in device of a user. Revocation is final. ``client`` is the label of the client it
+    signed in with; ``last_used_at`` when it was last used, to :data:`LAST_USED_PRECISION_S`."""
 
     id: str
     user_id: int
     created_at: datetime
     revoked_at: datetime | None = None
+    client: str | None = None
+    last_used_at: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def touch(self, now: datetime) -> bool:
+        """Record a use at ``now`` if the last recorded one is :data:`LAST_USED_PRECISION_S` old
+        (or none is); True when it changed (the caller then writes it)."""
+        last = self.last_used_at or self.created_at
+        if self.revoked_at is not None or now - last < timedelta(seconds=LAST_USED_PRECISION_S):
+            return False
+        self.last_used_at = now
+        return True
 
     def revoke(self, now: datetime) -> None:
         if self.revoked_at is None:

@@ -64,6 +64,11 @@ class UserNotFoundError(NotFoundError):
         self.user_id = user_id
 
 
+class SessionNotFoundError(NotFoundError):
+    def __init__(self) -> None:
+        super().__init__("you have no such session")
+
+
 class ConflictError(DomainError):
     code = "conflict"
 

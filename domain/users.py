@@ -20,6 +20,8 @@ NAME_MIN, NAME_MAX = 1, 100
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 EMAIL_MAX = 254
 PHONE_INPUT_MAX = 64  # as typed, separators included
+DELETED_NAME = "Deleted account"
+"""The name a deleted account shows to others (its conversations stay with its peers)."""
 
 # The rules below are regular expressions written in the subset that Python's ``re`` and JSON
 # Schema (ECMA-262) read alike — explicit character classes only, no ``\s`` or ``\d`` — so the
@@ -150,6 +152,7 @@ class User:
     password_hash: str
     created_at: datetime
     last_seen_at: datetime | None = None
+    deleted_at: datetime | None = None
 
     @classmethod
     def register(cls, data: Registration, *, password_hash: str, now: datetime) -> User:
@@ -176,6 +179,23 @@ class User:
 
     def change_password_hash(self, password_hash: str) -> None:
         self.password_hash = password_hash
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def erase(self, now: datetime) -> None:
+        """Delete the account: its profile is erased and the row stays as a tombstone, so the
+        peers' conversations keep their other user. The name becomes :data:`DELETED_NAME`; the
+        email and phone number become ``~<id>`` — no email or number a registration accepts, so
+        both are free for a new account — and the password hash is emptied (no password matches)."""
+        self.name = DELETED_NAME
+        self.name_key = ""
+        self.email = ""
+        self.email_key = self.phone_number = f"~{self.uid}"
+        self.password_hash = ""
+        self.last_seen_at = None
+        self.deleted_at = now
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -94,6 +94,9 @@ def create_app(container: Container) -> Litestar:
     async def provide_client_ip(request: Request[Any, Any, Any]) -> str:
         return client_address(request, trusted)
 
+    async def provide_user_agent(request: Request[Any, Any, Any]) -> str:
+        return request.headers.get("user-agent", "")
+
     async def provide_checks() -> ReadinessChecks:
         checks: ReadinessChecks = container.readiness_checks()
         return checks
@@ -160,6 +163,7 @@ def create_app(container: Container) -> Litestar:
         dependencies={
             "principal": Provide(provide_principal),
             "client_ip": Provide(provide_client_ip),
+            "user_agent": Provide(provide_user_agent),
             "readiness_checks": Provide(provide_checks),
             "metrics_source": Provide(provide_metrics_source),
             "metrics_token": Provide(provide_metrics_token),
@@ -172,6 +176,10 @@ def create_app(container: Container) -> Litestar:
             "sign_out": _singleton(container.sign_out),
             "sign_out_everywhere": _singleton(container.sign_out_everywhere),
             "change_password": _singleton(container.change_password),
+            "list_sessions": _singleton(container.list_sessions),
+            "end_session": _singleton(container.end_session),
+            "delete_account": _singleton(container.delete_account),
+            "export_account": _singleton(container.export_account),
             "get_profile": _singleton(container.get_profile),
             "rename_user": _singleton(container.rename_user),
             "get_user": _singleton(container.get_user),

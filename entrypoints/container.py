@@ -28,9 +28,12 @@ from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
 from adapters.system.ids import Uuid7Ids
+from application.account_life import DeleteAccount, ExportAccount
 from application.accounts import (
     Authenticate,
     ChangePassword,
+    EndSession,
+    ListSessions,
     LoginIssuer,
     RefreshLogin,
     RegisterUser,
@@ -185,6 +188,18 @@ class Container(containers.DeclarativeContainer):
         throttle=throttle,
         notifier=fanout,
     )
+    list_sessions = providers.Singleton(ListSessions, uow=uow.provider)
+    end_session = providers.Singleton(EndSession, uow=uow.provider, clock=clock, notifier=fanout)
+    delete_account = providers.Singleton(
+        DeleteAccount,
+        uow=uow.provider,
+        hasher=password_hasher,
+        counter=attempts,
+        clock=clock,
+        throttle=throttle,
+        notifier=fanout,
+    )
+    export_account = providers.Singleton(ExportAccount, uow=uow.provider, clock=clock)
     get_profile = providers.Singleton(GetProfile, uow=uow.provider)
     rename_user = providers.Singleton(RenameUser, uow=uow.provider)
     get_user = providers.Singleton(GetUser, uow=uow.provider, cards=cards)

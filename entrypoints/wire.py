@@ -60,6 +60,16 @@ def iso_ms_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else iso_ms(moment)
 
 
+Body = Annotated[
+    str,
+    msgspec.Meta(
+        description='the text as sent; `""` when its sender deleted their account with `erase` (no message '
+        "can be sent empty)"
+    ),
+]
+"""A message's body on the wire (an erased message's is empty: decision 50)."""
+
+
 class UserPublic(msgspec.Struct, frozen=True, rename="camel"):
     """What anyone may see of another user. ``online``/``lastSeenAt`` are null unless visible."""
 
@@ -82,7 +92,7 @@ class WireMessage(msgspec.Struct, rename="camel", frozen=True):
     seq: int
     from_: int = msgspec.field(name="from")
     to: int
-    message: str
+    message: Body
     client_msg_id: str
     timestamp: Timestamp
     delivered_at: Timestamp | None

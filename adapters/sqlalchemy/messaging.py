@@ -231,6 +231,14 @@ class SqlAlchemyConversationRepository(ConversationRepository):
             peer_id=peer_id, last_seq=row.last_seq, read_seq=row.read_seq, peer_read_seq=row.peer_read_seq
         )
 
+    async def peers_of(self, user_id: int, *, after_id: int | None, limit: int) -> list[int]:
+        members = conversation_members
+        stmt = select(members.c.peer_id).where(members.c.user_id == user_id)
+        if after_id is not None:
+            stmt = stmt.where(members.c.peer_id > after_id)
+        stmt = stmt.order_by(members.c.peer_id).limit(limit)
+        return list((await self._session.execute(stmt)).scalars())
+
     @staticmethod
     def _read_seq(user_id: int, peer_id: int) -> Any:
         members = conversation_members

@@ -81,6 +81,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=True),
+    # Set when the account was deleted: the row stays as a tombstone with its profile erased.
+    Column("deleted_at", UtcDateTime(), nullable=True),
 )
 
 logins = Table(
@@ -90,6 +92,9 @@ logins = Table(
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    # The client label (``domain.auth.client_label`` of the User-Agent) and the last use, to a minute.
+    Column("client", String(100), nullable=True),
+    Column("last_used_at", UtcDateTime(), nullable=True),
 )
 
 refresh_tokens = Table(

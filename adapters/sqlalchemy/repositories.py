@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import (
     CursorResult,
     and_,
-    bindparam,
     case,
     delete,
     exists,
@@ -21,9 +20,15 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.fastpath import hot_sql
 from adapters.sqlalchemy.fastpath.driver import Driver
-from adapters.sqlalchemy.orm import blocks, contacts, logins, refresh_tokens, users
+from adapters.sqlalchemy.orm import blocks, contacts, logins, messages, refresh_tokens, users
 from adapters.sqlalchemy.upsert import upsert
-from application.ports import BlockRepository, ContactRepository, LoginRepository, UserRepository
+from application.ports import (
+    AccountRepository,
+    BlockRepository,
+    ContactRepository,
+    LoginRepository,
+    UserRepository,
+)
 from domain.auth import Login, RefreshToken
 from domain.errors import EmailTakenError, PhoneTakenError
 from domain.social import Relation
@@ -34,8 +39,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncSession
-
-    from adapters.sqlalchemy.fastpath.memo import StoreMemo
 
 
 def escape_like(text: str) -> str:
@@ -53,14 +56,13 @@ def _blocked_either_way(a: int, other_id_column: object) -> object:
     )
 
 
-_EXISTING_IDS = select(users.c.id).where(users.c.id.in_(bindparam("ids", expanding=True)))
+# Live accounts only: a deleted account's row stays (a tombstone) but is found by nothing.
+_LIVE = users.c.deleted_at.is_(None)
 
 
 class SqlAlchemyUserRepository(UserRepository):
-    def __init__(self, session: AsyncSession, memo: StoreMemo) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._memo = memo
-        self.learned: set[int] = set()  # for the memo once this transaction commits
 
     async def add(self, user: User) -> None:
         self._session.add(user)
@@ -78,14 +80,13 @@ class SqlAlchemyUserRepository(UserRepository):
         return await self._session.get(User, user_id)
 
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
-        ids = set(user_ids)
-        known = ids & self._memo.users  # accounts are never deleted
-        if unknown := ids - known:
-            conn = await self._session.connection()
-            found = set((await conn.execute(_EXISTING_IDS, {"ids": list(unknown)})).scalars())
-            self.learned.update(found)
-            known |= found
-        return known
+        # Read every time, one primary-key probe per id (accounts can be deleted: decision 17);
+        # a send batch's recipients, so at the driver level like the rest of the send path.
+        ids = sorted(set(user_ids))
+        if not ids:
+            return set()
+        driver = await Driver.of(self._session)
+        return {uid for (uid,) in await driver.rows(hot_sql.LIVE_USERS_AMONG, driver.table([(i,) for i in ids], 1))}
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         ids = list(dict.fromkeys(user_ids))
@@ -95,14 +96,14 @@ class SqlAlchemyUserRepository(UserRepository):
         return {user.uid: user for user in result.scalars()}
 
     async def set_last_seen(self, user_id: int, at: datetime) -> None:
-        await self._session.execute(update(users).where(users.c.id == user_id).values(last_seen_at=at))
+        await self._session.execute(update(users).where(users.c.id == user_id, _LIVE).values(last_seen_at=at))
 
     async def get_by_email_key(self, email_key: str) -> User | None:
-        result = await self._session.execute(select(User).where(users.c.email_key == email_key))
+        result = await self._session.execute(select(User).where(users.c.email_key == email_key, _LIVE))
         return result.scalar_one_or_none()
 
     async def get_by_phone(self, phone_number: str) -> User | None:
-        result = await self._session.execute(select(User).where(users.c.phone_number == phone_number))
+        result = await self._session.execute(select(User).where(users.c.phone_number == phone_number, _LIVE))
         return result.scalar_one_or_none()
 
     async def search(
@@ -116,7 +117,7 @@ class SqlAlchemyUserRepository(UserRepository):
         blocked_me = exists().where(blocks.c.blocker_id == users.c.id, blocks.c.blocked_id == viewer_id)
         stmt = (
             select(User)
-            .where(or_(exact, by_name), users.c.id != viewer_id, ~blocked_me)
+            .where(or_(exact, by_name), users.c.id != viewer_id, _LIVE, ~blocked_me)
             .order_by(case((exact, 0), else_=1), users.c.name_key, users.c.id)
             .limit(limit)
         )
@@ -136,6 +137,12 @@ class SqlAlchemyLoginRepository(LoginRepository):
 
     async def active_ids_of(self, user_id: int) -> list[str]:
         stmt = select(logins.c.id).where(logins.c.user_id == user_id, logins.c.revoked_at.is_(None))
+        return list((await self._session.execute(stmt)).scalars())
+
+    async def of_user(self, user_id: int, *, active_only: bool) -> list[Login]:
+        stmt = select(Login).where(logins.c.user_id == user_id).order_by(logins.c.created_at, logins.c.id)
+        if active_only:
+            stmt = stmt.where(logins.c.revoked_at.is_(None))
         return list((await self._session.execute(stmt)).scalars())
 
     async def inactive_among(self, login_ids: Collection[str]) -> set[str]:
@@ -249,3 +256,30 @@ class SqlAlchemyBlockRepository(BlockRepository):
             .order_by(users.c.id)
         )
         return list((await self._session.execute(stmt)).scalars())
+
+
+class SqlAlchemyAccountRepository(AccountRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def forget(self, user_id: int, *, erase_bodies: bool) -> None:
+        execute = self._session.execute
+        # Refresh tokens first: SQLite enforces ON DELETE CASCADE only with its foreign keys on.
+        await execute(
+            delete(refresh_tokens).where(
+                refresh_tokens.c.login_id.in_(select(logins.c.id).where(logins.c.user_id == user_id))
+            )
+        )
+        await execute(delete(logins).where(logins.c.user_id == user_id))
+        await execute(delete(contacts).where(or_(contacts.c.user_id == user_id, contacts.c.contact_id == user_id)))
+        await execute(delete(blocks).where(or_(blocks.c.blocker_id == user_id, blocks.c.blocked_id == user_id)))
+        # Pending deliveries to the account are dropped: withheld, they are never pending again
+        # and stay in their senders' history (undelivered).
+        await execute(
+            update(messages)
+            .where(messages.c.recipient_id == user_id, messages.c.delivered_at.is_(None), ~messages.c.withheld)
+            .values(withheld=True)
+        )
+        if erase_bodies:
+            await execute(update(messages).where(messages.c.sender_id == user_id).values(body=""))
+        # Push targets and queued push jobs of the account are dropped here too (issue 17, items 1-2).

@@ -11,6 +11,7 @@ from adapters.sqlalchemy.fastpath.driver import Driver
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
 from adapters.sqlalchemy.repositories import (
+    SqlAlchemyAccountRepository,
     SqlAlchemyBlockRepository,
     SqlAlchemyContactRepository,
     SqlAlchemyLoginRepository,
@@ -46,12 +47,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             raise RuntimeError("this unit of work is already in use")
         session = self._session_factory()
         self._session = session
-        self.users = SqlAlchemyUserRepository(session, self._memo)
+        self.users = SqlAlchemyUserRepository(session)
         self.logins = SqlAlchemyLoginRepository(session)
         self.contacts = SqlAlchemyContactRepository(session)
         self.blocks = SqlAlchemyBlockRepository(session)
         self.conversations = SqlAlchemyConversationRepository(session, self._memo)
         self.messages = SqlAlchemyMessageRepository(session)
+        self.accounts = SqlAlchemyAccountRepository(session)
         return self
 
     async def __aexit__(
@@ -70,6 +72,5 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             raise RuntimeError("commit outside of a unit of work")
         Driver.forget(self._session)
         await self._session.commit()
-        self._memo.learn(sent=self.conversations.learned, users=self.users.learned)
+        self._memo.learn(sent=self.conversations.learned)
         self.conversations.learned.clear()
-        self.users.learned.clear()

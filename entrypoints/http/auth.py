@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from litestar import Controller, post
+from typing import Annotated
+
+from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from application.accounts import (
     ChangePassword,
     Credentials,
+    EndLogin,
+    EndSession,
+    ListSessions,
     PasswordChange,
     Refresh,
     RefreshLogin,
@@ -28,6 +33,7 @@ from domain.errors import (
     InvalidTokenError,
     PhoneTakenError,
     RateLimitedError,
+    SessionNotFoundError,
 )
 from entrypoints.http.refusals import (
     BAD_TOKEN,
@@ -35,11 +41,14 @@ from entrypoints.http.refusals import (
     JSON_BODY,
     STORE_DOWN,
     answers,
+    http_refusal,
     invalid,
     refusal,
 )
-from entrypoints.http.schemas import LoginIn, PasswordIn, RefreshIn, RegisterIn, TokenOut
+from entrypoints.http.schemas import LoginIn, PasswordIn, RefreshIn, RegisterIn, SessionOut, SessionPage, TokenOut
+from entrypoints.wire import iso_ms
 
+SessionId = Annotated[str, Parameter(description="a session's `id` from `GET /auth/sessions`")]
 BAD_FIELD = invalid("phoneNumber", "a value breaks its rule (each such field is in errors, all at once)")
 
 
@@ -83,6 +92,7 @@ class AuthController(Controller):
         data: JSONBody[RegisterIn],
         register_user: NamedDependency[RegisterUser],
         client_ip: NamedDependency[str],
+        user_agent: NamedDependency[str],
     ) -> TokenOut:
         session = await register_user(
             Register(
@@ -91,6 +101,7 @@ class AuthController(Controller):
                 phone_number=data.phone_number,
                 password=data.password,
                 client_address=client_ip,
+                user_agent=user_agent,
             )
         )
         return token_out(session)
@@ -115,9 +126,15 @@ class AuthController(Controller):
         ),
     )
     async def login(
-        self, data: JSONBody[LoginIn], sign_in: NamedDependency[SignIn], client_ip: NamedDependency[str]
+        self,
+        data: JSONBody[LoginIn],
+        sign_in: NamedDependency[SignIn],
+        client_ip: NamedDependency[str],
+        user_agent: NamedDependency[str],
     ) -> TokenOut:
-        session = await sign_in(Credentials(email=data.email, password=data.password, client_address=client_ip))
+        session = await sign_in(
+            Credentials(email=data.email, password=data.password, client_address=client_ip, user_agent=user_agent)
+        )
         return token_out(session)
 
     @post(
@@ -192,3 +209,54 @@ class AuthController(Controller):
         await change_password(
             principal, PasswordChange(current_password=data.current_password, new_password=data.new_password)
         )
+
+    @get(
+        "/sessions",
+        operation_id="listSessions",
+        response_description="Your live logins, oldest first",
+        summary="List your logins (sessions)",
+        description="Every login that is not revoked: when it signed in, when it was last used (a request, a "
+        "socket or a refresh; recorded at most once a minute, so up to a minute behind), its client (the "
+        "User-Agent it signed in with) and whether it is the one of this request's token.",
+        security=[{"bearer": []}],
+        responses=answers(BAD_TOKEN, STORE_DOWN),
+    )
+    async def sessions(
+        self, principal: NamedDependency[Principal], list_sessions: NamedDependency[ListSessions]
+    ) -> SessionPage:
+        return SessionPage(
+            items=[
+                SessionOut(
+                    id=view.login.id,
+                    created_at=iso_ms(view.login.created_at),
+                    last_used_at=iso_ms(view.login.last_used_at or view.login.created_at),
+                    client=view.login.client,
+                    current=view.current,
+                )
+                for view in await list_sessions(principal)
+            ]
+        )
+
+    @delete(
+        "/sessions/{session_id:str}",
+        operation_id="endSession",
+        response_description="That login is revoked",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="End one of your logins",
+        description="As logout for that login: its refresh token and access tokens stop working and its "
+        "WebSocket connections close 4403, on every server process. Ending the current one is a logout.",
+        security=[{"bearer": []}],
+        responses=answers(
+            http_refusal(400, "the path parameter could not be read", field="session_id"),
+            BAD_TOKEN,
+            refusal(SessionNotFoundError, "none of your live logins has this id"),
+            STORE_DOWN,
+        ),
+    )
+    async def end_session(
+        self,
+        session_id: FromPath[SessionId],
+        principal: NamedDependency[Principal],
+        end_session: NamedDependency[EndSession],
+    ) -> None:
+        await end_session(principal, EndLogin(session_id=session_id))

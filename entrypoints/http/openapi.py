@@ -32,7 +32,13 @@ from litestar.static_files import create_static_files_router
 from entrypoints.http.conversations import ConversationOut, ConversationPage, MessagePage
 from entrypoints.http.refusals import PROBLEM_JSON
 from entrypoints.http.schemas import (
+    AccountExport,
     BlockedPage,
+    DeleteAccountIn,
+    ExportConversation,
+    ExportLogin,
+    ExportPerson,
+    ExportProfile,
     FieldError,
     Health,
     LoginIn,
@@ -42,18 +48,34 @@ from entrypoints.http.schemas import (
     RefreshIn,
     RegisterIn,
     RenameIn,
+    SessionOut,
+    SessionPage,
     TokenOut,
     UserPage,
 )
 from entrypoints.wire import UserPublic, WireMessage
 
-REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (RegisterIn, LoginIn, RefreshIn, PasswordIn, RenameIn)
+REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (
+    RegisterIn,
+    LoginIn,
+    RefreshIn,
+    PasswordIn,
+    RenameIn,
+    DeleteAccountIn,
+)
 RESPONSE_TYPES: tuple[type[msgspec.Struct], ...] = (
     TokenOut,
     ProfileOut,
     UserPage,
     UserPublic,
     BlockedPage,
+    SessionPage,
+    SessionOut,
+    AccountExport,
+    ExportProfile,
+    ExportLogin,
+    ExportPerson,
+    ExportConversation,
     ConversationPage,
     ConversationOut,
     MessagePage,

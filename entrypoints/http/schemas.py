@@ -26,7 +26,7 @@ from domain.users import (
     PHONE_PATTERN,
     User,
 )
-from entrypoints.wire import Timestamp, UserPublic, iso_ms
+from entrypoints.wire import Timestamp, UserPublic, WireMessage, iso_ms
 
 REFRESH_TOKEN_MAX = 512
 
@@ -127,6 +127,16 @@ class RenameIn(Request, frozen=True):
     name: Name
 
 
+class DeleteAccountIn(Request, frozen=True):
+    """Your password, and whether the bodies of the messages you sent are blanked for everyone."""
+
+    password: Password
+    erase: Annotated[
+        bool,
+        msgspec.Meta(description='true: the messages you sent keep their place but their `message` becomes ""'),
+    ] = False
+
+
 class TokenOut(msgspec.Struct, frozen=True):
     """A signed-in session: tokens, and the account (a superset of the original ``UserToken``)."""
 
@@ -165,6 +175,69 @@ class UserPage(msgspec.Struct, frozen=True, rename="camel"):
 
     items: list[UserPublic]
     next_cursor: str | None
+
+
+class SessionOut(msgspec.Struct, frozen=True, rename="camel"):
+    """One of your live logins (a device or client that signed in)."""
+
+    id: Annotated[str, msgspec.Meta(description="the login's id: `DELETE /auth/sessions/{id}` ends it")]
+    created_at: Annotated[Timestamp, msgspec.Meta(description="when it signed in")]
+    last_used_at: Annotated[
+        Timestamp,
+        msgspec.Meta(description="when it was last used (a request, a socket, a refresh), to a minute"),
+    ]
+    client: Annotated[str | None, msgspec.Meta(description="its User-Agent when it signed in (at most 100 characters)")]
+    current: Annotated[bool, msgspec.Meta(description="true for the login of the token of this request")]
+
+
+class SessionPage(msgspec.Struct, frozen=True):
+    """Your live logins, oldest first."""
+
+    items: list[SessionOut]
+
+
+class ExportProfile(msgspec.Struct, frozen=True, rename="camel"):
+    id: int
+    name: str
+    email: str
+    phone_number: str
+    created_at: Timestamp
+    last_seen_at: Timestamp | None
+
+
+class ExportLogin(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
+    client: str | None
+
+
+class ExportPerson(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+
+
+class ExportConversation(msgspec.Struct, frozen=True, rename="camel"):
+    """A conversation: the peer, the counters, every message you may see in it ascending by seq."""
+
+    peer: ExportPerson
+    last_seq: int
+    read_seq: int
+    peer_read_seq: int
+    messages: list[WireMessage]
+
+
+class AccountExport(msgspec.Struct, frozen=True, rename="camel"):
+    """Everything your account holds (`GET /users/me/export`), written as it is read."""
+
+    format: Annotated[str, msgspec.Meta(description="`p2p-chat-export/1`")]
+    exported_at: Timestamp
+    profile: ExportProfile
+    logins: Annotated[list[ExportLogin], msgspec.Meta(description="every login, revoked ones too")]
+    contacts: list[ExportPerson]
+    blocks: Annotated[list[ExportPerson], msgspec.Meta(description="the users you blocked")]
+    conversations: Annotated[list[ExportConversation], msgspec.Meta(description="by peer id")]
 
 
 class BlockedPage(msgspec.Struct, frozen=True):

@@ -6,9 +6,12 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, patch, put
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from application.account_life import AccountDeletion, DeleteAccount, ExportAccount
 from application.common import PAGE_MAX, PageRequest, Principal
 from application.social import Block, BlockUser, ListBlocked, Unblock, UnblockUser
 from application.users import (
@@ -26,10 +29,12 @@ from application.users import (
     UserLookup,
 )
 from domain.errors import InvalidInputError, RateLimitedError
+from entrypoints.http.export import export_json
 from entrypoints.http.refusals import (
     BAD_CURSOR,
     BAD_LIMIT,
     BAD_TOKEN,
+    HASHING_BUSY,
     INT64_ID,
     JSON_BODY,
     STORE_DOWN,
@@ -39,7 +44,7 @@ from entrypoints.http.refusals import (
     invalid,
     refusal,
 )
-from entrypoints.http.schemas import BlockedPage, ProfileOut, RenameIn, UserPage
+from entrypoints.http.schemas import AccountExport, BlockedPage, DeleteAccountIn, ProfileOut, RenameIn, UserPage
 from entrypoints.wire import UserPublic
 
 UserId = Annotated[
@@ -95,6 +100,64 @@ class UsersController(Controller):
         rename_user: NamedDependency[RenameUser],
     ) -> ProfileOut:
         return ProfileOut.of(await rename_user(principal, Rename(name=data.name)))
+
+    @delete(
+        "/me",
+        operation_id="deleteAccount",
+        response_description="Deleted; every login of the account is ended",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete your account",
+        description="Needs your password (a wrong one is 400 on `password` and counts as a failed login of the "
+        "account: 429 beyond the login limit). Every login ends and every socket closes 4403; the pending "
+        "deliveries to you are dropped; your profile is erased: the email and phone number are free for a new "
+        'account, others see your name as "Deleted account", search never finds you and `GET /users/{id}` is '
+        "404. Your peers keep their conversations with you. With `erase: true` the messages you sent keep "
+        'their place but their `message` becomes "" for everyone. See docs/protocol.md.',
+        responses=answers(
+            JSON_BODY,
+            invalid("password", "is not your password"),
+            BAD_TOKEN,
+            refusal(RateLimitedError, "too many wrong passwords for this account or from this login"),
+            HASHING_BUSY,
+            STORE_DOWN,
+        ),
+    )
+    async def delete_account(
+        self,
+        data: JSONBody[DeleteAccountIn],
+        principal: NamedDependency[Principal],
+        delete_account: NamedDependency[DeleteAccount],
+    ) -> None:
+        await delete_account(principal, AccountDeletion(password=data.password, erase=data.erase))
+
+    @get(
+        "/me/export",
+        operation_id="exportAccount",
+        summary="Export everything your account holds, as one JSON document",
+        description="Your profile, every login, your contacts, your blocks and every conversation with every "
+        "message you sent or received (as your history shows them), streamed as it is read, a page at a time: "
+        "the server's memory does not grow with the account. Not one snapshot: a message sent while the export "
+        "runs may be missing. Arrives as a download (`Content-Disposition: attachment`).",
+        responses={
+            200: ResponseSpec(
+                data_container=AccountExport,
+                description="The export (streamed)",
+                media_type="application/json",
+            ),
+            **answers(BAD_TOKEN, STORE_DOWN),
+        },
+    )
+    async def export(
+        self,
+        principal: NamedDependency[Principal],
+        export_account: NamedDependency[ExportAccount],
+    ) -> Stream:
+        parts = await export_account.start(principal)
+        return Stream(
+            export_json(parts),
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="p2p-chat-export.json"'},
+        )
 
     @get(
         "/",

@@ -32,6 +32,7 @@ from entrypoints.settings import Settings
 from entrypoints.wire import (
     TOO_DEEP,
     UNREADABLE_JSON,
+    Body,
     Timestamp,
     UserPublic,
     WireMessage,
@@ -308,7 +309,7 @@ class MessageReceivedFrame(ServerFrame, frozen=True, tag="messageReceived"):  # 
     seq: int
     from_: int = msgspec.field(name="from")
     to: int
-    message: str
+    message: Body
     client_msg_id: str
     timestamp: Timestamp
 

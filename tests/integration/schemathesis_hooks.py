@@ -6,7 +6,8 @@ account at hand, the few rules that the OpenAPI document states in words because
 cannot express them are kept in *positive* cases — the cases schemathesis promises the server will
 accept — while negative cases stay as generated:
 
-- a password change's ``currentPassword`` is the account's password;
+- a password change's ``currentPassword`` and an account deletion's ``password`` are the
+  account's password;
 - nobody blocks or unblocks themselves, or reads a conversation with themselves;
 - a ``cursor`` is one the server issued (none is generated), and not given with a search ``q``;
 - history takes ``before`` or ``after``, not both.
@@ -71,6 +72,8 @@ def _keep_unstated_rules(case: Case, account: Account) -> None:
     query = case.query
     if operation == "changePassword" and isinstance(case.body, dict):
         case.body = {**case.body, "currentPassword": PASSWORD}
+    elif operation == "deleteAccount" and isinstance(case.body, dict):
+        case.body = {**case.body, "password": PASSWORD}
     elif operation in ("listUsers", "listConversations"):
         query.pop("cursor", None)
     elif operation == "listMessages" and "before" in query:

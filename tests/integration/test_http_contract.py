@@ -69,7 +69,7 @@ async def test_json_with_a_charset_or_a_json_suffix_is_json(api: Api) -> None:
 
 
 async def test_options_lists_every_method_of_the_path(api: Api) -> None:
-    assert (await api.client.options("/users/me")).headers["allow"] == "GET, OPTIONS, PATCH"
+    assert (await api.client.options("/users/me")).headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
     assert (await api.client.options("/users/7/block")).headers["allow"] == "DELETE, OPTIONS, PUT"
 
 

@@ -62,9 +62,10 @@ async def schema_drift(url: str) -> list[Any]:
 
 
 def test_history_is_one_linear_chain_starting_at_0001() -> None:
-    assert head_revision() == "0003"
+    assert head_revision() == "0004_account_life"
     script = ScriptDirectory.from_config(alembic_config())
     assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [
+        ("0004_account_life", "0003"),
         ("0003", "0002"),
         ("0002", "0001"),
         ("0001", None),
@@ -206,7 +207,7 @@ async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
 
 async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
     assert await current_revision(database_url) is None
-    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0003: run `p2p-chat migrate`") as caught:
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0004_account_life: run `p2p-chat migrate`") as caught:
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()
@@ -380,3 +381,36 @@ async def test_env_py_connects_by_itself_without_a_shared_connection(database_ur
     assert await current_revision(database_url) == head_revision()
     await asyncio.to_thread(command.downgrade, config, "base")
     assert await current_revision(database_url) is None
+
+
+async def test_revision_0004_adds_nullable_columns_and_its_downgrade_keeps_every_row(database_url: str) -> None:
+    """0004 adds the logins' client and last use and the users' deletion time; the downgrade drops
+    the columns in place (a copy of ``users`` on SQLite would cascade into every referring row)."""
+    await upgrade(database_url, "0003")
+    engine = create_engine(database_url)
+
+    async def run(statement: str) -> list[Any]:
+        async with engine.begin() as conn:
+            result = await conn.exec_driver_sql(statement)
+            return list(result.all()) if result.returns_rows else []
+
+    try:
+        for n, name in ((1, "ann"), (2, "bob")):
+            await run(
+                "INSERT INTO users (id, name, name_key, email, email_key, phone_number, password_hash, created_at)"  # noqa: S608 - constants
+                f" VALUES ({n}, '{name}', '{name}', '{name}@example.com', '{name}@example.com', '+1415555000{n}',"
+                " 'x', '2026-11-24 00:00:00')"
+            )
+        await run("INSERT INTO logins (id, user_id, created_at) VALUES ('s1', 1, '2026-11-24 00:00:00')")
+        await run("INSERT INTO contacts (user_id, contact_id) VALUES (1, 2), (2, 1)")
+
+        await upgrade(database_url)
+        assert await run("SELECT id, client, last_used_at FROM logins") == [("s1", None, None)]
+        assert await run("SELECT id, deleted_at FROM users ORDER BY id") == [(1, None), (2, None)]
+
+        await downgrade(database_url, "0003")
+        assert await run("SELECT id FROM logins") == [("s1",)]
+        assert await run("SELECT user_id, contact_id FROM contacts ORDER BY 1") == [(1, 2), (2, 1)]
+        assert await run("SELECT count(*) FROM users") == [(2,)]
+    finally:
+        await engine.dispose()

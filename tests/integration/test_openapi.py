@@ -32,6 +32,10 @@ OPERATION_IDS = {
     ("get", "/health"): "health",
     ("get", "/ready"): "ready",
     ("get", "/metrics"): "metrics",
+    ("get", "/auth/sessions"): "listSessions",
+    ("delete", "/auth/sessions/{session_id}"): "endSession",
+    ("delete", "/users/me"): "deleteAccount",
+    ("get", "/users/me/export"): "exportAccount",
 }
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 

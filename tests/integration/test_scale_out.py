@@ -235,6 +235,26 @@ async def test_logout_on_one_process_closes_the_socket_on_the_other(cluster: Clu
     assert await b.closed_with(within=10) == 4403
 
 
+async def test_ending_a_session_or_the_account_on_one_process_reaches_the_other(cluster: Cluster) -> None:
+    ann, bob = await cluster.one.account("Ann"), await cluster.two.account("Bob")
+    phone = await cluster.two.login(ann)
+    on_phone, b = await cluster.two.connect(phone), await cluster.two.connect(bob)
+    await b.send_message(ann.id, "hi")  # process two has sent to ann: nothing it remembers may outlive her
+    sessions = (await cluster.one.http.get("/auth/sessions", headers=ann.bearer)).json()["items"]
+    (phone_sid,) = [s["id"] for s in sessions if not s["current"]]
+    assert (await cluster.one.http.delete(f"/auth/sessions/{phone_sid}", headers=ann.bearer)).status_code == 204
+    assert await on_phone.closed_with(within=10) == 4403
+
+    a = await cluster.two.connect(ann)
+    deleted = await cluster.one.http.request(
+        "DELETE", "/users/me", json={"password": "password123"}, headers=ann.bearer
+    )
+    assert deleted.status_code == 204
+    assert await a.closed_with(within=10) == 4403
+    failed = await b.send_message(ann.id, "still there?")
+    assert (failed["type"], failed["code"]) == ("error", "not_found")
+
+
 async def test_login_failures_are_counted_across_processes(cluster: Cluster) -> None:
     ann = await cluster.one.account("Ann")
     for i in range(5):

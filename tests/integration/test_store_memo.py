@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
-async def test_has_sent_and_accounts_are_learned_only_from_committed_transactions(
+async def test_has_sent_is_learned_only_from_committed_transactions(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     memo = StoreMemo()
@@ -26,7 +26,7 @@ async def test_has_sent_and_accounts_are_learned_only_from_committed_transaction
     async with uow() as tx:  # rolled back: nothing learned
         assert await tx.users.existing_ids([ann, bob, 404]) == {ann, bob}
         await tx.conversations.append([draft(ann, bob)])
-    assert (memo.sent, memo.users) == (set(), set())
+    assert memo.sent == set()
 
     async with uow() as tx:
         (first,) = await tx.conversations.append([draft(ann, bob)])
@@ -34,7 +34,6 @@ async def test_has_sent_and_accounts_are_learned_only_from_committed_transaction
         await tx.commit()
     assert first.message.seq == 1  # the rolled-back seq was given back
     assert memo.sent == {(ann, bob)}  # bob has not sent ann anything yet
-    assert memo.users == {ann}  # 404 is not an account, and is not remembered as one
 
     async with uow() as tx:
         (reply,) = await tx.conversations.append([draft(bob, ann)])
@@ -56,9 +55,34 @@ async def test_a_full_memo_forgets_and_reads_again(session_factory: async_sessio
         return SqlAlchemyUnitOfWork(session_factory, memo)
 
     ann, bob, cid = await add_users(uow, "Ann", "Bob", "Cid")
-    for ids in ([ann], [bob], [cid]):
+    for pair in ((ann, bob), (bob, cid), (cid, ann)):
         async with uow() as tx:
-            assert await tx.users.existing_ids(ids) == set(ids)
+            await tx.conversations.append([draft(*pair)])
             await tx.commit()
 
-    assert memo.users == {cid}  # full at two: forgotten, then the third learned
+    assert memo.sent == {(cid, ann)}  # full at two: forgotten, then the third learned
+
+
+async def test_accounts_are_not_remembered_a_deleted_one_is_no_recipient(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    memo = StoreMemo()
+
+    def uow() -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(session_factory, memo)
+
+    ann, bob = await add_users(uow, "Ann", "Bob")
+    async with uow() as tx:
+        assert await tx.users.existing_ids([ann, bob]) == {ann, bob}
+        await tx.conversations.append([draft(ann, bob)])
+        await tx.commit()
+
+    async with SqlAlchemyUnitOfWork(session_factory) as other:  # another process deletes bob
+        stored = await other.users.get(bob)
+        assert stored is not None
+        stored.erase(stored.created_at)
+        await other.accounts.forget(bob, erase_bodies=False)
+        await other.commit()
+
+    async with uow() as tx:
+        assert await tx.users.existing_ids([ann, bob]) == {ann}

@@ -22,6 +22,7 @@ from typing import Self
 from application.events import Event
 from application.ports import (
     AccessClaims,
+    AccountRepository,
     Appended,
     AttemptCounter,
     BlockRepository,
@@ -457,13 +458,16 @@ class InMemoryUserRepository(UserRepository):
         return self._txn.data.users.get(user_id)
 
     async def get_by_email_key(self, email_key: str) -> User | None:
-        return next((u for u in self._txn.data.users.values() if u.email_key == email_key), None)
+        users = self._txn.data.users.values()
+        return next((u for u in users if u.email_key == email_key and not u.deleted), None)
 
     async def get_by_phone(self, phone_number: str) -> User | None:
-        return next((u for u in self._txn.data.users.values() if u.phone_number == phone_number), None)
+        users = self._txn.data.users.values()
+        return next((u for u in users if u.phone_number == phone_number and not u.deleted), None)
 
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
-        return set(user_ids) & self._txn.data.users.keys()
+        users = self._txn.data.users
+        return {uid for uid in user_ids if uid in users and not users[uid].deleted}
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, User]:
         users = self._txn.data.users
@@ -471,7 +475,7 @@ class InMemoryUserRepository(UserRepository):
 
     async def set_last_seen(self, user_id: int, at: datetime) -> None:
         user = self._txn.data.users.get(user_id)
-        if user is not None:
+        if user is not None and not user.deleted:
             user.last_seen_at = at
 
     async def search(
@@ -486,6 +490,7 @@ class InMemoryUserRepository(UserRepository):
             user
             for user in data.users.values()
             if user.uid != viewer_id
+            and not user.deleted
             and Relation.between(viewer_id, user.uid, data.blocks).may_find
             # ``in`` is a literal substring test: %, _ and \ mean themselves.
             and (exact(user) or name_key in user.name_key)
@@ -509,6 +514,14 @@ class InMemoryLoginRepository(LoginRepository):
 
     async def active_ids_of(self, user_id: int) -> list[str]:
         return [login.id for login in self._txn.data.logins.values() if login.user_id == user_id and login.active]
+
+    async def of_user(self, user_id: int, *, active_only: bool) -> list[Login]:
+        found = [
+            login
+            for login in self._txn.data.logins.values()
+            if login.user_id == user_id and (login.active or not active_only)
+        ]
+        return sorted(found, key=lambda login: (login.created_at, login.id))
 
     async def inactive_among(self, login_ids: Collection[str]) -> set[str]:
         logins = self._txn.data.logins
@@ -646,6 +659,14 @@ class InMemoryConversationRepository(ConversationRepository):
             peer_read_seq=peer_row.read_seq if peer_row is not None else 0,
         )
 
+    async def peers_of(self, user_id: int, *, after_id: int | None, limit: int) -> list[int]:
+        peers = sorted(
+            peer
+            for owner, peer in self._txn.data.conversations
+            if owner == user_id and (after_id is None or peer > after_id)
+        )
+        return peers[:limit]
+
     async def set_read_seq(self, user_id: int, peer_id: int, seq: int) -> None:
         """Never moves the pointer backwards, like the SQL store."""
         row = self._txn.data.conversations.setdefault((user_id, peer_id), ConversationRow())
@@ -769,6 +790,25 @@ def _pending(message: Message, recipient_id: int) -> bool:
     return message.recipient_id == recipient_id and not message.withheld and message.delivered_at is None
 
 
+class InMemoryAccountRepository(AccountRepository):
+    def __init__(self, txn: _Transaction) -> None:
+        self._txn = txn
+
+    async def forget(self, user_id: int, *, erase_bodies: bool) -> None:
+        data = self._txn.data
+        gone = {sid for sid, login in data.logins.items() if login.user_id == user_id}
+        data.logins = {sid: login for sid, login in data.logins.items() if sid not in gone}
+        data.refresh_tokens = {d: t for d, t in data.refresh_tokens.items() if t.login_id not in gone}
+        data.contacts = {pair for pair in data.contacts if user_id not in pair}
+        data.blocks = {pair for pair in data.blocks if user_id not in pair}
+        for position, m in enumerate(data.messages):
+            if _pending(m, user_id):
+                m = dataclasses.replace(m, withheld=True)
+            if erase_bodies and m.sender_id == user_id:
+                m = dataclasses.replace(m, body="")
+            data.messages[position] = m
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Snapshot on enter, publish on commit, drop on exit.
 
@@ -790,6 +830,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.blocks = InMemoryBlockRepository(txn)
         self.conversations = InMemoryConversationRepository(txn)
         self.messages = InMemoryMessageRepository(txn)
+        self.accounts = InMemoryAccountRepository(txn)
 
     async def __aenter__(self) -> Self:
         if self._txn.open:

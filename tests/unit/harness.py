@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from application.account_life import DeleteAccount, ExportAccount
 from application.accounts import (
     Authenticate,
     ChangePassword,
     Credentials,
+    EndSession,
+    ListSessions,
     LoginIssuer,
     RefreshLogin,
     Register,
@@ -92,6 +95,10 @@ class World:
         self.sign_out = SignOut(uow, self.clock, self.notifier)
         self.sign_out_everywhere = SignOutEverywhere(uow, self.clock, self.notifier)
         self.change_password = ChangePassword(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
+        self.list_sessions = ListSessions(uow)
+        self.end_session = EndSession(uow, self.clock, self.notifier)
+        self.delete_account = DeleteAccount(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
+        self.export_account = ExportAccount(uow, self.clock, page=2)  # small pages: paging is exercised
         self.cards = cards = CardMaker(self.presence)
         self.get_profile = GetProfile(uow)
         self.rename = RenameUser(uow)

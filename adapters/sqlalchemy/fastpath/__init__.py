@@ -17,7 +17,7 @@ what the database itself takes for these short, indexed statements. So, for thos
   interface whose coroutines call ``sqlite3`` on the event loop's own thread (no thread hop), with
   a thread of its own that copies the write-ahead log into the database file after commits;
 * ``memo`` remembers, between units of work, facts that can never stop being true (a member row's
-  ``has_sent`` is TRUE, an account exists), so the send path skips reading them again.
+  ``has_sent`` is TRUE), so the send path skips reading them again.
 
 Everything else (accounts, history, search, the conversation list) goes through SQLAlchemy Core as
 usual, and so does the engine's set-up (``adapters.sqlalchemy.engine``, which installs the inline
@@ -25,7 +25,7 @@ connection and begins SQLite transactions on the ``sqlite3`` connection itself).
 
 Where it is used: ``adapters.sqlalchemy.messaging`` (append a batch, messages by client ids,
 pending messages, mark delivered), ``adapters.sqlalchemy.repositories`` (add contacts, blocks among
-pairs), ``adapters.sqlalchemy.uow`` (the driver is forgotten and the memo learns at commit),
+pairs, live recipients), ``adapters.sqlalchemy.uow`` (the driver is forgotten and the memo learns at commit),
 ``adapters.sqlalchemy.engine`` (the inline connection) and ``entrypoints.container`` (one
 :class:`~adapters.sqlalchemy.fastpath.memo.StoreMemo` per database).
 

@@ -26,6 +26,13 @@ BY_CLIENT_IDS = Sql(
     " ON m.sender_id = k.a AND m.client_msg_id = k.b",
 )
 
+# user ids → those that are accounts, not deleted ones (the recipients of a send batch).
+LIVE_USERS_AMONG = Sql(
+    sqlite="SELECT u.id FROM json_each(?) AS k JOIN users AS u ON u.id = json_extract(k.value, '$[0]')"
+    " WHERE u.deleted_at IS NULL",
+    postgresql="SELECT u.id FROM unnest($1::bigint[]) AS k(a) JOIN users AS u ON u.id = k.a WHERE u.deleted_at IS NULL",
+)
+
 # (blocker_id, blocked_id) → those that exist.
 BLOCKS_AMONG = Sql(
     sqlite="SELECT b.blocker_id, b.blocked_id FROM json_each(?) AS k JOIN blocks AS b"
