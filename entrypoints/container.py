@@ -89,6 +89,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.database_url,
         sqlite_synchronous=settings.provided.sqlite_synchronous,
         sqlite_driver=settings.provided.sqlite_driver,
+        timeout_s=settings.provided.db_timeout_s,
     )
     session_factory = providers.Singleton(make_sessionmaker, engine=engine)
     store_memo = providers.Singleton(StoreMemo)

@@ -83,7 +83,7 @@ from application.presence import OnlineQuery
 from application.social import TypingNotice
 from application.users import SearchQuery
 from domain.delivery import InFlight
-from domain.errors import AuthenticationError, DomainError
+from domain.errors import AuthenticationError, BusyError, DomainError
 from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
 
 if TYPE_CHECKING:
@@ -568,6 +568,10 @@ class LiveSession:
         self._awaited, ack = None, self._awaited_for
         self._awaited_for = None
         if self._held is not None:
+            if isinstance(exc, BusyError):  # the database is unavailable: nothing is wrong with the client
+                log.warning("the first offline batch of connection %s failed: %s", self.connection_id, exc.message)
+                self.close(CloseCode.TRY_AGAIN_LATER, "cannot read pending messages now; try again later")
+                return
             log.error("the first offline batch of connection %s failed", self.connection_id, exc_info=exc)
             self.close(CloseCode.INTERNAL, "unexpected server error")
             return
