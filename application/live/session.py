@@ -464,7 +464,10 @@ class LiveSession:
         """A call raised: a frame's is answered with its error (an unauthenticated caller is
         closed 4401); a failed re-push round ends and the next one tries again."""
         if isinstance(call, StillPendingCall | CatchUpCall):
-            log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
+            if isinstance(exc, BusyError):  # the database is unavailable: one line per connection and round
+                log.debug("re-push failed for connection %s: %s", self.connection_id, exc.message)
+            else:
+                log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
             self._repushing = None
             self._repush_by(now_ms + self.inflight.redelivery_ms)  # tried again (at the latest) then
             return
