@@ -36,6 +36,18 @@ def postgres_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
+def unusable_reason() -> str | None:
+    """Why no cluster can be made here (``None``: one can)."""
+    if postgres_bin() is None:
+        return "needs PostgreSQL's server binaries (initdb, pg_ctl): set CHAT_TEST_POSTGRES_BIN to their directory"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "run as root, needs a postgres user to own the cluster (initdb refuses root)"
+    return None
+
+
 def _run_as() -> dict[str, Any]:
     """Popen options: as root, become ``postgres`` (initdb and postgres refuse root)."""
     if os.geteuid() != 0:

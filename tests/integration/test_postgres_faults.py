@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 
 from adapters.sqlalchemy.migrate import upgrade
 from tests.integration.chat import Account, read_until_closed
-from tests.integration.own_postgres import OwnPostgres, own_postgres, postgres_bin
+from tests.integration.own_postgres import OwnPostgres, own_postgres, postgres_bin, unusable_reason
 from tests.integration.test_faults import (
     ACKS_BEFORE_FAULT,
     DEADLINE_S,
@@ -56,12 +56,12 @@ SETTINGS = {"CHAT_DB_TIMEOUT_S": str(DB_TIMEOUT_S), "CHAT_SESSION_CHECK_S": "1"}
 
 @pytest.fixture
 def cluster() -> Iterator[OwnPostgres]:
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        reason = "needs PostgreSQL's server binaries (initdb, pg_ctl): set CHAT_TEST_POSTGRES_BIN to their directory"
+    if (reason := unusable_reason()) is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+    bin_dir = postgres_bin()
+    assert bin_dir is not None
     with own_postgres(bin_dir) as pg:
         yield pg
 
@@ -126,7 +126,7 @@ async def refused_then_resent(
         answer: dict[str, Any] = json.loads(await ws.recv())
         return answer
 
-    fail()
+    await asyncio.to_thread(fail)
     try:
         refused = await within(bounds.send_s, send())
         assert refused == {
@@ -148,7 +148,7 @@ async def refused_then_resent(
         await ws.send(json.dumps({"type": "ping", "ref": "still-open"}))
         assert json.loads(await asyncio.wait_for(ws.recv(), DEADLINE_S)) == {"type": "pong", "ref": "still-open"}
     finally:
-        back()
+        await asyncio.to_thread(back)
     acked = await within(DEADLINE_S, send())
     assert (acked["type"], acked["clientMsgId"]) == ("messageAck", cid), acked
     await ws.close()
@@ -169,7 +169,7 @@ async def outage(
         assert time.monotonic() < deadline, "the burst did not get going"
         await asyncio.sleep(0.01)
     failed_at = time.monotonic()
-    begin()
+    await asyncio.to_thread(begin)  # pg_ctl waits: the clients keep reading meanwhile
     try:
         await asyncio.wait_for(asyncio.gather(*runs), DEADLINE_S)
         refused = sum(len(burst.errors) for burst in bursts)
@@ -183,7 +183,7 @@ async def outage(
         await unavailable_within(server, users[0], bounds)
         print(f"the database was unavailable for {time.monotonic() - failed_at:.1f}s")
     finally:
-        end()
+        await asyncio.to_thread(end)
     back_at = time.monotonic()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         response = await http.get("/users/me", headers=users[0].bearer)
