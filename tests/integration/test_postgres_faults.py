@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from adapters.sqlalchemy.migrate import upgrade
 from tests.integration.chat import Account, read_until_closed
@@ -51,6 +51,7 @@ HUNG_REQUEST_BOUND_S = 3 * DB_TIMEOUT_S  # … hung: a pool wait, a pre-ping and
 HUNG_SEND_BOUND_S = 6 * DB_TIMEOUT_S  # … hung: the write batch under way, then the send's own
 READY_BOUND_S = 2.2  # /ready: its 2 s check time, whatever the database does
 # The login sweep runs during the outage: its failing reads must not close the sockets.
+UNAVAILABLE_DETAIL = "the database is unavailable, retry shortly"
 SETTINGS = {"CHAT_DB_TIMEOUT_S": str(DB_TIMEOUT_S), "CHAT_SESSION_CHECK_S": "1"}
 
 
@@ -98,7 +99,7 @@ async def unavailable_within(server: Server, account: Account, bounds: Bounds) -
         ):
             response = await within(bounds.request_s, request)
             assert response.status_code == 503, response.text
-            assert response.json()["type"] == "busy"
+            assert (response.json()["type"], response.json()["detail"]) == ("busy", UNAVAILABLE_DETAIL)
             assert response.headers["Retry-After"] == "1"
         ready = await within(READY_BOUND_S, http.get("/ready"))
         assert (ready.status_code, ready.json()["checks"]) == (503, {"database": "unavailable"})
@@ -181,6 +182,7 @@ async def outage(
             assert max(burst.waits) <= bounds.send_s, f"a send waited {max(burst.waits):.2f}s"
         assert refused > 0, "the fault came after every send"
         await unavailable_within(server, users[0], bounds)
+        await kept_by_the_login_sweep(server, sockets)
         print(f"the database was unavailable for {time.monotonic() - failed_at:.1f}s")
     finally:
         await asyncio.to_thread(end)
@@ -192,6 +194,20 @@ async def outage(
     for ws in sockets:
         await ws.close()
     return bursts, recovered_s
+
+
+async def kept_by_the_login_sweep(server: Server, sockets: list[ClientConnection]) -> None:
+    """Once the login sweep (every CHAT_SESSION_CHECK_S) has failed to read the database, every
+    open socket is still open and answers."""
+    log = server.cwd / "server.log"
+    deadline = time.monotonic() + DEADLINE_S
+    while "live logins failed" not in log.read_text():
+        assert time.monotonic() < deadline, "the login sweep did not run during the outage"
+        await asyncio.sleep(0.05)
+    for ws in sockets:
+        await ws.send(json.dumps({"type": "ping", "ref": "after-sweep"}))
+        while json.loads(await asyncio.wait_for(ws.recv(), DEADLINE_S)) != {"type": "pong", "ref": "after-sweep"}:
+            pass  # pushes and answers the burst left unread
 
 
 def nothing_logged_as_an_error(cwd: Path) -> None:
