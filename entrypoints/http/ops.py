@@ -74,6 +74,9 @@ async def run_checks(checks: ReadinessChecks, timeout_s: float) -> dict[str, Che
             task.add_done_callback(_forget)
             log.warning("readiness check %s did not answer within %gs", name, timeout_s)
             results[name] = "unavailable"
+        elif task.cancelled():
+            log.warning("readiness check %s was cancelled", name)
+            results[name] = "unavailable"
         elif (exc := task.exception()) is not None:
             log.warning("readiness check %s failed: %r", name, exc)
             results[name] = "unavailable"
