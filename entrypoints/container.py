@@ -261,7 +261,9 @@ class Container(containers.DeclarativeContainer):
     )
     lifetime = providers.Resource(
         serving,
-        check_schema=providers.Callable(partial, ensure_current, settings.provided.database_url),
+        check_schema=providers.Callable(
+            partial, ensure_current, settings.provided.database_url, settings.provided.db_timeout_s
+        ),
         deployment=deployment,
         writes=group_commit,
         engine=engine,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -261,3 +262,27 @@ async def test_postgres_hung_then_resumed(cluster: OwnPostgres, tmp_path: Path) 
         assert [cid for cid, _ in await stored(cluster.url)].count(probe) == 1  # stored once, after the resend
         print(f"served again {recovered_s:.2f}s after the resume")
     nothing_logged_as_an_error(tmp_path)
+
+
+async def test_serve_refuses_a_hung_database_within_its_timeout(cluster: OwnPostgres, tmp_path: Path) -> None:
+    """The start-up check is bounded too: one line naming the variable, exit status 2, within
+    about CHAT_DB_TIMEOUT_S (before: asyncpg's 60 s connect timeout)."""
+    await upgrade(cluster.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env.update({**SETTINGS, "CHAT_DATABASE_URL": cluster.url, "CHAT_JWT_SECRET": "s" * 40, "CHAT_PORT": "0"})
+    stopped = await asyncio.to_thread(cluster.hang)
+    started = time.monotonic()
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "entrypoints.cli", "serve", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, stderr = await asyncio.wait_for(serve.communicate(), DEADLINE_S)
+        took = time.monotonic() - started
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+        await asyncio.to_thread(cluster.resume, stopped)
+    assert serve.returncode == 2
+    assert stderr.decode().startswith("p2p-chat: CHAT_DATABASE_URL: cannot open the database"), stderr
+    assert took < 10, took  # the interpreter's start and one connect timeout
