@@ -113,7 +113,7 @@ def _check_listen(host: str, port: int) -> None:
 def check_serving(settings: Settings) -> Settings:
     """Everything ``serve`` needs, checked in the order an operator fixes it; then the settings
     with their JWT secret (in dev generated now, once nothing refused the start)."""
-    _database(settings.database_url, ensure_current(settings.database_url))
+    _database(settings.database_url, ensure_current(settings.database_url, settings.db_timeout_s))
     if settings.redis_url is not None:
         _check_redis(settings.redis_url)
     _check_listen(settings.host, settings.port)

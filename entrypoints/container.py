@@ -92,6 +92,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.database_url,
         sqlite_synchronous=settings.provided.sqlite_synchronous,
         sqlite_driver=settings.provided.sqlite_driver,
+        timeout_s=settings.provided.db_timeout_s,
     )
     session_factory = providers.Singleton(make_sessionmaker, engine=engine)
     store_memo = providers.Singleton(StoreMemo)
@@ -275,7 +276,9 @@ class Container(containers.DeclarativeContainer):
     )
     lifetime = providers.Resource(
         serving,
-        check_schema=providers.Callable(partial, ensure_current, settings.provided.database_url),
+        check_schema=providers.Callable(
+            partial, ensure_current, settings.provided.database_url, settings.provided.db_timeout_s
+        ),
         deployment=deployment,
         writes=group_commit,
         engine=engine,

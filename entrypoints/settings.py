@@ -68,6 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     presence_ttl_s: PositiveFloat = 30.0
     session_check_s: PositiveFloat = 30.0  # each process re-reads its open sockets' logins this often
     redis_timeout_s: PositiveFloat = 0.5  # connect and command timeout of the Redis client
+    db_timeout_s: PositiveFloat = 5.0  # PostgreSQL: connect, statement and pool-wait timeout
     auth_timeout_s: PositiveFloat = 5.0
     rate_msg_per_s: PositiveFloat = 20.0
     rate_msg_burst: Positive = 50

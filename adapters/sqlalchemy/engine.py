@@ -52,11 +52,24 @@ def create_engine(
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
     sqlite_driver: SqliteDriver = "inline",
     echo: bool = False,
+    timeout_s: float | None = None,
 ) -> AsyncEngine:
     """``sqlite_driver``: ``inline`` runs SQLite on the event loop's thread
-    (:mod:`adapters.sqlalchemy.fastpath.inline_sqlite`), ``thread`` in aiosqlite's worker thread."""
+    (:mod:`adapters.sqlalchemy.fastpath.inline_sqlite`), ``thread`` in aiosqlite's worker thread.
+
+    ``timeout_s`` (PostgreSQL; ``CHAT_DB_TIMEOUT_S`` for the server, none for migrations): the
+    longest a connect, each statement and the wait for a pooled connection may take, so a hung
+    server costs a caller a bounded wait instead of hanging it (docs/operations.md)."""
     if not is_sqlite(url):
-        return create_async_engine(url, echo=echo, pool_pre_ping=True)
+        if timeout_s is None:
+            return create_async_engine(url, echo=echo, pool_pre_ping=True)
+        return create_async_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_timeout=timeout_s,
+            connect_args={"timeout": timeout_s, "command_timeout": timeout_s},
+        )
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise RuntimeError(
             f"SQLite {sqlite3.sqlite_version} is too old: p2p-chat needs SQLite "

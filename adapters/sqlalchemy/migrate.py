@@ -79,8 +79,8 @@ def head_revision() -> str:
     return head
 
 
-async def _run(url: str, work: Callable[[Connection], T]) -> T:
-    engine = create_engine(url)
+async def _run(url: str, work: Callable[[Connection], T], timeout_s: float | None = None) -> T:
+    engine = create_engine(url, timeout_s=timeout_s)
     try:
         connection = await _connect(url, engine)
         try:
@@ -129,20 +129,21 @@ async def downgrade(url: str, revision: str) -> None:
     await _run(url, work)
 
 
-async def current_revision(url: str) -> str | None:
+async def current_revision(url: str, timeout_s: float | None = None) -> str | None:
     """The revision the database at ``url`` is at; ``None`` when it was never migrated (a SQLite
-    file that does not exist is not created)."""
+    file that does not exist is not created). ``timeout_s`` bounds the connect and the read
+    (PostgreSQL)."""
     if _missing(url):
         return None
 
     def work(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
-    return await _run(url, work)
+    return await _run(url, work, timeout_s)
 
 
-async def ensure_current(url: str) -> None:
+async def ensure_current(url: str, timeout_s: float | None = None) -> None:
     """Raise :class:`SchemaNotCurrentError` unless the database is exactly at the head revision."""
-    current, head = await current_revision(url), head_revision()
+    current, head = await current_revision(url, timeout_s), head_revision()
     if current != head:
         raise SchemaNotCurrentError(current, head)

@@ -83,7 +83,7 @@ from application.presence import OnlineQuery
 from application.social import TypingNotice
 from application.users import SearchQuery
 from domain.delivery import InFlight
-from domain.errors import AuthenticationError, DomainError
+from domain.errors import AuthenticationError, BusyError, DomainError
 from domain.limits import ErrorWindow, RefusalStreak, TokenBucket, quarter_of
 
 if TYPE_CHECKING:
@@ -464,7 +464,10 @@ class LiveSession:
         """A call raised: a frame's is answered with its error (an unauthenticated caller is
         closed 4401); a failed re-push round ends and the next one tries again."""
         if isinstance(call, StillPendingCall | CatchUpCall):
-            log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
+            if isinstance(exc, BusyError):  # the database is unavailable: one line per connection and round
+                log.debug("re-push failed for connection %s: %s", self.connection_id, exc.message)
+            else:
+                log.warning("re-push failed for connection %s", self.connection_id, exc_info=exc)
             self._repushing = None
             self._repush_by(now_ms + self.inflight.redelivery_ms)  # tried again (at the latest) then
             return
@@ -568,6 +571,10 @@ class LiveSession:
         self._awaited, ack = None, self._awaited_for
         self._awaited_for = None
         if self._held is not None:
+            if isinstance(exc, BusyError):  # the database is unavailable: nothing is wrong with the client
+                log.warning("the first offline batch of connection %s failed: %s", self.connection_id, exc.message)
+                self.close(CloseCode.TRY_AGAIN_LATER, "cannot read pending messages now; try again later")
+                return
             log.error("the first offline batch of connection %s failed", self.connection_id, exc_info=exc)
             self.close(CloseCode.INTERNAL, "unexpected server error")
             return

@@ -52,19 +52,43 @@ async def health() -> Health:
     },
 )
 async def ready(readiness_checks: NamedDependency[ReadinessChecks]) -> Response[Health]:
-    results: dict[str, CheckState] = {}
-    for name, check in readiness_checks.items():
-        try:
-            await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
-            results[name] = "ok"
-        except Exception as exc:  # a readiness probe reports every failure, whatever it is
-            log.warning("readiness check %s failed: %r", name, exc)
-            results[name] = "unavailable"
+    results = await run_checks(readiness_checks, CHECK_TIMEOUT_S)
     ok = all(v == "ok" for v in results.values())
     return Response(
         Health(status="ok" if ok else "unavailable", checks=results),
         status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
+
+
+async def run_checks(checks: ReadinessChecks, timeout_s: float) -> dict[str, CheckState]:
+    """Every check at once, each ``ok`` if it passed within ``timeout_s``. The answer never waits
+    for longer: a check still running then (a hung database) is cancelled and left to finish on
+    its own (cancelling a driver's connect can take as long again)."""
+    tasks = {name: asyncio.ensure_future(check()) for name, check in checks.items()}
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=timeout_s)
+    results: dict[str, CheckState] = {}
+    for name, task in tasks.items():
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(_forget)
+            log.warning("readiness check %s did not answer within %gs", name, timeout_s)
+            results[name] = "unavailable"
+        elif task.cancelled():
+            log.warning("readiness check %s was cancelled", name)
+            results[name] = "unavailable"
+        elif (exc := task.exception()) is not None:
+            log.warning("readiness check %s failed: %r", name, exc)
+            results[name] = "unavailable"
+        else:
+            results[name] = "ok"
+    return results
+
+
+def _forget(task: asyncio.Future[None]) -> None:
+    """Retrieve a cancelled check's outcome (asyncio would log an unretrieved error)."""
+    if not task.cancelled():
+        task.exception()
 
 
 MetricsSource = Callable[[], Awaitable[bytes]]

@@ -70,7 +70,8 @@ def _close_codes() -> list[CloseCodeDoc]:
             "reconnect with back-off",
         ),
         CloseCode.TRY_AGAIN_LATER: (
-            "the server cannot check the token now (its database is unavailable or saturated)",
+            "the server cannot check the token or read the pending messages now "
+            "(its database is unavailable, hung or saturated)",
             "reconnect after a few seconds, with back-off",
         ),
         CloseCode.SLOW_CONSUMER: (

@@ -176,6 +176,8 @@ async def presence_sweep(settle: SettlePresence, interval_s: float) -> None:
         except Exception as exc:  # a failed round (database or Redis hiccup) is retried on the next tick
             if failing:
                 log.debug("presence settling still failing: %s", type(exc).__name__)
+            elif isinstance(exc, BusyError):  # the database is unavailable: nothing to trace
+                log.warning("presence settling failed (%s); retried every %.2fs", exc.message, interval_s)
             else:
                 log.exception("presence settling failed; retried every %.2fs", interval_s)
             failing = True

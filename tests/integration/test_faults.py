@@ -90,7 +90,8 @@ class Server:
 
 
 @contextmanager
-def server_on(database_url: str, cwd: Path) -> Iterator[Server]:
+def server_on(database_url: str, cwd: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server on ``database_url`` with the burst's settings (and ``settings``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
     env.update(
         {
@@ -100,6 +101,7 @@ def server_on(database_url: str, cwd: Path) -> Iterator[Server]:
             "CHAT_RATE_MSG_BURST": "10000",
             "CHAT_REGISTER_PER_HOUR": "1000",
             "CHAT_LOG_LEVEL": "warning",
+            **(settings or {}),
         }
     )
     server = Server(env, cwd)
@@ -143,7 +145,9 @@ class Burst:
     acked: dict[str, str] = field(default_factory=dict)  # clientMsgId → message id
     errors: list[str] = field(default_factory=list)  # the error frames: "code: message"
     closed: int | None = None
+    waits: list[float] = field(default_factory=list)  # seconds from each send to its answer
     _refs: itertools.count[int] = field(default_factory=itertools.count)
+    _sent_at: dict[str, float] = field(default_factory=dict)
 
     async def run(self, ws: ClientConnection, limit: int | None = None) -> None:
         """Send with up to :data:`IN_FLIGHT` unanswered, read the answers, until the socket closes
@@ -155,6 +159,7 @@ class Burst:
                 await room.acquire()
                 cid = f"{self.account.id}-{next(self._refs)}"
                 self.sent.append(cid)
+                self._sent_at[cid] = time.monotonic()
                 frame = {"type": "sendMessage", "to": self.to, "message": cid, "clientMsgId": cid, "ref": cid}
                 await ws.send(json.dumps(frame))
 
@@ -164,10 +169,13 @@ class Burst:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE_S))
                 if frame["type"] == "messageAck":
                     self.acked[frame["clientMsgId"]] = frame["id"]
-                    room.release()
                 elif frame["type"] == "error" and frame.get("ref") is not None:
                     self.errors.append(f"{frame['code']}: {frame['message']}")
-                    room.release()
+                else:
+                    continue
+                if (sent_at := self._sent_at.pop(frame["ref"], None)) is not None:
+                    self.waits.append(time.monotonic() - sent_at)
+                room.release()
         except ConnectionClosed as exc:
             self.closed = close_code(exc)
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from dependency_injector import providers
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.container import Container
+from entrypoints.http import ops
 from tests.integration.support import make_container, make_settings, serve_async
 
 PASSWORD = "correct horse battery"
@@ -385,6 +389,46 @@ async def test_health_ready_and_openapi(api: Api) -> None:
     assert spec.json()["openapi"].startswith("3.1")
     assert "/auth/register" in spec.json()["paths"]
     assert (await api.client.get("/schema")).status_code == 200
+
+
+async def test_ready_answers_within_its_check_time_whatever_a_check_does(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check that never answers (a hung database) does not hold /ready beyond its time, nor
+    does its slow cancellation: it is reported unavailable, the others as they are."""
+    monkeypatch.setattr(ops, "CHECK_TIMEOUT_S", 0.3)
+    cancelled = threading.Event()  # set on the server's thread
+
+    async def hangs() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            await asyncio.sleep(1)  # as a driver's connect can take as long again to give up
+            raise
+
+    async def passes() -> None:
+        return None
+
+    async def fails() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    checks = {"database": hangs, "redis": passes, "other": fails}
+    api.container.readiness_checks.override(providers.Object(checks))
+    try:
+        started = time.monotonic()
+        ready = await api.client.get("/ready")
+        took = time.monotonic() - started
+    finally:
+        api.container.readiness_checks.reset_override()
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "redis": "ok", "other": "unavailable"},
+    }
+    assert 0.3 <= took < 1.0, took
+    assert await asyncio.to_thread(cancelled.wait, 5)  # the hung check was cancelled, not left running
+    assert (await api.client.get("/ready")).status_code == 200
 
 
 async def test_unknown_route_and_method_are_problems(api: Api) -> None:

@@ -34,7 +34,7 @@ from application.ports import StoreUnavailableError
 from application.presence import OnlineQuery
 from application.social import TypingNotice
 from application.users import SearchQuery
-from domain.errors import InvalidTokenError, NotFoundError, RateLimitedError, UserNotFoundError
+from domain.errors import BusyError, InvalidTokenError, NotFoundError, RateLimitedError, UserNotFoundError
 from domain.users import UserCard
 from tests.unit.fakes import EPOCH
 from tests.unit.live_session_support import PEER, USER, Driver, batch, message
@@ -71,6 +71,14 @@ def test_a_failed_first_batch_closes_1011() -> None:
     read = d.one(ReadBatch)
     d.session.batch_failed(read, RuntimeError("database down"), d.now)
     assert d.closed() == CloseRequest(CloseCode.INTERNAL, "unexpected server error")
+    assert d.actions() == [d.closed()]
+
+
+def test_a_first_batch_the_unavailable_database_failed_closes_1013() -> None:
+    d = Driver()
+    d.session.start(d.now)
+    d.session.batch_failed(d.one(ReadBatch), BusyError(1, "the database is unavailable, retry shortly"), d.now)
+    assert d.closed() == CloseRequest(CloseCode.TRY_AGAIN_LATER, "cannot read pending messages now; try again later")
     assert d.actions() == [d.closed()]
 
 
