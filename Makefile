@@ -87,8 +87,12 @@ test: lint types imports node-tools
 
 # The hashed locks from requirements.in / requirements-dev.in, keeping today's pins (pass
 # UPGRADE=--upgrade to take the newest releases). No index address is written into them.
-COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe $(UPGRADE)
-lock: $(STAMP)
+# pip-compile runs from a venv of its own: it needs a newer pip than the locks install.
+LOCK_VENV := .venv-lock
+COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras $(UPGRADE)
+lock:
+	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.7.0; }
 	@$(COMPILE) -o requirements.lock requirements.in
 	@$(COMPILE) -o requirements-dev.lock requirements-dev.in
 
