@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
 from adapters.sqlalchemy.fastpath.driver import Driver
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
+from adapters.sqlalchemy.push import SqlAlchemyPushTargetRepository
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyBlockRepository,
     SqlAlchemyContactRepository,
@@ -52,6 +53,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.blocks = SqlAlchemyBlockRepository(session)
         self.conversations = SqlAlchemyConversationRepository(session, self._memo)
         self.messages = SqlAlchemyMessageRepository(session)
+        self.push = SqlAlchemyPushTargetRepository(session)
         return self
 
     async def __aexit__(

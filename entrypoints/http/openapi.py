@@ -33,6 +33,9 @@ from entrypoints.http.conversations import ConversationOut, ConversationPage, Me
 from entrypoints.http.refusals import PROBLEM_JSON
 from entrypoints.http.schemas import (
     BlockedPage,
+    DeviceIn,
+    DeviceOut,
+    DevicePage,
     FieldError,
     Health,
     LoginIn,
@@ -47,9 +50,11 @@ from entrypoints.http.schemas import (
 )
 from entrypoints.wire import UserPublic, WireMessage
 
-REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (RegisterIn, LoginIn, RefreshIn, PasswordIn, RenameIn)
+REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (RegisterIn, LoginIn, RefreshIn, PasswordIn, RenameIn, DeviceIn)
 RESPONSE_TYPES: tuple[type[msgspec.Struct], ...] = (
     TokenOut,
+    DeviceOut,
+    DevicePage,
     ProfileOut,
     UserPage,
     UserPublic,
