@@ -441,8 +441,10 @@ class PushOutbox(Protocol):
     may call them at once: a job is claimed by one of them at a time (PostgreSQL ``FOR UPDATE
     SKIP LOCKED``; SQLite serialises writers), and a claim is a lease that runs out."""
 
-    async def waiting(self, *, now: datetime, limit: int) -> list[Waiting]:
-        """Recipients with jobs no lease holds, at most ``limit``."""
+    async def waiting(self, *, now: datetime, fresh_before: datetime, limit: int) -> list[Waiting]:
+        """Recipients with jobs no lease holds that may go out now — a claimed push (a retry), or
+        fresh jobs created before ``fresh_before`` (the coalescing window) — at most ``limit``,
+        those with the earliest due job first."""
         ...
 
     async def claim(

@@ -131,7 +131,9 @@ class PushDispatcher:
         """One round; returns how many notifications it attempted."""
         policy = self._policy
         now = self._clock.now()
-        waiting = await self._outbox.waiting(now=now, limit=policy.batch)
+        waiting = await self._outbox.waiting(
+            now=now, fresh_before=now - timedelta(seconds=policy.coalesce_s), limit=policy.batch
+        )
         if not waiting:
             return 0
         ask = needs_presence(waiting, now=now, coalesce_s=policy.coalesce_s)

@@ -124,7 +124,7 @@ class SqlAlchemyPushOutbox(PushOutbox):
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
 
-    async def waiting(self, *, now: datetime, limit: int) -> list[Waiting]:
+    async def waiting(self, *, now: datetime, fresh_before: datetime, limit: int) -> list[Waiting]:
         j = push_jobs
         fresh = j.c.push_id.is_(None)
         stmt = (
@@ -134,9 +134,9 @@ class SqlAlchemyPushOutbox(PushOutbox):
                 type_coerce(func.min(case((fresh, j.c.due_at))), UtcDateTime()).label("earliest_due"),
                 func.count(j.c.push_id).label("claimed"),
             )
-            .where(j.c.lease_until <= now)
+            .where(j.c.lease_until <= now, or_(j.c.push_id.is_not(None), j.c.created_at <= fresh_before))
             .group_by(j.c.user_id)
-            .order_by(func.min(j.c.id))
+            .order_by(func.min(j.c.due_at), j.c.user_id)
             .limit(limit)
         )
         async with self._session_factory() as session:

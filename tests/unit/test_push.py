@@ -170,7 +170,7 @@ class FakeOutbox(PushOutbox):
     claims: list[tuple[list[int], list[int], datetime]] = field(default_factory=list)
     settled: list[tuple[str, str, object]] = field(default_factory=list)
 
-    async def waiting(self, *, now: datetime, limit: int) -> list[Waiting]:
+    async def waiting(self, *, now: datetime, fresh_before: datetime, limit: int) -> list[Waiting]:
         return self.waiting_now
 
     async def claim(
