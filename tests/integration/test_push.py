@@ -6,14 +6,17 @@ wait for a condition."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from tests.integration.push_gateway import SECRET, Gateway
 from tests.integration.support import TEST_SECRET
 from tests.integration.test_faults import Server
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {
     "CHAT_PUSH_SECRET": SECRET,
     "CHAT_PUSH_POLL_S": "0.05",
@@ -331,3 +335,28 @@ async def test_two_processes_never_send_one_push_twice(
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_the_documented_example_receiver_accepts_the_server_s_requests(migrated_url: str) -> None:
+    """docs/examples/push_receiver.py, run as the gateway: it verifies the signature and takes the push."""
+    spec = importlib.util.spec_from_file_location("push_receiver", ROOT / "docs" / "examples" / "push_receiver.py")
+    assert spec is not None
+    assert spec.loader is not None
+    receiver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receiver)
+    receiver.SECRET = SECRET.encode()  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), receiver.Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gateway_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        settings = {**FAST, "CHAT_PUSH_GATEWAY_URL": gateway_url, "CHAT_PUSH_MAX_ATTEMPTS": "1"}
+        async with running_chat(migrated_url, lambda: None, env=settings) as chat:  # type: ignore[arg-type, return-value]
+            ann, bob = await chat.account("Ann"), await chat.account("Bob")
+            await register_device(chat, bob, "bob-token")
+            await send_burst(await chat.connect(ann), bob.id, ["hi"])
+            await outbox_empty(migrated_url)  # settled: taken, or given up after its one attempt
+            assert len(receiver.seen) == 1  # taken (a bad signature would have been a 401, given up)
+            await chat.close_sockets()
+    finally:
+        server.shutdown()
+        server.server_close()
