@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 TargetKind = Literal["fcm", "apns", "webpush", "webhook"]
 TARGET_KINDS: tuple[TargetKind, ...] = ("fcm", "apns", "webpush", "webhook")
-TOKEN_MAX = 4096  # an FCM registration token is ~160 characters, a Web Push endpoint URL a few hundred
+TOKEN_MAX = 2048  # an FCM registration token is ~160 characters, a Web Push endpoint URL a few hundred
+# Printable ASCII, no space (tokens and URLs are); at most 2048 bytes, so (app_id, token) fits an index entry.
+TOKEN_PATTERN = r"^[!-~]{1,2048}$"  # noqa: S105 - a push token's pattern, not a password
+_TOKEN = re.compile(TOKEN_PATTERN)
 APP_ID_MAX = 200
 LABEL_MAX = NAME_MAX
 TARGETS_PER_LOGIN_MAX = 10
@@ -46,8 +49,8 @@ class NewTarget:
                 label = normalise_name(self.label, "label")  # a label is shown like a name
             except InvalidInputError as exc:
                 problems.update((p.field, p.message) for p in exc.problems)
-        if not token or len(token) > TOKEN_MAX or any(c.isspace() for c in token):
-            problems["token"] = f"must be 1–{TOKEN_MAX} characters without white space"
+        if not _TOKEN.match(token):
+            problems["token"] = f"must be 1–{TOKEN_MAX} printable ASCII characters without spaces"
         if not _APP_ID.match(app_id):
             problems["appId"] = "must be 1–200 of A-Z a-z 0-9 . _ : -"
         if problems:

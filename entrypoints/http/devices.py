@@ -13,10 +13,14 @@ from application.common import Principal
 from application.push import DeleteDevice, ListDevices, RegisterDevice
 from domain.errors import ConflictError, NotFoundError
 from domain.push import TARGETS_PER_LOGIN_MAX, NewTarget
-from entrypoints.http.refusals import BAD_TOKEN, JSON_BODY, STORE_DOWN, answers, invalid, refusal
+from entrypoints.http.refusals import BAD_TOKEN, JSON_BODY, STORE_DOWN, answers, http_refusal, invalid, refusal
 from entrypoints.http.schemas import DeviceIn, DeviceOut, DevicePage
 
-DeviceId = Annotated[str, Parameter(description="a device's `id` from GET /devices")]
+DEVICE_ID_MAX = 64
+DeviceId = Annotated[
+    str, Parameter(max_length=DEVICE_ID_MAX, description="a device's `id` from GET /devices (at most 64 characters)")
+]
+BAD_DEVICE_ID = http_refusal(400, f"the id is longer than {DEVICE_ID_MAX} characters", field="device_id")
 
 
 class DevicesController(Controller):
@@ -36,7 +40,7 @@ class DevicesController(Controller):
         f"target. At most {TARGETS_PER_LOGIN_MAX} per login.",
         responses=answers(
             JSON_BODY,
-            invalid("token", "empty or with white space"),
+            invalid("token", "not 1–2048 printable ASCII characters without spaces"),
             invalid("appId", "not 1–200 of A-Z a-z 0-9 . _ : -"),
             invalid("label", "not 1–100 characters after trimming, or with control or text-direction characters"),
             BAD_TOKEN,
@@ -73,7 +77,9 @@ class DevicesController(Controller):
         response_description="Deleted",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete one of your push targets",
-        responses=answers(BAD_TOKEN, refusal(NotFoundError, "you have no device with this id"), STORE_DOWN),
+        responses=answers(
+            BAD_DEVICE_ID, BAD_TOKEN, refusal(NotFoundError, "you have no device with this id"), STORE_DOWN
+        ),
     )
     async def delete_device(
         self,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from domain.push import APP_ID_MAX, APP_ID_PATTERN, LABEL_MAX, TOKEN_MAX, PushTarget, TargetKind
+from domain.push import APP_ID_MAX, APP_ID_PATTERN, LABEL_MAX, TOKEN_MAX, TOKEN_PATTERN, PushTarget, TargetKind
 from domain.users import (
     EMAIL_MAX,
     EMAIL_PATTERN,
@@ -140,10 +140,9 @@ class DeviceIn(Request, frozen=True):
         documented(
             max_length=TOKEN_MAX,
             description="the FCM registration token, APNs device token, or (webpush, webhook) the https:// "
-            "endpoint URL; no white space. Registering a token again moves it to this login",
+            "endpoint URL; printable ASCII without spaces. Registering a token again moves it to this login",
             examples=["dGhpcyBpcyBhbiBGQ00gdG9rZW4"],
-            minLength=1,
-            pattern=r"^\S+$",
+            pattern=TOKEN_PATTERN,
         ),
     ]
     app_id: Annotated[

@@ -141,6 +141,17 @@ async def test_devices_are_listed_per_user_and_a_logout_removes_its_login_s(migr
         bad = await chat.http.post("/devices", json={"kind": "sms", "token": "x", "appId": "a"}, headers=ann.bearer)
         assert bad.status_code == 400
 
+        # A password change revokes every other login, and with them their targets.
+        third = await chat.login(ann)
+        await register_device(chat, third, "token-third")
+        changed = await chat.http.post(
+            "/auth/password",
+            json={"currentPassword": "password123", "newPassword": "password456"},
+            headers=ann.bearer,
+        )
+        assert changed.status_code == 204, changed.text
+        assert (await chat.get("/devices", ann))["items"] == []
+
 
 # -- pushes -----------------------------------------------------------------------------------------
 
