@@ -155,7 +155,9 @@ class PushDispatcher:
             async with slots:
                 await self._send(notification)
 
-        await asyncio.gather(*(one(n) for n in claimed))
+        for outcome in await asyncio.gather(*(one(n) for n in claimed), return_exceptions=True):
+            if isinstance(outcome, Exception):  # settling failed (the store): the lease brings it back
+                log.warning("push settling failed: %s: %s", type(outcome).__name__, outcome)
         return len(claimed)
 
     async def _send(self, notification: Notification) -> None:

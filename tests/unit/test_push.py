@@ -350,3 +350,19 @@ async def test_without_a_gateway_the_send_path_writes_no_job() -> None:
     await send(Principal(user_id=ann, sid="s"), Send(to=bob, body="hi", client_msg_id="1"))
     assert store.data.push_jobs == []
     await writes.close()
+
+
+async def test_a_failure_to_settle_one_push_does_not_stop_the_others() -> None:
+    class Failing(FakeOutbox):
+        async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+            if push_id == "a":
+                raise ConnectionError("the store went away")
+            return await super().sent(push_id, rejected=rejected)
+
+    outbox = Failing(
+        waiting_now=[waiting(1, oldest=0, due=1), waiting(2, oldest=0, due=1)],
+        pending=[notification("a"), notification("b")],
+    )
+    d = dispatcher(outbox, FakeGateway([GatewayAnswer(status=200, rejected=[])] * 2))
+    assert await d.run_once() == 2
+    assert outbox.settled == [("sent", "b", [])]  # "a" stays claimed: its lease brings it back
