@@ -319,30 +319,52 @@ async def test_two_processes_never_send_one_push_twice(
     migrated_url: str, redis_url: str, gateway: Gateway, tmp_path: Path
 ) -> None:
     prefix = f"push{uuid.uuid4().hex[:8]}"
-    env = server_env(migrated_url, gateway, CHAT_REDIS_URL=redis_url, CHAT_REDIS_PREFIX=prefix, CHAT_PUSH_POLL_S="0.01")
+    env = server_env(
+        migrated_url,
+        gateway,
+        CHAT_REDIS_URL=redis_url,
+        CHAT_REDIS_PREFIX=prefix,
+        CHAT_PUSH_POLL_S="0.01",
+        CHAT_PUSH_AFTER_S="60",  # an online recipient is not pushed within the test
+    )
     servers = [Server(env, tmp_path / "a"), Server(env, tmp_path / "b")]
     for server in servers:
         server.cwd.mkdir()
     await asyncio.gather(*(asyncio.to_thread(server.start) for server in servers))
     try:
-        async with chat_at(servers[0]) as chat:
+        async with chat_at(servers[0]) as chat, chat_at(servers[1]) as elsewhere:
             senders = [await chat.account(f"Sender{i}") for i in range(2)]
             recipients = [await chat.account(f"Recipient{i}") for i in range(6)]
             for r in recipients:
                 await register_device(chat, r, f"token-{r.id}")
+            # Connected to the other process only (presence through Redis), not acknowledging.
+            online = await chat.account("Online")
+            await register_device(chat, online, "token-online")
+            await elsewhere.connect(online)
             clients = [await chat.connect(s) for s in senders]
 
             async def to_everyone(client: Client) -> list[str]:
                 return [m for r in recipients for m in await send_burst(client, r.id, ["x", "y"])]
 
+            async def to_online(client: Client) -> list[str]:
+                return await send_burst(client, online.id, ["seen at once"])
+
+            to_the_online_one = [m for c in clients for m in await to_online(c)]
+            window_over = time.monotonic() + float(FAST["CHAT_PUSH_COALESCE_S"]) + 0.5
             sent = [m for ids in await asyncio.gather(*(to_everyone(c) for c in clients)) for m in ids]
             await gateway.wait_for(len(recipients))
-            await outbox_empty(migrated_url)
+
+            async def only_the_online_one_waits() -> bool:
+                jobs = await outbox(migrated_url)
+                return time.monotonic() > window_over and sorted(m for m, _, _ in jobs) == sorted(to_the_online_one)
+
+            await eventually(only_the_online_one_waits, what="every push but the online recipient's is sent")
         received = gateway.all()
         assert all(r.status == 200 for r in received)
         assert len({r.key for r in received}) == len(received)  # no notification twice
         pushed = [m for r in received for m in r.message_ids]
-        assert sorted(pushed) == sorted(sent)  # every message once
+        assert sorted(pushed) == sorted(sent)  # every message to an offline recipient once
+        assert not set(pushed) & set(to_the_online_one)  # online elsewhere: not pushed (not due yet)
     finally:
         for server in servers:
             server.stop()
