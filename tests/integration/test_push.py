@@ -153,6 +153,15 @@ async def test_devices_are_listed_per_user_and_a_logout_removes_its_login_s(migr
         assert (await chat.get("/devices", ann))["items"] == []
 
 
+async def test_a_login_evicted_by_a_newer_one_loses_its_devices(migrated_url: str) -> None:
+    env = {"CHAT_MAX_LOGINS_PER_USER": "1"}
+    async with running_chat(migrated_url, lambda: None, env=env) as chat:  # type: ignore[arg-type, return-value]
+        ann = await chat.account("Ann")
+        await register_device(chat, ann, "token-old")
+        newer = await chat.login(ann)  # revokes the registration's login, the oldest
+        assert (await chat.get("/devices", newer))["items"] == []
+
+
 # -- pushes -----------------------------------------------------------------------------------------
 
 
