@@ -6,6 +6,7 @@ Each commits its own transaction and publishes events only after the commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from application.common import MAX_ID, Page, PageRequest, Principal, UnitOfWorkFactory, page_limit
@@ -87,9 +88,10 @@ class SendMessage:
         clock: Clock,
         ids: IdGenerator,
         max_body_chars: int,
+        push_after_s: float | None = None,
     ) -> None:
         self._writes, self._notifier, self._presence = writes, notifier, presence
-        self._store = _StoreMessages(clock, ids, max_body_chars, committed=self._fan_out)
+        self._store = _StoreMessages(clock, ids, max_body_chars, committed=self._fan_out, push_after_s=push_after_s)
 
     async def __call__(self, actor: Principal, cmd: Send) -> SendResult:
         return await self.finish(await self.begin(actor, cmd))
@@ -147,11 +149,20 @@ class _StoreMessages:
     order = 0  # before acknowledgements: member rows are locked before message rows
 
     def __init__(
-        self, clock: Clock, ids: IdGenerator, max_body_chars: int, committed: Callable[[_Sending, StoredSend], None]
+        self,
+        clock: Clock,
+        ids: IdGenerator,
+        max_body_chars: int,
+        committed: Callable[[_Sending, StoredSend], None],
+        push_after_s: float | None = None,
     ) -> None:
         self._clock, self._ids = clock, ids
         self._max_body_chars = max_body_chars
         self.committed = committed  # the fan-out (Step.committed)
+        # Push jobs (None: no push gateway, no outbox): due this long after the message unless a
+        # device acknowledged it; the dispatcher sends them earlier to a recipient with no live
+        # connection (application/push.py).
+        self._push_after = timedelta(seconds=push_after_s) if push_after_s is not None else None
 
     async def write(self, uow: UnitOfWork, sends: list[_Sending]) -> list[StoredSend | DomainError]:
         stored = await uow.messages.by_client_ids((sender, s.client_msg_id) for sender, s in sends)
@@ -178,6 +189,10 @@ class _StoreMessages:
         await uow.contacts.add_pairs(
             (a.message.sender_id, a.message.recipient_id) for a in appended.values() if a.became_contacts
         )
+        if self._push_after is not None:  # one statement; no job for a withheld message
+            jobs = [(a.message.id, a.message.recipient_id) for a in appended.values() if not a.message.withheld]
+            if jobs:
+                await uow.push.queue_pushes(jobs, now=now, due=now + self._push_after)
         answered: set[str] = set()
         results: list[StoredSend | DomainError] = []
         for outcome in outcomes:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from domain.errors import BusyError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from domain.auth import AttemptWindow, Login, RefreshToken
     from domain.delivery import Delivered
     from domain.messages import Message, NewMessage, Pair
+    from domain.push import PushTarget, Waiting
     from domain.social import Relation
     from domain.users import User
 
@@ -414,6 +415,105 @@ class AccountRepository(Protocol):
         message the user sent (``""``). The conversations, their seqs and the peers' read pointers
         stay. This is the one place to drop anything else the deployment keeps per account (push
         targets, queued push jobs)."""
+
+
+class PushTargetRepository(Protocol):
+    """The logins' push targets, and the push outbox's writes in a message's transaction."""
+
+    async def add(self, target: PushTarget) -> PushTarget:
+        """Store ``target``; a target with the same ``(app_id, token)`` is replaced (moved to this
+        login and user). Returns what is stored."""
+        ...
+
+    async def of_user(self, user_id: int) -> list[PushTarget]:
+        """The user's targets, oldest first."""
+        ...
+
+    async def count_of_login(self, login_id: str) -> int: ...
+
+    async def remove(self, user_id: int, target_id: str) -> bool:
+        """Delete the user's target ``target_id``; False when the user has no such target."""
+        ...
+
+    async def queue_pushes(self, jobs: Sequence[tuple[str, int]], *, now: datetime, due: datetime) -> None:
+        """Outbox jobs for these ``(message_id, recipient_id)`` — only for recipients that have a
+        push target (the store checks, in the same statement). One statement, on the send path."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushMessage:
+    id: str
+    sender_id: int
+    sender_name: str
+    created_at: datetime
+    body: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """One push: a recipient's claimed jobs, sent to all of their targets in one gateway request.
+    ``id`` is its idempotency key, the same on every attempt; ``attempts``: failed ones before."""
+
+    id: str
+    user_id: int
+    attempts: int
+    messages: list[PushMessage]  # oldest first
+    targets: list[PushTarget]
+    unread: int  # the recipient's messages no device acknowledged yet
+
+
+class PushOutbox(Protocol):
+    """The push outbox, for the dispatcher. Each method is its own transaction. Several processes
+    may call them at once: a job is claimed by one of them at a time (PostgreSQL ``FOR UPDATE
+    SKIP LOCKED``; SQLite serialises writers), and a claim is a lease that runs out."""
+
+    async def waiting(self, *, now: datetime, fresh_before: datetime, limit: int) -> list[Waiting]:
+        """Recipients with jobs no lease holds that may go out now — a claimed push (a retry), or
+        fresh jobs created before ``fresh_before`` (the coalescing window) — at most ``limit``,
+        those with the earliest due job first."""
+        ...
+
+    async def claim(
+        self,
+        *,
+        fresh: Collection[int],
+        retry: Collection[int],
+        now: datetime,
+        lease_until: datetime,
+        new_id: Callable[[], str],
+    ) -> list[Notification]:
+        """Lease the free jobs of ``fresh`` recipients (all unclaimed jobs, as one new
+        notification each) and the free claimed jobs of ``retry`` recipients (each notification
+        as it was claimed), until ``lease_until``. Jobs whose message was acknowledged meanwhile,
+        and recipients without targets, are dropped, not returned."""
+        ...
+
+    async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+        """The gateway took the push: delete its jobs and the recipient's targets whose token it
+        rejected. Returns how many targets were deleted."""
+        ...
+
+    async def retry(self, push_id: str, *, at: datetime) -> None:
+        """The push failed: count the attempt, take it up again at ``at``."""
+        ...
+
+    async def drop(self, push_id: str) -> None:
+        """Give the push up: delete its jobs."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayAnswer:
+    status: int | None  # None: no answer (refused, timed out, reset)
+    rejected: list[str]  # the tokens the gateway says are no longer valid
+
+
+class PushGateway(Protocol):
+    """The operator's push gateway (one HTTP request per notification)."""
+
+    async def send(self, notification: Notification) -> GatewayAnswer:
+        """Never raises for a network or gateway failure: the answer says it."""
         ...
 
 
@@ -430,6 +530,7 @@ class UnitOfWork(Protocol):
     conversations: ConversationRepository
     messages: MessageRepository
     accounts: AccountRepository
+    push: PushTargetRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     usecase.add_argument("--postgres-url", default=d.postgres_url)
     usecase.add_argument("--count", type=int, default=200)
     usecase.add_argument("--profile", action="store_true", help="print the top functions (cProfile)")
+    usecase.add_argument(
+        "--push",
+        choices=["off", "no-target", "target"],
+        default="off",
+        help="a push gateway configured (the outbox statement per send); 'target': the recipient has a "
+        "push target, so each send writes a job",
+    )
     driver = sub.add_parser("driver", help="cost of one message through a live connection's own code (fakes around it)")
     driver.add_argument("--count", type=int, default=20000, help="messages")
     driver.add_argument("--window", type=int, default=16, help="sends in flight")
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "usecase":
         from bench import usecase as usecase_bench
 
-        usecase_bench.run(args.database, args.postgres_url, args.count, args.profile)
+        usecase_bench.run(args.database, args.postgres_url, args.count, args.profile, args.push)
         return 0
     if args.command == "run" and args.profile == "py-spy" and not (VENV_BIN / "py-spy").exists():
         print("--profile py-spy needs py-spy in the venv: .venv/bin/pip install py-spy", file=sys.stderr)

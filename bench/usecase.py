@@ -17,12 +17,14 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert
 
 from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection
+from adapters.sqlalchemy.orm import logins, push_targets
 from application.common import Principal
 from application.messaging import Acknowledge, Send
 from bench.fixture import drop_database, fresh_database, new_secret, seed_users
@@ -35,15 +37,21 @@ if TYPE_CHECKING:
 WARM_UP = 20
 
 
-async def measure(database: str, postgres_url: str, count: int, profile: bool) -> dict[str, Any]:
+async def measure(database: str, postgres_url: str, count: int, profile: bool, push: str = "off") -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="p2p-chat-usecase-"))
     db = await fresh_database(database, workdir, postgres_url)
     try:
         secret = new_secret()
         users = await seed_users(db.url, 2, secret, 3600)
         a, b = (Principal(user_id=u.id, sid="bench") for u in users)  # these use cases read the user id only
-        container = Container(settings=Settings(database_url=db.url, jwt_secret=secret))
+        # With --push, a gateway nobody listens at, polled once an hour: only the send path's cost shows.
+        pushing = {"push_gateway_url": "http://127.0.0.1:9/", "push_secret": secret, "push_poll_s": 3600.0}
+        container = Container(
+            settings=Settings(database_url=db.url, jwt_secret=secret, **(pushing if push != "off" else {}))
+        )
         await start(container)
+        if push == "target":
+            await _push_target(container, b.user_id)
         send, ack = container.send_message(), container.acknowledge()
         for i in range(WARM_UP):
             await send(a, Send(to=b.user_id, body="warm-up", client_msg_id=f"w{i}"))
@@ -105,6 +113,24 @@ async def measure(database: str, postgres_url: str, count: int, profile: bool) -
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def _push_target(container: Container, user_id: int) -> None:
+    """A login and a push target of ``user_id``, so that every send to them writes an outbox job."""
+    async with container.engine().begin() as conn:
+        now = datetime.now(UTC)
+        await conn.execute(insert(logins).values(id="bench-push", user_id=user_id, created_at=now))
+        await conn.execute(
+            insert(push_targets).values(
+                id="bench-push",
+                user_id=user_id,
+                login_id="bench-push",
+                kind="fcm",
+                app_id="bench",
+                token="bench",  # noqa: S106 - a push token, not a password
+                created_at=now,
+            )
+        )
+
+
 async def _inline_sqlite(container: Container) -> sqlite3.Connection | None:
     """The pooled sqlite3 connection when the engine runs SQLite inline (one pooled connection)."""
     async with container.engine().connect() as conn:
@@ -112,8 +138,8 @@ async def _inline_sqlite(container: Container) -> sqlite3.Connection | None:
     return driver_connection.raw if isinstance(driver_connection, InlineSqliteConnection) else None
 
 
-def run(database: str, postgres_url: str, count: int, profile: bool) -> None:
-    report = asyncio.run(measure(database, postgres_url, count, profile))
+def run(database: str, postgres_url: str, count: int, profile: bool, push: str = "off") -> None:
+    report = asyncio.run(measure(database, postgres_url, count, profile, push))
     print(
         f"{report['database']}: {report['pairs']} send+ack pairs, one at a time: "
         f"{report['wall_ms_per_pair']:.2f} ms wall, {report['cpu_ms_per_pair']:.2f} ms CPU per pair "

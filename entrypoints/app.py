@@ -22,6 +22,7 @@ from entrypoints.http.before_request import before_request
 from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.conversations import ConversationsController
 from entrypoints.http.cors import CorsMiddleware, Origins
+from entrypoints.http.devices import DevicesController
 from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.openapi import openapi_config
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
@@ -117,6 +118,8 @@ def create_app(container: Container) -> Litestar:
 
     live = LiveConnections()
     metrics = Metrics(multiprocess_mode=settings.workers > 1)
+    if settings.push_gateway_url is not None:
+        metrics.watch_push(container.push_dispatcher().counts)
     services = ws_services(container, metrics)
     origins = Origins(settings.cors_origins)
 
@@ -153,6 +156,7 @@ def create_app(container: Container) -> Litestar:
             AuthController,
             UsersController,
             ConversationsController,
+            DevicesController,
             health,
             ready,
             metrics_endpoint,
@@ -188,6 +192,9 @@ def create_app(container: Container) -> Litestar:
             "lookup_limit": _singleton(container.lookup_limit),
             "list_conversations": _singleton(container.list_conversations),
             "history": _singleton(container.history),
+            "register_device": _singleton(container.register_device),
+            "list_devices": _singleton(container.list_devices),
+            "delete_device": _singleton(container.delete_device),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import time
 from collections.abc import Awaitable
 from functools import partial
@@ -16,6 +18,7 @@ from adapters.auth.tokens import PyJwtTokenService
 from adapters.memory.counters import InMemoryAttemptCounter
 from adapters.memory.fanout import InMemoryFanout
 from adapters.memory.presence import InMemoryPresenceRegistry
+from adapters.pushgateway.http import HttpPushGateway
 from adapters.redis.counters import RedisAttemptCounter
 from adapters.redis.degraded import FallbackAttemptCounter, HealingPresence
 from adapters.redis.fanout import RedisFanout
@@ -25,6 +28,7 @@ from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.health import count_pending, describe, ping
 from adapters.sqlalchemy.migrate import ensure_current
 from adapters.sqlalchemy.orm import start_mappers
+from adapters.sqlalchemy.push import SqlAlchemyPushOutbox
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
 from adapters.system.ids import Uuid7Ids
@@ -54,10 +58,11 @@ from application.messaging import (
     StillPending,
 )
 from application.presence import Connect, Disconnect, SettlePresence, VisibleOnline
+from application.push import DeleteDevice, ListDevices, PushDispatcher, PushPolicy, RegisterDevice
 from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, LookupLimit, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
-from entrypoints.lifecycle import one_process, scaled_out, serving
+from entrypoints.lifecycle import one_process, push_dispatching, scaled_out, serving
 from entrypoints.settings import Settings
 
 
@@ -213,6 +218,44 @@ class Container(containers.DeclarativeContainer):
         seconds=monotonic,
     )
 
+    # Push notifications: with CHAT_PUSH_GATEWAY_URL, the send path writes outbox jobs and a
+    # dispatcher sends them; without, neither.
+    push_mode = providers.Callable(lambda s: "on" if s.push_gateway_url else "off", settings)
+    register_device = providers.Singleton(RegisterDevice, uow=uow.provider, clock=clock, ids=ids)
+    list_devices = providers.Singleton(ListDevices, uow=uow.provider)
+    delete_device = providers.Singleton(DeleteDevice, uow=uow.provider)
+    push_gateway = providers.Singleton(
+        HttpPushGateway,
+        settings.provided.push_gateway_url,
+        settings.provided.push_secret,
+        clock,
+        include_body=settings.provided.push_include_body,
+        timeout_s=settings.provided.push_timeout_s,
+    )
+    push_dispatcher = providers.Singleton(
+        PushDispatcher,
+        outbox=providers.Singleton(SqlAlchemyPushOutbox, session_factory=session_factory),
+        gateway=push_gateway,
+        presence=presence,
+        clock=clock,
+        ids=ids,
+        policy=providers.Singleton(
+            PushPolicy,
+            coalesce_s=settings.provided.push_coalesce_s,
+            lease_s=settings.provided.push_lease_s,
+            max_attempts=settings.provided.push_max_attempts,
+            retry_base_s=settings.provided.push_retry_base_s,
+            retry_max_s=settings.provided.push_retry_max_s,
+        ),
+        random=providers.Object(random.random),
+    )
+    push_after_s = providers.Selector(push_mode, on=settings.provided.push_after_s, off=providers.Object(None))
+    pushing = providers.Selector(
+        push_mode,
+        on=providers.Factory(push_dispatching, push_dispatcher, push_gateway, poll_s=settings.provided.push_poll_s),
+        off=providers.Factory(contextlib.nullcontext),
+    )
+
     # One per lifespan: shutdown_resources() forgets it (``lifetime`` closed it), the next
     # start makes a new one; the use cases that write through it are made with it.
     group_commit = providers.Resource(GroupCommit, uow=uow.provider)
@@ -224,6 +267,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         max_body_chars=settings.provided.max_body_chars,
+        push_after_s=push_after_s,
     )
     acknowledge = providers.Factory(AcknowledgeDelivery, writes=group_commit, notifier=fanout, clock=clock)
     mark_read = providers.Singleton(MarkRead, uow=uow.provider, notifier=fanout, clock=clock)
@@ -280,6 +324,7 @@ class Container(containers.DeclarativeContainer):
             partial, ensure_current, settings.provided.database_url, settings.provided.db_timeout_s
         ),
         deployment=deployment,
+        pushing=pushing,
         writes=group_commit,
         engine=engine,
     )

@@ -4,9 +4,10 @@ before the first request, ``shutdown_resources()`` stops it after the connection
 :func:`serving` is the one resource; the deployment mode only changes which
 :func:`one_process` / :func:`scaled_out` part the container hands it. Start order: the schema
 check (the app refuses to serve an un-migrated database), then in scaled-out mode the first
-presence heartbeat, the fan-out and the heartbeat loop. Stop order: the write batcher (whoever
-still waits learns it was not written), the heartbeat loop, the fan-out (it flushes what was
-published), the Redis client, the database engine.
+presence heartbeat, the fan-out and the heartbeat loop, then the push dispatcher (when a push
+gateway is configured). Stop order: the write batcher (whoever still waits learns it was not
+written), the push dispatcher, the heartbeat loop, the fan-out (it flushes what was published),
+the Redis client, the database engine.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from adapters.pushgateway.http import HttpPushGateway
     from adapters.redis.degraded import HealingPresence
     from adapters.redis.fanout import RedisFanout
     from application.group_commit import GroupCommit
     from application.ports import Clock
+    from application.push import PushDispatcher
 
 log = logging.getLogger("p2p_chat")
 
@@ -37,19 +40,36 @@ async def serving(
     *,
     check_schema: Callable[[], Awaitable[None]],
     deployment: AbstractAsyncContextManager[None],
+    pushing: AbstractAsyncContextManager[None],
     writes: GroupCommit,
     engine: AsyncEngine,
 ) -> AsyncIterator[None]:
     """The app's lifetime: raises (and nothing starts) unless the schema is current."""
     await check_schema()
     try:
-        async with deployment:
+        async with deployment, pushing:
             try:
                 yield
             finally:
                 await writes.close()
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def push_dispatching(
+    dispatcher: PushDispatcher, gateway: HttpPushGateway, *, poll_s: float
+) -> AsyncIterator[None]:
+    """The push dispatcher's rounds run while the app serves (``CHAT_PUSH_GATEWAY_URL`` set); on
+    stop the round in progress is cancelled (its claimed jobs come back when their lease ends)
+    and the gateway's HTTP client closes."""
+    rounds = asyncio.create_task(dispatcher.run(poll_s), name="push-dispatcher")
+    try:
+        yield
+    finally:
+        rounds.cancel()
+        await asyncio.gather(rounds, return_exceptions=True)
+        await gateway.aclose()
 
 
 def one_process() -> AbstractAsyncContextManager[None]:

@@ -20,6 +20,8 @@ from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from application.push import PushCounts
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -79,10 +81,41 @@ class Metrics:
             "chat_dropped_ephemeral_frames", "typing frames dropped under back-pressure", registry=r
         )
 
+        self.push = Counter(
+            "chat_push_notifications",
+            "Push notifications by outcome: sent (the gateway took it), retried (an attempt failed, "
+            "tried again later), given_up (refused, or failed CHAT_PUSH_MAX_ATTEMPTS times)",
+            ["outcome"],
+            registry=r,
+        )
+        self.push_rejected_targets = Counter(
+            "chat_push_rejected_targets", "Push targets deleted because the gateway rejected their token", registry=r
+        )
+        self._push: PushCounts | None = None
+        self._push_seen = PushCounts()
+
+    def watch_push(self, counts: PushCounts) -> None:
+        """Report the push dispatcher's counts (added at each flush)."""
+        self._push = counts
+
+    def _flush_push(self) -> None:
+        counts, seen = self._push, self._push_seen
+        if counts is None:
+            return
+        for outcome in ("sent", "retried", "given_up"):
+            delta = getattr(counts, outcome) - getattr(seen, outcome)
+            if delta:
+                self.push.labels(outcome).inc(delta)
+                setattr(seen, outcome, getattr(counts, outcome))
+        if delta := counts.rejected_targets - seen.rejected_targets:
+            self.push_rejected_targets.inc(delta)
+            seen.rejected_targets = counts.rejected_targets
+
     def flush(self) -> None:
         """Add the hot path's counts to the Prometheus metrics. The histogram takes whole bucket
         counts through prometheus_client's ``_buckets`` and ``_sum`` (0.26: the values ``observe``
         adds to; ``tests/unit/test_metrics.py`` fails if that changes)."""
+        self._flush_push()
         hot = self.hot
         if hot.messages_in:
             self.messages_in.inc(hot.messages_in)

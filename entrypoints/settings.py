@@ -89,6 +89,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str | None = None
+    push_gateway_url: str | None = None  # unset: no push outbox, no dispatcher
+    push_secret: str | None = None
+    push_after_s: PositiveFloat = 15.0
+    push_coalesce_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    push_include_body: bool = False
+    push_timeout_s: PositiveFloat = 10.0
+    push_lease_s: PositiveFloat = 60.0
+    push_max_attempts: Positive = 8
+    push_retry_base_s: PositiveFloat = 2.0
+    push_retry_max_s: PositiveFloat = 600.0
+    push_poll_s: PositiveFloat = 0.5
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     web_app: Literal["on", "off"] | None = None  # unset: on in dev, off in prod (serves_web_app)
 
@@ -119,8 +130,8 @@ def _fields() -> dict[str, mi.Field]:
 
 FIELDS = _fields()  # setting name → its msgspec description (type, default)
 _LIST_FIELDS = {"cors_origins", "trusted_proxies"}
-_SECRET_FIELDS = {"jwt_secret", "metrics_token"}
-_URL_FIELDS = {"database_url", "redis_url"}
+_SECRET_FIELDS = {"jwt_secret", "metrics_token", "push_secret"}
+_URL_FIELDS = {"database_url", "redis_url", "push_gateway_url"}
 _PATH = re.compile(r"\$\.(\w+)")
 _ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+$")
 
@@ -135,6 +146,9 @@ _VALID = {
     "trusted_proxies": "comma-separated IP addresses or CIDR ranges (10.0.0.1,192.168.0.0/16)",
     "metrics_token": "any string",
     "web_app": "one of on, off",
+    "push_gateway_url": "an http:// or https:// URL",
+    "push_secret": f"any string of at least {MIN_SECRET_BYTES} bytes",
+    "push_include_body": "true or false",
 }
 
 
@@ -286,6 +300,16 @@ def _check_values(settings: Settings) -> None:
             raise _invalid("trusted_proxies", proxy, "is not an IP address or CIDR range") from None
     if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise _invalid("jwt_secret", settings.jwt_secret, "is too short")
+    if settings.push_secret is not None and len(settings.push_secret.encode()) < MIN_SECRET_BYTES:
+        raise _invalid("push_secret", settings.push_secret, "is too short")
+    if settings.push_gateway_url is not None:
+        try:
+            parts = urlsplit(settings.push_gateway_url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _invalid("push_gateway_url", settings.push_gateway_url, "is not an http(s) URL")
 
 
 def _database_url_problem(url: str) -> str | None:
@@ -317,6 +341,12 @@ def _check_combination(settings: Settings) -> None:
             raise SettingsError(
                 "several processes (CHAT_WORKERS > 1 or CHAT_REDIS_URL) must share an explicit CHAT_JWT_SECRET: set it"
             )
+    if settings.push_gateway_url is not None and settings.push_secret is None:
+        raise SettingsError(
+            "CHAT_PUSH_GATEWAY_URL needs CHAT_PUSH_SECRET (the gateway checks each request's signature): set it"
+        )
+    if settings.push_lease_s <= settings.push_timeout_s:
+        raise SettingsError("CHAT_PUSH_LEASE_S must be longer than CHAT_PUSH_TIMEOUT_S (a claim outlives its request)")
     if settings.workers > 1 and not settings.redis_url:
         raise SettingsError(
             "CHAT_WORKERS > 1 needs CHAT_REDIS_URL (presence and fan-out across processes): set it or CHAT_WORKERS=1"

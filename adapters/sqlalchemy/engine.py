@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from adapters.sqlalchemy.fastpath.inline_sqlite import InlineSqliteConnection, inline_creator, sqlalchemy_error
+from adapters.sqlalchemy.push import ChatSession, drop_targets_of_revoked
 
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 SqliteDriver = Literal["inline", "thread"]
@@ -113,4 +114,8 @@ def create_engine(
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ChatSession)
+
+
+# A revoked login's push targets go in the revoking transaction (adapters/sqlalchemy/push.py).
+event.listen(ChatSession, "before_flush", drop_targets_of_revoked)

@@ -183,6 +183,45 @@ conversation_members = Table(
 )
 
 
+# Where the push gateway can reach a login's devices (migration 0005). A target belongs to its
+# login: when the login is revoked, its targets are deleted in the same transaction
+# (``adapters.sqlalchemy.push.drop_targets_of_revoked``). One row per (app, token): registering a
+# token again moves it to the calling login.
+push_targets = Table(
+    "push_targets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("login_id", String(64), ForeignKey("logins.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("app_id", String(200), nullable=False),
+    Column("token", Text(), nullable=False),
+    Column("label", String(100), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("app_id", "token"),
+)
+
+# The push outbox: one job per message that may need a push, written in the message's
+# transaction (only for a recipient with a push target). ``lease_until``: no process takes the
+# job before then (a claim's lease, or a retry's backoff); ``push_id``: the notification a claim
+# put it in (its idempotency key), kept across retries.
+push_jobs = Table(
+    "push_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("lease_until", UtcDateTime(), nullable=False),
+    Column("push_id", String(36), nullable=True),
+    Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    Index("ix_push_jobs_lease_until", "lease_until"),
+    Index("ix_push_jobs_user_id", "user_id"),
+    Index("ix_push_jobs_push_id", "push_id"),
+)
+
+
 def start_mappers() -> None:
     """Map the domain classes onto the tables, once per process (idempotent)."""
     if mapper_registry.mappers:

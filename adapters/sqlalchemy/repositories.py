@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.sqlalchemy.fastpath import hot_sql
 from adapters.sqlalchemy.fastpath.driver import Driver
-from adapters.sqlalchemy.orm import blocks, contacts, logins, messages, refresh_tokens, users
+from adapters.sqlalchemy.orm import blocks, contacts, logins, messages, push_jobs, push_targets, refresh_tokens, users
 from adapters.sqlalchemy.upsert import upsert
 from application.ports import (
     AccountRepository,
@@ -282,4 +282,7 @@ class SqlAlchemyAccountRepository(AccountRepository):
         )
         if erase_bodies:
             await execute(update(messages).where(messages.c.sender_id == user_id).values(body=""))
-        # Push targets and queued push jobs of the account are dropped here too (issue 17, items 1-2).
+        # Its push targets and queued push jobs (explicitly: SQLite cascades only with its foreign
+        # keys on; jobs *for* it go, jobs for its peers about messages it sent stay).
+        await execute(delete(push_jobs).where(push_jobs.c.user_id == user_id))
+        await execute(delete(push_targets).where(push_targets.c.user_id == user_id))

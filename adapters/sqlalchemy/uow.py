@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
 from adapters.sqlalchemy.fastpath.driver import Driver
 from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.messaging import SqlAlchemyConversationRepository, SqlAlchemyMessageRepository
+from adapters.sqlalchemy.push import SqlAlchemyPushTargetRepository
 from adapters.sqlalchemy.repositories import (
     SqlAlchemyAccountRepository,
     SqlAlchemyBlockRepository,
@@ -54,6 +55,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.conversations = SqlAlchemyConversationRepository(session, self._memo)
         self.messages = SqlAlchemyMessageRepository(session)
         self.accounts = SqlAlchemyAccountRepository(session)
+        self.push = SqlAlchemyPushTargetRepository(session)
         return self
 
     async def __aexit__(

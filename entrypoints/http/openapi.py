@@ -35,6 +35,9 @@ from entrypoints.http.schemas import (
     AccountExport,
     BlockedPage,
     DeleteAccountIn,
+    DeviceIn,
+    DeviceOut,
+    DevicePage,
     ExportConversation,
     ExportLogin,
     ExportPerson,
@@ -62,9 +65,12 @@ REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (
     PasswordIn,
     RenameIn,
     DeleteAccountIn,
+    DeviceIn,
 )
 RESPONSE_TYPES: tuple[type[msgspec.Struct], ...] = (
     TokenOut,
+    DeviceOut,
+    DevicePage,
     ProfileOut,
     UserPage,
     UserPublic,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from domain.push import APP_ID_MAX, APP_ID_PATTERN, LABEL_MAX, TOKEN_MAX, TOKEN_PATTERN, PushTarget, TargetKind
 from domain.users import (
     EMAIL_MAX,
     EMAIL_PATTERN,
@@ -135,6 +136,77 @@ class DeleteAccountIn(Request, frozen=True):
         bool,
         msgspec.Meta(description='true: the messages you sent keep their place but their `message` becomes ""'),
     ] = False
+
+
+class DeviceIn(Request, frozen=True):
+    """A push target of this login: where the operator's push gateway reaches this device."""
+
+    kind: Annotated[
+        TargetKind,
+        msgspec.Meta(description="the push service the gateway uses: FCM, APNs, Web Push, or a plain webhook"),
+    ]
+    token: Annotated[
+        str,
+        documented(
+            max_length=TOKEN_MAX,
+            description="the FCM registration token, APNs device token, or (webpush, webhook) the https:// "
+            "endpoint URL; printable ASCII without spaces. Registering a token again moves it to this login",
+            examples=["dGhpcyBpcyBhbiBGQ00gdG9rZW4"],
+            pattern=TOKEN_PATTERN,
+        ),
+    ]
+    app_id: Annotated[
+        str,
+        documented(
+            max_length=APP_ID_MAX,
+            description="the app the token belongs to (e.g. its bundle id), passed on to the gateway",
+            examples=["com.example.chat.ios"],
+            pattern=APP_ID_PATTERN,
+        ),
+    ]
+    label: (
+        Annotated[
+            str,
+            documented(
+                max_length=LABEL_MAX,
+                description="a name for the device, shown back in GET /devices; 1–100 characters after trimming "
+                "white space, no control or text-direction characters",
+                examples=["Ann's phone"],
+                pattern=NAME_PATTERN,
+            ),
+        ]
+        | None
+    ) = None
+
+
+class DeviceOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A registered push target. The token is not echoed back."""
+
+    id: str
+    kind: TargetKind
+    app_id: str
+    label: str | None
+    login_id: Annotated[str, msgspec.Meta(description="the login (`sid`) it belongs to; its logout removes it")]
+    current: Annotated[bool, msgspec.Meta(description="it belongs to the login making this request")]
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, target: PushTarget, current_sid: str) -> DeviceOut:
+        return cls(
+            id=target.id,
+            kind=target.kind,
+            app_id=target.app_id,
+            label=target.label,
+            login_id=target.login_id,
+            current=target.login_id == current_sid,
+            created_at=iso_ms(target.created_at),
+        )
+
+
+class DevicePage(msgspec.Struct, frozen=True):
+    """Your push targets, of all your logins, oldest first."""
+
+    items: list[DeviceOut]
 
 
 class TokenOut(msgspec.Struct, frozen=True):

@@ -1,7 +1,9 @@
 """Hooks for the schemathesis run of ``test_conformance.py`` (loaded through ``SCHEMATHESIS_HOOKS``).
 
 Every generated request acts as a user registered for it (logout, logout-all and a password
-change would otherwise take the one shared token away from every later request). With that
+change would otherwise take the one shared token away from every later request), except the
+devices' operations, which share one account (so that a device registered by one request can be
+deleted by the next, as the stateful phase expects; they revoke nothing). With that
 account at hand, the few rules that the OpenAPI document states in words because JSON Schema
 cannot express them are kept in *positive* cases — the cases schemathesis promises the server will
 accept — while negative cases stay as generated:
@@ -29,6 +31,8 @@ Case = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
 BASE_URL_VARIABLE = "CHAT_CONFORMANCE_BASE_URL"
 PASSWORD = "conformance password 1"
 _numbers = itertools.count(1)
+DEVICE_OPERATIONS = ("registerDevice", "listDevices", "deleteDevice")
+_devices_account: Account | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class FreshAccount:
     """A new account for every request."""
 
     def get(self, case: Case, context: schemathesis.AuthContext) -> Account:
+        global _devices_account
+        if case.operation.definition.raw.get("operationId") in DEVICE_OPERATIONS:
+            if _devices_account is None:
+                _devices_account = _register()
+            return _devices_account
         return _register()
 
     def set(self, case: Case, data: Account, context: schemathesis.AuthContext) -> None:

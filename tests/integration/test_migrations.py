@@ -34,7 +34,8 @@ from tests.integration.support import entries
 
 ACCOUNT_TABLES = {"users", "logins", "refresh_tokens", "contacts", "blocks"}
 MESSAGING_TABLES = {"messages", "conversations", "conversation_members"}
-TABLES = ACCOUNT_TABLES | MESSAGING_TABLES
+PUSH_TABLES = {"push_targets", "push_jobs"}
+TABLES = ACCOUNT_TABLES | MESSAGING_TABLES | PUSH_TABLES
 
 
 async def table_names(url: str) -> set[str]:
@@ -62,9 +63,10 @@ async def schema_drift(url: str) -> list[Any]:
 
 
 def test_history_is_one_linear_chain_starting_at_0001() -> None:
-    assert head_revision() == "0004_account_life"
+    assert head_revision() == "0005"
     script = ScriptDirectory.from_config(alembic_config())
     assert [(r.revision, r.down_revision) for r in script.walk_revisions()] == [
+        ("0005", "0004_account_life"),
         ("0004_account_life", "0003"),
         ("0003", "0002"),
         ("0002", "0001"),
@@ -109,7 +111,7 @@ async def test_messaging_revision_upgrades_and_downgrades_over_existing_accounts
         await engine.dispose()
 
     await upgrade(database_url, "0002")
-    assert await table_names(database_url) == TABLES | {"alembic_version"}
+    assert await table_names(database_url) == ACCOUNT_TABLES | MESSAGING_TABLES | {"alembic_version"}
     assert await current_revision(database_url) == "0002"
 
     await downgrade(database_url, "0001")
@@ -207,7 +209,7 @@ async def test_upgrade_at_head_is_a_no_op(migrated_url: str) -> None:
 
 async def test_a_database_never_migrated_is_not_current(database_url: str) -> None:
     assert await current_revision(database_url) is None
-    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0004_account_life: run `p2p-chat migrate`") as caught:
+    with pytest.raises(SchemaNotCurrentError, match=r"code needs 0005: run `p2p-chat migrate`") as caught:
         await ensure_current(database_url)
     assert caught.value.current is None
     assert caught.value.head == head_revision()
@@ -302,6 +304,22 @@ async def test_constraint_and_index_names_follow_the_naming_convention(migrated_
             "pk_conversation_members",
             "fk_conversation_members_user_id",
             "fk_conversation_members_peer_id",
+        },
+        "push_targets": {
+            "pk_push_targets",
+            "fk_push_targets_user_id",
+            "fk_push_targets_login_id",
+            "uq_push_targets_app_id",
+            "ix_push_targets_user_id",
+            "ix_push_targets_login_id",
+        },
+        "push_jobs": {
+            "pk_push_jobs",
+            "fk_push_jobs_user_id",
+            "fk_push_jobs_message_id",
+            "ix_push_jobs_lease_until",
+            "ix_push_jobs_user_id",
+            "ix_push_jobs_push_id",
         },
     }
 

@@ -40,6 +40,7 @@ from application.ports import (
     PasswordHasher,
     PresenceRegistry,
     PresenceRepair,
+    PushTargetRepository,
     TokenService,
     UnitOfWork,
     UserRepository,
@@ -49,6 +50,7 @@ from domain.delivery import Delivered
 from domain.errors import BusyError, EmailTakenError, InvalidInputError, InvalidTokenError, PhoneTakenError
 from domain.messages import Message, NewMessage, Pair, contacts_made
 from domain.presence import UserPresence
+from domain.push import PushTarget
 from domain.social import STRANGERS, Relation
 from domain.users import Registration, User
 
@@ -333,6 +335,8 @@ class StoreData:
     seqs: dict[Pair, int] = field(default_factory=dict)
     conversations: dict[tuple[int, int], ConversationRow] = field(default_factory=dict)
     sent_visible: set[tuple[int, int]] = field(default_factory=set)
+    push_targets: dict[str, PushTarget] = field(default_factory=dict)
+    push_jobs: list[tuple[str, int, datetime, datetime]] = field(default_factory=list)  # message, user, now, due
 
 
 class InMemoryStore:
@@ -801,12 +805,52 @@ class InMemoryAccountRepository(AccountRepository):
         data.refresh_tokens = {d: t for d, t in data.refresh_tokens.items() if t.login_id not in gone}
         data.contacts = {pair for pair in data.contacts if user_id not in pair}
         data.blocks = {pair for pair in data.blocks if user_id not in pair}
+        data.push_targets = {i: t for i, t in data.push_targets.items() if t.user_id != user_id}
+        data.push_jobs = [job for job in data.push_jobs if job[1] != user_id]
         for position, m in enumerate(data.messages):
             if _pending(m, user_id):
                 m = dataclasses.replace(m, withheld=True)
             if erase_bodies and m.sender_id == user_id:
                 m = dataclasses.replace(m, body="")
             data.messages[position] = m
+
+
+class InMemoryPushTargetRepository(PushTargetRepository):
+    """Targets of a login that is revoked are gone, as the SQL store deletes them with the revocation."""
+
+    def __init__(self, txn: _Transaction) -> None:
+        self._txn = txn
+
+    def _live(self) -> list[PushTarget]:
+        data = self._txn.data
+        return [
+            t for t in data.push_targets.values() if t.login_id not in data.logins or data.logins[t.login_id].active
+        ]
+
+    async def add(self, target: PushTarget) -> PushTarget:
+        targets = self._txn.data.push_targets
+        same = next((t for t in targets.values() if (t.app_id, t.token) == (target.app_id, target.token)), None)
+        if same is not None:
+            target = dataclasses.replace(target, id=same.id)
+        targets[target.id] = target
+        return target
+
+    async def of_user(self, user_id: int) -> list[PushTarget]:
+        return sorted((t for t in self._live() if t.user_id == user_id), key=lambda t: (t.created_at, t.id))
+
+    async def count_of_login(self, login_id: str) -> int:
+        return sum(1 for t in self._live() if t.login_id == login_id)
+
+    async def remove(self, user_id: int, target_id: str) -> bool:
+        targets = self._txn.data.push_targets
+        if target_id in targets and targets[target_id].user_id == user_id:
+            del targets[target_id]
+            return True
+        return False
+
+    async def queue_pushes(self, jobs: Sequence[tuple[str, int]], *, now: datetime, due: datetime) -> None:
+        having = {t.user_id for t in self._live()}
+        self._txn.data.push_jobs.extend((m, u, now, due) for m, u in jobs if u in having)
 
 
 class FakeUnitOfWork(UnitOfWork):
@@ -831,6 +875,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.conversations = InMemoryConversationRepository(txn)
         self.messages = InMemoryMessageRepository(txn)
         self.accounts = InMemoryAccountRepository(txn)
+        self.push = InMemoryPushTargetRepository(txn)
 
     async def __aenter__(self) -> Self:
         if self._txn.open:

@@ -91,6 +91,17 @@ def refusal(**env: str) -> str:
         ({"CHAT_JWT_SECRET": "short"}, "CHAT_JWT_SECRET is too short: expected any string of at least 32 bytes"),
         ({"CHAT_ENV": "prod"}, "CHAT_ENV=prod needs CHAT_JWT_SECRET: set it to at least 32 random bytes"),
         ({"CHAT_WORKERS": "2", "CHAT_JWT_SECRET": SECRET}, "CHAT_WORKERS > 1 needs CHAT_REDIS_URL"),
+        (
+            {"CHAT_PUSH_GATEWAY_URL": "gateway.internal:8080"},
+            "CHAT_PUSH_GATEWAY_URL='gateway.internal:8080' is not an http(s) URL: expected an http:// or https:// URL",
+        ),
+        ({"CHAT_PUSH_GATEWAY_URL": "https://push.internal/notify"}, "CHAT_PUSH_GATEWAY_URL needs CHAT_PUSH_SECRET"),
+        ({"CHAT_PUSH_SECRET": "short"}, "CHAT_PUSH_SECRET is too short: expected any string of at least 32 bytes"),
+        ({"CHAT_PUSH_INCLUDE_BODY": "maybe"}, "CHAT_PUSH_INCLUDE_BODY='maybe' is not valid: expected true or false"),
+        (
+            {"CHAT_PUSH_LEASE_S": "5", "CHAT_PUSH_TIMEOUT_S": "5"},
+            "CHAT_PUSH_LEASE_S must be longer than CHAT_PUSH_TIMEOUT_S",
+        ),
     ],
 )
 def test_an_invalid_value_is_one_line_naming_the_variable_and_what_is_valid(env: dict[str, str], expected: str) -> None:

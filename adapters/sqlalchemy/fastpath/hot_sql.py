@@ -137,3 +137,14 @@ PENDING_FOR = Sql(
     " AND m.delivered_at IS NULL AND NOT m.withheld AND m.id <> ALL($2::varchar[])"
     " ORDER BY m.pos LIMIT $3",
 )
+
+# now, due, now, (message id, recipient_id) → a push outbox job for each message whose recipient has a
+# push target (one probe of ix_push_targets_user_id per message; none inserted when nobody has one).
+QUEUE_PUSHES = Sql(
+    sqlite="INSERT INTO push_jobs (user_id, message_id, created_at, due_at, lease_until, attempts)"
+    " SELECT json_extract(k.value, '$[1]'), json_extract(k.value, '$[0]'), ?, ?, ?, 0 FROM json_each(?) AS k"
+    " WHERE EXISTS (SELECT 1 FROM push_targets AS t WHERE t.user_id = json_extract(k.value, '$[1]'))",
+    postgresql="INSERT INTO push_jobs (user_id, message_id, created_at, due_at, lease_until, attempts)"
+    " SELECT k.u, k.m, $1, $2, $3, 0 FROM unnest($4::varchar[], $5::bigint[]) AS k(m, u)"
+    " WHERE EXISTS (SELECT 1 FROM push_targets AS t WHERE t.user_id = k.u)",
+)

@@ -1,0 +1,1 @@
+"""The push gateway client (httpx): signed, idempotent POSTs of notifications."""
