@@ -19,10 +19,11 @@ from application.live.revocation import RevocationSweep
 from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError, BusyError
+from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.errors import problem_bytes
 from entrypoints.keepalive import SHUTDOWN_EXTENSION
 from entrypoints.ws import protocol as p
-from entrypoints.ws.connection import Connection, close_quietly
+from entrypoints.ws.connection import Connection, close_quietly, log_close
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat.ws")
@@ -94,6 +95,7 @@ def make_ws_handler(
     services: Services, live: LiveConnections, ids: IdGenerator, origin_allowed: Callable[[str | None], bool]
 ) -> WebsocketRouteHandler:
     settings = services.settings
+    trusted = parse_networks(settings.trusted_proxies)
 
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
@@ -116,18 +118,18 @@ def make_ws_handler(
         else:
             auth = await first_frame_auth(socket, settings.auth_timeout_s)
         if isinstance(auth, CloseCode):
-            await close_quietly(socket, auth, "authentication required")
+            await refuse(socket, auth, "authentication required")
             return
         try:
             principal: Principal = await services.authenticate(auth.token)
         except AuthenticationError:
-            await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
+            await refuse(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
         except BusyError:  # the store is unavailable or saturated: nothing is wrong with the client
-            await close_quietly(socket, CloseCode.TRY_AGAIN_LATER, "cannot check logins now; try again later")
+            await refuse(socket, CloseCode.TRY_AGAIN_LATER, "cannot check logins now; try again later")
             return
         if len(live) >= settings.max_connections:  # this process's cap; the user's is checked by run()
-            await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+            await refuse(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections", principal.user_id)
             return
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)
@@ -138,6 +140,14 @@ def make_ws_handler(
             await connection.run(auth.ref)
         finally:
             live.remove(connection)
+
+    async def refuse(socket: WebSocket[Any, Any, Any], code: CloseCode, reason: str, user: int | None = None) -> None:
+        """Close a socket that does not become a connection, with its line and its count (the
+        client's address and the user if known; never the token)."""
+        await close_quietly(socket, code, reason)
+        services.metrics.socket_closed(code)
+        client = client_address(socket, trusted)
+        log_close(code, reason, by="server", client=client, **({"refusedUser": user} if user is not None else {}))
 
     return ws
 
