@@ -29,7 +29,7 @@ from entrypoints.http.openapi import openapi_config
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
-from entrypoints.logs import user_id
+from entrypoints.logs import name_user
 from entrypoints.metrics import Metrics, flush_every
 from entrypoints.ws.handler import (
     SHUTTING_DOWN,
@@ -92,7 +92,7 @@ def create_app(container: Container) -> Litestar:
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         principal: Principal = await container.authenticate()(bearer_token(request))
-        user_id.set(principal.user_id)  # the request's log lines name the user from here on
+        name_user(principal.user_id)  # the request's log lines name the user from here on
         return principal
 
     async def provide_client_ip(request: Request[Any, Any, Any]) -> str:

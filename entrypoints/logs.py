@@ -20,12 +20,13 @@ What never reaches the log, at any level:
 * third-party debug output (:data:`QUIET_LIBRARIES`, and any DEBUG record of a logger that is not
   p2p-chat's or uvicorn's): ``websockets`` logs whole frames (message bodies) and handshake
   headers (``sec-websocket-protocol: bearer, eyJ…``, an access token), aiosqlite and the drivers
-  log statements with their parameters. Those loggers are held at INFO whatever
+  log statements with their parameters. Those loggers are held at WARNING whatever
   ``CHAT_LOG_LEVEL`` says, and :class:`OnlyOurDebug` drops what would still come through.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -57,6 +58,19 @@ QUIET_LIBRARIES = (
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 connection_id: ContextVar[str | None] = ContextVar("connection_id", default=None)
 user_id: ContextVar[int | None] = ContextVar("user_id", default=None)
+# An HTTP request's user, once its token is checked: a holder set when the request starts and
+# filled later, because the framework may resolve the dependency that checks the token in a task
+# of its own, whose context changes would not come back to the request's.
+request_user: ContextVar[list[int] | None] = ContextVar("request_user", default=None)
+
+
+def name_user(uid: int) -> None:
+    """The request being served is ``uid``'s: its log lines say so from here on."""
+    holder = request_user.get()
+    if holder is not None:
+        holder.append(uid)
+    user_id.set(uid)
+
 
 _CONTEXT = (("requestId", request_id), ("connectionId", connection_id), ("userId", user_id))
 # uvicorn's own per-socket line, said again (with the user) by the app's "socket opened" line.
@@ -70,6 +84,8 @@ def context_fields(record: logging.LogRecord) -> dict[str, Any]:
         value = var.get()
         if value is not None:
             fields[name] = value
+    if "userId" not in fields and (holder := request_user.get()):
+        fields["userId"] = holder[-1]
     extra = getattr(record, "ctx", None)
     if isinstance(extra, dict):
         fields.update(extra)
@@ -121,13 +137,35 @@ class HideQueryStrings(logging.Filter):
         return True
 
 
+def _package_directories(names: tuple[str, ...]) -> tuple[str, ...]:
+    directories = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            directories += [str(location) for location in spec.submodule_search_locations]
+    return tuple(directories)
+
+
 class OnlyOurDebug(logging.Filter):
-    """Drop DEBUG records of other libraries' loggers, and uvicorn's per-socket ``[accepted]``
-    line (the app logs ``socket opened`` with the connection and user ids instead)."""
+    """Drop DEBUG records of other libraries' loggers; anything below WARNING written by the code
+    of :data:`QUIET_LIBRARIES`, whatever logger it was given (uvicorn hands ``websockets`` its
+    ``uvicorn.error`` logger, which then logs every frame and handshake header at DEBUG); and
+    uvicorn's per-socket ``[accepted]`` line (the app logs ``socket opened`` with the connection
+    and user ids instead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._quiet = _package_directories(QUIET_LIBRARIES)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.INFO and not record.name.startswith(OUR_LOGGERS):
-            return False
+        if record.levelno < logging.WARNING:
+            if record.levelno < logging.INFO and not record.name.startswith(OUR_LOGGERS):
+                return False
+            if record.pathname.startswith(self._quiet):
+                return False
         return not (record.name == "uvicorn.error" and record.msg in _DROPPED_UVICORN)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from entrypoints.logs import connection_id, request_id, user_id
+from entrypoints.logs import connection_id, request_id, request_user, user_id
 
 HEADER = b"x-request-id"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,64}")
@@ -55,7 +55,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         rid = incoming_request_id(scope) or new_request_id()
-        tokens = (request_id.set(rid), user_id.set(None), connection_id.set(None))
+        tokens = (request_id.set(rid), user_id.set(None), connection_id.set(None), request_user.set([]))
         status = 500  # what the client sees when no answer was started (uvicorn answers 500)
         header = (HEADER, rid.encode())
 
@@ -73,7 +73,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            for var, token in zip((request_id, user_id, connection_id), tokens, strict=True):
+            for var, token in zip((request_id, user_id, connection_id, request_user), tokens, strict=True):
                 var.reset(token)  # type: ignore[attr-defined]
             if kind == "http":
                 route: Any = scope.get("path_template") or UNMATCHED
