@@ -26,6 +26,20 @@ class Captured(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """configure_logging changes the process's logging: give the next tests back what they had."""
+    root = logging.getLogger()
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", *logs.QUIET_LIBRARIES)
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+
+
 @pytest.fixture
 def captured() -> Iterator[Captured]:
     handler = Captured()
