@@ -29,6 +29,14 @@ FLUSH_TIMEOUT_S = 2.0  # for the queued frames before the close frame (also with
 # Closes for a limit or a misbehaving client: logged at WARNING (the others at INFO).
 LIMIT_CLOSES = frozenset({1008, 1009, 4008, 4429, 4430})
 NO_STATUS = 1005  # the peer's close frame had no code (or the socket ended without one)
+# Ends the server's protocol layer makes under the app (a frame over 1 MiB, bad UTF-8, no pong).
+PROTOCOL_CLOSES = frozenset({1007, 1009, 1011})
+
+
+def ended_by(code: int) -> str:
+    """Who ended a socket the app learnt had ended (``websocket.disconnect``): the client, or
+    the server's protocol layer for :data:`PROTOCOL_CLOSES`."""
+    return "server" if code in PROTOCOL_CLOSES else "client"
 
 
 def log_close(code: int, reason: str, **fields: Any) -> None:
@@ -158,7 +166,8 @@ class Connection:
             await close_quietly(self._socket, closing.code, closing.reason)
             code, reason, by = int(closing.code), closing.reason, "server"
         else:
-            (code, reason), by = self._peer_close, "client"
+            code, reason = self._peer_close
+            by = ended_by(code)
         s.metrics.socket_closed(code)
         log_close(
             code,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar import WebSocket, websocket
 from litestar.handlers import WebsocketRouteHandler
@@ -23,7 +23,7 @@ from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.errors import problem_bytes
 from entrypoints.keepalive import SHUTDOWN_EXTENSION
 from entrypoints.ws import protocol as p
-from entrypoints.ws.connection import Connection, close_quietly, log_close
+from entrypoints.ws.connection import NO_STATUS, Connection, close_quietly, ended_by, log_close
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat.ws")
@@ -61,12 +61,23 @@ def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
     return others[0] if others else ""
 
 
-async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode:
-    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), or the close code to use instead."""
+class Gone(NamedTuple):
+    """The socket ended before its first frame: the code and reason it ended with (1009 for a
+    frame over 1 MiB, the client's own close …)."""
+
+    code: int
+    reason: str
+
+
+async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode | Gone:
+    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), the close code to use
+    instead, or how the socket ended before it."""
     try:
         message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
     except TimeoutError:
         return CloseCode.AUTH_TIMEOUT
+    if message["type"] == "websocket.disconnect":
+        return Gone(message.get("code") or NO_STATUS, str(message.get("reason") or ""))
     text = message.get("text") if message["type"] == "websocket.receive" else None
     if text is None:
         return CloseCode.UNAUTHENTICATED
@@ -114,9 +125,13 @@ def make_ws_handler(
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
         if offered is not None:
-            auth: p.AuthFrame | CloseCode = p.AuthFrame(token=offered)
+            auth: p.AuthFrame | CloseCode | Gone = p.AuthFrame(token=offered)
         else:
             auth = await first_frame_auth(socket, settings.auth_timeout_s)
+        if isinstance(auth, Gone):
+            services.metrics.socket_closed(auth.code)
+            log_close(auth.code, auth.reason, by=ended_by(auth.code), client=client_address(socket, trusted))
+            return
         if isinstance(auth, CloseCode):
             await refuse(socket, auth, "authentication required")
             return

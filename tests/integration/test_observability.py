@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
+from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from entrypoints.logs import JsonFormatter
+from tests.integration.chat import read_until_closed, running_chat
 from tests.integration.support import TEST_SECRET, free_port
 from tests.integration.test_cli import CLI, cli_env, run
 
@@ -340,3 +345,66 @@ def test_every_dashboard_query_names_only_exported_metrics(session: Session) -> 
     assert used, expressions
     unknown = sorted(used - exported)
     assert not unknown, f"the dashboard queries metrics the service does not export: {unknown}"
+
+
+# -- refusals and limit closes, in-process ---------------------------------------------------------
+
+
+class JsonLines(logging.Handler):
+    """Formats each record where it is logged (the ids are context variables of that place)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.entries: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def json_lines() -> Iterator[JsonLines]:
+    handler, root = JsonLines(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_authentication_failures_and_limit_closes_are_logged_without_the_token(
+    migrated_url: str, uow_factory: Callable[[], SqlAlchemyUnitOfWork], json_lines: JsonLines
+) -> None:
+    async with running_chat(migrated_url, uow_factory) as chat:
+        ann = await chat.account("Ann")
+        forged = ann.access_token[:-4] + "AAAA"
+        refused = await chat.open(subprotocols=["bearer", forged])
+        assert await read_until_closed(refused) == 4401
+        client = await chat.connect(ann)
+        await client.send_raw("x" * 1_048_577)
+        assert await client.closed_with() == 1009
+        early = await chat.open()
+        await early.send("x" * 1_048_577)  # before any auth frame
+        assert await read_until_closed(early) == 1009
+        scrape = (await chat.http.get("/metrics")).text
+
+    closes = [e for e in json_lines.entries if e["message"].startswith("socket closed")]
+    by_code = {(e["code"], "userId" in e): e for e in closes}
+    unauthenticated = by_code[(4401, False)]
+    assert (unauthenticated["level"], unauthenticated["by"], unauthenticated["client"]) == (
+        "INFO",
+        "server",
+        "127.0.0.1",
+    )
+    too_large = by_code[(1009, True)]
+    assert (too_large["level"], too_large["by"], too_large["userId"]) == ("WARNING", "server", ann.id)
+    assert too_large["connectionId"]
+    assert by_code[(1009, False)]["level"] == "WARNING"  # the one before authentication: not a 4401
+    assert not any(e["code"] == 4401 and e is not unauthenticated for e in closes)
+    text = json.dumps(json_lines.entries)
+    assert forged not in text
+    assert ann.access_token not in text
+    assert _value(scrape, "chat_ws_closes_total", code="4401") == 1
+    assert _value(scrape, "chat_ws_closes_total", code="1009") == 2
