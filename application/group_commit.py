@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from application.ports import ConcurrentWriteError, StoreUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from application.common import UnitOfWorkFactory
     from application.ports import UnitOfWork
     from domain.errors import DomainError
@@ -73,9 +76,18 @@ class GroupCommit:
     """Runs submitted writes in shared transactions, one transaction at a time, for the event loop
     it is first used on, until :meth:`close`."""
 
-    def __init__(self, uow: UnitOfWorkFactory, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        max_batch: int = MAX_BATCH,
+        observe: Callable[[int, float], None] | None = None,
+    ) -> None:
+        """``observe(size, seconds)`` is told of each committed transaction: how many writes it
+        carried and how long it took, its statements and its commit (the metrics)."""
         self._uow = uow
         self._max_batch = max_batch
+        self._observe = observe
         self._queue: deque[_Entry[Any, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -124,6 +136,7 @@ class GroupCommit:
                     entry.future.cancel()
 
     async def _run(self, batch: list[_Entry[Any, Any]]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._transaction(batch)
         except Exception as exc:
@@ -137,6 +150,8 @@ class GroupCommit:
             for entry in batch:
                 await self._run([entry])
             return
+        if self._observe is not None:
+            self._observe(len(batch), time.perf_counter() - started)
         for entry, outcome in zip(batch, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 try:

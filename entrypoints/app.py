@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from litestar import Litestar, Request
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
@@ -20,15 +21,17 @@ from entrypoints.http.asyncapi import asyncapi_document
 from entrypoints.http.auth import AuthController
 from entrypoints.http.before_request import before_request
 from entrypoints.http.client import client_address, parse_networks
+from entrypoints.http.context import RequestContext
 from entrypoints.http.conversations import ConversationsController
 from entrypoints.http.cors import CorsMiddleware, Origins
 from entrypoints.http.devices import DevicesController
-from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.errors import EXCEPTION_HANDLERS, TRUSTED_PROXIES_STATE
 from entrypoints.http.openapi import openapi_config
 from entrypoints.http.ops import MetricsSource, ReadinessChecks, health, ready
 from entrypoints.http.ops import metrics as metrics_endpoint
 from entrypoints.http.users import UsersController
 from entrypoints.http.webapp import web_app_router
+from entrypoints.logs import name_user
 from entrypoints.metrics import Metrics, flush_every
 from entrypoints.ws.handler import (
     SHUTTING_DOWN,
@@ -90,7 +93,9 @@ def create_app(container: Container) -> Litestar:
     trusted = parse_networks(settings.trusted_proxies)
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-        return await container.authenticate()(bearer_token(request))
+        principal: Principal = await container.authenticate()(bearer_token(request))
+        name_user(principal.user_id)  # the request's log lines name the user from here on
+        return principal
 
     async def provide_client_ip(request: Request[Any, Any, Any]) -> str:
         return client_address(request, trusted)
@@ -117,7 +122,7 @@ def create_app(container: Container) -> Litestar:
         return settings.metrics_token or ""
 
     live = LiveConnections()
-    metrics = Metrics(multiprocess_mode=settings.workers > 1)
+    metrics: Metrics = container.metrics()
     if settings.push_gateway_url is not None:
         metrics.watch_push(container.push_dispatcher().counts)
     services = ws_services(container, metrics)
@@ -151,7 +156,7 @@ def create_app(container: Container) -> Litestar:
             metrics.flush()
             metrics.process_exited()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AuthController,
             UsersController,
@@ -203,4 +208,9 @@ def create_app(container: Container) -> Litestar:
         before_request=before_request,
         request_max_body_size=settings.max_http_body_bytes,
         openapi_config=openapi_config(),
+        state=State({TRUSTED_PROXIES_STATE: trusted}),
     )
+    # Outermost, around the framework's own error handling: every answer (a 404 of no route
+    # included) gets its request id and is counted (entrypoints/http/context.py).
+    app.asgi_handler = RequestContext(app.asgi_handler, metrics.http_request)
+    return app

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = read_settings(warn=_warn)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         return migrate(settings) if args.command == "migrate" else serve(settings)
     except (SettingsError, StartRefusedError) as exc:
         print(f"p2p-chat: {exc}", file=sys.stderr)

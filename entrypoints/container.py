@@ -20,7 +20,7 @@ from adapters.memory.fanout import InMemoryFanout
 from adapters.memory.presence import InMemoryPresenceRegistry
 from adapters.pushgateway.http import HttpPushGateway
 from adapters.redis.counters import RedisAttemptCounter
-from adapters.redis.degraded import FallbackAttemptCounter, HealingPresence
+from adapters.redis.degraded import REDIS_ERRORS, FallbackAttemptCounter, HealingPresence
 from adapters.redis.fanout import RedisFanout
 from adapters.redis.presence import RedisPresenceRegistry
 from adapters.sqlalchemy.engine import create_engine, make_sessionmaker
@@ -29,7 +29,7 @@ from adapters.sqlalchemy.health import count_pending, describe, ping
 from adapters.sqlalchemy.migrate import ensure_current
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.push import SqlAlchemyPushOutbox
-from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from adapters.sqlalchemy.uow import DATABASE_ERRORS, SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
 from adapters.system.ids import Uuid7Ids
 from application.account_life import DeleteAccount, ExportAccount
@@ -63,6 +63,7 @@ from application.social import BlockUser, ListBlocked, RelayTyping, UnblockUser
 from application.users import CardMaker, GetProfile, GetUser, ListContacts, LookupLimit, RenameUser, SearchUsers
 from domain.auth import LoginThrottle
 from entrypoints.lifecycle import one_process, push_dispatching, scaled_out, serving
+from entrypoints.metrics import Metrics
 from entrypoints.settings import Settings
 
 
@@ -90,6 +91,12 @@ class Container(containers.DeclarativeContainer):
     ``init_resources()`` starts and ``shutdown_resources()`` stops (entrypoints/lifecycle.py)."""
 
     settings = providers.Dependency(instance_of=Settings)
+    # Several worker processes: prometheus_client's multiprocess mode (entrypoints/metrics.py).
+    metrics = providers.Singleton(
+        Metrics,
+        multiprocess_mode=providers.Callable(lambda s: s.workers > 1, settings),
+        error_tallies=providers.Object({"database": DATABASE_ERRORS, "redis": REDIS_ERRORS}),
+    )
 
     mappers = providers.Resource(start_mappers)
     engine = providers.Singleton(
@@ -144,7 +151,9 @@ class Container(containers.DeclarativeContainer):
     fanout = providers.Selector(  # the Notifier and the ConnectionHub of this process
         mode,
         memory=providers.Singleton(InMemoryFanout),
-        redis=providers.Singleton(RedisFanout, redis, prefix=settings.provided.redis_prefix),
+        redis=providers.Singleton(
+            RedisFanout, redis, prefix=settings.provided.redis_prefix, observe_lag=metrics.provided.fanout_lag.observe
+        ),
     )
 
     throttle = providers.Singleton(
@@ -258,7 +267,7 @@ class Container(containers.DeclarativeContainer):
 
     # One per lifespan: shutdown_resources() forgets it (``lifetime`` closed it), the next
     # start makes a new one; the use cases that write through it are made with it.
-    group_commit = providers.Resource(GroupCommit, uow=uow.provider)
+    group_commit = providers.Resource(GroupCommit, uow=uow.provider, observe=metrics.provided.write_batch)
     send_message = providers.Factory(
         SendMessage,
         writes=group_commit,

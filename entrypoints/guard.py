@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -101,6 +102,15 @@ class AddressCount:
 
 LINGER_S = 1.0  # a refused connection's longest wait for the client to close its side
 
+log = logging.getLogger("p2p_chat.http")
+
+
+def _log_refused(status: int, address: str) -> None:
+    """One line per refused connection or request: the status and the client address only."""
+    level, what = (logging.WARNING, "too many connections") if status == 429 else (logging.INFO, "request timed out")
+    log.log(level, "refused a connection: %d %s", status, what, extra={"ctx": {"status": status, "client": address}})
+
+
 _counts: weakref.WeakKeyDictionary[ServerState, AddressCount] = weakref.WeakKeyDictionary()
 
 
@@ -169,6 +179,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self._proxied:
             self._lease = self._count.take(peer)
             if self._lease is None:
+                _log_refused(429, peer)
                 self._refuse(TOO_MANY)
                 return
         self._arm()
@@ -221,8 +232,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         address = forwarded_address(self.client[0] if self.client else "unknown", forwarded, self.trusted)
         if self._lease is None:
             self._lease = self._count.take(address)
-            return self._lease is not None
-        return self._count.move(self._lease, address)
+            admitted = self._lease is not None
+        else:
+            admitted = self._count.move(self._lease, address)
+        if not admitted:
+            _log_refused(429, address)
+        return admitted
 
     def _arm(self) -> None:
         self._disarm()
@@ -242,6 +257,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if cycle is not None:  # the app (waiting for the body) is told the client left
                 cycle.disconnected = True
                 cycle.message_event.set()
+            _log_refused(408, self.client[0] if self.client else "unknown")
             self._refuse(TIMED_OUT)
         else:
             self.transport.close()

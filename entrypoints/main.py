@@ -21,7 +21,7 @@ GC_YOUNG_THRESHOLD = 7_000
 
 def create() -> Litestar:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(Container(settings=settings))
     # What start-up made (modules, classes, the app) lives as long as the process. Frozen out of
     # the collector's generations, it is not walked again by every full collection, which then

@@ -17,19 +17,46 @@ import asyncio
 import math
 import os
 from bisect import bisect_left
+from collections.abc import Mapping
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 from application.push import PushCounts
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The framework adds "; charset=utf-8" to a text/* media type: written here, it came twice.
+MEDIA_TYPE = "text/plain; version=0.0.4"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # up to application.group_commit.MAX_BATCH
+DEFAULT_COLLECTORS = (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR)  # process_*, python_gc_*, python_info
+
+
+# No ``*_created`` series (a timestamp per counter and histogram, doubling the series to scrape):
+# Prometheus needs none of them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Tally(Protocol):
+    """A process-wide count of errors kept by an adapter (``count`` only grows)."""
+
+    count: int
 
 
 class HotCounts:
     """What the WebSocket hot path counts per message, as plain numbers until the next flush."""
 
-    __slots__ = ("latency_buckets", "latency_sum", "messages_in", "messages_out")
+    __slots__ = ("drained", "latency_buckets", "latency_sum", "messages_in", "messages_out", "repushed")
 
     BOUNDS = (*LATENCY_BUCKETS, math.inf)  # the histogram's buckets, ``+Inf`` last
 
@@ -38,6 +65,8 @@ class HotCounts:
         self.messages_out = 0
         self.latency_buckets = [0] * len(self.BOUNDS)  # per bucket, not cumulative (as prometheus_client)
         self.latency_sum = 0.0
+        self.drained = 0  # messages queued in offlineMessages batches
+        self.repushed = 0  # messageReceived frames queued again (re-push, store catch-up)
 
     def delivered(self, latency_s: float) -> None:
         """A ``messageReceived`` frame was written, ``latency_s`` after the message's timestamp."""
@@ -47,10 +76,19 @@ class HotCounts:
 
 
 class Metrics:
-    def __init__(self, *, multiprocess_mode: bool = False) -> None:
+    """Every series of the server (docs/operations.md lists them). ``error_tallies`` are the
+    adapters' process-wide error counts by store (``database``, ``redis``), added to
+    ``chat_<store>_errors_total`` at each flush."""
+
+    def __init__(self, *, multiprocess_mode: bool = False, error_tallies: Mapping[str, Tally] | None = None) -> None:
         self.multiprocess = multiprocess_mode
         self.hot = HotCounts()
         self.registry = CollectorRegistry()
+        if not multiprocess_mode:
+            for collector in DEFAULT_COLLECTORS:
+                self.registry.register(collector)
+        self._tallies = dict(error_tallies or {})
+        self._tallied = {store: tally.count for store, tally in self._tallies.items()}  # counted already
         # In multiprocess mode values live in files; the objects must not sit in a collected registry.
         r = None if multiprocess_mode else self.registry
         self.connections = Gauge(
@@ -80,7 +118,56 @@ class Metrics:
         self.dropped_ephemeral = Counter(
             "chat_dropped_ephemeral_frames", "typing frames dropped under back-pressure", registry=r
         )
-
+        self.messages_drained = Counter(
+            "chat_messages_drained", "Messages sent in offlineMessages batches (stored while offline)", registry=r
+        )
+        self.messages_repushed = Counter(
+            "chat_messages_repushed",
+            "messageReceived frames queued again: unacknowledged re-pushes and the store catch-up",
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "chat_http_requests",
+            "HTTP requests answered, by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "chat_http_request_duration_seconds",
+            "From an HTTP request reaching the app to its answer sent, by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ws_opens = Counter("chat_ws_opens", "WebSocket connections authenticated and opened", registry=r)
+        self.ws_closes = Counter(
+            "chat_ws_closes",
+            "WebSocket connections closed, by close code (also those refused before opening)",
+            ["code"],
+            registry=r,
+        )
+        self.write_batch_size = Histogram(
+            "chat_write_batch_size",
+            "Writes (sends, acknowledgements) per group-commit transaction",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.write_batch_seconds = Histogram(
+            "chat_write_batch_seconds",
+            "Duration of a group-commit transaction: its statements and its commit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.database_errors = Counter(
+            "chat_database_errors", "Units of work that failed with a database error (not a domain refusal)", registry=r
+        )
+        self.redis_errors = Counter("chat_redis_errors", "Redis commands or connections that failed", registry=r)
+        self.fanout_lag = Histogram(
+            "chat_fanout_lag_seconds",
+            "Several processes: from a message's timestamp to its pub/sub event reaching another process",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.push = Counter(
             "chat_push_notifications",
             "Push notifications by outcome: sent (the gateway took it), retried (an attempt failed, "
@@ -93,6 +180,19 @@ class Metrics:
         )
         self._push: PushCounts | None = None
         self._push_seen = PushCounts()
+
+    # -- what is counted off the hot path (per request, per socket, per batch) --------------------
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+    def write_batch(self, size: int, seconds: float) -> None:
+        self.write_batch_size.observe(size)
+        self.write_batch_seconds.observe(seconds)
+
+    def socket_closed(self, code: int) -> None:
+        self.ws_closes.labels(str(code)).inc()
 
     def watch_push(self, counts: PushCounts) -> None:
         """Report the push dispatcher's counts (added at each flush)."""
@@ -120,6 +220,16 @@ class Metrics:
         if hot.messages_in:
             self.messages_in.inc(hot.messages_in)
             hot.messages_in = 0
+        if hot.drained:
+            self.messages_drained.inc(hot.drained)
+            hot.drained = 0
+        if hot.repushed:
+            self.messages_repushed.inc(hot.repushed)
+            hot.repushed = 0
+        for store, tally in self._tallies.items():
+            if (new := tally.count - self._tallied[store]) > 0:
+                (self.database_errors if store == "database" else self.redis_errors).inc(new)
+                self._tallied[store] = tally.count
         if not hot.messages_out:
             return
         self.messages_out.inc(hot.messages_out)
@@ -136,6 +246,8 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for collector in DEFAULT_COLLECTORS:  # of the worker answering this scrape (docs/operations.md)
+            registry.register(collector)
         return generate_latest(registry)
 
     def process_exited(self) -> None:

@@ -27,5 +27,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # The client address comes from CHAT_TRUSTED_PROXIES only (entrypoints/http/client.py).
         "proxy_headers": False,
         "log_level": settings.log_level,
+        # uvicorn installs no handler or format of its own: its records go to the root handler
+        # of entrypoints/logs.py, in the app's one format (CHAT_LOG_FORMAT).
+        "log_config": None,
         "timeout_graceful_shutdown": 10,
     }

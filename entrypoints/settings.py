@@ -102,6 +102,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_poll_s: PositiveFloat = 0.5
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     web_app: Literal["on", "off"] | None = None  # unset: on in dev, off in prod (serves_web_app)
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def mode(self) -> str:

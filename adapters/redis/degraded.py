@@ -42,6 +42,18 @@ MAX_HEAL_PASSES = 10  # a heal that saw connections change in each of these many
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
+class ErrorTally:
+    """How many Redis calls of this process failed (the metrics read it)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+REDIS_ERRORS = ErrorTally()
+
+
 class FallbackAttemptCounter(AttemptCounter):
     """``primary`` (Redis) while it answers, else ``fallback`` (this process's memory). A window
     counted in memory during an outage is not carried into Redis: the limits hold per process
@@ -70,6 +82,7 @@ class FallbackAttemptCounter(AttemptCounter):
             try:
                 window = await self._primary.get(key, now=now, window_s=window_s)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 self._failed(now, exc)
             else:
                 self._recovered()
@@ -81,6 +94,7 @@ class FallbackAttemptCounter(AttemptCounter):
             try:
                 window = await self._primary.hit(key, now=now, window_s=window_s)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 self._failed(now, exc)
             else:
                 self._recovered()
@@ -93,6 +107,7 @@ class FallbackAttemptCounter(AttemptCounter):
             try:
                 await self._primary.reset(key)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 log.warning("attempt counters: could not reset %s in Redis (%s)", key, type(exc).__name__)
 
 
@@ -132,6 +147,7 @@ class HealingPresence(PresenceRegistry):
         try:
             fresh = await self._registry.heartbeat(now=now)
         except REDIS_DOWN as exc:
+            REDIS_ERRORS.count += 1
             self._lost(exc)
             raise
         if fresh and self._here:
@@ -146,6 +162,7 @@ class HealingPresence(PresenceRegistry):
             try:
                 came_online = await self._registry.connect(user_id, connection_id, now=now, limit=limit)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 self._lost(exc)
         if self._touched is not None:
             self._touched[connection_id] = user_id
@@ -166,6 +183,7 @@ class HealingPresence(PresenceRegistry):
             try:
                 await self._registry.disconnect(user_id, connection_id, now=now)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 self._lost(exc)
             else:
                 return
@@ -181,6 +199,7 @@ class HealingPresence(PresenceRegistry):
             try:
                 return await self._registry.online_among(wanted)
             except REDIS_DOWN as exc:
+                REDIS_ERRORS.count += 1
                 self._lost(exc)
         return {uid for uid in wanted if uid in self._users}  # what this process knows
 
@@ -193,6 +212,7 @@ class HealingPresence(PresenceRegistry):
         try:
             held = await self._registry.held_here()
         except REDIS_DOWN:
+            REDIS_ERRORS.count += 1
             self._answering_since = None
             raise
         if self._answering_since is None:

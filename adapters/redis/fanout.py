@@ -43,14 +43,19 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from adapters.redis import text
 from adapters.redis.codec import Envelope, PayloadError, decode, encode
+from adapters.redis.degraded import REDIS_ERRORS
 from application.connections import ConnectionTable
+from application.events import MessageReceived
 from application.ports import ConnectionHub, Notifier
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
@@ -83,8 +88,12 @@ class RedisFanout(Notifier, ConnectionHub):
         timeout_s: float = 5.0,
         max_backlog: int = 10_000,
         batch_size: int = 100,
+        observe_lag: Callable[[float], None] | None = None,
     ) -> None:
+        """``observe_lag(seconds)`` is told, for each message event from another process, how long
+        after the message's timestamp it arrived here (the metrics)."""
         self._redis = redis
+        self._observe_lag = observe_lag
         self._channel_prefix = f"{prefix}:user:"
         self._reconnect_delay_s = reconnect_delay_s
         self._timeout_s = timeout_s
@@ -185,6 +194,7 @@ class RedisFanout(Notifier, ConnectionHub):
                 async with asyncio.timeout(self._timeout_s):
                     await self._publish_batch(batch)
             except Exception as exc:  # outage, killed connection, no answer: drop and back off
+                REDIS_ERRORS.count += 1
                 if not failing:
                     log.warning("fan-out: PUBLISH failed (%s); dropped %d events, retrying", _describe(exc), len(batch))
                 else:
@@ -216,6 +226,7 @@ class RedisFanout(Notifier, ConnectionHub):
             try:
                 await self._listen(pubsub)
             except Exception as exc:  # whatever broke, start over on a fresh connection
+                REDIS_ERRORS.count += 1
                 if not self._listener_failing:
                     log.warning(
                         "fan-out: pub/sub connection lost (%s); re-subscribing in %.2fs",
@@ -311,7 +322,10 @@ class RedisFanout(Notifier, ConnectionHub):
             log.warning("fan-out: skipping a bad payload on %s: %s", channel, exc)
             return
         if envelope.origin != self._origin:  # our own events went to our connections already
-            self._table.deliver(user_id, envelope.event, envelope.skip_connection)
+            event = envelope.event
+            if self._observe_lag is not None and isinstance(event, MessageReceived):
+                self._observe_lag(max(0.0, (datetime.now(UTC) - event.message.created_at).total_seconds()))
+            self._table.deliver(user_id, event, envelope.skip_connection)
 
     # -- helpers -----------------------------------------------------------------------------------
 

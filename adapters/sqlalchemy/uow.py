@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeoutError
 
 from adapters.sqlalchemy.fastpath.driver import Driver
@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+class ErrorTally:
+    """How many units of work of this process failed with a database error (the metrics read it)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+DATABASE_ERRORS = ErrorTally()
 
 
 def _unavailable(exc: BaseException | None) -> bool:
@@ -66,6 +78,10 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             # close() rolls back whatever was not committed and detaches the objects without
             # expiring them, so use cases may read what they loaded after the block.
             await session.close()
+        if exc is None:
+            return
+        if isinstance(exc, SQLAlchemyError) or _unavailable(exc):
+            DATABASE_ERRORS.count += 1
         if _unavailable(exc):
             raise StoreUnavailableError(str(exc)) from exc
 

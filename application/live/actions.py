@@ -246,3 +246,9 @@ class SessionObserver(Protocol):
     def dropped_ephemeral(self, count: int) -> None: ...
 
     def slow_consumer(self) -> None: ...
+
+    def drained(self, count: int) -> None:
+        """``count`` stored messages went into an ``offlineMessages`` batch."""
+
+    def repushed(self, count: int) -> None:
+        """``count`` messages were pushed again (not acknowledged in time, or caught up from the store)."""

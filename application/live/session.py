@@ -629,6 +629,7 @@ class LiveSession:
         self.inflight.start_batch(ids, batch.more, now_ms)
         if ids:
             self._repush_by(now_ms + self.inflight.redelivery_ms)
+            self._observer.drained(len(ids))
         for message in batch.messages:
             self._unacked[message.id] = message
         self._outbox.append(Outgoing(encoded.text, OTHER, None))
@@ -697,6 +698,8 @@ class LiveSession:
             self._next_batch(None, now_ms)
 
     def _push(self, messages: list[Message], now_ms: float) -> None:
+        if messages:
+            self._observer.repushed(len(messages))
         self.inflight.record_push([m.id for m in messages], now_ms)
         for message in messages:
             self._unacked[message.id] = message

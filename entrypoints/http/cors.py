@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEven
 from entrypoints.http.errors import problem_bytes
 
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-EXPOSED_HEADERS = b"Retry-After, WWW-Authenticate"
+EXPOSED_HEADERS = b"Retry-After, WWW-Authenticate, X-Request-ID"
 PREFLIGHT_MAX_AGE_S = 600
 
 

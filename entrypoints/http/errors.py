@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from application.errors import wire_error
 from domain.errors import AuthenticationError, BusyError, DomainError, InvalidInputError, RateLimitedError
+from entrypoints.http.client import client_address
 from entrypoints.http.refusals import HTTP_TYPES, PROBLEM_JSON
 from entrypoints.http.schemas import FieldError, Problem
 
@@ -35,9 +36,11 @@ def problem(
     )
 
 
-def domain_error_to_problem(_: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+def domain_error_to_problem(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
     row = wire_error(exc)
     status, title = row.status, row.title
+    if status in REFUSALS_LOGGED:
+        log_refusal(request, status, exc.code)
     headers = {}
     if isinstance(exc, RateLimitedError | BusyError):
         headers["Retry-After"] = str(exc.retry_after_s)
@@ -47,6 +50,24 @@ def domain_error_to_problem(_: Request[Any, Any, Any], exc: DomainError) -> Resp
     if isinstance(exc, InvalidInputError):
         errors = [FieldError(field=p.field, message=p.message) for p in exc.problems]
     return problem(status, exc.code, title, exc.message, errors, headers)
+
+
+# Authentication failures and limits: one line each, with the route, the client address and the
+# user when known, never what was sent (an email, a password, a token, a search term).
+REFUSALS_LOGGED = {401: logging.INFO, 403: logging.INFO, 429: logging.WARNING}
+TRUSTED_PROXIES_STATE = "trusted_proxies"  # app.state: the networks whose X-Forwarded-For counts
+
+
+def log_refusal(request: Request[Any, Any, Any], status: int, code: str) -> None:
+    trusted = request.app.state.get(TRUSTED_PROXIES_STATE, ())
+    route = request.scope.get("path_template") or request.url.path
+    fields: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "route": route,
+        "client": client_address(request, trusted),
+    }
+    log.log(REFUSALS_LOGGED[status], "refused %s %s: %d %s", request.method, route, status, code, extra={"ctx": fields})
 
 
 def problem_bytes(status: int, detail: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:

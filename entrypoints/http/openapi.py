@@ -9,7 +9,7 @@ request and success bodies, security, and each operation's refusals (:mod:`.refu
   those of the decoder and the domain), and a response type's fields are required unless they
   may be left out (``UNSET``): its encoder always writes the others, defaults included;
 - problem responses carry the headers sent with them (``WWW-Authenticate`` on 401,
-  ``Retry-After`` on 429 and 503).
+  ``Retry-After`` on 429 and 503), and every response its ``X-Request-ID``.
 
 The UI is Swagger UI from the pinned ``swagger-ui-py`` package, served by the app: no CDN.
 """
@@ -130,6 +130,16 @@ _PROBLEM_HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
+# Every answer carries it (entrypoints/http/context.py).
+_REQUEST_ID_HEADER = {
+    "description": "the request's id: the request's own X-Request-ID when it is a token of 1 to 64 of "
+    "A-Z a-z 0-9 . _ : + = / -, else one the server made; also in the server's log lines and in problem documents "
+    "(absent only from the 408 and 429 a connection gets before its request was read)",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+=/-]{1,64}$"},
+}
+
+
 def component_schemas() -> dict[str, Any]:
     """msgspec's JSON Schema of every request and response type, by name."""
     _, components = msgspec.json.schema_components(
@@ -159,6 +169,7 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if PROBLEM_JSON in response.get("content", {}) and status in _PROBLEM_HEADERS:
                     response["headers"] = copy.deepcopy(_PROBLEM_HEADERS[status])
+                response.setdefault("headers", {})["X-Request-ID"] = copy.deepcopy(_REQUEST_ID_HEADER)
     return finished
 
 

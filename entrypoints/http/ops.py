@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from domain.errors import InvalidTokenError
 from entrypoints.http.refusals import answers, refusal
 from entrypoints.http.schemas import CheckState, Health
+from entrypoints.metrics import MEDIA_TYPE
 
 log = logging.getLogger("p2p_chat.ops")
 
@@ -112,4 +113,4 @@ async def metrics(
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
             raise InvalidTokenError("metrics need the bearer token of CHAT_METRICS_TOKEN")
-    return Response(await metrics_source(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await metrics_source(), media_type=MEDIA_TYPE)

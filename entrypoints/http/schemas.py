@@ -27,6 +27,7 @@ from domain.users import (
     PHONE_PATTERN,
     User,
 )
+from entrypoints.logs import request_id
 from entrypoints.wire import Timestamp, UserPublic, WireMessage, iso_ms
 
 REFRESH_TOKEN_MAX = 512
@@ -337,6 +338,13 @@ class Problem(msgspec.Struct, frozen=True):
     errors: Annotated[list[FieldError], msgspec.Meta(description="every malformed field (400 only)")] | (
         msgspec.UnsetType
     ) = msgspec.UNSET
+    request_id: (
+        Annotated[
+            str,
+            msgspec.Meta(description="the request's id, as in the X-Request-ID response header and the server's log"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.field(default=msgspec.UNSET, name="requestId")
 
     @classmethod
     def of(cls, status: int, code: str, title: str, detail: str | None, errors: list[FieldError] | None) -> Problem:
@@ -346,6 +354,7 @@ class Problem(msgspec.Struct, frozen=True):
             status=status,
             detail=msgspec.UNSET if detail is None else detail,
             errors=errors or msgspec.UNSET,
+            request_id=request_id.get() or msgspec.UNSET,
         )
 
 

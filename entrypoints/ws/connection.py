@@ -5,6 +5,7 @@ and the time to the session, writes its outbox, arms its one timer and closes; i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from application.events import Event
 from application.live import actions as a
 from application.presence import LiveConnection
 from domain.presence import TooManyConnectionsError
+from entrypoints import logs
 from entrypoints.ws import protocol as p
 from entrypoints.ws.services import Services, session_for
 from entrypoints.ws.work import SessionWork
@@ -24,6 +26,23 @@ log = logging.getLogger("p2p_chat.ws")
 SYNC_TIMEOUT_S = 1.0  # a hung Redis holds a new socket's ready this long at most (docs/operations.md)
 SEND_DRAIN_TIMEOUT_S = 5.0  # within uvicorn's graceful-shutdown timeout (10 s)
 FLUSH_TIMEOUT_S = 2.0  # for the queued frames before the close frame (also within it)
+# Closes for a limit or a misbehaving client: logged at WARNING (the others at INFO).
+LIMIT_CLOSES = frozenset({1008, 1009, 4008, 4429, 4430})
+NO_STATUS = 1005  # the peer's close frame had no code (or the socket ended without one)
+# Ends the server's protocol layer makes under the app (a frame over 1 MiB, bad UTF-8, no pong).
+PROTOCOL_CLOSES = frozenset({1007, 1009, 1011})
+
+
+def ended_by(code: int) -> str:
+    """Who ended a socket the app learnt had ended (``websocket.disconnect``): the client, or
+    the server's protocol layer for :data:`PROTOCOL_CLOSES`."""
+    return "server" if code in PROTOCOL_CLOSES else "client"
+
+
+def log_close(code: int, reason: str, **fields: Any) -> None:
+    """The one line of a socket's close (with the ids of the context it is logged in)."""
+    level = logging.WARNING if code in LIMIT_CLOSES else logging.INFO
+    log.log(level, "socket closed %d %s", code, reason, extra={"ctx": {"code": code, "reason": reason, **fields}})
 
 
 class Connection:
@@ -31,7 +50,11 @@ class Connection:
 
     __slots__ = (
         "_broken",
+        "_context",
+        "_frames_in",
+        "_frames_out",
         "_loop",
+        "_peer_close",
         "_receiving",
         "_resume",
         "_services",
@@ -48,13 +71,22 @@ class Connection:
         # Once: on Python 3.11 get_running_loop() makes a getpid() call (docs/performance.md, item 19).
         self._loop = loop = asyncio.get_running_loop()
         self.session = session_for(services, principal, connection_id)
-        self._work = SessionWork(services, self.session, self._now, loop, on_socket=self._on_socket, fed=self._pump)
+        # Every line logged for this socket names it and its user, also from the tasks it starts
+        # when another connection's task delivers to it (they run in this context, not the caller's).
+        logs.connection_id.set(connection_id)
+        logs.user_id.set(principal.user_id)
+        self._context = context = contextvars.copy_context()
+        self._work = SessionWork(
+            services, self.session, self._now, loop, on_socket=self._on_socket, fed=self._pump, context=context
+        )
         self._task: asyncio.Task[Any] | None = None  # the task running ``run`` (it also reads)
         self._writer: asyncio.Task[None] | None = None  # exists only while frames wait
         self._resume: asyncio.Future[None] | None = None  # the reader waiting until the session reads
         self._receiving = False  # the reader waits for the socket or the session: a close cancels it
         self._timer: asyncio.TimerHandle | None = None
         self._broken = False  # a write failed: nothing more can be sent
+        self._frames_in = self._frames_out = 0  # for the close line
+        self._peer_close: tuple[int, str] = (NO_STATUS, "")  # the client's close, if it closed first
 
     # -- Subscriber and the process's calls -------------------------------------------------------
 
@@ -94,6 +126,9 @@ class Connection:
         s, hub = self._services, self._services.hub
         hub.attach(self)
         s.metrics.connections.inc()
+        s.metrics.ws_opens.inc()
+        opened = self._loop.time()
+        log.info("socket opened")
         self._task = asyncio.current_task()
         try:
             try:  # listening before reading pending messages, so none falls in between
@@ -129,6 +164,19 @@ class Connection:
                 await s.disconnect(self.session.principal, LiveConnection(connection_id=self.connection_id))
         if (closing := self.session.closing) is not None:
             await close_quietly(self._socket, closing.code, closing.reason)
+            code, reason, by = int(closing.code), closing.reason, "server"
+        else:
+            code, reason = self._peer_close
+            by = ended_by(code)
+        s.metrics.socket_closed(code)
+        log_close(
+            code,
+            reason,
+            by=by,
+            durationS=round(self._loop.time() - opened, 3),
+            framesIn=self._frames_in,
+            framesOut=self._frames_out,
+        )
 
     async def _flush(self, timeout_s: float) -> None:
         """Let the writer send what is queued, for at most ``timeout_s``: the close frame comes
@@ -160,7 +208,9 @@ class Connection:
             finally:
                 self._receiving, self._resume = False, None
             if message["type"] == "websocket.disconnect":
+                self._peer_close = (message.get("code") or NO_STATUS, str(message.get("reason") or ""))
                 return
+            self._frames_in += 1
             text, now = message.get("text"), self._now()
             if not isinstance(text, str):
                 session.binary_frame(now)
@@ -182,7 +232,7 @@ class Connection:
         if session.actions:
             self._work.pump()
         if (self._writer is None or self._writer.done()) and session.has_frames and not self._broken:
-            self._writer = self._loop.create_task(self._write())
+            self._writer = self._loop.create_task(self._write(), context=self._context)
         if self._resume is not None and session.reading and not self._resume.done():
             self._resume.set_result(None)
 
@@ -209,6 +259,7 @@ class Connection:
         try:
             while (item := session.next_frame()) is not None:
                 await self._socket.send_text(item.text)
+                self._frames_out += 1
                 if item.stamp is not None:  # a message: delivered
                     hot.delivered(max(0.0, (clock.now() - item.stamp).total_seconds()))
         except Exception:  # the peer is gone (the reader sees the disconnect) or the socket broke

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar import WebSocket, websocket
 from litestar.handlers import WebsocketRouteHandler
@@ -19,10 +19,11 @@ from application.live.revocation import RevocationSweep
 from application.ports import IdGenerator
 from application.presence import SettlePresence
 from domain.errors import AuthenticationError, BusyError
+from entrypoints.http.client import client_address, parse_networks
 from entrypoints.http.errors import problem_bytes
 from entrypoints.keepalive import SHUTDOWN_EXTENSION
 from entrypoints.ws import protocol as p
-from entrypoints.ws.connection import Connection, close_quietly
+from entrypoints.ws.connection import NO_STATUS, Connection, close_quietly, ended_by, log_close
 from entrypoints.ws.services import Services
 
 log = logging.getLogger("p2p_chat.ws")
@@ -60,12 +61,23 @@ def bearer_subprotocol_token(socket: WebSocket[Any, Any, Any]) -> str | None:
     return others[0] if others else ""
 
 
-async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode:
-    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), or the close code to use instead."""
+class Gone(NamedTuple):
+    """The socket ended before its first frame: the code and reason it ended with (1009 for a
+    frame over 1 MiB, the client's own close …)."""
+
+    code: int
+    reason: str
+
+
+async def first_frame_auth(socket: WebSocket[Any, Any, Any], timeout_s: float) -> p.AuthFrame | CloseCode | Gone:
+    """The first frame, an ``auth`` (its ``ref`` is echoed by ``ready``), the close code to use
+    instead, or how the socket ended before it."""
     try:
         message = await asyncio.wait_for(socket.receive(), timeout=timeout_s)
     except TimeoutError:
         return CloseCode.AUTH_TIMEOUT
+    if message["type"] == "websocket.disconnect":
+        return Gone(message.get("code") or NO_STATUS, str(message.get("reason") or ""))
     text = message.get("text") if message["type"] == "websocket.receive" else None
     if text is None:
         return CloseCode.UNAUTHENTICATED
@@ -94,6 +106,7 @@ def make_ws_handler(
     services: Services, live: LiveConnections, ids: IdGenerator, origin_allowed: Callable[[str | None], bool]
 ) -> WebsocketRouteHandler:
     settings = services.settings
+    trusted = parse_networks(settings.trusted_proxies)
 
     @websocket("/ws")
     async def ws(socket: WebSocket[Any, Any, Any]) -> None:
@@ -112,22 +125,26 @@ def make_ws_handler(
         offered = bearer_subprotocol_token(socket)
         await socket.accept(subprotocols=BEARER if offered is not None else None)
         if offered is not None:
-            auth: p.AuthFrame | CloseCode = p.AuthFrame(token=offered)
+            auth: p.AuthFrame | CloseCode | Gone = p.AuthFrame(token=offered)
         else:
             auth = await first_frame_auth(socket, settings.auth_timeout_s)
+        if isinstance(auth, Gone):
+            services.metrics.socket_closed(auth.code)
+            log_close(auth.code, auth.reason, by=ended_by(auth.code), client=client_address(socket, trusted))
+            return
         if isinstance(auth, CloseCode):
-            await close_quietly(socket, auth, "authentication required")
+            await refuse(socket, auth, "authentication required")
             return
         try:
             principal: Principal = await services.authenticate(auth.token)
         except AuthenticationError:
-            await close_quietly(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
+            await refuse(socket, CloseCode.UNAUTHENTICATED, "invalid, expired or revoked token")
             return
         except BusyError:  # the store is unavailable or saturated: nothing is wrong with the client
-            await close_quietly(socket, CloseCode.TRY_AGAIN_LATER, "cannot check logins now; try again later")
+            await refuse(socket, CloseCode.TRY_AGAIN_LATER, "cannot check logins now; try again later")
             return
         if len(live) >= settings.max_connections:  # this process's cap; the user's is checked by run()
-            await close_quietly(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+            await refuse(socket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections", principal.user_id)
             return
         connection = Connection(socket, services, principal, ids.new_id())
         live.add(connection)
@@ -138,6 +155,14 @@ def make_ws_handler(
             await connection.run(auth.ref)
         finally:
             live.remove(connection)
+
+    async def refuse(socket: WebSocket[Any, Any, Any], code: CloseCode, reason: str, user: int | None = None) -> None:
+        """Close a socket that does not become a connection, with its line and its count (the
+        client's address and the user if known; never the token)."""
+        await close_quietly(socket, code, reason)
+        services.metrics.socket_closed(code)
+        client = client_address(socket, trusted)
+        log_close(code, reason, by="server", client=client, **({"refusedUser": user} if user is not None else {}))
 
     return ws
 

@@ -143,3 +143,9 @@ class MetricsObserver:
 
     def slow_consumer(self) -> None:
         self._metrics.slow_consumer_closes.inc()
+
+    def drained(self, count: int) -> None:
+        self._metrics.hot.drained += count
+
+    def repushed(self, count: int) -> None:
+        self._metrics.hot.repushed += count

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast, get_args
 
@@ -40,6 +41,7 @@ class SessionWork:
     __slots__ = (
         "_answerer",
         "_caller",
+        "_context",
         "_fed",
         "_loop",
         "_now",
@@ -58,8 +60,11 @@ class SessionWork:
         loop: asyncio.AbstractEventLoop,
         on_socket: Callable[[a.Action], None],
         fed: Callable[[], None],
+        context: contextvars.Context | None = None,
     ) -> None:
+        """``context``: what the tasks started here run in (the connection's, for its log lines)."""
         self._services, self._session, self._now, self._loop = services, session, now, loop
+        self._context = context
         self._on_socket, self._fed = on_socket, fed
         self._writes: list[_Write] = []  # started, oldest first, until their outcome is fed
         self._answerer: asyncio.Task[None] | None = None  # exists only while writes run
@@ -78,7 +83,7 @@ class SessionWork:
         """Perform the session's actions up to the first call, which goes to the caller task (for
         a caller that must not await)."""
         if self.perform_until_call() and (self._caller is None or self._caller.done()):
-            self._caller = self._loop.create_task(self.drain())
+            self._caller = self._loop.create_task(self.drain(), context=self._context)
 
     def perform_until_call(self) -> bool:
         """Perform the session's actions up to the first call; whether a call waits at the head
@@ -110,7 +115,9 @@ class SessionWork:
     def _perform(self, action: a.Action) -> None:
         """Any action but a call or a pipelined write (those :meth:`perform_until_call` handles)."""
         if isinstance(action, a.ReadBatch):
-            task = self._loop.create_task(read_batch(self._services, self._session, action, self._now))
+            task = self._loop.create_task(
+                read_batch(self._services, self._session, action, self._now), context=self._context
+            )
             task.add_done_callback(self._batch_done)
             self._reads.append(task)
         else:
@@ -131,7 +138,7 @@ class SessionWork:
             return
         self._writes.append(_Write(entry, written))
         if self._answerer is None or self._answerer.done():
-            self._answerer = self._loop.create_task(self._answer())
+            self._answerer = self._loop.create_task(self._answer(), context=self._context)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         if task in self._reads:

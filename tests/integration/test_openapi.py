@@ -102,7 +102,7 @@ async def test_every_error_is_a_documented_problem(document: dict[str, Any]) -> 
 async def test_the_problem_schema_is_the_one_sent(document: dict[str, Any]) -> None:
     problem = document["components"]["schemas"]["Problem"]
     assert problem["required"] == ["type", "title", "status"]
-    assert set(problem["properties"]) == {"type", "title", "status", "detail", "errors"}
+    assert set(problem["properties"]) == {"type", "title", "status", "detail", "errors", "requestId"}
     assert problem["properties"]["errors"]["items"] == {"$ref": "#/components/schemas/FieldError"}
     assert problem["properties"]["errors"]["type"] == "array"  # absent when empty, never null
 

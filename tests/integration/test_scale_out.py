@@ -159,6 +159,9 @@ async def test_messages_acks_and_receipts_cross_processes(cluster: Cluster) -> N
     for device in (b2, b1, a2):
         frame = await expect_within(device, "messageReceived", 10)
         assert frame["id"] == ack["id"]
+    scrape = (await cluster.two.http.get("/metrics")).text.splitlines()  # the process it crossed to
+    lag = next(line for line in scrape if line.startswith("chat_fanout_lag_seconds_count "))
+    assert float(lag.split()[1]) >= 1
     await b2.send(type="ackMessages", ids=[ack["id"]])
     for device in (a1, a2):
         delivered = await expect_within(device, "messageDelivered", 10)
@@ -296,8 +299,12 @@ async def test_several_workers_on_one_port_share_delivery_and_metrics(
                 assert (await expect_within(device, "messageReceived", 10))["id"] == ack["id"]
             for _ in range(6):  # whichever worker answers, the figures are the sum of both
                 text = (await http.get("/metrics")).text
+                lines = text.splitlines()
                 line = next(x for x in text.splitlines() if x.startswith("chat_connections "))
                 assert float(line.split()[1]) == 6
+                assert "chat_ws_opens_total 6.0" in lines
+                assert 'chat_http_requests_total{method="POST",route="/auth/register",status="201"} 2.0' in lines
+                assert any(x.startswith("process_resident_memory_bytes ") for x in lines)  # the answering worker's
 
 
 async def test_the_per_user_connection_cap_holds_across_processes(

@@ -60,6 +60,8 @@ class Counts:
     limited: Counter[str] = field(default_factory=Counter)
     dropped: int = 0
     slow_consumers: int = 0
+    drained_count: int = 0
+    repushed_count: int = 0
 
     def message_in(self) -> None:
         self.messages_in += 1
@@ -75,6 +77,12 @@ class Counts:
 
     def slow_consumer(self) -> None:
         self.slow_consumers += 1
+
+    def drained(self, count: int) -> None:
+        self.drained_count += count
+
+    def repushed(self, count: int) -> None:
+        self.repushed_count += count
 
 
 class Driver:

@@ -411,3 +411,18 @@ async def test_text_no_database_can_store_is_refused_before_the_batch(world: Wor
     assert [type(o).__name__ for o in outcomes[1:4]] == ["InvalidInputError"] * 3
     assert [m.body for m in world.store.data.messages] == ["fine"]
     assert world.store.commits == 1
+
+
+async def test_each_committed_transaction_is_observed_with_its_size_and_duration() -> None:
+    store, observed = InMemoryStore(), []
+    writes = GroupCommit(store.unit_of_work, observe=lambda size, seconds: observed.append((size, seconds)))
+    step = BlockStep()
+
+    await asyncio.gather(*(writes.enqueue(step, (i, i + 100)) for i in range(1, 4)))
+    await writes.enqueue(step, (7, 8))
+    store.fail_commit = StoreUnavailableError("database is locked")
+    with pytest.raises(StoreUnavailableError):
+        await writes.enqueue(step, (9, 10))  # not committed: not observed
+
+    assert [size for size, _ in observed] == [3, 1]
+    assert all(seconds >= 0 for _, seconds in observed)

@@ -56,6 +56,7 @@ def test_ready_then_the_first_batch_then_what_was_published_meanwhile() -> None:
     assert frames[0] == Ready(None, USER, "conn-1")
     assert d.reading()
     assert set(d.session.inflight.pushed) == {"m1", "m2", "m7"}
+    assert (d.counts.drained_count, d.counts.repushed_count) == (2, 0)  # m7 was pushed live
 
 
 def test_ready_echoes_the_ref_of_the_auth_frame_that_authenticated_the_socket() -> None:
@@ -643,6 +644,7 @@ def test_a_message_not_acknowledged_is_pushed_again_exactly_redelivery_s_after_i
     d.session.still_pending_found(check, set(), d.now)  # another device acknowledged m2
     assert d.frames() == []
     assert set(d.session.inflight.pushed) == {"m1"}
+    assert d.counts.repushed_count == 1
     assert d.actions() == [WakeAt(20_000)]  # m1 again, a redelivery interval after its re-push
 
 

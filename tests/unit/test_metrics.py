@@ -64,3 +64,43 @@ async def test_flush_every_flushes_after_each_interval(monkeypatch: pytest.Monke
     assert waits == [1.5, 1.5, 1.5]
     assert metrics.hot.messages_in == 0
     assert metrics.messages_in._value.get() == 1
+
+
+def test_drained_and_repushed_messages_and_store_errors_are_added_at_a_flush() -> None:
+    class Tally:
+        count = 5  # errors before this app started are not its own
+
+    database, redis = Tally(), Tally()
+    metrics = Metrics(error_tallies={"database": database, "redis": redis})
+    metrics.hot.drained += 3
+    metrics.hot.repushed += 2
+    database.count += 2
+    metrics.flush()
+    redis.count += 1
+    metrics.flush()
+    text = metrics.render().decode()
+    assert "chat_messages_drained_total 3.0" in text
+    assert "chat_messages_repushed_total 2.0" in text
+    assert "chat_database_errors_total 2.0" in text
+    assert "chat_redis_errors_total 1.0" in text
+    assert metrics.hot.drained == metrics.hot.repushed == 0
+
+
+def test_requests_batches_and_closes_are_counted_by_their_labels() -> None:
+    metrics = Metrics()
+    metrics.http_request("GET", "/users/{user_id:int}", 404, 0.003)
+    metrics.write_batch(12, 0.004)
+    metrics.socket_closed(4429)
+    text = metrics.render().decode()
+    assert 'chat_http_requests_total{method="GET",route="/users/{user_id:int}",status="404"} 1.0' in text
+    assert 'chat_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/users/{user_id:int}"} 1.0' in text
+    assert 'chat_write_batch_size_bucket{le="16.0"} 1.0' in text
+    assert "chat_write_batch_seconds_count 1.0" in text
+    assert 'chat_ws_closes_total{code="4429"} 1.0' in text
+
+
+def test_the_process_collectors_are_exported_and_no_created_series() -> None:
+    text = Metrics().render().decode()
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_gc_collections_total"):
+        assert f"\n{name}" in text
+    assert "_created" not in text
