@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from application.ports import AttemptCounter, Clock, ConversationState, Notifier, PasswordHasher
     from domain.auth import Login, LoginThrottle
     from domain.messages import Message
+    from domain.push import PushTarget
     from domain.users import User
 
 
@@ -111,6 +112,13 @@ class LoginPart:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicePart:
+    """A push target of one of the account's live logins (its token is not exported)."""
+
+    target: PushTarget
+
+
+@dataclass(frozen=True, slots=True)
 class PersonPart:
     """A contact or a blocked user: id and name."""
 
@@ -136,19 +144,28 @@ class ConversationEnd:
 
 
 ExportPart = (
-    ProfilePart | ListStart | ListEnd | LoginPart | PersonPart | ConversationStart | MessagesPart | ConversationEnd
+    ProfilePart
+    | ListStart
+    | ListEnd
+    | LoginPart
+    | DevicePart
+    | PersonPart
+    | ConversationStart
+    | MessagesPart
+    | ConversationEnd
 )
 
 
 class ExportAccount:
     """Everything the caller's account holds, as a stream of parts: the profile, every login
-    (revoked ones too), the contacts, the blocks, and each conversation (by peer id) with every
-    message sent or received that the caller may see, ascending by seq.
+    (revoked ones too), the push targets (devices), the contacts, the blocks, and each
+    conversation (by peer id) with every message sent or received that the caller may see,
+    ascending by seq.
 
     Each page is read in a transaction of its own (``page`` rows at most), so memory stays bounded
     whatever the account's size; the document is therefore not one snapshot: a message sent while
     the export runs may or may not be in it. Raises UserNotFoundError before the first part when
-    the account is gone. More sections (devices) go into :meth:`_sections`.
+    the account is gone.
     """
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, page: int = 1000) -> None:
@@ -173,6 +190,7 @@ class ExportAccount:
     def _sections(self) -> list[tuple[str, Callable[[int], AsyncIterator[ExportPart]]]]:
         return [
             ("logins", self._logins),
+            ("devices", self._devices),
             ("contacts", self._contacts),
             ("blocks", self._blocks),
             ("conversations", self._conversations),
@@ -183,6 +201,12 @@ class ExportAccount:
             found = await uow.logins.of_user(user_id, active_only=False)
         for login in found:
             yield LoginPart(login)
+
+    async def _devices(self, user_id: int) -> AsyncIterator[ExportPart]:
+        async with self._uow() as uow:
+            found = await uow.push.of_user(user_id)
+        for target in found:
+            yield DevicePart(target)
 
     async def _contacts(self, user_id: int) -> AsyncIterator[ExportPart]:
         after: int | None = None

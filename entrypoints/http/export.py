@@ -2,7 +2,7 @@
 reads them: one chunk per page, so the response's memory does not grow with the account.
 
 The document is :class:`~entrypoints.http.schemas.AccountExport`; its lists are written element
-by element (``logins``, ``contacts``, ``blocks``, ``conversations``, and each conversation's
+by element (``logins``, ``devices``, ``contacts``, ``blocks``, ``conversations``, and each conversation's
 ``messages``), never built whole.
 """
 
@@ -15,6 +15,7 @@ import msgspec
 from application.account_life import (
     ConversationEnd,
     ConversationStart,
+    DevicePart,
     ListEnd,
     ListStart,
     LoginPart,
@@ -22,7 +23,7 @@ from application.account_life import (
     PersonPart,
     ProfilePart,
 )
-from entrypoints.http.schemas import ExportLogin, ExportPerson, ExportProfile
+from entrypoints.http.schemas import ExportDevice, ExportLogin, ExportPerson, ExportProfile
 from entrypoints.wire import WireMessage, iso_ms, iso_ms_or_none
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 
 FORMAT = "p2p-chat-export/1"
 _encode = msgspec.json.Encoder().encode
+
+
+def _element(first: bool, value: msgspec.Struct) -> bytes:
+    """A list element, after a comma unless it is the list's first."""
+    return (b"" if first else b",") + _encode(value)
 
 
 def _person(user: User) -> ExportPerson:
@@ -72,10 +78,21 @@ async def export_json(parts: AsyncIterator[ExportPart]) -> AsyncIterator[bytes]:
                     revoked_at=iso_ms_or_none(login.revoked_at),
                     client=login.client,
                 )
-                yield (b"" if first else b",") + _encode(item)
+                yield _element(first, item)
+                first = False
+            case DevicePart(target=target):
+                device = ExportDevice(
+                    id=target.id,
+                    kind=target.kind,
+                    app_id=target.app_id,
+                    label=target.label,
+                    login_id=target.login_id,
+                    created_at=iso_ms(target.created_at),
+                )
+                yield _element(first, device)
                 first = False
             case PersonPart(user=user):
-                yield (b"" if first else b",") + _encode(_person(user))
+                yield _element(first, _person(user))
                 first = False
             case ConversationStart(peer=peer, state=state):
                 opening = (

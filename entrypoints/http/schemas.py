@@ -286,6 +286,17 @@ class ExportLogin(msgspec.Struct, frozen=True, rename="camel"):
     client: str | None
 
 
+class ExportDevice(msgspec.Struct, frozen=True, rename="camel"):
+    """A push target of one of your live logins (as `GET /devices` shows it: no token)."""
+
+    id: str
+    kind: TargetKind
+    app_id: str
+    label: str | None
+    login_id: str
+    created_at: Timestamp
+
+
 class ExportPerson(msgspec.Struct, frozen=True):
     id: int
     name: str
@@ -308,6 +319,7 @@ class AccountExport(msgspec.Struct, frozen=True, rename="camel"):
     exported_at: Timestamp
     profile: ExportProfile
     logins: Annotated[list[ExportLogin], msgspec.Meta(description="every login, revoked ones too")]
+    devices: Annotated[list[ExportDevice], msgspec.Meta(description="the push targets of your live logins")]
     contacts: list[ExportPerson]
     blocks: Annotated[list[ExportPerson], msgspec.Meta(description="the users you blocked")]
     conversations: Annotated[list[ExportConversation], msgspec.Meta(description="by peer id")]

@@ -218,6 +218,9 @@ async def test_the_export_holds_the_profile_logins_contacts_blocks_and_every_mes
     await e.send_message(ann.id, "spam")
     assert (await chat.http.put(f"/users/{eve.id}/block", headers=ann.bearer)).status_code == 204
     await e.send_message(ann.id, "withheld spam")  # withheld: not ann's to see
+    device = {"kind": "fcm", "token": "fcm-token-of-ann", "appId": "com.example.chat", "label": "Ann's phone"}
+    registered = await chat.http.post("/devices", json=device, headers=ann.bearer)
+    assert registered.status_code == 201, registered.text
 
     response = await chat.http.get("/users/me/export", headers=ann.bearer)
     assert response.status_code == 200
@@ -228,6 +231,10 @@ async def test_the_export_holds_the_profile_logins_contacts_blocks_and_every_mes
     assert document["profile"]["email"] == "ann@example.com"
     assert document["profile"]["phoneNumber"] == "+14155550100"
     assert [login["client"] for login in document["logins"]] == ["Agent/1"]
+    assert [(d["id"], d["kind"], d["appId"], d["label"]) for d in document["devices"]] == [
+        (registered.json()["id"], "fcm", "com.example.chat", "Ann's phone")
+    ]
+    assert "fcm-token-of-ann" not in response.text  # a target's token is never echoed back
     assert document["contacts"] == [{"id": bob.id, "name": "Bob"}]
     assert document["blocks"] == [{"id": eve.id, "name": "Eve"}]
     conversations = {c["peer"]["id"]: c for c in document["conversations"]}

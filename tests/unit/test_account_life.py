@@ -10,6 +10,7 @@ from application.account_life import (
     AccountDeletion,
     ConversationEnd,
     ConversationStart,
+    DevicePart,
     ExportPart,
     ListEnd,
     ListStart,
@@ -31,6 +32,7 @@ from domain.errors import (
     SessionNotFoundError,
     UserNotFoundError,
 )
+from domain.push import PushTarget
 from domain.users import DELETED_NAME
 from tests.unit.harness import ADDRESS, PASSWORD, World, principal_of
 
@@ -229,6 +231,16 @@ async def test_the_export_is_every_section_in_order_a_page_at_a_time(world: Worl
     sent = await world.exchange(ada.user.uid, bob, 5)
     await world.exchange(ada.user.uid, cid, 2)
     world.store.block(ada.user.uid, eve)
+    world.store.data.push_targets["t-ada"] = PushTarget(
+        id="t-ada",
+        user_id=ada.user.uid,
+        login_id=ada.sid,
+        kind="fcm",
+        token="fcm-token",
+        app_id="com.example.chat",
+        label="Ada's phone",
+        created_at=world.clock.now(),
+    )
 
     parts = await parts_of(world, ada.user.uid)
 
@@ -243,6 +255,9 @@ async def test_the_export_is_every_section_in_order_a_page_at_a_time(world: Worl
     assert shape == [
         "logins",
         "LoginPart",
+        "ListEnd",
+        "devices",
+        "DevicePart",
         "ListEnd",
         "contacts",
         "PersonPart",
@@ -270,6 +285,7 @@ async def test_the_export_is_every_section_in_order_a_page_at_a_time(world: Worl
     assert isinstance(parts[-1], ListEnd)
     assert sum(isinstance(p, ConversationEnd) for p in parts) == 2
     assert [p.login.id for p in parts if isinstance(p, LoginPart)] == [ada.sid]
+    assert [p.target.id for p in parts if isinstance(p, DevicePart)] == ["t-ada"]
 
 
 async def test_the_export_leaves_out_what_the_account_may_not_see(world: World) -> None:
