@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from application.accounts import check_attempts, count_failure, publish_revoked
-from domain.auth import account_key, pair_key
-from domain.errors import InvalidInputError, UserNotFoundError
+from application.accounts import PasswordConfirmation, publish_revoked
+from domain.errors import UserNotFoundError
 from domain.messages import Pair
 
 if TYPE_CHECKING:
@@ -57,22 +56,11 @@ class DeleteAccount:
         throttle: LoginThrottle,
         notifier: Notifier,
     ) -> None:
-        self._uow, self._hasher, self._counter = uow, hasher, counter
-        self._clock, self._throttle, self._notifier = clock, throttle, notifier
+        self._uow, self._clock, self._notifier = uow, clock, notifier
+        self._confirm = PasswordConfirmation(uow, hasher, counter, clock, throttle)
 
     async def __call__(self, actor: Principal, cmd: AccountDeletion) -> list[str]:
-        async with self._uow() as uow:
-            user = await uow.users.get(actor.user_id)
-        if user is None or user.deleted:
-            raise UserNotFoundError(actor.user_id)
-        limits = {
-            pair_key(user.email_key, f"login {actor.sid}"): self._throttle.per_pair,
-            account_key(user.email_key): self._throttle.per_account,
-        }
-        await check_attempts(self._counter, limits, self._clock)
-        if not await self._hasher.verify(cmd.password, user.password_hash):
-            await count_failure(self._counter, limits, self._clock)
-            raise InvalidInputError.of("password", "is not your password")
+        user = await self._confirm(actor, cmd.password, "password", "is not your password")
         async with self._uow() as uow:
             stored = await uow.users.get(user.uid)
             if stored is None or stored.deleted:  # a concurrent deletion won

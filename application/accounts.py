@@ -401,6 +401,39 @@ async def revoke_logins(uow: UnitOfWork, now: datetime, user_id: int, keep: str 
     return revoked
 
 
+class PasswordConfirmation:
+    """The caller typing their password again (to change it, to delete the account). It counts as
+    a login of the account from the caller's login: a wrong one is a failure of that (account,
+    login) pair and of the account as a whole, so a stolen access token cannot be used to guess the
+    password, and N failures lock that login out of it (429). Returns the caller's user; raises
+    InvalidInputError on ``field`` for a wrong password."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        counter: AttemptCounter,
+        clock: Clock,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._uow, self._hasher, self._counter, self._clock, self._throttle = uow, hasher, counter, clock, throttle
+
+    async def __call__(self, actor: Principal, password: str, field: str, wrong: str) -> User:
+        async with self._uow() as uow:
+            user = await uow.users.get(actor.user_id)
+        if user is None or user.deleted:
+            raise UserNotFoundError(actor.user_id)
+        limits = {
+            pair_key(user.email_key, f"login {actor.sid}"): self._throttle.per_pair,
+            account_key(user.email_key): self._throttle.per_account,
+        }
+        await check_attempts(self._counter, limits, self._clock)
+        if not await self._hasher.verify(password, user.password_hash):
+            await count_failure(self._counter, limits, self._clock)
+            raise InvalidInputError.of(field, wrong)
+        return user
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PasswordChange:
     current_password: str
@@ -427,23 +460,12 @@ class ChangePassword:
         throttle: LoginThrottle,
         notifier: Notifier,
     ) -> None:
-        self._uow, self._hasher, self._counter = uow, hasher, counter
-        self._clock, self._throttle, self._notifier = clock, throttle, notifier
+        self._uow, self._hasher, self._clock, self._notifier = uow, hasher, clock, notifier
+        self._confirm = PasswordConfirmation(uow, hasher, counter, clock, throttle)
 
     async def __call__(self, actor: Principal, cmd: PasswordChange) -> list[str]:
         new_password = check_password(cmd.new_password, "newPassword")
-        async with self._uow() as uow:
-            user = await uow.users.get(actor.user_id)
-        if user is None:
-            raise UserNotFoundError(actor.user_id)
-        limits = {
-            pair_key(user.email_key, f"login {actor.sid}"): self._throttle.per_pair,
-            account_key(user.email_key): self._throttle.per_account,
-        }
-        await check_attempts(self._counter, limits, self._clock)
-        if not await self._hasher.verify(cmd.current_password, user.password_hash):
-            await count_failure(self._counter, limits, self._clock)
-            raise InvalidInputError.of("currentPassword", "is not your current password")
+        user = await self._confirm(actor, cmd.current_password, "currentPassword", "is not your current password")
         new_hash = await self._hasher.hash(new_password)
         async with self._uow() as uow:  # one transaction: never a new password with old logins alive
             stored = await uow.users.get(user.uid)
