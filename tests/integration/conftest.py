@@ -41,6 +41,7 @@ from adapters.sqlalchemy.fastpath.memo import StoreMemo
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.orm import start_mappers
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
+from tests.integration.support import unavailable
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")]
@@ -79,9 +80,7 @@ async def _require_postgres(server_url: str) -> None:
             f"PostgreSQL not reachable at {make_url(server_url).render_as_string(hide_password=True)} "
             f"({problem}); set CHAT_TEST_POSTGRES_URL or run with CI=true to require it"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -271,9 +270,7 @@ async def _require_redis(url: str) -> None:
             f"Redis not reachable at {_without_password(url)} ({problem}); "
             "set CHAT_TEST_REDIS_URL or run with CI=true to require it"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 @pytest.fixture

@@ -4,13 +4,21 @@ app served by uvicorn on a loopback port in a background thread (real sockets)."
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
+import httpx
+import pytest
+import redis.asyncio as aioredis
 import uvicorn
 from dependency_injector import providers
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -87,6 +95,14 @@ def _start(container: Container, startup_timeout_s: float) -> tuple[uvicorn.Serv
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A test's tool or service is missing: skip with ``reason`` — or fail with ``CI=true``, where
+    everything a test needs must be there (``.ci/run`` installs what it can)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(f"{reason}; with CI=true this fails")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a server started as a subprocess)."""
     with socket.socket() as sock:
@@ -98,3 +114,71 @@ def free_port() -> int:
 def entries(directory: Path) -> list[str]:
     """What ``directory`` holds (for tests that check nothing was created)."""
     return sorted(path.name for path in directory.iterdir())
+
+
+SERVER_DEADLINE_S = 20  # to start, and to exit after a signal
+
+
+def wait_until_up(
+    process: subprocess.Popen[bytes], base_url: str, path: str = "/ready", within: float = SERVER_DEADLINE_S
+) -> None:
+    """Poll ``base_url + path`` until it answers 200; RuntimeError if ``process`` exits first or
+    ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while True:
+        with suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}{path}").status_code == 200:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server on {base_url} did not come up")
+        time.sleep(0.05)
+
+
+@dataclass
+class Server:
+    """One ``p2p-chat serve`` process, a real subprocess with ``env`` as its whole environment, logging
+    to ``cwd/server.log``: :meth:`start` (again after a kill) on the same port, :meth:`stop` kills it."""
+
+    env: dict[str, str]
+    cwd: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with (self.cwd / "server.log").open("ab") as log:  # what it logged, for a failing test
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "entrypoints.cli", "serve"],
+                env={**self.env, "CHAT_PORT": str(self.port)},
+                cwd=self.cwd,
+                stdout=log,
+                stderr=log,
+            )
+        wait_until_up(self.process, self.base_url)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=SERVER_DEADLINE_S)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=SERVER_DEADLINE_S)
+
+
+async def forget_redis_keys(redis_url: str, prefix: str) -> None:
+    """Delete the keys a test's server processes left under ``prefix`` in the shared Redis."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

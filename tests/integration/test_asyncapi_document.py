@@ -6,7 +6,6 @@ authentication. Without node or the installed parser the validation is skipped, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import pytest
 
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.ws import asyncapi
+from tests.integration.support import unavailable
 from tests.integration.test_http_accounts import running_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,9 +44,7 @@ def parse(document: Path) -> dict[str, Any]:
         else ""
     )
     if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot validate docs/asyncapi.json: {problem}", pytrace=False)
-        pytest.skip(f"{problem}; run `make test`, or with CI=true this fails")
+        unavailable(f"cannot validate docs/asyncapi.json: {problem}; run `make test`")
     assert node is not None
     result = subprocess.run(
         [node, str(TOOLS / "validate.mjs"), str(document)], capture_output=True, text=True, timeout=120, check=False

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from adapters.sqlalchemy.migrate import upgrade
-from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.support import TEST_SECRET, free_port, wait_until_up
 
 CLI = [sys.executable, "-m", "entrypoints.cli"]
 
@@ -167,16 +167,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     assert run(["migrate"], env, tmp_path).returncode == 0
     process = subprocess.Popen([*CLI, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['CHAT_PORT']}"
-    deadline = time.monotonic() + 30
     try:
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not come up") from None
-                time.sleep(0.05)
+        wait_until_up(process, base, "/health", within=30)
         yield base
     finally:
         process.send_signal(signal.SIGTERM)
@@ -213,14 +205,7 @@ def test_sigterm_during_traffic_keeps_every_acked_message_and_closes_sockets(tmp
     process = subprocess.Popen([*CLI, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['CHAT_PORT']}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.05)
+        wait_until_up(process, base, "/health", within=30)
 
         def account(n: int) -> dict[str, str]:
             body = {

@@ -12,8 +12,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -30,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.chat import Account, Chat, close_code
-from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.support import TEST_SECRET, Server
 
 PAIRS = 3  # six users, each sending to its partner
 IN_FLIGHT = 16  # sends a user has unanswered at most
@@ -42,51 +40,6 @@ UNAVAILABLE = "internal: the database is unavailable, retry shortly"  # nothing 
 @pytest.fixture
 def backend() -> str:
     return "postgres"
-
-
-@dataclass
-class Server:
-    """One ``p2p-chat serve`` process; :meth:`start` (again after a kill) on the same port."""
-
-    env: dict[str, str]
-    cwd: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with (self.cwd / "server.log").open("ab") as log:  # what it logged, for a failing test
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "entrypoints.cli", "serve"],
-                env={**self.env, "CHAT_PORT": str(self.port)},
-                cwd=self.cwd,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.base_url}/ready").status_code == 200:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.base_url} did not come up")
-            time.sleep(0.05)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def wait(self) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=DEADLINE_S)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=DEADLINE_S)
 
 
 @contextmanager

@@ -21,11 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.integration.chat import Chat, Client
-from tests.integration.support import TEST_SECRET, free_port
-from tests.integration.test_faults import Server
+from tests.integration.support import TEST_SECRET, Server, forget_redis_keys, free_port, unavailable
 
 pytestmark = pytest.mark.redis
 
@@ -46,10 +44,7 @@ def require(*programs: str) -> dict[str, str]:
     paths = {name: shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin") for name in programs}
     missing = [name for name, path in paths.items() if path is None]
     if missing:
-        problem = f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)}; .ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem, pytrace=False)
-        pytest.skip(f"{problem}; with CI=true this fails")
+        unavailable(f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)}; .ci/run does)")
     return {name: path for name, path in paths.items() if path is not None}
 
 
@@ -252,13 +247,3 @@ async def expect(client: Client, frame_type: str) -> dict[str, object]:
         frame = await client.recv(within=DEADLINE_S)
         if frame["type"] == frame_type:
             return frame
-
-
-async def forget_redis_keys(redis_url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()

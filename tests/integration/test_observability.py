@@ -17,7 +17,6 @@ import logging
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from entrypoints.logs import JsonFormatter
 from tests.integration.chat import read_until_closed, running_chat
-from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.support import TEST_SECRET, free_port, wait_until_up
 from tests.integration.test_cli import CLI, cli_env, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +50,6 @@ class Session:
     content_type: str
     secrets: list[str]
     request_ids: list[str]
-
-
-def _wait_up(process: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not come up") from None
-            time.sleep(0.05)
 
 
 async def _frame(ws: ClientConnection, kind: str) -> dict[str, Any]:
@@ -157,7 +144,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([*CLI, "serve"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log_file)
         try:
-            _wait_up(process, base)
+            wait_until_up(process, base, "/health", within=30)
             scrape, secrets, request_ids = asyncio.run(_session(base))
         finally:
             process.send_signal(signal.SIGTERM)

@@ -27,12 +27,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from adapters.sqlalchemy.migrate import upgrade
 from tests.integration.chat import Account, read_until_closed
 from tests.integration.own_postgres import OwnPostgres, own_postgres, postgres_bin, unusable_reason
+from tests.integration.support import Server, unavailable
 from tests.integration.test_faults import (
     ACKS_BEFORE_FAULT,
     DEADLINE_S,
     UNAVAILABLE,
     Burst,
-    Server,
     accounts,
     authenticated,
     check_durable,
@@ -59,9 +59,7 @@ SETTINGS = {"CHAT_DB_TIMEOUT_S": str(DB_TIMEOUT_S), "CHAT_SESSION_CHECK_S": "1"}
 @pytest.fixture
 def cluster() -> Iterator[OwnPostgres]:
     if (reason := unusable_reason()) is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     bin_dir = postgres_bin()
     assert bin_dir is not None
     with own_postgres(bin_dir) as pg:

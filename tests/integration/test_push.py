@@ -27,8 +27,7 @@ from sqlalchemy import text
 from adapters.sqlalchemy.engine import create_engine
 from tests.integration.chat import Account, Chat, Client, running_chat
 from tests.integration.push_gateway import SECRET, Gateway
-from tests.integration.support import TEST_SECRET
-from tests.integration.test_faults import Server
+from tests.integration.support import TEST_SECRET, Server
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {

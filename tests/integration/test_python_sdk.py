@@ -10,16 +10,12 @@ import dataclasses
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
 import pytest
 
 from p2p_chat_client import (
@@ -38,7 +34,7 @@ from p2p_chat_client import (
     Typing,
 )
 from p2p_chat_client.models import Delivered
-from tests.integration.support import TEST_SECRET, free_port, make_container, make_settings, serve_async
+from tests.integration.support import TEST_SECRET, Server, make_container, make_settings, serve_async
 
 FAST = Timings(
     backoff_base_s=0.05,
@@ -342,57 +338,16 @@ async def test_logout_all_signs_every_socket_out_without_retrying(migrated_url: 
 # --- a real server process, killed and started again -----------------------------------------
 
 
-@dataclass
-class ServerProcess:
-    """``p2p-chat serve`` on a fixed port: :meth:`kill` (SIGKILL) and :meth:`start` again."""
-
-    env: dict[str, str]
-    cwd: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with (self.cwd / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "entrypoints.cli", "serve"],
-                env={**self.env, "CHAT_PORT": str(self.port)},
-                cwd=self.cwd,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 20
-        while True:
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/ready").status_code == 200:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.url} did not come up")
-            time.sleep(0.05)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=20)
-
-
 @contextmanager
-def server_process(database_url: str, cwd: Path) -> Iterator[ServerProcess]:
+def server_process(database_url: str, cwd: Path) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
     env |= SERVER_ENV | {"CHAT_DATABASE_URL": database_url, "CHAT_JWT_SECRET": TEST_SECRET, "CHAT_LOG_LEVEL": "warning"}
-    server = ServerProcess(env, cwd)
+    server = Server(env, cwd)
     server.start()
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
 
 
 async def test_a_server_killed_and_restarted_mid_conversation_loses_nothing_and_shows_nothing_twice(
@@ -406,8 +361,8 @@ async def test_a_server_killed_and_restarted_mid_conversation_loses_nothing_and_
     outbox_file = tmp_path / "ann-outbox.json"
     with server_process(migrated_url, tmp_path) as server:
         login = credentials("Ann")
-        bob = await registered(server.url, "Bob")
-        ann = ChatClient(server.url, timings=FAST, outbox=FileOutbox(outbox_file))
+        bob = await registered(server.base_url, "Bob")
+        ann = ChatClient(server.base_url, timings=FAST, outbox=FileOutbox(outbox_file))
         async with bob:
             assert bob.user_id is not None
             await ann.register(**login)
@@ -423,14 +378,14 @@ async def test_a_server_killed_and_restarted_mid_conversation_loses_nothing_and_
             server.signal(signal.SIGSTOP)  # a5..a8 are surely on the wire, unanswered, at the kill
             for i in range(5, 9):
                 ids[f"a{i}"] = (await ann.enqueue(bob.user_id, f"a{i}")).client_msg_id
-            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.stop)
             await next_of(ann, StateChanged, lambda s: s.state == "offline")
             for text in ("a9", "a10"):  # typed while the server is down
                 ids[text] = (await ann.enqueue(bob.user_id, text)).client_msg_id
             await ann.close()  # Ann's program stops too: its pending sends are in the file
 
             await asyncio.to_thread(server.start)
-            async with ChatClient(server.url, timings=FAST, outbox=FileOutbox(outbox_file)) as ann_again:
+            async with ChatClient(server.base_url, timings=FAST, outbox=FileOutbox(outbox_file)) as ann_again:
                 left = {item.text for item in await ann_again.outbox.items()}
                 assert {"a5", "a6", "a7", "a8", "a9", "a10"} <= left
                 await ann_again.login(email=login["email"], password=login["password"])

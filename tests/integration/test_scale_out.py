@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.chat import Chat, Client, read_until_closed, running_chat
-from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.support import TEST_SECRET, forget_redis_keys, free_port, wait_until_up
 
 pytestmark = pytest.mark.redis
 
@@ -63,17 +63,8 @@ def start_nodes(count: int, env: dict[str, str], cwd: Path) -> Iterator[list[Nod
         )
         nodes.append(Node(process, f"http://127.0.0.1:{port}"))
     try:
-        deadline = time.monotonic() + 30
         for node in nodes:
-            while True:
-                try:
-                    if httpx.get(f"{node.base_url}/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if node.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server on {node.base_url} did not come up")
-                time.sleep(0.05)
+            wait_until_up(node.process, node.base_url, within=30)
         yield nodes
     finally:
         for node in nodes:
@@ -119,13 +110,7 @@ async def cluster_of(migrated_url: str, redis_url: str, tmp_path: Path) -> Async
             finally:  # the nodes stop with this loop blocked: their sockets must be closed first
                 await one.close_sockets()
                 await two.close_sockets()
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await forget_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
-from tests.integration.support import make_container, make_settings, serve_async
+from tests.integration.support import make_container, make_settings, serve_async, unavailable
 
 CHROMIUM = os.environ.get("CHAT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -69,10 +69,7 @@ def backend() -> str:
 @pytest.fixture
 def chromium() -> str:
     if not os.access(CHROMIUM, os.X_OK):
-        reason = f"no chromium at {CHROMIUM}: apt-get install chromium (or set CHAT_TEST_CHROMIUM)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"no chromium at {CHROMIUM}: apt-get install chromium (or set CHAT_TEST_CHROMIUM)")
     return CHROMIUM
 
 
