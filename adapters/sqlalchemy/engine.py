@@ -63,11 +63,12 @@ def create_engine(
     server costs a caller a bounded wait instead of hanging it (docs/operations.md)."""
     if not is_sqlite(url):
         if timeout_s is None:
-            return create_async_engine(url, echo=echo, pool_pre_ping=True)
+            return create_async_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
         return create_async_engine(
             url,
             echo=echo,
             pool_pre_ping=True,
+            hide_parameters=True,
             pool_timeout=timeout_s,
             connect_args={"timeout": timeout_s, "command_timeout": timeout_s},
         )
@@ -81,7 +82,9 @@ def create_engine(
         options["async_creator"] = inline_creator(make_url(url).database or ":memory:")
     # One connection: SQLite runs one writer at a time anyway. Queueing for it in the pool (an
     # asyncio wait) is far cheaper than several connections spinning in SQLite's busy handler.
-    engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60, **options)
+    engine = create_async_engine(
+        url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True, **options
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -281,12 +281,15 @@ def sqlalchemy_error(connection: Connection | None, statement: str, params: Any,
     """An error of a statement run on the :class:`sqlite3.Connection` itself, as SQLAlchemy would
     have raised it from ``Connection.execute``: wrapped in its ``DBAPIError`` class, and, when the
     connection is gone (closed underneath, "no active connection"), the connection invalidated so
-    the pool replaces it and the unit of work reports the store unavailable."""
+    the pool replaces it and the unit of work reports the store unavailable. Its text never holds
+    the statement's parameters (message bodies, emails, tokens): errors are logged."""
     orig = exc if isinstance(exc, sqlite3.Error) else sqlite3.OperationalError(str(exc))
     if connection is None:
-        return DBAPIError.instance(statement, params, orig, sqlite3.Error)
+        return DBAPIError.instance(statement, params, orig, sqlite3.Error, hide_parameters=True)
     dialect = connection.dialect
     gone = dialect.is_disconnect(orig, connection.connection, None)  # type: ignore[arg-type]
     if gone:
         connection.invalidate(orig)
-    return DBAPIError.instance(statement, params, orig, sqlite3.Error, connection_invalidated=gone, dialect=dialect)
+    return DBAPIError.instance(
+        statement, params, orig, sqlite3.Error, hide_parameters=True, connection_invalidated=gone, dialect=dialect
+    )
