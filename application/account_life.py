@@ -62,7 +62,7 @@ class DeleteAccount:
     async def __call__(self, actor: Principal, cmd: AccountDeletion) -> list[str]:
         user = await self._confirm(actor, cmd.password, "password", "is not your password")
         async with self._uow() as uow:
-            stored = await uow.users.get(user.uid)
+            stored = await uow.users.lock(user.uid)  # after a concurrent sign-in, never beside it
             if stored is None or stored.deleted:  # a concurrent deletion won
                 raise UserNotFoundError(user.uid)
             ended = await uow.logins.active_ids_of(user.uid)

@@ -197,26 +197,34 @@ class SignIn:
             raise BusyError(1, "another login of this account is being checked, retry shortly")
         self._hashing.add(key)
         try:
-            user = await self._verified(key, cmd.password)
+            verified = await self._verified(key, cmd.password)
         finally:
             self._hashing.discard(key)
-        if user is None:
+        if verified is None:
             await count_failure(self._counter, failures, self._clock)
             raise InvalidCredentialsError()
+        user, password_hash = verified
         await self._counter.reset(pair_key(key, cmd.client_address))
         async with self._uow() as uow:
+            # The account may have been deleted, or its password changed, while the password was
+            # checked: then this login must not outlive that (the lock orders the two).
+            stored = await uow.users.lock(user.uid)
+            if stored is None or stored.deleted or stored.password_hash != password_hash:
+                raise InvalidCredentialsError()
             revoked = await self._make_room(uow, user.uid)
-            session = await self._issuer.start(uow, user, self._clock, cmd.user_agent)
+            session = await self._issuer.start(uow, stored, self._clock, cmd.user_agent)
             await uow.commit()
         publish_revoked(self._notifier, user.uid, revoked)
         return session
 
-    async def _verified(self, key: str, password: str) -> User | None:
-        """The account whose password this is, or None (after the same Argon2 work either way)."""
+    async def _verified(self, key: str, password: str) -> tuple[User, str] | None:
+        """The account whose password this is and the hash it matched, or None (after the same
+        Argon2 work either way)."""
         async with self._uow() as uow:  # text no database stores belongs to no account
             user = await uow.users.get_by_email_key(key) if is_storable(key) else None
-        valid = await self._hasher.verify(password, user.password_hash if user else None)
-        return user if user is not None and valid else None
+        password_hash = user.password_hash if user else None
+        valid = await self._hasher.verify(password, password_hash)
+        return (user, password_hash) if user is not None and password_hash is not None and valid else None
 
     async def _make_room(self, uow: UnitOfWork, user_id: int) -> list[str]:
         """Revoke the user's oldest live logins so that the new one makes at most ``max_logins``."""
@@ -468,7 +476,7 @@ class ChangePassword:
         user = await self._confirm(actor, cmd.current_password, "currentPassword", "is not your current password")
         new_hash = await self._hasher.hash(new_password)
         async with self._uow() as uow:  # one transaction: never a new password with old logins alive
-            stored = await uow.users.get(user.uid)
+            stored = await uow.users.lock(user.uid)
             if stored is None:
                 raise UserNotFoundError(user.uid)
             stored.change_password_hash(new_hash)

@@ -105,6 +105,12 @@ class UserRepository(Protocol):
 
     async def get(self, user_id: int) -> User | None: ...
 
+    async def lock(self, user_id: int) -> User | None:
+        """``get``, the row locked until this transaction ends: what changes an account's logins
+        (signing in, changing the password, deleting the account) takes it first, so those
+        transactions run one after the other and each sees what the one before did."""
+        ...
+
     async def get_by_email_key(self, email_key: str) -> User | None:
         """The account with this email key (never a deleted one)."""
         ...

@@ -79,6 +79,11 @@ class SqlAlchemyUserRepository(UserRepository):
     async def get(self, user_id: int) -> User | None:
         return await self._session.get(User, user_id)
 
+    async def lock(self, user_id: int) -> User | None:
+        # SELECT … FOR UPDATE on PostgreSQL; SQLite has no row locks (the dialect leaves the
+        # clause out) and needs none: its BEGIN IMMEDIATE transactions already run one at a time.
+        return await self._session.get(User, user_id, with_for_update=True, populate_existing=True)
+
     async def existing_ids(self, user_ids: Iterable[int]) -> set[int]:
         # Read every time, one primary-key probe per id (accounts can be deleted: decision 17);
         # a send batch's recipients, so at the driver level like the rest of the send path.

@@ -461,6 +461,9 @@ class InMemoryUserRepository(UserRepository):
     async def get(self, user_id: int) -> User | None:
         return self._txn.data.users.get(user_id)
 
+    async def lock(self, user_id: int) -> User | None:
+        return self._txn.data.users.get(user_id)  # the fake's transactions never overlap
+
     async def get_by_email_key(self, email_key: str) -> User | None:
         users = self._txn.data.users.values()
         return next((u for u in users if u.email_key == email_key and not u.deleted), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from application.account_life import DeleteAccount, ExportAccount
 from application.accounts import (
     Authenticate,
@@ -206,3 +208,12 @@ def login_of(who: Principal | SignedIn) -> tuple[int, str]:
     if isinstance(who, SignedIn):
         return (who.user.uid, who.sid)
     return (who.user_id, who.sid)
+
+
+async def hashing(world: World, count: int) -> None:
+    """Let the event loop run until ``count`` verifications wait at the hasher's gate (bounded)."""
+    for _ in range(1000):
+        if world.hasher.waiting >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} verifications never started")

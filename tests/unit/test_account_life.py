@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from application.account_life import (
     PersonPart,
     ProfilePart,
 )
-from application.accounts import Credentials, EndLogin, Refresh
+from application.accounts import Credentials, EndLogin, PasswordChange, Refresh
 from application.common import PageRequest
 from application.events import LoginsRevoked
 from application.messaging import HistoryQuery, PendingQuery, Send
@@ -27,6 +28,7 @@ from application.users import SearchQuery, UserLookup
 from domain.auth import LAST_USED_PRECISION_S, client_label
 from domain.errors import (
     AuthenticationError,
+    InvalidCredentialsError,
     InvalidInputError,
     RateLimitedError,
     SessionNotFoundError,
@@ -34,7 +36,7 @@ from domain.errors import (
 )
 from domain.push import PushTarget
 from domain.users import DELETED_NAME
-from tests.unit.harness import ADDRESS, PASSWORD, World, principal_of
+from tests.unit.harness import ADDRESS, PASSWORD, World, hashing, principal_of
 
 # ---------------------------------------------------------------------------------------------
 # Client labels and last use
@@ -188,6 +190,28 @@ async def test_deletion_erases_the_profile_and_forgets_logins_contacts_blocks_an
     (conversation,) = (await world.list_conversations(principal_of(bob), PageRequest())).items
     assert conversation.peer.name == DELETED_NAME
     assert conversation.peer.online is None
+
+
+@pytest.mark.parametrize("meanwhile", ["account deleted", "password changed"])
+async def test_a_sign_in_that_races_a_deletion_or_a_password_change_leaves_no_login(
+    world: World, meanwhile: str
+) -> None:
+    ada = await world.sign_up("Ada")
+    gate = world.hasher.gate = asyncio.Event()
+    attempt = asyncio.create_task(world.signed_in("ada@example.com"))
+    await hashing(world, 1)  # the sign-in's password is being checked ...
+    world.hasher.gate = None
+    if meanwhile == "account deleted":  # ... while another request of the owner commits
+        await world.delete_account(principal_of(ada), AccountDeletion(password=PASSWORD))
+    else:
+        await world.change_password(
+            principal_of(ada), PasswordChange(current_password=PASSWORD, new_password="new password 1")
+        )
+    live_before = sorted(sid for sid, login in world.store.data.logins.items() if login.active)
+    gate.set()
+    with pytest.raises(InvalidCredentialsError):
+        await attempt
+    assert sorted(sid for sid, login in world.store.data.logins.items() if login.active) == live_before
 
 
 async def test_the_email_and_phone_of_a_deleted_account_register_again(world: World) -> None:

@@ -9,7 +9,7 @@ import pytest
 from application.events import LoginsRevoked
 from domain.auth import account_key, address_key, pair_key
 from domain.errors import BusyError, InvalidCredentialsError, LoginRevokedError, RateLimitedError
-from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, login_of
+from tests.unit.harness import ADDRESS, OTHER_ADDRESS, PASSWORD, World, hashing, login_of
 
 
 async def test_right_password_starts_a_new_login(world: World) -> None:
@@ -191,15 +191,6 @@ async def test_successful_logins_count_too_at_four_times_n_per_account_and_addre
     assert caught.value.retry_after_s == 820  # the window opened 80 s ago
     assert world.hasher.verify_calls == verifications  # refused before any hashing
     assert (await world.signed_in("ada@example.com", address=OTHER_ADDRESS)).user.name == "Ada"
-
-
-async def hashing(world: World, count: int) -> None:
-    """Let the event loop run until ``count`` verifications wait at the hasher's gate (bounded)."""
-    for _ in range(1000):
-        if world.hasher.waiting >= count:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"{count} verifications never started")
 
 
 async def test_a_second_concurrent_login_of_one_account_is_busy_without_hashing(world: World) -> None:
