@@ -146,6 +146,12 @@ class LoginRepository(Protocol):
 
     async def get(self, login_id: str) -> Login | None: ...
 
+    async def lock(self, login_id: str) -> Login | None:
+        """``get``, the row locked until this transaction ends: what is attached to a login (a
+        push target) is added under this lock, so a revocation (which deletes the login's
+        targets) runs wholly before or after it."""
+        ...
+
     async def active_ids_of(self, user_id: int) -> list[str]: ...
 
     async def of_user(self, user_id: int, *, active_only: bool) -> list[Login]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from domain.errors import ConflictError, NotFoundError
+from domain.errors import ConflictError, LoginRevokedError, NotFoundError
 from domain.push import (
     TARGETS_PER_LOGIN_MAX,
     NewTarget,
@@ -37,7 +37,8 @@ log = logging.getLogger("p2p_chat.push")
 class RegisterDevice:
     """Register a push target for the caller's login. The same ``(appId, token)`` registered
     again (by any login) is moved to this login. Raises InvalidInputError, ConflictError (over
-    the per-login limit)."""
+    the per-login limit), LoginRevokedError (the login ended meanwhile: a target never outlives
+    its login)."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, ids: IdGenerator) -> None:
         self._uow, self._clock, self._ids = uow, clock, ids
@@ -45,6 +46,9 @@ class RegisterDevice:
     async def __call__(self, actor: Principal, cmd: NewTarget) -> PushTarget:
         checked = cmd.checked()
         async with self._uow() as uow:
+            login = await uow.logins.lock(actor.sid)  # ended since the request was authenticated?
+            if login is None or not login.active:
+                raise LoginRevokedError()
             if await uow.push.count_of_login(actor.sid) >= TARGETS_PER_LOGIN_MAX:
                 raise ConflictError(f"a login has at most {TARGETS_PER_LOGIN_MAX} push targets: delete one first")
             stored = await uow.push.add(

@@ -140,6 +140,9 @@ class SqlAlchemyLoginRepository(LoginRepository):
     async def get(self, login_id: str) -> Login | None:
         return await self._session.get(Login, login_id)
 
+    async def lock(self, login_id: str) -> Login | None:
+        return await self._session.get(Login, login_id, with_for_update=True, populate_existing=True)
+
     async def active_ids_of(self, user_id: int) -> list[str]:
         stmt = select(logins.c.id).where(logins.c.user_id == user_id, logins.c.revoked_at.is_(None))
         return list((await self._session.execute(stmt)).scalars())

@@ -519,6 +519,9 @@ class InMemoryLoginRepository(LoginRepository):
     async def get(self, login_id: str) -> Login | None:
         return self._txn.data.logins.get(login_id)
 
+    async def lock(self, login_id: str) -> Login | None:
+        return self._txn.data.logins.get(login_id)  # the fake's transactions never overlap
+
     async def active_ids_of(self, user_id: int) -> list[str]:
         return [login.id for login in self._txn.data.logins.values() if login.user_id == user_id and login.active]
 

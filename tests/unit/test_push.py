@@ -20,7 +20,7 @@ from application.messaging import Send, SendMessage
 from application.ports import GatewayAnswer, Notification, PushMessage, PushOutbox
 from application.push import DeleteDevice, ListDevices, PushDispatcher, PushPolicy, RegisterDevice
 from domain.auth import Login
-from domain.errors import ConflictError, InvalidInputError, NotFoundError
+from domain.errors import ConflictError, InvalidInputError, LoginRevokedError, NotFoundError
 from domain.push import (
     TARGETS_PER_LOGIN_MAX,
     NewTarget,
@@ -290,6 +290,18 @@ async def test_devices_are_registered_listed_and_deleted_per_user() -> None:
         await w.delete(w.me("s3"), first.id)  # not Bob's
     await w.delete(w.me("s2"), first.id)
     assert [t.token for t in await w.list(w.me("s1"))] == ["b"]
+
+
+async def test_a_login_that_ended_after_its_request_was_authenticated_registers_no_target() -> None:
+    w = Devices()
+    me = w.me("s1")
+    w.store.data.logins["s1"].revoke(T0)  # a logout committed between authentication and now
+    with pytest.raises(LoginRevokedError):
+        await w.register(me, fcm("a"))
+    del w.store.data.logins["s1"]  # the account deleted: its logins are gone
+    with pytest.raises(LoginRevokedError):
+        await w.register(me, fcm("a"))
+    assert w.store.data.push_targets == {}
 
 
 async def test_a_token_registered_again_moves_to_the_new_login() -> None:
