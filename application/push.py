@@ -109,7 +109,7 @@ class PushPolicy:
     retry_base_s: float
     retry_max_s: float
     batch: int = 200  # recipients looked at per round
-    concurrency: int = 16  # gateway requests in flight
+    concurrency: int = 16  # gateway requests in flight, and recipients claimed per round
 
 
 class PushDispatcher:
@@ -144,6 +144,10 @@ class PushDispatcher:
         online = await self._presence.online_among(ask) if ask else set()
         fresh = fresh_due(waiting, online, now=now, coalesce_s=policy.coalesce_s)
         retry = [w.user_id for w in waiting if w.retry]
+        # No more claims than requests that go out at once: a claim never waits for a free slot
+        # while its lease runs out (another process would then send it too). The rest: next round.
+        retry = retry[: policy.concurrency]
+        fresh = fresh[: policy.concurrency - len(retry)]
         if not fresh and not retry:
             return 0
         claimed = await self._outbox.claim(
@@ -193,8 +197,10 @@ class PushDispatcher:
         """Rounds every ``poll_s`` seconds until cancelled; a failing round (the store down) is
         logged and the next one tries again."""
         while True:
+            attempted = 0
             try:
-                await self.run_once()
+                attempted = await self.run_once()
             except Exception as exc:  # the store or presence failing: the next round retries
                 log.warning("push round failed: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(poll_s)
+            if attempted < self._policy.concurrency:  # a full round: more may be due at once
+                await asyncio.sleep(poll_s)

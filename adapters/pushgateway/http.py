@@ -8,6 +8,7 @@ so the gateway drops repeats). A 2xx answer may name tokens to forget: ``{"rejec
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
@@ -102,8 +103,11 @@ class HttpPushGateway(PushGateway):
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=False)
         try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError:
+            # httpx bounds each phase (connect, write, read) by the timeout; the whole request is
+            # bounded too, so a round of sends ends within it, well inside the claims' lease.
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.post(self._url, content=body, headers=headers)
+        except (httpx.HTTPError, TimeoutError):
             return GatewayAnswer(status=None, rejected=[])
         rejected: list[str] = []
         if response.is_success and response.content:

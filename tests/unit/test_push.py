@@ -240,6 +240,17 @@ async def test_a_round_claims_the_due_recipients_and_settles_each_answer() -> No
     assert (d.counts.sent, d.counts.retried, d.counts.given_up, d.counts.rejected_targets) == (1, 1, 1, 1)
 
 
+async def test_a_round_claims_no_more_recipients_than_requests_go_out_at_once() -> None:
+    # 20 due recipients (the first 3 retries), 16 requests at a time: 16 claimed, retries first,
+    # so no claim waits for a free slot while its lease runs out; the other 4 go next round.
+    due = [waiting(u, None, None, retry=True) for u in (1, 2, 3)] + [waiting(u, oldest=0, due=1) for u in range(4, 21)]
+    outbox = FakeOutbox(waiting_now=due)
+    assert await dispatcher(outbox, FakeGateway([])).run_once() == 0  # the fake hands out nothing
+    [(fresh, retry, _)] = outbox.claims
+    assert (retry, fresh) == ([1, 2, 3], list(range(4, 17)))
+    assert POLICY.concurrency == 16
+
+
 async def test_a_refused_request_is_given_up_at_once() -> None:
     outbox = FakeOutbox(waiting_now=[waiting(1, oldest=0, due=1)], pending=[notification("a")])
     d = dispatcher(outbox, FakeGateway([GatewayAnswer(status=400, rejected=[])]))
