@@ -134,7 +134,8 @@ class UsersController(Controller):
         "/me/export",
         operation_id="exportAccount",
         summary="Export everything your account holds, as one JSON document",
-        description="Your profile, every login, your contacts, your blocks and every conversation with every "
+        description="Your profile, every login, your devices (push targets, without their tokens), your "
+        "contacts, your blocks and every conversation with every "
         "message you sent or received (as your history shows them), streamed as it is read, a page at a time: "
         "the server's memory does not grow with the account. Not one snapshot: a message sent while the export "
         "runs may be missing. Arrives as a download (`Content-Disposition: attachment`).",
