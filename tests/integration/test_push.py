@@ -30,6 +30,7 @@ from tests.integration.push_gateway import SECRET, Gateway
 from tests.integration.support import TEST_SECRET, Server
 
 ROOT = Path(__file__).resolve().parents[2]
+OUTAGE_S = 20  # how long the gateway stays down in the outage test (issue 17's acceptance)
 FAST = {
     "CHAT_PUSH_SECRET": SECRET,
     "CHAT_PUSH_POLL_S": "0.05",
@@ -219,7 +220,8 @@ async def test_pushes_survive_a_gateway_that_is_down_then_failing(migrated_url: 
         await register_device(chat, cat, "cat-token")
         sender = await chat.connect(ann)
 
-        gateway.stop()  # down: connections refused
+        gateway.stop()  # down: connections refused, for OUTAGE_S (the issue's scenario)
+        down_since = time.monotonic()
         sent = await send_burst(sender, bob.id, ["a", "b"])
 
         async def retried() -> bool:
@@ -227,6 +229,7 @@ async def test_pushes_survive_a_gateway_that_is_down_then_failing(migrated_url: 
 
         await eventually(retried, what="the push is retried while the gateway is down")
         sent += await send_burst(sender, cat.id, ["c"])
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
         gateway.statuses = [503, 503, 500]  # back, but failing after taking the requests
         gateway.start()
         await eventually(retried, what="retried")
