@@ -188,7 +188,10 @@ class SqlAlchemyContactRepository(ContactRepository):
             await driver.many(hot_sql.ADD_CONTACTS, rows, 2)
 
     async def list_contacts(self, user_id: int, *, after_id: int | None, limit: int) -> list[User]:
-        stmt = select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id)
+        # Live accounts only: a send that raced an account's deletion can make a contact of it again.
+        stmt = (
+            select(User).join(contacts, contacts.c.contact_id == users.c.id).where(contacts.c.user_id == user_id, _LIVE)
+        )
         if after_id is not None:
             stmt = stmt.where(users.c.id > after_id)
         stmt = stmt.order_by(users.c.id).limit(limit)

@@ -92,6 +92,22 @@ async def test_a_deleted_account_is_forgotten_but_its_conversations_stay(uow_fac
         assert state.last_seq == 3
 
 
+async def test_a_contact_made_again_after_the_deletion_is_not_listed(uow_factory: UowFactory) -> None:
+    """A send racing the deletion may add the pair after ``forget`` removed it: still no contact."""
+    ann, bob = await add_users(uow_factory, "Annika", "Bob")
+    async with uow_factory() as uow:
+        user = await uow.users.get(ann)
+        assert user is not None
+        user.erase(NOW)
+        await uow.accounts.forget(ann, erase_bodies=False)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.contacts.add_pairs([(ann, bob)])
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.contacts.list_contacts(bob, after_id=None, limit=10) == []
+
+
 async def test_without_erase_the_bodies_stay(uow_factory: UowFactory) -> None:
     ann, bob = await add_users(uow_factory, "Ann", "Bob")
     async with uow_factory() as uow:

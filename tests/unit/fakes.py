@@ -571,7 +571,7 @@ class InMemoryContactRepository(ContactRepository):
             for pair in data.contacts
             if user_id in pair
             for other in pair
-            if other != user_id and (after_id is None or other > after_id)
+            if other != user_id and (after_id is None or other > after_id) and not data.users[other].deleted
         )
         return [data.users[uid] for uid in ids[:limit]]
 
