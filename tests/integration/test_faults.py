@@ -102,13 +102,18 @@ class Burst:
     _refs: itertools.count[int] = field(default_factory=itertools.count)
     _sent_at: dict[str, float] = field(default_factory=dict)
 
-    async def run(self, ws: ClientConnection, limit: int | None = None) -> None:
+    async def run(
+        self, ws: ClientConnection, limit: int | None = None, pause: tuple[int, asyncio.Event] | None = None
+    ) -> None:
         """Send with up to :data:`IN_FLIGHT` unanswered, read the answers, until the socket closes
-        (or ``limit`` sends were answered)."""
+        (or ``limit`` sends were answered). ``pause``: after that many sends, wait for the event
+        before the next (so that sends surely come after a fault)."""
         room = asyncio.Semaphore(IN_FLIGHT)
 
         async def send() -> None:
             while limit is None or len(self.sent) < limit:
+                if pause is not None and len(self.sent) == pause[0]:
+                    await pause[1].wait()
                 await room.acquire()
                 cid = f"{self.account.id}-{next(self._refs)}"
                 self.sent.append(cid)

@@ -31,6 +31,7 @@ from tests.integration.support import Server, unavailable
 from tests.integration.test_faults import (
     ACKS_BEFORE_FAULT,
     DEADLINE_S,
+    IN_FLIGHT,
     UNAVAILABLE,
     Burst,
     accounts,
@@ -46,6 +47,7 @@ T = TypeVar("T")
 
 DB_TIMEOUT_S = 0.5  # CHAT_DB_TIMEOUT_S of the server under test
 PER_USER = 40  # sends per user; the fault comes after ACKS_BEFORE_FAULT of them are acknowledged
+PAUSE_AT = ACKS_BEFORE_FAULT + IN_FLIGHT  # then each user waits for the fault: the rest come after it
 # docs/operations.md, failure table: how long an answer takes while PostgreSQL is …
 DOWN_BOUND_S = 0.5  # … down: refused connects fail at once
 HUNG_REQUEST_BOUND_S = 3 * DB_TIMEOUT_S  # … hung: a pool wait, a pre-ping and a reconnect
@@ -163,13 +165,18 @@ async def outage(
     the database back. Returns the bursts and the seconds from ``end`` to the first request served."""
     bursts = [Burst(account, users[partner(i)].id) for i, account in enumerate(users)]
     sockets = [await authenticated(server, account) for account in users]
-    runs = [asyncio.create_task(b.run(ws, limit=PER_USER)) for b, ws in zip(bursts, sockets, strict=True)]
+    faulted = asyncio.Event()  # the sends after the first PAUSE_AT of each user wait for the fault
+    runs = [
+        asyncio.create_task(b.run(ws, limit=PER_USER, pause=(PAUSE_AT, faulted)))
+        for b, ws in zip(bursts, sockets, strict=True)
+    ]
     deadline = time.monotonic() + DEADLINE_S
     while min(len(burst.acked) for burst in bursts) < ACKS_BEFORE_FAULT:
         assert time.monotonic() < deadline, "the burst did not get going"
         await asyncio.sleep(0.01)
     failed_at = time.monotonic()
     await asyncio.to_thread(begin)  # pg_ctl waits: the clients keep reading meanwhile
+    faulted.set()
     try:
         await asyncio.wait_for(asyncio.gather(*runs), DEADLINE_S)
         refused = sum(len(burst.errors) for burst in bursts)
