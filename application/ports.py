@@ -465,11 +465,13 @@ class PushMessage:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notification:
     """One push: a recipient's claimed jobs, sent to all of their targets in one gateway request.
-    ``id`` is its idempotency key, the same on every attempt; ``attempts``: failed ones before."""
+    ``id`` is its idempotency key, the same on every attempt; ``attempts``: failed ones before;
+    ``lease_until``: the claim's lease, which settling it checks."""
 
     id: str
     user_id: int
     attempts: int
+    lease_until: datetime
     messages: list[PushMessage]  # oldest first
     targets: list[PushTarget]
     unread: int  # the recipient's messages no device acknowledged yet
@@ -501,16 +503,19 @@ class PushOutbox(Protocol):
         and recipients without targets, are dropped, not returned."""
         ...
 
-    async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+    # Settling touches the push's jobs only while they still carry the claim's ``lease_until``:
+    # a process whose lease ran out (another one claimed the push since) changes nothing.
+
+    async def sent(self, push_id: str, *, lease_until: datetime, rejected: Collection[str]) -> int:
         """The gateway took the push: delete its jobs and the recipient's targets whose token it
         rejected. Returns how many targets were deleted."""
         ...
 
-    async def retry(self, push_id: str, *, at: datetime) -> None:
+    async def retry(self, push_id: str, *, lease_until: datetime, at: datetime) -> None:
         """The push failed: count the attempt, take it up again at ``at``."""
         ...
 
-    async def drop(self, push_id: str) -> None:
+    async def drop(self, push_id: str, *, lease_until: datetime) -> None:
         """Give the push up: delete its jobs."""
         ...
 

@@ -173,7 +173,9 @@ class PushDispatcher:
         outcome = outcome_of(answer.status)
         if outcome is Outcome.SENT:
             self.counts.sent += 1
-            self.counts.rejected_targets += await self._outbox.sent(notification.id, rejected=answer.rejected)
+            self.counts.rejected_targets += await self._outbox.sent(
+                notification.id, lease_until=notification.lease_until, rejected=answer.rejected
+            )
             return
         attempt = notification.attempts + 1
         if outcome is Outcome.RETRY and attempt < self._policy.max_attempts:
@@ -181,7 +183,8 @@ class PushDispatcher:
                 attempt, base_s=self._policy.retry_base_s, max_s=self._policy.retry_max_s, random=self._random
             )
             self.counts.retried += 1
-            await self._outbox.retry(notification.id, at=self._clock.now() + timedelta(seconds=delay))
+            at = self._clock.now() + timedelta(seconds=delay)
+            await self._outbox.retry(notification.id, lease_until=notification.lease_until, at=at)
             return
         self.counts.given_up += 1
         log.warning(
@@ -191,7 +194,7 @@ class PushDispatcher:
             attempt,
             answer.status if answer.status is not None else "nothing",
         )
-        await self._outbox.drop(notification.id)
+        await self._outbox.drop(notification.id, lease_until=notification.lease_until)
 
     async def run(self, poll_s: float) -> None:
         """Rounds every ``poll_s`` seconds until cancelled; a failing round (the store down) is

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, and_, case, delete, func, or_, select, type_coerce, update
+from sqlalchemy import ColumnElement, CursorResult, and_, case, delete, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from adapters.sqlalchemy.fastpath import hot_sql
@@ -230,6 +230,7 @@ class SqlAlchemyPushOutbox(PushOutbox):
                         id=push_id,
                         user_id=user_id,
                         attempts=max(r.attempts for r in group),
+                        lease_until=lease_until,
                         messages=[
                             PushMessage(
                                 id=r.message_id,
@@ -249,12 +250,11 @@ class SqlAlchemyPushOutbox(PushOutbox):
             await session.commit()
         return notifications
 
-    async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+    async def sent(self, push_id: str, *, lease_until: datetime, rejected: Collection[str]) -> int:
+        held = _held(push_id, lease_until)
         async with self._session_factory() as session:
-            owner = (
-                await session.execute(select(push_jobs.c.user_id).where(push_jobs.c.push_id == push_id).limit(1))
-            ).scalar_one_or_none()
-            await session.execute(delete(push_jobs).where(push_jobs.c.push_id == push_id))
+            owner = (await session.execute(select(push_jobs.c.user_id).where(held).limit(1))).scalar_one_or_none()
+            await session.execute(delete(push_jobs).where(held))
             removed = 0
             if owner is not None and rejected:
                 result = cast(
@@ -269,16 +269,21 @@ class SqlAlchemyPushOutbox(PushOutbox):
             await session.commit()
         return removed
 
-    async def retry(self, push_id: str, *, at: datetime) -> None:
+    async def retry(self, push_id: str, *, lease_until: datetime, at: datetime) -> None:
         async with self._session_factory() as session:
             await session.execute(
                 update(push_jobs)
-                .where(push_jobs.c.push_id == push_id)
+                .where(_held(push_id, lease_until))
                 .values(lease_until=at, attempts=push_jobs.c.attempts + 1)
             )
             await session.commit()
 
-    async def drop(self, push_id: str) -> None:
+    async def drop(self, push_id: str, *, lease_until: datetime) -> None:
         async with self._session_factory() as session:
-            await session.execute(delete(push_jobs).where(push_jobs.c.push_id == push_id))
+            await session.execute(delete(push_jobs).where(_held(push_id, lease_until)))
             await session.commit()
+
+
+def _held(push_id: str, lease_until: datetime) -> ColumnElement[bool]:
+    """The push's jobs, while they still carry this claim's lease (no other process took them)."""
+    return and_(push_jobs.c.push_id == push_id, push_jobs.c.lease_until == lease_until)

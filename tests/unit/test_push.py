@@ -121,11 +121,15 @@ def target(n: int = 1, user_id: int = 2, login: str = "login-1", token: str | No
     )
 
 
+LEASE = at(70)  # the lease the fake outbox's claims carry
+
+
 def notification(push_id: str = "p1", *, attempts: int = 0, messages: int = 2) -> Notification:
     return Notification(
         id=push_id,
         user_id=2,
         attempts=attempts,
+        lease_until=LEASE,
         messages=[
             PushMessage(id=f"m{i}", sender_id=1, sender_name="Ann", created_at=at(i), body=f"secret {i}")
             for i in range(messages)
@@ -186,14 +190,17 @@ class FakeOutbox(PushOutbox):
         claimed, self.pending = self.pending, []
         return claimed
 
-    async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+    async def sent(self, push_id: str, *, lease_until: datetime, rejected: Collection[str]) -> int:
+        assert lease_until == LEASE, "settled with the claim's lease"
         self.settled.append(("sent", push_id, sorted(rejected)))
         return len(rejected)
 
-    async def retry(self, push_id: str, *, at: datetime) -> None:
+    async def retry(self, push_id: str, *, lease_until: datetime, at: datetime) -> None:
+        assert lease_until == LEASE, "settled with the claim's lease"
         self.settled.append(("retry", push_id, at))
 
-    async def drop(self, push_id: str) -> None:
+    async def drop(self, push_id: str, *, lease_until: datetime) -> None:
+        assert lease_until == LEASE, "settled with the claim's lease"
         self.settled.append(("drop", push_id, None))
 
 
@@ -377,10 +384,10 @@ async def test_without_a_gateway_the_send_path_writes_no_job() -> None:
 
 async def test_a_failure_to_settle_one_push_does_not_stop_the_others() -> None:
     class Failing(FakeOutbox):
-        async def sent(self, push_id: str, *, rejected: Collection[str]) -> int:
+        async def sent(self, push_id: str, *, lease_until: datetime, rejected: Collection[str]) -> int:
             if push_id == "a":
                 raise ConnectionError("the store went away")
-            return await super().sent(push_id, rejected=rejected)
+            return await super().sent(push_id, lease_until=lease_until, rejected=rejected)
 
     outbox = Failing(
         waiting_now=[waiting(1, oldest=0, due=1), waiting(2, oldest=0, due=1)],
