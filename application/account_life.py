@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from application.common import Principal, UnitOfWorkFactory
-    from application.ports import AttemptCounter, Clock, ConversationState, Notifier, PasswordHasher
-    from domain.auth import Login, LoginThrottle
+    from application.ports import Clock, ConversationState, Notifier
+    from domain.auth import Login
     from domain.messages import Message
     from domain.push import PushTarget
     from domain.users import User
@@ -47,17 +47,8 @@ class DeleteAccount:
     closes them too, the logins being gone). Returns the ended login ids.
     """
 
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        hasher: PasswordHasher,
-        counter: AttemptCounter,
-        clock: Clock,
-        throttle: LoginThrottle,
-        notifier: Notifier,
-    ) -> None:
-        self._uow, self._clock, self._notifier = uow, clock, notifier
-        self._confirm = PasswordConfirmation(uow, hasher, counter, clock, throttle)
+    def __init__(self, uow: UnitOfWorkFactory, confirm: PasswordConfirmation, clock: Clock, notifier: Notifier) -> None:
+        self._uow, self._confirm, self._clock, self._notifier = uow, confirm, clock, notifier
 
     async def __call__(self, actor: Principal, cmd: AccountDeletion) -> list[str]:
         user = await self._confirm(actor, cmd.password, "password", "is not your password")

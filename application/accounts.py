@@ -463,13 +463,11 @@ class ChangePassword:
         self,
         uow: UnitOfWorkFactory,
         hasher: PasswordHasher,
-        counter: AttemptCounter,
+        confirm: PasswordConfirmation,
         clock: Clock,
-        throttle: LoginThrottle,
         notifier: Notifier,
     ) -> None:
-        self._uow, self._hasher, self._clock, self._notifier = uow, hasher, clock, notifier
-        self._confirm = PasswordConfirmation(uow, hasher, counter, clock, throttle)
+        self._uow, self._hasher, self._confirm, self._clock, self._notifier = uow, hasher, confirm, clock, notifier
 
     async def __call__(self, actor: Principal, cmd: PasswordChange) -> list[str]:
         new_password = check_password(cmd.new_password, "newPassword")

@@ -39,6 +39,7 @@ from application.accounts import (
     EndSession,
     ListSessions,
     LoginIssuer,
+    PasswordConfirmation,
     RefreshLogin,
     RegisterUser,
     RevokedAmong,
@@ -194,25 +195,21 @@ class Container(containers.DeclarativeContainer):
     revocation_sweep = providers.Singleton(RevocationSweep, revoked_among=revoked_among)
     sign_out = providers.Singleton(SignOut, uow=uow.provider, clock=clock, notifier=fanout)
     sign_out_everywhere = providers.Singleton(SignOutEverywhere, uow=uow.provider, clock=clock, notifier=fanout)
+    password_confirmation = providers.Singleton(
+        PasswordConfirmation, uow=uow.provider, hasher=password_hasher, counter=attempts, clock=clock, throttle=throttle
+    )
     change_password = providers.Singleton(
         ChangePassword,
         uow=uow.provider,
         hasher=password_hasher,
-        counter=attempts,
+        confirm=password_confirmation,
         clock=clock,
-        throttle=throttle,
         notifier=fanout,
     )
     list_sessions = providers.Singleton(ListSessions, uow=uow.provider)
     end_session = providers.Singleton(EndSession, uow=uow.provider, clock=clock, notifier=fanout)
     delete_account = providers.Singleton(
-        DeleteAccount,
-        uow=uow.provider,
-        hasher=password_hasher,
-        counter=attempts,
-        clock=clock,
-        throttle=throttle,
-        notifier=fanout,
+        DeleteAccount, uow=uow.provider, confirm=password_confirmation, clock=clock, notifier=fanout
     )
     export_account = providers.Singleton(ExportAccount, uow=uow.provider, clock=clock)
     get_profile = providers.Singleton(GetProfile, uow=uow.provider)

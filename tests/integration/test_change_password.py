@@ -15,7 +15,7 @@ from adapters.sqlalchemy.orm import users
 from adapters.sqlalchemy.repositories import SqlAlchemyLoginRepository
 from adapters.sqlalchemy.uow import SqlAlchemyUnitOfWork
 from adapters.system.clock import SystemClock
-from application.accounts import ChangePassword, PasswordChange
+from application.accounts import ChangePassword, PasswordChange, PasswordConfirmation
 from application.common import Principal
 from application.events import Event
 from application.ports import Notifier
@@ -57,14 +57,10 @@ class Account:
         self.user_id = user.uid
 
     async def change_password(self) -> list[str]:
-        change = ChangePassword(
-            self.uow_factory,
-            self.hasher,
-            InMemoryAttemptCounter(),
-            SystemClock(),
-            LoginThrottle(max_failures=5, window_s=900),
-            self.notifier,
-        )
+        clock = SystemClock()
+        throttle = LoginThrottle(max_failures=5, window_s=900)
+        confirm = PasswordConfirmation(self.uow_factory, self.hasher, InMemoryAttemptCounter(), clock, throttle)
+        change = ChangePassword(self.uow_factory, self.hasher, confirm, clock, self.notifier)
         principal = Principal(user_id=self.user_id, sid=self.sids[0])
         return await change(principal, PasswordChange(current_password=OLD, new_password=NEW))
 

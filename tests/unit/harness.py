@@ -12,6 +12,7 @@ from application.accounts import (
     EndSession,
     ListSessions,
     LoginIssuer,
+    PasswordConfirmation,
     RefreshLogin,
     Register,
     RegisterUser,
@@ -96,10 +97,11 @@ class World:
         self.authenticate = Authenticate(uow, self.tokens, self.clock)
         self.sign_out = SignOut(uow, self.clock, self.notifier)
         self.sign_out_everywhere = SignOutEverywhere(uow, self.clock, self.notifier)
-        self.change_password = ChangePassword(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
+        confirm = PasswordConfirmation(uow, self.hasher, self.counter, self.clock, self.throttle)
+        self.change_password = ChangePassword(uow, self.hasher, confirm, self.clock, self.notifier)
         self.list_sessions = ListSessions(uow)
         self.end_session = EndSession(uow, self.clock, self.notifier)
-        self.delete_account = DeleteAccount(uow, self.hasher, self.counter, self.clock, self.throttle, self.notifier)
+        self.delete_account = DeleteAccount(uow, confirm, self.clock, self.notifier)
         self.export_account = ExportAccount(uow, self.clock, page=2)  # small pages: paging is exercised
         self.cards = cards = CardMaker(self.presence)
         self.get_profile = GetProfile(uow)
