@@ -68,6 +68,15 @@ def normalise_name(raw: str, field: str = "name") -> str:
     return name
 
 
+def account_name(raw: str, field: str = "name") -> str:
+    """A user's name: :func:`normalise_name`, and not :data:`DELETED_NAME` in any case, so that
+    nobody can pass for a deleted account."""
+    name = normalise_name(raw, field)
+    if name_key(name) == name_key(DELETED_NAME):
+        raise InvalidInputError.of(field, f'"{DELETED_NAME}" is reserved: it is how a deleted account is shown')
+    return name
+
+
 def name_key(name: str) -> str:
     """The form names are searched by: ``casefold()`` of the stored name."""
     return name.casefold()
@@ -125,7 +134,7 @@ class Registration:
         problems: list[FieldProblem] = []
         values: dict[str, str] = {}
         for key, check, raw in (
-            ("name", normalise_name, name),
+            ("name", account_name, name),
             ("email", normalise_email, email),
             ("phone_number", normalise_phone, phone_number),
             ("password", check_password, password),
@@ -174,7 +183,7 @@ class User:
         return self.id
 
     def rename(self, raw: str) -> None:
-        self.name = normalise_name(raw)
+        self.name = account_name(raw)
         self.name_key = name_key(self.name)
 
     def change_password_hash(self, password_hash: str) -> None:

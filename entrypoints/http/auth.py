@@ -76,7 +76,8 @@ class AuthController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Create an account and sign in",
         description="Every attempt with a well-formed body counts against the per-address hourly limit "
-        "(`CHAT_REGISTER_PER_HOUR`), including ones refused for their values or a conflict.",
+        "(`CHAT_REGISTER_PER_HOUR`), including ones refused for their values or a conflict. The name "
+        '"Deleted account" (in any case) is reserved: it is how a deleted account is shown.',
         responses=answers(
             JSON_BODY,
             BAD_FIELD,

@@ -91,6 +91,7 @@ class UsersController(Controller):
         operation_id="rename",
         response_description="The updated profile",
         summary="Change your display name",
+        description='The name "Deleted account" (in any case) is reserved: it is how a deleted account is shown.',
         responses=answers(JSON_BODY, invalid("name", "must be 1–100 characters after trimming"), BAD_TOKEN, STORE_DOWN),
     )
     async def rename(

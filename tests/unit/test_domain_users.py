@@ -40,6 +40,14 @@ def test_empty_name_after_trimming_is_rejected(raw: str) -> None:
     assert fields_of(caught.value) == ["name"]
 
 
+@pytest.mark.parametrize("raw", ["Deleted account", "deleted ACCOUNT", "  Deleted account  "])
+def test_nobody_registers_as_a_deleted_account(raw: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        Registration.parse(name=raw, email="ada@example.com", phone_number="+14155550123", password="password123")
+    assert fields_of(caught.value) == ["name"]
+    assert normalise_name(raw) == raw.strip()  # a device label may say it: only account names are reserved
+
+
 def test_name_length_is_counted_in_code_points() -> None:
     assert normalise_name("😀" * 100) == "😀" * 100
     assert normalise_name("x") == "x"

@@ -52,7 +52,9 @@ async def test_rename_trims_and_is_committed(world: World) -> None:
     assert world.store.commits == 1
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "Ada\x00", "Ada\nLovelace"])
+@pytest.mark.parametrize(
+    "name", ["", "   ", "x" * 101, "Ada\x00", "Ada\nLovelace", "Deleted account", " DELETED ACCOUNT "]
+)
 async def test_invalid_rename_is_invalid_input_on_name_and_changes_nothing(world: World, name: str) -> None:
     caller = me(world, "Ada")
 
