@@ -89,7 +89,7 @@ test: lint types imports node-tools
 # UPGRADE=--upgrade to take the newest releases). No index address is written into them.
 # pip-compile runs from a venv of its own: it needs a newer pip than the locks install.
 LOCK_VENV := .venv-lock
-COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras $(UPGRADE)
+COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --no-header --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras $(UPGRADE)
 lock:
 	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
 		$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.7.0; }
