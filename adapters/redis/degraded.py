@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -28,13 +28,14 @@ from application.ports import AttemptCounter, PresenceRegistry, PresenceRepair
 from domain.presence import TooManyConnectionsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
     from datetime import datetime
 
     from adapters.redis.presence import RedisPresenceRegistry
     from domain.auth import AttemptWindow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_HEAL_PASSES = 10  # a heal that saw connections change in each of these many passes goes on next sweep
 
@@ -78,28 +79,23 @@ class FallbackAttemptCounter(AttemptCounter):
             self._down_since = None
 
     async def get(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow | None:
-        if self._primary_worth_trying(now):
-            try:
-                window = await self._primary.get(key, now=now, window_s=window_s)
-            except REDIS_DOWN as exc:
-                REDIS_ERRORS.count += 1
-                self._failed(now, exc)
-            else:
-                self._recovered()
-                return window
-        return await self._fallback.get(key, now=now, window_s=window_s)
+        return await self._answer(now, lambda counter: counter.get(key, now=now, window_s=window_s))
 
     async def hit(self, key: str, *, now: datetime, window_s: int) -> AttemptWindow:
+        return await self._answer(now, lambda counter: counter.hit(key, now=now, window_s=window_s))
+
+    async def _answer(self, now: datetime, ask: Callable[[AttemptCounter], Awaitable[T]]) -> T:
+        """Redis's answer while it gives one, else (and for a while after it failed) this process's."""
         if self._primary_worth_trying(now):
             try:
-                window = await self._primary.hit(key, now=now, window_s=window_s)
+                answer = await ask(self._primary)
             except REDIS_DOWN as exc:
                 REDIS_ERRORS.count += 1
                 self._failed(now, exc)
             else:
                 self._recovered()
-                return window
-        return await self._fallback.hit(key, now=now, window_s=window_s)
+                return answer
+        return await ask(self._fallback)
 
     async def reset(self, key: str) -> None:
         await self._fallback.reset(key)

@@ -95,6 +95,12 @@ def _start(container: Container, startup_timeout_s: float) -> tuple[uvicorn.Serv
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without any ``CHAT_*`` variable: a server subprocess then has
+    only the settings its test gives it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+
+
 def unavailable(reason: str) -> NoReturn:
     """A test's tool or service is missing: skip with ``reason`` — or fail with ``CI=true``, where
     everything a test needs must be there (``.ci/run`` installs what it can)."""

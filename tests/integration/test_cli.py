@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -17,13 +16,13 @@ import httpx
 import pytest
 
 from adapters.sqlalchemy.migrate import upgrade
-from tests.integration.support import TEST_SECRET, free_port, wait_until_up
+from tests.integration.support import TEST_SECRET, clean_env, free_port, wait_until_up
 
 CLI = [sys.executable, "-m", "entrypoints.cli"]
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update({"CHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/chat.db", **extra})
     return env
 
@@ -60,7 +59,7 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_serve_on_a_database_never_migrated_creates_nothing_before_refusing(tmp_path: Path) -> None:
     """The default database (./data/chat.db) and no JWT secret: neither the SQLite file, nor its
     directory, nor the development secret appear."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     line = refusal_line(run(["serve"], env, tmp_path))
     assert "not migrated" in line
     assert "sqlite+aiosqlite:///./data/chat.db" in line

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.chat import Account, Chat, close_code
-from tests.integration.support import TEST_SECRET, Server
+from tests.integration.support import TEST_SECRET, Server, clean_env
 
 PAIRS = 3  # six users, each sending to its partner
 IN_FLIGHT = 16  # sends a user has unanswered at most
@@ -45,7 +44,7 @@ def backend() -> str:
 @contextmanager
 def server_on(database_url: str, cwd: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
     """A started server on ``database_url`` with the burst's settings (and ``settings``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             "CHAT_DATABASE_URL": database_url,

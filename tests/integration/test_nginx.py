@@ -8,7 +8,6 @@ fails with ``CI=true`` (``.ci/run`` installs nginx with apt when it is missing).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import ssl
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.chat import Chat, Client
-from tests.integration.support import TEST_SECRET, Server, forget_redis_keys, free_port, unavailable
+from tests.integration.support import TEST_SECRET, Server, clean_env, forget_redis_keys, free_port, unavailable
 
 pytestmark = pytest.mark.redis
 
@@ -152,7 +151,7 @@ async def test_a_conversation_through_nginx_in_front_of_two_processes(
     tools = require("nginx", "openssl")
     context = self_signed(tmp_path, tools["openssl"])
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             "CHAT_DATABASE_URL": migrated_url,

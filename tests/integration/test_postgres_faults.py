@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 import uuid
@@ -27,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from adapters.sqlalchemy.migrate import upgrade
 from tests.integration.chat import Account, read_until_closed
 from tests.integration.own_postgres import OwnPostgres, own_postgres, postgres_bin, unusable_reason
-from tests.integration.support import Server, unavailable
+from tests.integration.support import Server, clean_env, unavailable
 from tests.integration.test_faults import (
     ACKS_BEFORE_FAULT,
     DEADLINE_S,
@@ -273,7 +272,7 @@ async def test_serve_refuses_a_hung_database_within_its_timeout(cluster: OwnPost
     """The start-up check is bounded too: one line naming the variable, exit status 2, within
     about CHAT_DB_TIMEOUT_S (before: asyncpg's 60 s connect timeout)."""
     await upgrade(cluster.url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update({**SETTINGS, "CHAT_DATABASE_URL": cluster.url, "CHAT_JWT_SECRET": "s" * 40, "CHAT_PORT": "0"})
     stopped = await asyncio.to_thread(cluster.hang)
     started = time.monotonic()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import signal
 import threading
 import time
@@ -27,7 +26,7 @@ from sqlalchemy import text
 from adapters.sqlalchemy.engine import create_engine
 from tests.integration.chat import Account, Chat, Client, running_chat
 from tests.integration.push_gateway import SECRET, Gateway
-from tests.integration.support import TEST_SECRET, Server
+from tests.integration.support import TEST_SECRET, Server, clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = 20  # how long the gateway stays down in the outage test (issue 17's acceptance)
@@ -273,7 +272,7 @@ async def test_a_blocked_sender_s_message_makes_no_push(migrated_url: str, gatew
 
 
 def server_env(url: str, gateway: Gateway, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             **FAST,

@@ -34,7 +34,7 @@ from p2p_chat_client import (
     Typing,
 )
 from p2p_chat_client.models import Delivered
-from tests.integration.support import TEST_SECRET, Server, make_container, make_settings, serve_async
+from tests.integration.support import TEST_SECRET, Server, clean_env, make_container, make_settings, serve_async
 
 FAST = Timings(
     backoff_base_s=0.05,
@@ -340,7 +340,7 @@ async def test_logout_all_signs_every_socket_out_without_retrying(migrated_url: 
 
 @contextmanager
 def server_process(database_url: str, cwd: Path) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env |= SERVER_ENV | {"CHAT_DATABASE_URL": database_url, "CHAT_JWT_SECRET": TEST_SECRET, "CHAT_LOG_LEVEL": "warning"}
     server = Server(env, cwd)
     server.start()

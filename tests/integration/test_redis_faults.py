@@ -8,7 +8,6 @@ ones docs/operations.md's failure table states."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,7 @@ from domain.auth import AttemptWindow
 from domain.presence import TooManyConnectionsError
 from entrypoints.container import connect_redis
 from tests.integration.chat import Account, Chat, Client
-from tests.integration.support import TEST_SECRET, free_port
+from tests.integration.support import TEST_SECRET, clean_env, free_port
 from tests.integration.test_scale_out import TIMINGS, befriend, start_nodes
 
 pytestmark = [
@@ -119,7 +118,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 @asynccontextmanager
 async def two_nodes(migrated_url: str, redis: OwnRedis, tmp_path: Path) -> AsyncIterator[tuple[Chat, Chat]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             "CHAT_DATABASE_URL": migrated_url,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.chat import Chat, Client, read_until_closed, running_chat
-from tests.integration.support import TEST_SECRET, forget_redis_keys, free_port, wait_until_up
+from tests.integration.support import TEST_SECRET, clean_env, forget_redis_keys, free_port, wait_until_up
 
 pytestmark = pytest.mark.redis
 
@@ -89,7 +88,7 @@ class Cluster:
 @asynccontextmanager
 async def cluster_of(migrated_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             "CHAT_DATABASE_URL": migrated_url,
@@ -262,7 +261,7 @@ async def test_several_workers_on_one_port_share_delivery_and_metrics(
     migrated_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env = clean_env()
     env.update(
         {
             "CHAT_DATABASE_URL": migrated_url,
